@@ -1,0 +1,389 @@
+//! The caps.json model: a service's contract (DESIGN.md 4.2).
+//!
+//! A caps file is checked as a whole when it is loaded — method names unique
+//! and well formed, every schema compiling under JSON Schema 2020-12, every
+//! `positional` name a property of its schema — and every problem names the
+//! file, the method and what to fix. Schemas are compiled here once; callers
+//! keep the [`CompiledCaps`] and never compile per call.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use jsonschema::{Draft, Validator};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What separates the service from the method in a generated MCP tool name:
+/// `mcp.fs.read` becomes `fs_read`.
+pub const TOOL_NAME_SEPARATOR: char = '_';
+
+/// MCP hosts accept tool names matching `^[a-zA-Z0-9_-]{1,64}$`.
+pub const MAX_TOOL_NAME: usize = 64;
+
+static SERVICE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[a-z][a-z0-9]*$").expect("valid regex"));
+static METHOD_LEAF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[A-Za-z][A-Za-z0-9_]*$").expect("valid regex"));
+
+/// A service's capability file, as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caps {
+    /// The service name: lower-case letters and digits (`fs`, `mail`).
+    pub service: String,
+    pub version: String,
+    pub description: String,
+    /// The base of the service's error codes (DESIGN.md 4.1), e.g. -32010.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_base: Option<i32>,
+    /// Service-specific error codes beyond the four derived from the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorSpec>,
+    pub methods: Vec<MethodSpec>,
+}
+
+/// One method of a service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSpec {
+    /// `mcp.<service>.<method>`.
+    pub name: String,
+    /// A plain description that lets a model choose the right method.
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// JSON Schema 2020-12 of the named params; always `"type": "object"`.
+    pub params_schema: Value,
+    /// The order in which a positional (array) call names the params.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positional: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_schema: Option<Value>,
+    /// MCP tool annotations (`readOnlyHint`, `destructiveHint`, …), passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Map<String, Value>>,
+}
+
+/// A documented service error code.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSpec {
+    pub code: i32,
+    pub name: String,
+    pub description: String,
+}
+
+/// Why a caps file cannot be used. The message names the file, the method
+/// (when one is at fault) and the problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapsError {
+    /// The file's path, or a label for caps that did not come from a file.
+    pub origin: String,
+    pub method: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for CapsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.method {
+            Some(method) => write!(f, "{}: method {}: {}", self.origin, method, self.problem),
+            None => write!(f, "{}: {}", self.origin, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for CapsError {}
+
+/// Caps whose schemas are compiled and whose contract has been checked.
+#[derive(Debug)]
+pub struct CompiledCaps {
+    caps: Caps,
+    methods: HashMap<String, CompiledMethod>,
+}
+
+/// A method with its compiled validators.
+#[derive(Debug)]
+pub struct CompiledMethod {
+    pub spec: MethodSpec,
+    pub params: Validator,
+    pub result: Option<Validator>,
+}
+
+impl CompiledCaps {
+    /// Reads, parses and checks a caps file.
+    pub fn load(path: &Path) -> Result<CompiledCaps, CapsError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| CapsError {
+            origin: origin.clone(),
+            method: None,
+            problem: format!("cannot read the file: {error}"),
+        })?;
+        CompiledCaps::from_json(&text, &origin)
+    }
+
+    /// Parses and checks caps from text; `origin` names where it came from.
+    pub fn from_json(text: &str, origin: &str) -> Result<CompiledCaps, CapsError> {
+        let caps: Caps = serde_json::from_str(text).map_err(|error| CapsError {
+            origin: origin.to_owned(),
+            method: None,
+            problem: format!("not a valid caps file: {error}"),
+        })?;
+        CompiledCaps::compile(caps, origin)
+    }
+
+    /// Checks the contract and compiles every schema.
+    pub fn compile(caps: Caps, origin: &str) -> Result<CompiledCaps, CapsError> {
+        let file_error = |problem: String| CapsError {
+            origin: origin.to_owned(),
+            method: None,
+            problem,
+        };
+        if !SERVICE_NAME.is_match(&caps.service) {
+            return Err(file_error(format!(
+                "service name {:?} must be lower-case letters and digits, starting with a letter",
+                caps.service
+            )));
+        }
+        if caps.methods.is_empty() {
+            return Err(file_error("declares no methods".to_owned()));
+        }
+        if let Some(base) = caps.error_base
+            && !(-32099..=-32000).contains(&base)
+        {
+            return Err(file_error(format!(
+                "error_base {base} is outside the server error range -32099..=-32000"
+            )));
+        }
+        let mut codes = HashSet::new();
+        for error in &caps.errors {
+            if !codes.insert(error.code) {
+                return Err(file_error(format!(
+                    "error code {} is documented twice",
+                    error.code
+                )));
+            }
+        }
+        let prefix = format!("mcp.{}.", caps.service);
+        let mut methods = HashMap::with_capacity(caps.methods.len());
+        for spec in &caps.methods {
+            let method_error = |problem: String| CapsError {
+                origin: origin.to_owned(),
+                method: Some(spec.name.clone()),
+                problem,
+            };
+            let Some(leaf) = spec.name.strip_prefix(&prefix) else {
+                return Err(method_error(format!("the name must start with {prefix:?}")));
+            };
+            if !METHOD_LEAF.is_match(leaf) {
+                return Err(method_error(format!(
+                    "{leaf:?} must be letters, digits and underscores, starting with a letter"
+                )));
+            }
+            let tool = tool_name(&spec.name).unwrap_or_default();
+            if tool.len() > MAX_TOOL_NAME {
+                return Err(method_error(format!(
+                    "its MCP tool name {tool:?} is longer than {MAX_TOOL_NAME} characters"
+                )));
+            }
+            if methods.contains_key(&spec.name) {
+                return Err(method_error("is declared more than once".to_owned()));
+            }
+            if spec.description.trim().is_empty() {
+                return Err(method_error("has an empty description".to_owned()));
+            }
+            let compiled = compile_method(spec).map_err(method_error)?;
+            methods.insert(spec.name.clone(), compiled);
+        }
+        Ok(CompiledCaps { caps, methods })
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    pub fn service(&self) -> &str {
+        &self.caps.service
+    }
+
+    pub fn method(&self, name: &str) -> Option<&CompiledMethod> {
+        self.methods.get(name)
+    }
+
+    /// Takes the caps apart: the contract as written and the compiled methods.
+    pub fn into_parts(self) -> (Caps, HashMap<String, CompiledMethod>) {
+        (self.caps, self.methods)
+    }
+
+    /// Method names in the order the file declares them.
+    pub fn method_names(&self) -> impl Iterator<Item = &str> {
+        self.caps.methods.iter().map(|spec| spec.name.as_str())
+    }
+}
+
+fn compile_method(spec: &MethodSpec) -> Result<CompiledMethod, String> {
+    let Value::Object(schema) = &spec.params_schema else {
+        return Err("params_schema must be a JSON object".to_owned());
+    };
+    if schema.get("type") != Some(&Value::String("object".to_owned())) {
+        return Err(
+            "params_schema must have \"type\": \"object\" (MCP tool inputs are objects)".to_owned(),
+        );
+    }
+    let params = compile_schema(&spec.params_schema)
+        .map_err(|problem| format!("params_schema does not compile: {problem}"))?;
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let mut seen = HashSet::new();
+    for name in &spec.positional {
+        if !seen.insert(name) {
+            return Err(format!("positional name {name:?} appears twice"));
+        }
+        if !properties.is_some_and(|properties| properties.contains_key(name)) {
+            return Err(format!(
+                "positional name {name:?} is not a property of params_schema"
+            ));
+        }
+    }
+    let result = match &spec.result_schema {
+        Some(schema) => Some(
+            compile_schema(schema)
+                .map_err(|problem| format!("result_schema does not compile: {problem}"))?,
+        ),
+        None => None,
+    };
+    Ok(CompiledMethod {
+        spec: spec.clone(),
+        params,
+        result,
+    })
+}
+
+/// Compiles a schema as JSON Schema 2020-12 (unless it names another draft
+/// in `$schema`), checking it against the meta-schema. External references
+/// are never fetched.
+pub fn compile_schema(schema: &Value) -> Result<Validator, String> {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .build(schema)
+        .map_err(|error| error.to_string())
+}
+
+/// The MCP tool name of a method: `mcp.fs.read` → `fs_read`. `None` when the
+/// name is not of the `mcp.<service>.<method>` form.
+pub fn tool_name(method: &str) -> Option<String> {
+    let rest = method.strip_prefix("mcp.")?;
+    let (service, leaf) = rest.split_once('.')?;
+    if service.is_empty() || leaf.is_empty() || leaf.contains('.') {
+        return None;
+    }
+    Some(format!("{service}{TOOL_NAME_SEPARATOR}{leaf}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn caps_with(method: Value) -> String {
+        json!({
+            "service": "demo", "version": "0.1.0", "description": "demo",
+            "methods": [method],
+        })
+        .to_string()
+    }
+
+    fn method(name: &str) -> Value {
+        json!({
+            "name": name, "description": "does a thing",
+            "params_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+            "positional": ["path"],
+        })
+    }
+
+    #[test]
+    fn accepts_a_good_file() {
+        let compiled =
+            CompiledCaps::from_json(&caps_with(method("mcp.demo.read_all")), "demo.cap.json")
+                .expect("valid caps");
+        let method = compiled.method("mcp.demo.read_all").expect("declared");
+        assert!(method.params.is_valid(&json!({"path": "/a"})));
+        assert!(!method.params.is_valid(&json!({"path": 3})));
+    }
+
+    #[test]
+    fn refuses_bad_files_naming_file_method_and_problem() {
+        let mut bad_positional = method("mcp.demo.read");
+        bad_positional["positional"] = json!(["path", "encoding"]);
+        let mut bad_schema = method("mcp.demo.read");
+        bad_schema["params_schema"] =
+            json!({"type": "object", "properties": {"x": {"type": "strin"}}});
+        let mut not_object = method("mcp.demo.read");
+        not_object["params_schema"] = json!({"type": "string"});
+        let mut bad_result = method("mcp.demo.read");
+        bad_result["result_schema"] = json!({"minimum": "zero"});
+        let mut repeated = method("mcp.demo.read");
+        repeated["positional"] = json!(["path", "path"]);
+        let long = format!("mcp.demo.{}", "x".repeat(60));
+        let cases: Vec<(String, &str)> = vec![
+            (caps_with(bad_positional), "method mcp.demo.read: positional name \"encoding\" is not a property"),
+            (caps_with(bad_schema), "method mcp.demo.read: params_schema does not compile"),
+            (caps_with(not_object), "method mcp.demo.read: params_schema must have \"type\": \"object\""),
+            (caps_with(bad_result), "method mcp.demo.read: result_schema does not compile"),
+            (caps_with(repeated), "positional name \"path\" appears twice"),
+            (caps_with(method("mcp.other.read")), "method mcp.other.read: the name must start with \"mcp.demo.\""),
+            (caps_with(method("mcp.demo.9lives")), "method mcp.demo.9lives: \"9lives\" must be letters"),
+            (caps_with(method("mcp.demo.a.b")), "method mcp.demo.a.b: \"a.b\" must be letters"),
+            (caps_with(method(&long)), "is longer than 64 characters"),
+            (
+                json!({"service": "demo", "version": "1", "description": "d",
+                       "methods": [method("mcp.demo.read"), method("mcp.demo.read")]})
+                .to_string(),
+                "method mcp.demo.read: is declared more than once",
+            ),
+            (
+                json!({"service": "Demo", "version": "1", "description": "d", "methods": [method("mcp.Demo.read")]})
+                    .to_string(),
+                "demo.cap.json: service name \"Demo\"",
+            ),
+            (
+                json!({"service": "demo", "version": "1", "description": "d", "methods": [], "extra": 1}).to_string(),
+                "demo.cap.json: not a valid caps file: unknown field `extra`",
+            ),
+            ("{".to_owned(), "demo.cap.json: not a valid caps file: EOF while parsing"),
+        ];
+        for (text, expected) in cases {
+            let error = CompiledCaps::from_json(&text, "demo.cap.json")
+                .expect_err(expected)
+                .to_string();
+            assert!(error.starts_with("demo.cap.json: "), "{error}");
+            assert!(
+                error.contains(expected),
+                "expected {expected:?} in {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn load_names_the_missing_file() {
+        let error = CompiledCaps::load(Path::new("/nonexistent/x.cap.json")).expect_err("missing");
+        assert!(
+            error
+                .to_string()
+                .starts_with("/nonexistent/x.cap.json: cannot read the file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tool_names() {
+        assert_eq!(tool_name("mcp.fs.read").as_deref(), Some("fs_read"));
+        assert_eq!(
+            tool_name("mcp.mail.listMessages").as_deref(),
+            Some("mail_listMessages")
+        );
+        assert_eq!(tool_name("fs.read"), None);
+        assert_eq!(tool_name("mcp.fs"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! JSON-RPC error objects and the error codes of the backend wire (DESIGN.md 4.1).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Standard JSON-RPC 2.0 codes and llmbasedos' per-service bases.
+pub mod code {
+    /// The frame is not valid UTF-8 JSON.
+    pub const PARSE_ERROR: i32 = -32700;
+    /// Valid JSON, but not a JSON-RPC 2.0 message (or a frame over the size limit).
+    pub const INVALID_REQUEST: i32 = -32600;
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    pub const INVALID_PARAMS: i32 = -32602;
+    pub const INTERNAL_ERROR: i32 = -32603;
+
+    /// Base of the fs service's codes.
+    pub const FS_BASE: i32 = -32010;
+    /// Base of the sync service's codes.
+    pub const SYNC_BASE: i32 = -32020;
+    /// Base of the mail service's codes.
+    pub const MAIL_BASE: i32 = -32030;
+    /// Base of the agent service's codes.
+    pub const AGENT_BASE: i32 = -32040;
+}
+
+/// The codes a service derives from its base: `base` for a failure of the
+/// operation, `base-1` invalid value, `base-2` permission denied, `base-3`
+/// not found. Further codes (`base-4` …) are documented in the service's
+/// caps.json.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceCodes {
+    pub base: i32,
+}
+
+impl ServiceCodes {
+    pub const fn new(base: i32) -> ServiceCodes {
+        ServiceCodes { base }
+    }
+
+    pub const fn failed(self) -> i32 {
+        self.base
+    }
+
+    pub const fn invalid_value(self) -> i32 {
+        self.base - 1
+    }
+
+    pub const fn permission_denied(self) -> i32 {
+        self.base - 2
+    }
+
+    pub const fn not_found(self) -> i32 {
+        self.base - 3
+    }
+
+    /// A further documented code: `base - offset`.
+    pub const fn custom(self, offset: i32) -> i32 {
+        self.base - offset
+    }
+}
+
+/// A JSON-RPC error object. The message is for people: it says what was
+/// wrong and what to do, and never carries secrets or internals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub code: i32,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ErrorObject {
+    pub fn new(code: i32, message: impl Into<String>) -> ErrorObject {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> ErrorObject {
+        self.data = Some(data);
+        self
+    }
+
+    pub fn method_not_found(method: &str) -> ErrorObject {
+        ErrorObject::new(
+            code::METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )
+    }
+
+    pub fn invalid_params(message: impl Into<String>) -> ErrorObject {
+        ErrorObject::new(code::INVALID_PARAMS, message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ErrorObject {
+        ErrorObject::new(code::INVALID_REQUEST, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ErrorObject {
+        ErrorObject::new(code::INTERNAL_ERROR, message)
+    }
+}
+
+impl fmt::Display for ErrorObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ErrorObject {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_follow_the_design() {
+        let fs = ServiceCodes::new(code::FS_BASE);
+        assert_eq!(
+            [
+                fs.failed(),
+                fs.invalid_value(),
+                fs.permission_denied(),
+                fs.not_found(),
+                fs.custom(4)
+            ],
+            [-32010, -32011, -32012, -32013, -32014]
+        );
+    }
+}

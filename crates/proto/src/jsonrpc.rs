@@ -1,0 +1,458 @@
+//! JSON-RPC 2.0 messages: requests, notifications, responses and error objects.
+//!
+//! Parsing is strict about the envelope (so that a malformed message gets a
+//! precise `-32600` answer) and lazy about the payload: `params` and `result`
+//! stay [`serde_json::Value`]s for the layer that knows their schema.
+
+use std::fmt;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorObject, code};
+
+/// The only protocol version this crate speaks.
+pub const JSONRPC_VERSION: &str = "2.0";
+
+/// A request id: JSON-RPC allows numbers and strings. Fractional numbers and
+/// `null` are refused when parsing because MCP forbids them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(i64),
+    String(String),
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Number(number) => write!(f, "{number}"),
+            RequestId::String(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
+impl From<i64> for RequestId {
+    fn from(number: i64) -> Self {
+        RequestId::Number(number)
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(text: &str) -> Self {
+        RequestId::String(text.to_owned())
+    }
+}
+
+impl RequestId {
+    fn from_value(value: &Value) -> Option<RequestId> {
+        match value {
+            Value::String(text) => Some(RequestId::String(text.clone())),
+            Value::Number(number) => number.as_i64().map(RequestId::Number),
+            _ => None,
+        }
+    }
+}
+
+/// A call that expects exactly one [`Response`] with the same id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: RequestId,
+    pub method: String,
+    /// An object (named params) or an array (positional params), if present.
+    pub params: Option<Value>,
+}
+
+/// A one-way message: no response is ever sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub method: String,
+    pub params: Option<Value>,
+}
+
+/// The answer to a request. `id` is `None` only when the request was so
+/// malformed that its id could not be read (JSON-RPC then answers `"id": null`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub id: Option<RequestId>,
+    pub outcome: Result<Value, ErrorObject>,
+}
+
+impl Response {
+    pub fn success(id: RequestId, result: Value) -> Response {
+        Response {
+            id: Some(id),
+            outcome: Ok(result),
+        }
+    }
+
+    pub fn error(id: Option<RequestId>, error: ErrorObject) -> Response {
+        Response {
+            id,
+            outcome: Err(error),
+        }
+    }
+}
+
+/// Any JSON-RPC 2.0 message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Request(Request),
+    Notification(Notification),
+    Response(Response),
+}
+
+impl From<Request> for Message {
+    fn from(request: Request) -> Self {
+        Message::Request(request)
+    }
+}
+
+impl From<Notification> for Message {
+    fn from(notification: Notification) -> Self {
+        Message::Notification(notification)
+    }
+}
+
+impl From<Response> for Message {
+    fn from(response: Response) -> Self {
+        Message::Response(response)
+    }
+}
+
+/// Why an incoming frame is not a usable message, with what to answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidMessage {
+    /// The request id, when it could be read: the error response carries it.
+    pub id: Option<RequestId>,
+    /// `-32700` (not JSON) or `-32600` (JSON, but not a JSON-RPC message).
+    pub error: ErrorObject,
+}
+
+impl fmt::Display for InvalidMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error.message)
+    }
+}
+
+impl std::error::Error for InvalidMessage {}
+
+impl Message {
+    /// Parses one frame. Invalid UTF-8 and invalid JSON give `-32700`; JSON
+    /// that is not a single JSON-RPC 2.0 message gives `-32600`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Message, InvalidMessage> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|error| InvalidMessage {
+            id: None,
+            error: ErrorObject::new(code::PARSE_ERROR, format!("parse error: {error}")),
+        })?;
+        Message::from_value(value)
+    }
+
+    /// Classifies an already parsed JSON value.
+    pub fn from_value(value: Value) -> Result<Message, InvalidMessage> {
+        let mut object = match value {
+            Value::Object(object) => object,
+            Value::Array(_) => {
+                return Err(invalid(
+                    None,
+                    "batch requests are not supported: send one JSON-RPC message per frame",
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    None,
+                    format!(
+                        "a JSON-RPC message must be an object, not {}",
+                        kind_of(&other)
+                    ),
+                ));
+            }
+        };
+        let raw_id = object.remove("id");
+        let id = match &raw_id {
+            None => None,
+            Some(value) => match RequestId::from_value(value) {
+                Some(id) => Some(id),
+                None if value.is_null() && !object.contains_key("method") => None,
+                None => {
+                    return Err(invalid(
+                        None,
+                        format!(
+                            "\"id\" must be a string or an integer, not {}",
+                            kind_of(value)
+                        ),
+                    ));
+                }
+            },
+        };
+        match object.get("jsonrpc") {
+            Some(Value::String(version)) if version == JSONRPC_VERSION => {}
+            Some(other) => {
+                return Err(invalid(
+                    id,
+                    format!("\"jsonrpc\" must be \"2.0\", not {other}"),
+                ));
+            }
+            None => return Err(invalid(id, "missing \"jsonrpc\": \"2.0\"")),
+        }
+        if let Some(method) = object.remove("method") {
+            let Value::String(method) = method else {
+                return Err(invalid(id, "\"method\" must be a string"));
+            };
+            let params = match object.remove("params") {
+                None => None,
+                Some(params @ (Value::Object(_) | Value::Array(_))) => Some(params),
+                Some(other) => {
+                    return Err(invalid(
+                        id,
+                        format!(
+                            "\"params\" must be an object or an array, not {}",
+                            kind_of(&other)
+                        ),
+                    ));
+                }
+            };
+            return Ok(match id {
+                Some(id) => Message::Request(Request { id, method, params }),
+                None => Message::Notification(Notification { method, params }),
+            });
+        }
+        if raw_id.is_none() {
+            return Err(invalid(
+                None,
+                "a JSON-RPC message needs a \"method\" (request or notification) or an \"id\" with \"result\" or \"error\" (response)",
+            ));
+        }
+        match (object.remove("result"), object.remove("error")) {
+            (Some(result), None) => match id {
+                Some(id) => Ok(Message::Response(Response::success(id, result))),
+                None => Err(invalid(
+                    None,
+                    "a successful response needs a string or integer \"id\"",
+                )),
+            },
+            (None, Some(error)) => {
+                let error: ErrorObject = serde_json::from_value(error).map_err(|problem| {
+                    invalid(id.clone(), format!("malformed \"error\" object: {problem}"))
+                })?;
+                Ok(Message::Response(Response::error(id, error)))
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                id,
+                "a response has \"result\" or \"error\", not both",
+            )),
+            (None, None) => Err(invalid(id, "a response needs \"result\" or \"error\"")),
+        }
+    }
+
+    /// Serializes the message as compact JSON (no delimiter).
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a JSON-RPC message always serializes")
+    }
+}
+
+fn invalid(id: Option<RequestId>, message: impl Into<String>) -> InvalidMessage {
+    InvalidMessage {
+        id,
+        error: ErrorObject::new(code::INVALID_REQUEST, message),
+    }
+}
+
+/// A short name for a JSON value's type, for error messages.
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Serialize for Request {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(if self.params.is_some() { 4 } else { 3 }))?;
+        map.serialize_entry("jsonrpc", JSONRPC_VERSION)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("method", &self.method)?;
+        if let Some(params) = &self.params {
+            map.serialize_entry("params", params)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Notification {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(if self.params.is_some() { 3 } else { 2 }))?;
+        map.serialize_entry("jsonrpc", JSONRPC_VERSION)?;
+        map.serialize_entry("method", &self.method)?;
+        if let Some(params) = &self.params {
+            map.serialize_entry("params", params)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("jsonrpc", JSONRPC_VERSION)?;
+        map.serialize_entry("id", &self.id)?;
+        match &self.outcome {
+            Ok(result) => map.serialize_entry("result", result)?,
+            Err(error) => map.serialize_entry("error", error)?,
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Message::Request(request) => request.serialize(serializer),
+            Message::Notification(notification) => notification.serialize(serializer),
+            Message::Response(response) => response.serialize(serializer),
+        }
+    }
+}
+
+/// Takes the MCP `_meta` object out of named params, if there is one.
+///
+/// `_meta` is protocol metadata (progress token, protocol version), not an
+/// argument, so it is removed before the params are validated.
+pub fn take_meta(params: &mut Option<Value>) -> Option<Map<String, Value>> {
+    match params {
+        Some(Value::Object(object)) => match object.remove("_meta") {
+            Some(Value::Object(meta)) => Some(meta),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_messages() {
+        let cases: &[(&str, Result<Message, i32>)] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":1}}"#,
+                Ok(Message::Request(Request {
+                    id: RequestId::Number(1),
+                    method: "m".into(),
+                    params: Some(json!({"a":1})),
+                })),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"x","method":"m","params":[1,2]}"#,
+                Ok(Message::Request(Request {
+                    id: "x".into(),
+                    method: "m".into(),
+                    params: Some(json!([1, 2])),
+                })),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"n"}"#,
+                Ok(Message::Notification(Notification {
+                    method: "n".into(),
+                    params: None,
+                })),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"result":null}"#,
+                Ok(Message::Response(Response::success(7.into(), Value::Null))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#,
+                Ok(Message::Response(Response::error(
+                    None,
+                    ErrorObject::new(-32700, "bad"),
+                ))),
+            ),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#, Err(-32600)),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"m"}"#, Err(-32600)),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#, Err(-32600)),
+            (r#"{"id":1,"method":"m"}"#, Err(-32600)),
+            (r#"{"jsonrpc":"2.0","id":1,"method":3}"#, Err(-32600)),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"m","params":3}"#,
+                Err(-32600),
+            ),
+            (r#"[{"jsonrpc":"2.0","id":1,"method":"m"}]"#, Err(-32600)),
+            (r#""hello""#, Err(-32600)),
+            (r#"{"jsonrpc":"2.0"}"#, Err(-32600)),
+            (r#"{"jsonrpc":"2.0","id":1}"#, Err(-32600)),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#,
+                Err(-32600),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
+                Err(-32600),
+            ),
+            (r#"{"jsonrpc":"2.0","#, Err(-32700)),
+            ("", Err(-32700)),
+        ];
+        for (input, expected) in cases {
+            let got = Message::from_slice(input.as_bytes()).map_err(|invalid| invalid.error.code);
+            assert_eq!(&got, expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn invalid_request_keeps_a_readable_id() {
+        let error = Message::from_slice(br#"{"jsonrpc":"1.0","id":"abc","method":"m"}"#)
+            .expect_err("wrong version");
+        assert_eq!(error.id, Some(RequestId::from("abc")));
+        assert!(
+            error.error.message.contains("\"2.0\""),
+            "{}",
+            error.error.message
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_parse_error() {
+        let error = Message::from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}")
+            .expect_err("bad utf-8");
+        assert_eq!(error.error.code, code::PARSE_ERROR);
+    }
+
+    #[test]
+    fn serializes_round_trip() {
+        let messages = [
+            Message::Request(Request {
+                id: 3.into(),
+                method: "a.b".into(),
+                params: None,
+            }),
+            Message::Notification(Notification {
+                method: "notifications/progress".into(),
+                params: Some(json!({"progressToken": "t", "progress": 1})),
+            }),
+            Message::Response(Response::error(
+                Some("q".into()),
+                ErrorObject::new(-32601, "no such method").with_data(json!({"method": "x"})),
+            )),
+            Message::Response(Response::success(4.into(), json!([1, "two"]))),
+        ];
+        for message in messages {
+            let bytes = message.to_vec();
+            assert_eq!(Message::from_slice(&bytes).expect("round trip"), message);
+        }
+    }
+
+    #[test]
+    fn take_meta_removes_only_meta() {
+        let mut params = Some(json!({"_meta": {"progressToken": 5}, "path": "/a"}));
+        let meta = take_meta(&mut params).expect("meta present");
+        assert_eq!(meta.get("progressToken"), Some(&json!(5)));
+        assert_eq!(params, Some(json!({"path": "/a"})));
+    }
+}

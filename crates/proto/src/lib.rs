@@ -1,0 +1,23 @@
+//! The wire vocabulary of llmbasedos: JSON-RPC 2.0 messages and error codes,
+//! the MCP message types of both protocol eras, the framing codecs (NUL for
+//! backends, newline for stdio) and the caps.json model.
+//!
+//! This crate knows nothing about sockets, systemd or any capability; it is
+//! shared by the server framework, the gateway and the clients.
+//!
+//! - [`jsonrpc`]: requests, notifications, responses, strict envelope parsing.
+//! - [`error`]: error objects and codes (standard and per-service).
+//! - [`codec`]: delimiter framing with a size bound.
+//! - [`caps`]: the capability contract, validated and compiled at load.
+//! - [`mcp`]: MCP types for protocol 2025-11-25 and 2026-07-28.
+
+pub mod caps;
+pub mod codec;
+pub mod error;
+pub mod jsonrpc;
+pub mod mcp;
+
+pub use caps::{Caps, CapsError, CompiledCaps, CompiledMethod, MethodSpec};
+pub use codec::{DEFAULT_MAX_MESSAGE, DelimitedCodec, Frame};
+pub use error::{ErrorObject, ServiceCodes, code};
+pub use jsonrpc::{Message, Notification, Request, RequestId, Response};

@@ -1,0 +1,1 @@
+//! MCP message types of both protocol eras (in progress).

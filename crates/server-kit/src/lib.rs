@@ -1,0 +1,44 @@
+//! The llmbasedos server framework: what every backend (fs, mail, sync,
+//! agent) is built with.
+//!
+//! A server is its caps.json plus one handler per method:
+//!
+//! ```no_run
+//! # use server_kit::{Server, HandlerError, Context};
+//! # #[derive(serde::Deserialize)] struct Params { text: String }
+//! # fn caps() -> proto::CompiledCaps { proto::CompiledCaps::from_json("", "x").expect("caps") }
+//! let server = Server::builder(caps(), "echo.cap.json")
+//!     .method("mcp.echo.say", |_context: Context, params: Params| async move {
+//!         Ok::<_, HandlerError>(serde_json::json!({ "text": params.text }))
+//!     })
+//!     .build()?;
+//! # Ok::<(), server_kit::BuildError>(())
+//! ```
+//!
+//! The pieces:
+//! - [`server`]: assembly, checked one to one against the caps; params
+//!   validated with schemas compiled once, positional params mapped.
+//! - [`connection`]: one task per connection, pipelined requests answered
+//!   by id, bounded in-flight, cancellation, progress.
+//! - [`serve`]: `Server::serve(listener, shutdown, options)`: accept loop,
+//!   idle exit, drain on shutdown.
+//! - [`listener`], [`notify`], [`logging`], [`service`]: socket activation or a
+//!   bound path, the sd-notify protocol, journald or stderr logging, and the
+//!   `main` that wires them.
+
+pub mod connection;
+pub mod context;
+pub mod error;
+pub mod listener;
+pub mod logging;
+pub mod notify;
+pub mod serve;
+pub mod server;
+pub mod service;
+
+pub use connection::ConnectionLimits;
+pub use context::{Context, PeerCredentials, Progress};
+pub use error::{BuildError, HandlerError};
+pub use serve::{ServeOptions, Stopped};
+pub use server::{Server, ServerBuilder};
+pub use service::{ServeArgs, run};

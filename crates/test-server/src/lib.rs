@@ -1,0 +1,204 @@
+//! A small server built with `server-kit`, used by the framework's own tests,
+//! its benchmark, and later the gateway's tests. Its methods exercise each
+//! part of the framework: echo (named and positional params), noop (the
+//! benchmark), sleep and blocking (concurrency, cancellation), progress,
+//! fail (every error kind, and a panic), big (the message limit), whoami
+//! (SO_PEERCRED) and stats (what was cancelled).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use server_kit::{BuildError, Context, HandlerError, Server};
+
+/// The service's contract, shipped inside the binary.
+pub const CAPS: &str = include_str!("../test.cap.json");
+
+/// Where the caps come from, for error messages.
+pub const CAPS_ORIGIN: &str = "crates/test-server/test.cap.json";
+
+#[derive(Debug, Default)]
+struct Counters {
+    started: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// Counts a sleep as cancelled if it is dropped before it completes.
+struct Attempt {
+    counters: Arc<Counters>,
+    done: bool,
+}
+
+impl Attempt {
+    fn start(counters: &Arc<Counters>) -> Attempt {
+        counters.started.fetch_add(1, Ordering::Relaxed);
+        Attempt {
+            counters: counters.clone(),
+            done: false,
+        }
+    }
+
+    fn finish(mut self) {
+        self.done = true;
+        self.counters.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Echo {
+    text: String,
+    repeat: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Millis {
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+struct ProgressParams {
+    steps: u32,
+    delay_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Big {
+    bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+/// Builds the test server.
+pub fn server() -> Result<Server, BuildError> {
+    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    let counters = Arc::new(Counters::default());
+    let sleep_counters = counters.clone();
+    let blocking_counters = counters.clone();
+    Server::builder(caps, CAPS_ORIGIN)
+        .method(
+            "mcp.test.echo",
+            |_context: Context, params: Echo| async move {
+                Ok::<_, HandlerError>(
+                    json!({ "text": params.text.repeat(params.repeat.unwrap_or(1)) }),
+                )
+            },
+        )
+        .method("mcp.test.noop", |_context: Context, _params: Empty| async {
+            Ok::<_, HandlerError>(json!({}))
+        })
+        .method(
+            "mcp.test.sleep",
+            move |_context: Context, params: Millis| {
+                let attempt = Attempt::start(&sleep_counters);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(params.ms)).await;
+                    attempt.finish();
+                    Ok::<_, HandlerError>(json!({ "slept_ms": params.ms }))
+                }
+            },
+        )
+        .method(
+            "mcp.test.blocking",
+            move |context: Context, params: Millis| {
+                let attempt = Attempt::start(&blocking_counters);
+                async move {
+                    let token = context.cancellation_token();
+                    let finished = context
+                        .blocking(move || {
+                            for _ in 0..params.ms {
+                                if token.is_cancelled() {
+                                    return false;
+                                }
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            true
+                        })
+                        .await?;
+                    if finished {
+                        attempt.finish();
+                    }
+                    Ok::<_, HandlerError>(json!({ "blocked_ms": params.ms }))
+                }
+            },
+        )
+        .method(
+            "mcp.test.progress",
+            |context: Context, params: ProgressParams| async move {
+                let total = f64::from(params.steps);
+                for step in 1..=params.steps {
+                    if let Some(delay) = params.delay_ms.filter(|delay| *delay > 0) {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let message = format!("step {step} of {}", params.steps);
+                    context
+                        .progress(f64::from(step), Some(total), Some(&message))
+                        .await;
+                }
+                Ok::<_, HandlerError>(json!({ "steps": params.steps }))
+            },
+        )
+        .method(
+            "mcp.test.fail",
+            |_context: Context, params: Fail| async move {
+                Err::<Value, _>(match params.kind.as_str() {
+                    "invalid_value" => HandlerError::InvalidValue("the value is not usable".into()),
+                    "permission_denied" => HandlerError::PermissionDenied("not allowed".into()),
+                    "not_found" => HandlerError::NotFound("no such thing".into()),
+                    "failed" => HandlerError::Failed("the operation failed".into()),
+                    "custom" => HandlerError::Service {
+                        offset: 4,
+                        message: "a documented service failure".into(),
+                        data: Some(json!({ "hint": "see caps.json" })),
+                    },
+                    "panic" => panic!("the test server was asked to panic"),
+                    _ => {
+                        HandlerError::internal("secret-internal-detail: /var/lib/llmbasedos/token")
+                    }
+                })
+            },
+        )
+        .method(
+            "mcp.test.big",
+            |_context: Context, params: Big| async move {
+                Ok::<_, HandlerError>(json!({ "data": "x".repeat(params.bytes) }))
+            },
+        )
+        .method(
+            "mcp.test.whoami",
+            |context: Context, _params: Empty| async move {
+                let peer = context.peer();
+                Ok::<_, HandlerError>(json!({ "uid": peer.uid, "gid": peer.gid, "pid": peer.pid }))
+            },
+        )
+        .method(
+            "mcp.test.stats",
+            move |_context: Context, _params: Empty| {
+                let counters = counters.clone();
+                async move {
+                    Ok::<_, HandlerError>(json!({
+                        "started": counters.started.load(Ordering::Relaxed),
+                        "completed": counters.completed.load(Ordering::Relaxed),
+                        "cancelled": counters.cancelled.load(Ordering::Relaxed),
+                    }))
+                }
+            },
+        )
+        .build()
+}
