@@ -250,7 +250,7 @@ impl Connection<'_> {
         let token = self.active.get(&request.id).cloned().unwrap_or_default();
         let progress_token = meta
             .as_ref()
-            .and_then(|meta| meta.get("progressToken"))
+            .and_then(|meta| meta.get(proto::mcp::meta_key::PROGRESS_TOKEN))
             .filter(|token| token.is_string() || token.is_i64())
             .cloned();
         let progress = Progress::new(progress_token, &self.outgoing_tx, &self.codec);
@@ -290,7 +290,7 @@ impl Connection<'_> {
     }
 
     fn notification(&mut self, notification: &Notification) {
-        if notification.method != "notifications/cancelled" {
+        if notification.method != proto::mcp::method::NOTIFICATIONS_CANCELLED {
             tracing::debug!(method = %notification.method, "ignoring notification");
             return;
         }

@@ -157,7 +157,7 @@ impl Progress {
             params["message"] = json!(message);
         }
         let notification = Notification {
-            method: "notifications/progress".to_owned(),
+            method: proto::mcp::method::NOTIFICATIONS_PROGRESS.to_owned(),
             params: Some(params),
         };
         let mut buffer = BytesMut::new();

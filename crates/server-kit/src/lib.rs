@@ -41,4 +41,4 @@ pub use context::{Context, PeerCredentials, Progress};
 pub use error::{BuildError, HandlerError};
 pub use serve::{ServeOptions, Stopped};
 pub use server::{Server, ServerBuilder};
-pub use service::{ServeArgs, run};
+pub use service::{ServeArgs, run, runtime};

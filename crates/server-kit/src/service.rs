@@ -108,11 +108,7 @@ where
     };
     let activated = obtained.origin == ListenerOrigin::Activated;
     let options = args.options(activated);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.worker_threads {
-        builder.worker_threads(threads.max(1));
-    }
-    let runtime = match builder.enable_all().thread_name(identifier).build() {
+    let runtime = match runtime(identifier, args.worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
@@ -147,6 +143,19 @@ where
         Some(Stopped::Shutdown | Stopped::Idle) => ExitCode::SUCCESS,
         None => ExitCode::FAILURE,
     }
+}
+
+/// The async runtime every server runs on (also used by the benchmark, so
+/// that it measures what ships).
+pub fn runtime(
+    identifier: &str,
+    worker_threads: Option<usize>,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder.enable_all().thread_name(identifier).build()
 }
 
 /// Completes on the first SIGTERM or SIGINT.
