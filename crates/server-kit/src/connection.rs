@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -177,7 +178,19 @@ pub(crate) async fn serve_connection(
                 tracing::debug!(%error, "read failed; answering what is in flight");
                 reading = false;
             }
-            Event::Frame(None) => reading = false,
+            Event::Frame(None) => {
+                reading = false;
+                // End of stream is either a half-close (the client still
+                // reads its answers) or the client gone. If it is gone,
+                // nobody waits for what is running: cancel it.
+                if peer_hung_up(write_half.as_ref()) {
+                    tracing::debug!(
+                        pending = connection.active.len(),
+                        "client gone; cancelling its requests"
+                    );
+                    connection.cancel_all();
+                }
+            }
             Event::Shutdown => {
                 tracing::debug!(
                     pending = connection.active.len(),
@@ -195,9 +208,7 @@ pub(crate) async fn serve_connection(
             Event::Finished => break,
         }
     }
-    for token in connection.active.values() {
-        token.cancel();
-    }
+    connection.cancel_all();
     tracing::debug!(uid = peer.uid, "connection closed");
 }
 
@@ -347,6 +358,13 @@ impl Connection<'_> {
         self.start_queued();
     }
 
+    fn cancel_all(&mut self) {
+        self.queued.clear();
+        for token in self.active.values() {
+            token.cancel();
+        }
+    }
+
     fn start_queued(&mut self) {
         while self.in_flight.len() < self.limits.max_in_flight {
             let Some(request) = self.queued.pop_front() else {
@@ -388,6 +406,19 @@ impl Connection<'_> {
             Err(error) => tracing::error!(%error, "cannot encode a response"),
         }
     }
+}
+
+/// Whether the peer closed both directions (POLLHUP), as opposed to a
+/// half-close after which it still reads.
+fn peer_hung_up(stream: &UnixStream) -> bool {
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout: poll only reports readiness.
+    let ready = unsafe { libc::poll(&raw mut poll, 1, 0) };
+    ready == 1 && poll.revents & libc::POLLHUP != 0
 }
 
 /// How long [`crate::Server::serve`] waits for in-flight requests by default.

@@ -7,6 +7,7 @@
 //!   journald when stderr is connected to the journal (`JOURNAL_STREAM`),
 //!   text otherwise.
 
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
@@ -61,7 +62,11 @@ pub fn init(identifier: &str) {
     let mut fallback = None;
     let journald = match format {
         Format::Journald => match tracing_journald::layer() {
-            Ok(layer) => Some(layer.with_syslog_identifier(identifier.to_owned())),
+            Ok(layer) => Some(
+                layer
+                    .with_syslog_identifier(identifier.to_owned())
+                    .with_field_prefix(None),
+            ),
             Err(error) => {
                 fallback = Some(format!(
                     "journald is not available ({error}); logging to stderr"
@@ -86,6 +91,7 @@ pub fn init(identifier: &str) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
                     .with_target(false),
             )
             .try_init(),

@@ -80,6 +80,12 @@ impl Server {
         let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
         tokio::pin!(shutdown);
         let stopped = loop {
+            // At the connection limit, wait for a slot first; the server is
+            // not idle then, so only shutdown needs watching.
+            let permit = tokio::select! {
+                () = &mut shutdown => break Stopped::Shutdown,
+                permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
             let idle = active.count.load(Ordering::Acquire) == 0;
             let idle_timer = async {
                 match options.idle_timeout {
@@ -87,37 +93,33 @@ impl Server {
                     _ => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let accepted = tokio::select! {
                 () = &mut shutdown => break Stopped::Shutdown,
                 () = idle_timer => break Stopped::Idle,
+                // A connection closed: look again whether the server is idle.
                 () = active.changed.notified() => continue,
-                permit = permits.clone().acquire_owned() => {
-                    let permit = permit.expect("the semaphore is never closed");
-                    let accepted = tokio::select! {
-                        () = &mut shutdown => break Stopped::Shutdown,
-                        accepted = listener.accept() => accepted,
-                    };
-                    match accepted {
-                        Ok((stream, _)) => {
-                            active.count.fetch_add(1, Ordering::AcqRel);
-                            let guard = ConnectionGuard(active.clone());
-                            let server = self.clone();
-                            let token = connections_shutdown.clone();
-                            tracker.spawn(async move {
-                                serve_connection(server, stream, token, options.limits).await;
-                                drop((guard, permit));
-                            });
-                        }
-                        Err(error) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    active.count.fetch_add(1, Ordering::AcqRel);
+                    let guard = ConnectionGuard(active.clone());
+                    let server = self.clone();
+                    let token = connections_shutdown.clone();
+                    tracker.spawn(async move {
+                        serve_connection(server, stream, token, options.limits).await;
+                        drop((guard, permit));
+                    });
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         };
         drop(listener);
+        connections_shutdown.cancel();
         let in_flight = active.count.load(Ordering::Acquire);
         match stopped {
             Stopped::Shutdown => {
@@ -131,7 +133,6 @@ impl Server {
                 tracing::info!(idle_timeout = ?options.idle_timeout, "idle timeout reached, exiting");
             }
         }
-        connections_shutdown.cancel();
         tracker.close();
         if tokio::time::timeout(options.drain_timeout, tracker.wait())
             .await

@@ -122,9 +122,10 @@ impl Server {
                 }
                 Value::Object(object)
             }
+            // The envelope parser lets only objects and arrays through.
             Some(other) => {
-                return Err(ErrorObject::invalid_params(format!(
-                    "params must be an object or an array, not {}",
+                return Err(ErrorObject::invalid_request(format!(
+                    "\"params\" must be an object or an array, not {}",
                     kind_of(&other)
                 )));
             }

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::connection::ConnectionLimits;
-use crate::listener::{self, ListenerError, ListenerOrigin};
+use crate::listener::{self, ListenerOrigin};
 use crate::notify;
 use crate::serve::{ServeOptions, Stopped};
 use crate::server::Server;
@@ -92,22 +92,6 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let obtained = match listener::obtain(args.socket.as_deref()) {
-        Ok(obtained) => obtained,
-        Err(error) => {
-            tracing::error!("cannot start {identifier}: {error}");
-            notify::status(&format!("failed: {error}"));
-            let status = match error {
-                ListenerError::NoSocket
-                | ListenerError::InUse { .. }
-                | ListenerError::NotASocket { .. } => EXIT_CONFIG,
-                _ => 1,
-            };
-            return ExitCode::from(status);
-        }
-    };
-    let activated = obtained.origin == ListenerOrigin::Activated;
-    let options = args.options(activated);
     let runtime = match runtime(identifier, args.worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -115,6 +99,31 @@ where
             return ExitCode::FAILURE;
         }
     };
+    // Signal handlers exist before the socket does: a SIGTERM that arrives
+    // while starting is a clean shutdown, not a death that leaves the
+    // socket file behind.
+    let shutdown = {
+        let _entered = runtime.enter();
+        match ShutdownSignals::install() {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::error!(%error, "cannot install the SIGTERM/SIGINT handlers");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let obtained = match listener::obtain(args.socket.as_deref()) {
+        Ok(obtained) => obtained,
+        Err(error) => {
+            // Every listener problem is one of configuration (a path, a
+            // unit's ListenStream=): systemd must not restart-loop on it.
+            tracing::error!("cannot start {identifier}: {error}");
+            notify::status(&format!("failed: {error}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let activated = obtained.origin == ListenerOrigin::Activated;
+    let options = args.options(activated);
     let where_ = match &obtained.origin {
         ListenerOrigin::Activated => "the socket passed by systemd".to_owned(),
         ListenerOrigin::Bound(path) => path.display().to_string(),
@@ -127,12 +136,12 @@ where
                 return None;
             }
         };
+        tracing::info!(service = server.service(), socket = %where_, idle_timeout = ?options.idle_timeout, "serving");
+        notify::ready(&format!("serving {} on {where_}", server.service()));
         if let Some(interval) = notify::watchdog_interval() {
             tokio::spawn(notify::watchdog(interval));
         }
-        tracing::info!(service = server.service(), socket = %where_, idle_timeout = ?options.idle_timeout, "serving");
-        notify::ready(&format!("serving {} on {where_}", server.service()));
-        Some(server.serve(listener, shutdown_signal(), options).await)
+        Some(server.serve(listener, shutdown.wait(), options).await)
     });
     if let ListenerOrigin::Bound(path) = &obtained.origin {
         let _ = std::fs::remove_file(path);
@@ -158,17 +167,25 @@ pub fn runtime(
     builder.enable_all().thread_name(identifier).build()
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; the server can only be killed");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT handlers, installed up front.
+struct ShutdownSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes on the first SIGTERM or SIGINT.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
