@@ -1,0 +1,143 @@
+//! `llmbasedos call`: one request to one service, straight to its socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use proto::{Message, Request, RequestId};
+use serde_json::{Map, Value};
+
+use crate::stack;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct CallArgs {
+    /// The method, e.g. `mcp.test.echo`.
+    method: String,
+    /// Params as `key=value` pairs (a value that parses as JSON is taken as
+    /// JSON, anything else as a string), or one JSON object or array.
+    params: Vec<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+fn parse_params(words: &[String]) -> anyhow::Result<Option<Value>> {
+    match words {
+        [] => Ok(None),
+        [single] if single.starts_with('{') || single.starts_with('[') => {
+            let value = serde_json::from_str(single).context("params are not valid JSON")?;
+            Ok(Some(value))
+        }
+        pairs => {
+            let mut object = Map::new();
+            for pair in pairs {
+                let Some((key, value)) = pair.split_once('=') else {
+                    bail!("{pair:?} is not key=value (or pass one JSON object)");
+                };
+                let value =
+                    serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+                object.insert(key.to_owned(), value);
+            }
+            Ok(Some(Value::Object(object)))
+        }
+    }
+}
+
+pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCode> {
+    let service = args
+        .method
+        .strip_prefix("mcp.")
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(service, _)| service)
+        .with_context(|| {
+            format!(
+                "{:?} is not a method name of the form mcp.<service>.<method>",
+                args.method
+            )
+        })?;
+    let params = parse_params(&args.params)?;
+    let socket = stack::socket_path(runtime_dir, service);
+    let mut stream = UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "cannot connect to {} (is `llmbasedos up` running?)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(args.timeout)))?;
+    let request = Message::Request(Request {
+        id: RequestId::Number(1),
+        method: args.method.clone(),
+        params,
+    });
+    let mut frame = request.to_vec();
+    frame.push(0);
+    stream.write_all(&frame)?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut answer = Vec::new();
+        reader.read_until(0, &mut answer).context("no answer")?;
+        if answer.pop() != Some(0) {
+            bail!("the server closed the connection without answering");
+        }
+        match Message::from_slice(&answer) {
+            Ok(Message::Response(response)) => {
+                return match response.outcome {
+                    Ok(result) => {
+                        println!("{}", serde_json::to_string_pretty(&result)?);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        eprintln!("error {}: {}", error.code, error.message);
+                        Ok(ExitCode::FAILURE)
+                    }
+                };
+            }
+            Ok(Message::Notification(notification)) => {
+                eprintln!(
+                    "{}: {}",
+                    notification.method,
+                    notification.params.unwrap_or(Value::Null)
+                );
+            }
+            Ok(Message::Request(_)) => bail!("the server sent a request; this client answers none"),
+            Err(invalid) => bail!("the server sent an unreadable message: {invalid}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_from_words() {
+        let words = |list: &[&str]| {
+            list.iter()
+                .map(|word| (*word).to_owned())
+                .collect::<Vec<_>>()
+        };
+        let cases = [
+            (words(&[]), None),
+            (
+                words(&["text=hi", "repeat=2"]),
+                Some(json!({"text": "hi", "repeat": 2})),
+            ),
+            (words(&["text=a=b"]), Some(json!({"text": "a=b"}))),
+            (
+                words(&["flag=true", "list=[1,2]"]),
+                Some(json!({"flag": true, "list": [1, 2]})),
+            ),
+            (words(&[r#"{"text":"x"}"#]), Some(json!({"text": "x"}))),
+            (words(&[r#"["x",3]"#]), Some(json!(["x", 3]))),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_params(&input).expect("parses"), expected, "{input:?}");
+        }
+        assert!(parse_params(&words(&["novalue"])).is_err());
+        assert!(parse_params(&words(&["{broken"])).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! `llmbasedos`: the command for running llmbasedos without systemd.
+//!
+//! - `llmbasedos up` starts every server of the stack as a child process,
+//!   each on its own socket in a private runtime directory, with its caps
+//!   file beside it (the layout of `/run/mcp`), supervises them, and stops
+//!   them all on Ctrl-C or SIGTERM. It is the "try it now" and development
+//!   path; packaged installs use systemd socket activation instead.
+//! - `llmbasedos call METHOD key=value…` sends one request to the service
+//!   that owns METHOD and prints the result.
+
+mod call;
+mod stack;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "llmbasedos",
+    version,
+    about = "Run and talk to the llmbasedos stack"
+)]
+struct Cli {
+    /// Directory for sockets and caps files [default: $XDG_RUNTIME_DIR/llmbasedos,
+    /// or /tmp/llmbasedos-<uid>].
+    #[arg(long, env = "LLMBASEDOS_RUNTIME_DIR", global = true)]
+    runtime_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the whole stack as child processes and supervise it until Ctrl-C.
+    Up(up::UpArgs),
+    /// Call one method: `llmbasedos call mcp.test.echo text=hello`.
+    Call(call::CallArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime_dir = cli.runtime_dir.unwrap_or_else(stack::default_runtime_dir);
+    let result = match cli.command {
+        Command::Up(args) => up::run(&runtime_dir, &args),
+        Command::Call(args) => call::run(&runtime_dir, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("llmbasedos: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
