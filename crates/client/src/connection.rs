@@ -1,0 +1,304 @@
+//! One pipelined connection to a NUL-framed JSON-RPC socket.
+//!
+//! Any number of tasks call through one [`Connection`] at once; a reader
+//! task matches answers to callers by id. A call that is dropped before its
+//! answer (timeout, client gone) sends `notifications/cancelled` so the
+//! server stops working on it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use proto::{DelimitedCodec, ErrorObject, Frame, Message, Notification, Request, RequestId};
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+/// Why a call got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The server answered with a JSON-RPC error.
+    #[error("{0}")]
+    Server(ErrorObject),
+    /// The connection closed before the answer arrived.
+    #[error("the server closed the connection before answering")]
+    Closed,
+    /// The request could not be written (the server was gone already).
+    #[error("cannot send the request: {0}")]
+    Send(std::io::Error),
+    /// The request is larger than the message limit.
+    #[error("the request is too large: {0}")]
+    TooLarge(String),
+    /// No connection could be made.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+}
+
+/// What a caller receives for one call besides its result.
+pub type ProgressSender = mpsc::UnboundedSender<Value>;
+
+struct Pending {
+    reply: oneshot::Sender<Result<Value, CallError>>,
+    progress: Option<ProgressSender>,
+}
+
+struct Shared {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Mutex<HashMap<i64, Pending>>,
+    next_id: AtomicI64,
+    closed: AtomicBool,
+    codec: DelimitedCodec,
+    notifications: Option<mpsc::UnboundedSender<Notification>>,
+}
+
+/// A connection; cheap to clone, all clones share it.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of a connection.
+#[derive(Debug, Default)]
+pub struct ConnectOptions {
+    /// The largest message in either direction (default 16 MiB).
+    pub max_message: Option<usize>,
+    /// Where notifications other than progress go (none: dropped).
+    pub notifications: Option<mpsc::UnboundedSender<Notification>>,
+}
+
+impl Connection {
+    /// Connects to a NUL-framed socket.
+    pub async fn connect(path: &Path, options: ConnectOptions) -> std::io::Result<Connection> {
+        let stream = UnixStream::connect(path).await?;
+        Ok(Connection::from_stream(stream, options))
+    }
+
+    /// Takes over a connected stream.
+    pub fn from_stream(stream: UnixStream, options: ConnectOptions) -> Connection {
+        let codec = DelimitedCodec::nul(options.max_message.unwrap_or(proto::DEFAULT_MAX_MESSAGE));
+        let (read_half, write_half) = stream.into_split();
+        let shared = Arc::new(Shared {
+            writer: tokio::sync::Mutex::new(write_half),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(1),
+            closed: AtomicBool::new(false),
+            codec: codec.clone(),
+            notifications: options.notifications,
+        });
+        let reader = shared.clone();
+        tokio::spawn(async move {
+            let mut frames = FramedRead::new(read_half, codec);
+            while let Some(Ok(frame)) = frames.next().await {
+                match frame {
+                    Frame::Message(bytes) => reader.dispatch(&bytes),
+                    Frame::TooLarge { limit } => {
+                        tracing::warn!(limit, "the server sent a message over the limit; dropped");
+                    }
+                }
+            }
+            reader.close();
+        });
+        Connection { shared }
+    }
+
+    /// Whether no call is waiting for an answer.
+    pub fn is_idle(&self) -> bool {
+        self.shared.lock_pending().is_empty()
+    }
+
+    /// Stops sending: the server answers what it has, then closes, and the
+    /// connection's reader ends.
+    pub async fn close(&self) {
+        let mut writer = self.shared.writer.lock().await;
+        let _ = writer.shutdown().await;
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection is known to be closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Calls `method`. With `progress`, the request carries a progress
+    /// token and every `notifications/progress` for it is forwarded (its
+    /// params object). Dropping the future cancels the call on the server.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Value, CallError> {
+        if self.is_closed() {
+            return Err(CallError::Closed);
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let params = if progress.is_some() {
+            with_progress_token(params, id)
+        } else {
+            params
+        };
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .lock_pending()
+            .insert(id, Pending { reply, progress });
+        let mut guard = CallGuard {
+            connection: self,
+            id,
+            answered: false,
+        };
+        let request = Message::Request(Request {
+            id: RequestId::Number(id),
+            method: method.to_owned(),
+            params,
+        });
+        self.send(&request).await?;
+        let outcome = answer.await.unwrap_or(Err(CallError::Closed));
+        guard.answered = true;
+        outcome
+    }
+
+    /// Sends a notification.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+        self.send(&Message::Notification(Notification {
+            method: method.to_owned(),
+            params,
+        }))
+        .await
+    }
+
+    async fn send(&self, message: &Message) -> Result<(), CallError> {
+        let mut frame = BytesMut::new();
+        self.shared
+            .codec
+            .encode_json(message, &mut frame)
+            .map_err(|error| CallError::TooLarge(error.to_string()))?;
+        let mut writer = self.shared.writer.lock().await;
+        if let Err(error) = writer.write_all(&frame).await {
+            drop(writer);
+            self.shared.close();
+            return Err(CallError::Send(error));
+        }
+        Ok(())
+    }
+}
+
+fn with_progress_token(params: Option<Value>, id: i64) -> Option<Value> {
+    let mut object = match params {
+        Some(Value::Object(object)) => object,
+        None => Map::new(),
+        // Positional params cannot carry `_meta`: no progress then.
+        other => return other,
+    };
+    let meta = object.entry("_meta").or_insert_with(|| json!({}));
+    if let Value::Object(meta) = meta {
+        meta.insert(proto::mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(id));
+    }
+    Some(Value::Object(object))
+}
+
+impl Shared {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Pending>> {
+        // A panic while holding this lock leaves the map consistent.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn dispatch(&self, bytes: &[u8]) {
+        match Message::from_slice(bytes) {
+            Ok(Message::Response(response)) => {
+                let Some(RequestId::Number(id)) = response.id else {
+                    tracing::warn!(id = ?response.id, "answer to no request of ours");
+                    return;
+                };
+                if let Some(pending) = self.lock_pending().remove(&id) {
+                    let _ = pending
+                        .reply
+                        .send(response.outcome.map_err(CallError::Server));
+                }
+            }
+            Ok(Message::Notification(notification)) => {
+                if notification.method == proto::mcp::method::NOTIFICATIONS_PROGRESS {
+                    let token = notification
+                        .params
+                        .as_ref()
+                        .and_then(|params| params.get(proto::mcp::meta_key::PROGRESS_TOKEN))
+                        .and_then(Value::as_i64);
+                    if let Some(token) = token {
+                        if let Some(progress) = self
+                            .lock_pending()
+                            .get(&token)
+                            .and_then(|pending| pending.progress.as_ref())
+                        {
+                            let _ = progress.send(notification.params.unwrap_or(Value::Null));
+                        }
+                        return;
+                    }
+                }
+                if let Some(notifications) = &self.notifications {
+                    let _ = notifications.send(notification);
+                }
+            }
+            Ok(Message::Request(request)) => {
+                tracing::debug!(method = %request.method, "ignoring a request from the server");
+            }
+            Err(invalid) => tracing::warn!(error = %invalid, "unreadable message from the server"),
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for (_, pending) in self.lock_pending().drain() {
+            let _ = pending.reply.send(Err(CallError::Closed));
+        }
+    }
+}
+
+/// Cleans up a call that is dropped before its answer: forget it, and tell
+/// the server to stop.
+struct CallGuard<'a> {
+    connection: &'a Connection,
+    id: i64,
+    answered: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        if self
+            .connection
+            .shared
+            .lock_pending()
+            .remove(&self.id)
+            .is_none()
+        {
+            return;
+        }
+        let connection = self.connection.clone();
+        let id = self.id;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let params = json!({ "requestId": id, "reason": "the caller gave up" });
+                let _ = connection
+                    .notify(proto::mcp::method::NOTIFICATIONS_CANCELLED, Some(params))
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Clients for llmbasedos sockets: a pipelined JSON-RPC connection over a
+//! NUL-framed UNIX socket ([`Connection`]) and a reconnecting pool of them
+//! ([`Pool`]). The gateway reaches its backends through pools; the shell
+//! reaches the gateway through a connection. No capability knowledge here.
+
+mod connection;
+mod pool;
+
+pub use connection::{CallError, ConnectOptions, Connection, ProgressSender};
+pub use pool::Pool;
