@@ -70,6 +70,58 @@ pub fn from_systemd() -> Result<Option<std::os::unix::net::UnixListener>, Listen
     }
 }
 
+/// A listening socket passed by systemd.
+#[derive(Debug)]
+pub enum ActivatedSocket {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+/// Every listening stream socket systemd passed (a front end such as the
+/// gateway has a TCP and a UNIX socket), non-blocking.
+pub fn activated_sockets() -> Result<Vec<ActivatedSocket>, ListenerError> {
+    let fds: Vec<RawFd> = sd_notify::listen_fds()
+        .map_err(|error| ListenerError::Activation(error.to_string()))?
+        .collect();
+    let mut sockets = Vec::with_capacity(fds.len());
+    for fd in fds {
+        let describe = |error: io::Error| {
+            ListenerError::Activation(format!("fd {fd} is not a socket: {error}"))
+        };
+        let domain = socket_option(fd, libc::SO_DOMAIN).map_err(describe)?;
+        let kind = socket_option(fd, libc::SO_TYPE).map_err(describe)?;
+        let listening = socket_option(fd, libc::SO_ACCEPTCONN).map_err(describe)?;
+        if kind != libc::SOCK_STREAM || listening == 0 {
+            return Err(ListenerError::Activation(format!(
+                "fd {fd} is not a listening stream socket; use ListenStream= in the .socket unit"
+            )));
+        }
+        // SAFETY: systemd passed this descriptor to this process
+        // (LISTEN_PID matched) and nothing else owns it.
+        let socket = match domain {
+            libc::AF_UNIX => {
+                ActivatedSocket::Unix(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) })
+            }
+            // SAFETY: as above.
+            libc::AF_INET | libc::AF_INET6 => {
+                ActivatedSocket::Tcp(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+            }
+            other => {
+                return Err(ListenerError::Activation(format!(
+                    "fd {fd} has address family {other}, not UNIX or IP"
+                )));
+            }
+        };
+        let nonblocking = match &socket {
+            ActivatedSocket::Unix(listener) => listener.set_nonblocking(true),
+            ActivatedSocket::Tcp(listener) => listener.set_nonblocking(true),
+        };
+        nonblocking.map_err(|error| ListenerError::Activation(error.to_string()))?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
 fn socket_option(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

@@ -1,0 +1,552 @@
+//! The one dispatcher every transport feeds: the seed's vocabulary
+//! (`mcp.hello`, `mcp.listCapabilities`, `mcp.<service>.<method>`) and
+//! standard MCP of both eras (2025-11-25 sessions, 2026-07-28 stateless
+//! requests), on the same connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client::CallError;
+use proto::mcp::{
+    self, CacheScope, CallToolResult, DiscoverResult, Era, Implementation, InitializeParams,
+    InitializeResult, ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta,
+    ServerCapabilities, ToolsCapability, method,
+};
+use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::Config;
+use crate::registry::{Registry, Service};
+
+/// Error codes of the gateway itself, for the seed's direct method calls
+/// (MCP tool calls report backend failures as tool results instead).
+pub mod code {
+    /// The service's server is not running or not reachable.
+    pub const SERVICE_UNAVAILABLE: i32 = -32001;
+    /// This client already has as many requests running as it may.
+    pub const TOO_MANY_REQUESTS: i32 = -32005;
+    /// The service did not answer within the backend timeout.
+    pub const SERVICE_TIMEOUT: i32 = -32003;
+}
+
+/// Tools per `tools/list` page.
+const TOOLS_PAGE: usize = 100;
+
+/// The gateway: configuration, services, and what it says about itself.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    info: Implementation,
+}
+
+/// One client's state: its protocol era, log level, running requests.
+/// Cheap to [`Session::fork`]: an HTTP request gets its own notification
+/// stream while sharing the session's state.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<SessionShared>,
+    outgoing: mpsc::Sender<Message>,
+}
+
+#[derive(Debug)]
+struct SessionShared {
+    /// Who the client is (a token holder, a uid), for logs and limits.
+    identity: String,
+    state: Mutex<SessionState>,
+    running: Mutex<HashMap<RequestId, tokio::task::AbortHandle>>,
+    permits: Arc<Semaphore>,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    legacy_version: Option<ProtocolVersion>,
+    log_level: Option<LoggingLevel>,
+}
+
+impl Session {
+    /// A session whose notifications (progress, list changes) go to `outgoing`.
+    pub fn new(
+        identity: String,
+        outgoing: mpsc::Sender<Message>,
+        max_concurrent: usize,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            shared: Arc::new(SessionShared {
+                identity,
+                state: Mutex::new(SessionState::default()),
+                running: Mutex::new(HashMap::new()),
+                permits: Arc::new(Semaphore::new(max_concurrent)),
+            }),
+            outgoing,
+        })
+    }
+
+    /// The same session, with notifications going to `outgoing`.
+    pub fn fork(&self, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
+        Arc::new(Session {
+            shared: self.shared.clone(),
+            outgoing,
+        })
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, tokio::task::AbortHandle>> {
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the client went through `initialize` (2025-11-25) and so
+    /// wants `notifications/tools/list_changed`.
+    pub fn wants_list_changed(&self) -> bool {
+        self.state().legacy_version.is_some()
+    }
+
+    /// Sends a notification to the client; dropped if it is not reading.
+    pub fn notify(&self, method: &str, params: Option<Value>) {
+        let _ = self.outgoing.try_send(Message::Notification(Notification {
+            method: method.to_owned(),
+            params,
+        }));
+    }
+
+    /// Stops a running request (`notifications/cancelled`).
+    pub fn cancel(&self, id: &RequestId) {
+        if let Some(handle) = self.running().remove(id) {
+            handle.abort();
+        }
+    }
+
+    /// How many requests are running.
+    pub fn running_count(&self) -> usize {
+        self.running().len()
+    }
+
+    /// Stops every running request (the client went away).
+    pub fn cancel_all(&self) {
+        for (_, handle) in self.running().drain() {
+            handle.abort();
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Arc<Gateway> {
+        let mut info = Implementation::new("llmbasedos", env!("CARGO_PKG_VERSION"));
+        info.title = Some("llmbasedos gateway".to_owned());
+        Arc::new(Gateway {
+            config,
+            registry,
+            info,
+        })
+    }
+
+    /// Handles one message from a client. For a request, the returned
+    /// response is to be sent; notifications return `None`.
+    pub async fn handle(&self, session: &Arc<Session>, message: Message) -> Option<Response> {
+        match message {
+            Message::Request(request) => Some(self.request(session, request).await),
+            Message::Notification(notification) => {
+                self.notification(session, &notification);
+                None
+            }
+            Message::Response(_) => None,
+        }
+    }
+
+    /// Runs a request as its own task, so that it can be cancelled and so
+    /// that the transport keeps reading; `respond` gets the answer (never
+    /// called for a cancelled request, as MCP specifies).
+    pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
+    where
+        F: FnOnce(Response) + Send + 'static,
+    {
+        let Ok(permit) = session.shared.permits.clone().try_acquire_owned() else {
+            let error = ErrorObject::new(
+                code::TOO_MANY_REQUESTS,
+                format!(
+                    "too many requests at once: this client may have {} running; wait for answers before sending more",
+                    self.config.max_concurrent_requests
+                ),
+            );
+            respond(Response::error(Some(request.id), error));
+            return;
+        };
+        let id = request.id.clone();
+        let gateway = self.clone();
+        let task_session = session.clone();
+        let mut running = session.running();
+        if running.contains_key(&id) {
+            drop(running);
+            let error = ErrorObject::invalid_request(format!(
+                "request id {id} is already in use by a running request"
+            ));
+            respond(Response::error(Some(id), error));
+            return;
+        }
+        let handle = tokio::spawn(async move {
+            let id = request.id.clone();
+            let response = gateway.request(&task_session, request).await;
+            task_session.running().remove(&id);
+            drop(permit);
+            respond(response);
+        });
+        running.insert(id, handle.abort_handle());
+    }
+
+    fn notification(&self, session: &Session, notification: &Notification) {
+        match notification.method.as_str() {
+            method::NOTIFICATIONS_INITIALIZED => {}
+            method::NOTIFICATIONS_CANCELLED => {
+                let id = notification
+                    .params
+                    .as_ref()
+                    .and_then(|params| params.get("requestId"))
+                    .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
+                if let Some(id) = id {
+                    session.cancel(&id);
+                }
+            }
+            other => tracing::debug!(method = other, "ignoring notification"),
+        }
+    }
+
+    async fn request(&self, session: &Arc<Session>, request: Request) -> Response {
+        let Request { id, method, params } = request;
+        let outcome = self.route(session, &id, &method, params).await;
+        Response {
+            id: Some(id),
+            outcome,
+        }
+    }
+
+    async fn route(
+        &self,
+        session: &Arc<Session>,
+        id: &RequestId,
+        name: &str,
+        mut params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let meta = RequestMeta::from_params(params.as_ref()).map_err(ErrorObject::from)?;
+        let era = if meta.is_modern() {
+            meta.validate_modern().map_err(ErrorObject::from)?;
+            Era::Modern
+        } else {
+            Era::Legacy
+        };
+        if let Some(only) = method::exclusive_era(name)
+            && only != era
+        {
+            return Err(ErrorObject::method_not_found(name).with_data(json!({
+                "reason": match era {
+                    Era::Modern => "removed in protocol 2026-07-28",
+                    Era::Legacy => "exists only in protocol 2026-07-28: send _meta with the protocol version",
+                }
+            })));
+        }
+        if let Some(Value::Object(object)) = &mut params {
+            object.remove("_meta");
+        }
+        let progress_token = meta.progress_token.clone();
+        let result = match name {
+            method::INITIALIZE => self.initialize(session, params),
+            method::PING => Ok(json!({})),
+            method::SERVER_DISCOVER => self.discover(),
+            method::TOOLS_LIST => self.list_tools(params.as_ref(), era),
+            method::TOOLS_CALL => self.call_tool(session, params, progress_token).await,
+            method::RESOURCES_LIST => Ok(json!({ "resources": [] })),
+            method::RESOURCES_TEMPLATES_LIST => Ok(json!({ "resourceTemplates": [] })),
+            method::RESOURCES_READ => {
+                let uri = params
+                    .as_ref()
+                    .and_then(|params| params.get("uri"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                Err(mcp::resource_not_found_error(era, uri))
+            }
+            method::PROMPTS_LIST => Ok(json!({ "prompts": [] })),
+            method::PROMPTS_GET => Err(ErrorObject::invalid_params(
+                "no such prompt: this gateway offers none yet",
+            )),
+            method::LOGGING_SET_LEVEL => self.set_level(session, params.as_ref()),
+            method::COMPLETION_COMPLETE => {
+                Ok(json!({ "completion": { "values": [], "hasMore": false } }))
+            }
+            "mcp.hello" => Ok(self.hello()),
+            "mcp.listCapabilities" => Ok(self.list_capabilities()),
+            _ => {
+                let snapshot = self.registry.snapshot();
+                match snapshot.methods.get(name) {
+                    Some(service) => {
+                        let outcome = self
+                            .call_backend(session, service, name, params, progress_token)
+                            .await;
+                        if let Err(failure) = &outcome {
+                            tracing::debug!(request = %id, method = name, error = %failure.message, "backend call failed");
+                        }
+                        outcome
+                    }
+                    None => Err(ErrorObject::method_not_found(name)),
+                }
+            }
+        };
+        result.map(|value| match era {
+            Era::Modern => self.modern_result(value),
+            Era::Legacy => value,
+        })
+    }
+
+    /// Every 2026-07-28 result says what kind it is and names the server.
+    fn modern_result(&self, mut value: Value) -> Value {
+        if let Value::Object(object) = &mut value {
+            object
+                .entry("resultType")
+                .or_insert_with(|| json!("complete"));
+            let meta = object.entry("_meta").or_insert_with(|| json!({}));
+            if let Value::Object(meta) = meta {
+                meta.extend(mcp::server_info_meta(&self.info));
+            }
+        }
+        value
+    }
+
+    fn capabilities(&self) -> ServerCapabilities {
+        ServerCapabilities {
+            tools: Some(ToolsCapability {
+                list_changed: Some(true),
+            }),
+            logging: Some(Map::new()),
+            completions: Some(Map::new()),
+            ..ServerCapabilities::default()
+        }
+    }
+
+    fn initialize(&self, session: &Session, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let params: InitializeParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
+            .map_err(|error| {
+                ErrorObject::invalid_params(format!("invalid initialize params: {error}"))
+            })?;
+        let version = ProtocolVersion::negotiate_legacy(&params.protocol_version);
+        session.state().legacy_version = Some(version);
+        tracing::info!(
+            client = %params.client_info.name, requested = %params.protocol_version,
+            version = version.as_str(), identity = %session.identity(), "client initialized"
+        );
+        let mut result = InitializeResult::new(version, self.capabilities(), self.info.clone());
+        result.instructions = Some(INSTRUCTIONS.to_owned());
+        to_value(&result)
+    }
+
+    fn discover(&self) -> Result<Value, ErrorObject> {
+        let mut result = DiscoverResult::new(self.capabilities(), &self.info);
+        result.instructions = Some(INSTRUCTIONS.to_owned());
+        result.ttl_ms = Some(0);
+        result.cache_scope = Some(CacheScope::Private);
+        to_value(&result)
+    }
+
+    fn list_tools(&self, params: Option<&Value>, era: Era) -> Result<Value, ErrorObject> {
+        let snapshot = self.registry.snapshot();
+        let start = match params.and_then(|params| params.get("cursor")) {
+            None | Some(Value::Null) => 0,
+            Some(Value::String(cursor)) => cursor
+                .parse::<usize>()
+                .ok()
+                .filter(|start| *start <= snapshot.tools.len())
+                .ok_or_else(|| {
+                    ErrorObject::invalid_params(
+                        "invalid cursor: pass back a nextCursor from tools/list",
+                    )
+                })?,
+            Some(_) => return Err(ErrorObject::invalid_params("cursor must be a string")),
+        };
+        let end = (start + TOOLS_PAGE).min(snapshot.tools.len());
+        let mut result = ListToolsResult {
+            tools: snapshot.tools[start..end].to_vec(),
+            next_cursor: (end < snapshot.tools.len()).then(|| end.to_string()),
+            ..ListToolsResult::default()
+        };
+        if era == Era::Modern {
+            // Tools change live (services come and go): never cache.
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Private);
+        }
+        to_value(&result)
+    }
+
+    async fn call_tool(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Value, ErrorObject> {
+        let params = params.unwrap_or_else(|| json!({}));
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ErrorObject::invalid_params("tools/call needs a string \"name\""))?;
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(arguments @ Value::Object(_)) => arguments.clone(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(
+                    "tools/call \"arguments\" must be an object",
+                ));
+            }
+        };
+        let snapshot = self.registry.snapshot();
+        let (Some(method), Some(service)) = (
+            snapshot.tool_methods.get(name),
+            snapshot
+                .tool_methods
+                .get(name)
+                .and_then(|method| snapshot.methods.get(method)),
+        ) else {
+            return Err(ErrorObject::invalid_params(format!(
+                "unknown tool: {name}; tools/list names the available ones"
+            )));
+        };
+        let result = match self
+            .call_backend(session, service, method, Some(arguments), progress_token)
+            .await
+        {
+            Ok(value @ Value::Object(_)) => CallToolResult::structured(value),
+            Ok(other) => CallToolResult::text(other.to_string()),
+            // The model reads the message and can correct its call.
+            Err(error) => CallToolResult::error(error.message),
+        };
+        to_value(&result)
+    }
+
+    async fn call_backend(
+        &self,
+        session: &Arc<Session>,
+        service: &Arc<Service>,
+        method: &str,
+        params: Option<Value>,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Value, ErrorObject> {
+        // Progress is forwarded by a task of its own; it is awaited before
+        // the response is returned, so that every progress notification
+        // reaches the client before the answer, as MCP requires.
+        let (progress, forwarder) = match progress_token {
+            Some(token) => {
+                let (sender, mut updates) = mpsc::unbounded_channel::<Value>();
+                let session = session.clone();
+                let forwarder = tokio::spawn(async move {
+                    while let Some(mut update) = updates.recv().await {
+                        if let Value::Object(object) = &mut update {
+                            object.insert(mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(token));
+                        }
+                        session.notify(method::NOTIFICATIONS_PROGRESS, Some(update));
+                    }
+                });
+                (Some(sender), Some(forwarder))
+            }
+            None => (None, None),
+        };
+        let timeout = self.config.backend_timeout;
+        let outcome =
+            tokio::time::timeout(timeout, service.pool.call(method, params, progress)).await;
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+        }
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(CallError::Server(error))) => Err(error),
+            Ok(Err(CallError::Connect(error))) => {
+                tracing::warn!(service = %service.name, %error, "cannot reach the service");
+                Err(ErrorObject::new(
+                    code::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the {} service is not running; start it (systemctl start llmbasedos-{}.socket) and retry",
+                        service.name, service.name
+                    ),
+                ))
+            }
+            Ok(Err(CallError::Closed | CallError::Send(_))) => Err(ErrorObject::new(
+                code::SERVICE_UNAVAILABLE,
+                format!(
+                    "the {} service stopped while handling the request; retry",
+                    service.name
+                ),
+            )),
+            Ok(Err(CallError::TooLarge(message))) => Err(ErrorObject::invalid_request(message)),
+            Err(_) => Err(ErrorObject::new(
+                code::SERVICE_TIMEOUT,
+                format!(
+                    "the {} service did not answer within {}",
+                    service.name,
+                    human(timeout)
+                ),
+            )),
+        }
+    }
+
+    fn set_level(&self, session: &Session, params: Option<&Value>) -> Result<Value, ErrorObject> {
+        let level = params
+            .and_then(|params| params.get("level"))
+            .cloned()
+            .and_then(|level| serde_json::from_value::<LoggingLevel>(level).ok())
+            .ok_or_else(|| {
+                ErrorObject::invalid_params(
+                    "logging/setLevel needs \"level\": one of debug, info, notice, warning, error, critical, alert, emergency",
+                )
+            })?;
+        session.state().log_level = Some(level);
+        Ok(json!({}))
+    }
+
+    fn hello(&self) -> Value {
+        let snapshot = self.registry.snapshot();
+        json!({
+            "name": self.info.name,
+            "version": self.info.version,
+            "protocolVersions": mcp::SUPPORTED_PROTOCOL_VERSIONS,
+            "services": snapshot.services.keys().collect::<Vec<_>>(),
+        })
+    }
+
+    fn list_capabilities(&self) -> Value {
+        let snapshot = self.registry.snapshot();
+        let services: Vec<Value> = snapshot
+            .services
+            .values()
+            .map(|service| {
+                json!({
+                    "service": service.name,
+                    "version": service.version,
+                    "description": service.description,
+                    "methods": service.methods,
+                })
+            })
+            .collect();
+        json!({ "services": services })
+    }
+}
+
+const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
+Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
+    serde_json::to_value(value)
+        .map_err(|error| ErrorObject::internal(format!("cannot encode the result: {error}")))
+}
+
+fn human(duration: Duration) -> String {
+    format!("{} s", duration.as_secs())
+}

@@ -1,0 +1,17 @@
+//! The llmbasedos gateway: one MCP endpoint for every host.
+//!
+//! - [`config`]: the two-stage configuration (`/etc/llmbasedos/gateway.yaml`).
+//! - [`registry`]: services from `<caps dir>/*.cap.json`, watched live;
+//!   methods, MCP tools and a reconnecting connection pool per service.
+//! - [`dispatch`]: the one dispatcher every transport feeds: the seed's
+//!   vocabulary and standard MCP of both eras (2025-11-25, 2026-07-28).
+//! - [`transport`]: Streamable HTTP and WebSocket (with the Host/Origin and
+//!   bearer-token guard), the UNIX socket (SO_PEERCRED), the stdio bridge.
+//!
+//! The gateway knows no capability's internals: a service is its caps file
+//! and its socket.
+
+pub mod config;
+pub mod dispatch;
+pub mod registry;
+pub mod transport;

@@ -1,0 +1,270 @@
+//! Which services exist and which methods and tools they offer, read from
+//! `<caps dir>/*.cap.json` and kept current by watching the directory.
+//!
+//! Every change builds a new [`Snapshot`] and swaps it in whole: a request
+//! sees one consistent view. A broken caps file is logged with its reason and
+//! skipped; the other services keep working.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use client::Pool;
+use proto::caps::tool_name;
+use proto::mcp::{JsonObject, Tool, ToolAnnotations};
+use proto::{CompiledCaps, MethodSpec};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Methods the gateway answers itself; a service may not claim them.
+pub const BUILTIN_METHODS: &[&str] = &["mcp.hello", "mcp.listCapabilities"];
+
+/// One backend service.
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub pool: Arc<Pool>,
+    pub methods: Vec<MethodSpec>,
+}
+
+/// A consistent view of every service, method and tool.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub services: BTreeMap<String, Arc<Service>>,
+    /// `mcp.fs.read` → its service.
+    pub methods: HashMap<String, Arc<Service>>,
+    /// Tools sorted by name, and `fs_read` → `mcp.fs.read`.
+    pub tools: Vec<Tool>,
+    pub tool_methods: HashMap<String, String>,
+}
+
+/// The registry: the current snapshot, and news of changes.
+#[derive(Debug)]
+pub struct Registry {
+    dir: PathBuf,
+    current: RwLock<Arc<Snapshot>>,
+    /// Pools survive reloads so that a caps change does not drop connections.
+    pools: std::sync::Mutex<HashMap<PathBuf, Arc<Pool>>>,
+    changes: broadcast::Sender<()>,
+    backend_connections: usize,
+    max_message: usize,
+}
+
+impl Registry {
+    pub fn new(dir: &Path, backend_connections: usize, max_message: usize) -> Registry {
+        let (changes, _) = broadcast::channel(16);
+        let registry = Registry {
+            dir: dir.to_owned(),
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            pools: std::sync::Mutex::new(HashMap::new()),
+            changes,
+            backend_connections,
+            max_message,
+        };
+        registry.reload();
+        registry
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notified after every change of the tool list.
+    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Reads the directory again; returns whether the tool list changed.
+    pub fn reload(&self) -> bool {
+        let snapshot = self.scan();
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = current.tools != snapshot.tools;
+        *current = Arc::new(snapshot);
+        drop(current);
+        if changed {
+            let _ = self.changes.send(());
+        }
+        changed
+    }
+
+    fn pool(&self, socket: &Path) -> Arc<Pool> {
+        self.pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(socket.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Pool::new(
+                    socket,
+                    self.backend_connections,
+                    self.max_message,
+                ))
+            })
+            .clone()
+    }
+
+    fn scan(&self) -> Snapshot {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| {
+                    path.to_str()
+                        .is_some_and(|name| name.ends_with(".cap.json"))
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot read the caps directory; no services");
+                Vec::new()
+            }
+        };
+        files.sort();
+        let mut snapshot = Snapshot::default();
+        for file in files {
+            let Some(service) = self.load_service(&file) else {
+                continue;
+            };
+            if let Some(clash) = service
+                .methods
+                .iter()
+                .map(|method| method.name.as_str())
+                .find(|name| snapshot.methods.contains_key(*name) || BUILTIN_METHODS.contains(name))
+            {
+                tracing::error!(
+                    file = %file.display(), method = clash,
+                    "refusing service {}: method {clash} is already provided by another service or by the gateway",
+                    service.name
+                );
+                continue;
+            }
+            for method in &service.methods {
+                snapshot
+                    .methods
+                    .insert(method.name.clone(), service.clone());
+                if let Some(tool) = tool_name(&method.name) {
+                    snapshot
+                        .tool_methods
+                        .insert(tool.clone(), method.name.clone());
+                    snapshot.tools.push(tool_of(tool, method));
+                }
+            }
+            snapshot.services.insert(service.name.clone(), service);
+        }
+        snapshot
+            .tools
+            .sort_by(|left, right| left.name.cmp(&right.name));
+        snapshot
+    }
+
+    fn load_service(&self, file: &Path) -> Option<Arc<Service>> {
+        let caps = match CompiledCaps::load(file) {
+            Ok(caps) => caps,
+            Err(error) => {
+                tracing::warn!(file = %file.display(), "ignoring a broken caps file: {error}");
+                return None;
+            }
+        };
+        let stem = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".cap.json"));
+        if stem != Some(caps.service()) {
+            tracing::warn!(
+                file = %file.display(),
+                "ignoring caps file: it declares service {:?}; a service's caps file is named <service>.cap.json",
+                caps.service()
+            );
+            return None;
+        }
+        let (caps, _) = caps.into_parts();
+        let socket = self.dir.join(format!("{}.sock", caps.service));
+        Some(Arc::new(Service {
+            pool: self.pool(&socket),
+            name: caps.service,
+            version: caps.version,
+            description: caps.description,
+            methods: caps.methods,
+        }))
+    }
+
+    /// Watches the directory and reloads on every change (debounced), until
+    /// the process ends. Logs and keeps the last snapshot if watching fails.
+    pub async fn watch(self: Arc<Self>) {
+        use notify::{RecursiveMode, Watcher};
+        let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = sender.send(());
+            }
+        });
+        let mut watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch the caps directory; services will not update live");
+                return;
+            }
+        };
+        if let Err(error) = watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
+            tracing::error!(dir = %self.dir.display(), %error, "cannot watch the caps directory; services will not update live");
+            return;
+        }
+        while events.recv().await.is_some() {
+            // Let a burst of events (a write then a rename) settle.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while events.try_recv().is_ok() {}
+            if self.reload() {
+                let snapshot = self.snapshot();
+                tracing::info!(
+                    services = ?snapshot.services.keys().collect::<Vec<_>>(),
+                    tools = snapshot.tools.len(),
+                    "services changed"
+                );
+            }
+        }
+    }
+}
+
+/// The MCP tool of a method: its name, description, input schema and
+/// annotations come from caps.json.
+fn tool_of(name: String, method: &MethodSpec) -> Tool {
+    let input_schema: JsonObject = match &method.params_schema {
+        Value::Object(schema) => schema.clone(),
+        _ => JsonObject::new(),
+    };
+    let mut tool = Tool::new(name, input_schema);
+    tool.title = method.title.clone();
+    tool.description = Some(method.description.clone());
+    tool.output_schema = method
+        .result_schema
+        .as_ref()
+        .and_then(|schema| match schema {
+            // MCP output schemas are objects; others are not announced.
+            Value::Object(object)
+                if object.get("type") == Some(&Value::String("object".into())) =>
+            {
+                Some(object.clone())
+            }
+            _ => None,
+        });
+    tool.annotations = method.annotations.as_ref().and_then(|annotations| {
+        serde_json::from_value::<ToolAnnotations>(Value::Object(annotations.clone())).ok()
+    });
+    tool
+}

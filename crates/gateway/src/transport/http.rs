@@ -1,0 +1,496 @@
+//! HTTP: Streamable HTTP at `/mcp` (MCP 2025-11-25 and 2026-07-28) and
+//! WebSocket at `/ws` (the seed's transport), behind one guard that checks
+//! `Host` and `Origin` (DNS-rebinding protection) and the bearer token.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use futures::Stream;
+use proto::mcp::{ProtocolVersion, RequestMeta};
+use proto::{ErrorObject, Message, RequestId, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dispatch::{Gateway, Session};
+use crate::transport::StreamClient;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+
+/// Who is calling, as the guard established it.
+#[derive(Clone, Debug)]
+struct Identity(String);
+
+struct HttpSession {
+    session: Arc<Session>,
+    identity: String,
+    /// The GET stream's source; taken by the one open stream.
+    notifications: Mutex<Option<mpsc::Receiver<Message>>>,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    gateway: Arc<Gateway>,
+    sessions: Arc<Mutex<HashMap<String, Arc<HttpSession>>>>,
+}
+
+impl HttpState {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HttpSession>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The HTTP application: `/mcp` and `/ws`, guarded.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let max_message = gateway.config.max_message;
+    let state = HttpState {
+        gateway,
+        sessions: Arc::new(Mutex::new(HashMap::new())),
+    };
+    Router::new()
+        .route(
+            "/mcp",
+            get(open_stream).post(post_message).delete(end_session),
+        )
+        .route("/ws", get(websocket))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(max_message))
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, id: Option<RequestId>, error: ErrorObject) -> HttpResponse {
+    let body = serde_json::to_vec(&Response::error(id, error)).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn forbidden(message: String) -> HttpResponse {
+    tracing::warn!("refused an HTTP request: {message}");
+    json_error(
+        StatusCode::FORBIDDEN,
+        None,
+        ErrorObject::invalid_request(message),
+    )
+}
+
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// `host[:port]` → host (keeping IPv6 brackets).
+fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+async fn guard(
+    State(state): State<HttpState>,
+    mut request: HttpRequest,
+    next: Next,
+) -> HttpResponse {
+    let config = &state.gateway.config;
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let host_allowed = LOOPBACK_HOSTS.contains(&host_without_port(host))
+        || config
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == host || allowed == host_without_port(host));
+    if !host_allowed {
+        return forbidden(format!(
+            "Host {host:?} is not allowed (add it to auth.allowed_hosts to serve it)"
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+        let loopback = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && LOOPBACK_HOSTS.contains(&host_without_port(authority));
+        if !loopback
+            && !config
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed == origin)
+        {
+            return forbidden(format!(
+                "Origin {origin:?} is not allowed (add it to auth.allowed_origins to serve it)"
+            ));
+        }
+    }
+    let identity = if config.no_auth {
+        "local (no auth)".to_owned()
+    } else {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match presented.and_then(|token| config.token_holder(token.trim())) {
+            Some(holder) => format!("token:{holder}"),
+            None => {
+                let (challenge, message) = match presented {
+                    None => (
+                        r#"Bearer realm="llmbasedos""#,
+                        "a bearer token is required: send Authorization: Bearer <token> (llmbasedos up prints where it is)",
+                    ),
+                    Some(_) => (
+                        r#"Bearer realm="llmbasedos", error="invalid_token""#,
+                        "the bearer token is not valid",
+                    ),
+                };
+                let mut response = json_error(
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    ErrorObject::invalid_request(message.to_owned()),
+                );
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                return response;
+            }
+        }
+    };
+    request.extensions_mut().insert(Identity(identity));
+    next.run(request).await
+}
+
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(SESSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// A session id that names no session of this client.
+struct UnknownSession;
+
+impl IntoResponse for UnknownSession {
+    fn into_response(self) -> HttpResponse {
+        json_error(
+            StatusCode::NOT_FOUND,
+            None,
+            ErrorObject::invalid_request("unknown or expired session: send initialize again"),
+        )
+    }
+}
+
+fn find_session(
+    state: &HttpState,
+    headers: &HeaderMap,
+    identity: &str,
+) -> Result<Option<Arc<HttpSession>>, UnknownSession> {
+    let Some(id) = session_id(headers) else {
+        return Ok(None);
+    };
+    match state.sessions().get(id) {
+        // A session belongs to whoever opened it.
+        Some(session) if session.identity == identity => Ok(Some(session.clone())),
+        _ => Err(UnknownSession),
+    }
+}
+
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the kernel provides random bytes");
+    hex::encode(bytes)
+}
+
+async fn post_message(
+    State(state): State<HttpState>,
+    axum::Extension(Identity(identity)): axum::Extension<Identity>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    if let Some(version) = headers
+        .get(PROTOCOL_HEADER)
+        .and_then(|value| value.to_str().ok())
+        && !ProtocolVersion::SUPPORTED
+            .iter()
+            .any(|supported| supported.as_str() == version)
+    {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            ErrorObject::invalid_request(format!(
+                "unsupported MCP-Protocol-Version {version:?}; this gateway speaks {}",
+                proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+            )),
+        );
+    }
+    let message = match Message::from_slice(&body) {
+        Ok(message) => message,
+        Err(invalid) => return json_error(StatusCode::BAD_REQUEST, invalid.id, invalid.error),
+    };
+    let existing = match find_session(&state, &headers, &identity) {
+        Ok(existing) => existing,
+        Err(unknown) => return unknown.into_response(),
+    };
+    let gateway = state.gateway.clone();
+    let max_concurrent = gateway.config.max_concurrent_requests;
+    let request = match message {
+        Message::Request(request) => request,
+        other => {
+            let session = existing.map_or_else(
+                || Session::new(identity.clone(), mpsc::channel(1).0, max_concurrent),
+                |existing| existing.session.clone(),
+            );
+            gateway.handle(&session, other).await;
+            return StatusCode::ACCEPTED.into_response();
+        }
+    };
+    if request.method == proto::mcp::method::INITIALIZE {
+        let (notifications_tx, notifications_rx) = mpsc::channel(256);
+        let session = Session::new(identity.clone(), notifications_tx, max_concurrent);
+        let id = new_session_id();
+        let response = gateway.handle(&session, Message::Request(request)).await;
+        let http_session = Arc::new(HttpSession {
+            session,
+            identity,
+            notifications: Mutex::new(Some(notifications_rx)),
+        });
+        state.sessions().insert(id.clone(), http_session);
+        let mut reply = json_reply(response);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            reply.headers_mut().insert(SESSION_HEADER, value);
+        }
+        return reply;
+    }
+    let base = existing.map_or_else(
+        || Session::new(identity.clone(), mpsc::channel(1).0, max_concurrent),
+        |existing| existing.session.clone(),
+    );
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
+    let has_progress = RequestMeta::from_params(request.params.as_ref())
+        .ok()
+        .is_some_and(|meta| meta.progress_token.is_some());
+    let (events_tx, events_rx) = mpsc::channel(256);
+    let session = base.fork(events_tx.clone());
+    let cancel_on_drop = CancelOnDrop {
+        session: session.clone(),
+        id: Some(request.id.clone()),
+    };
+    if wants_stream && has_progress {
+        gateway.spawn_request(&session, request, move |response| {
+            let _ = events_tx.try_send(Message::Response(response));
+        });
+        return Sse::new(request_stream(events_rx, cancel_on_drop))
+            .keep_alive(KeepAlive::default())
+            .into_response();
+    }
+    drop(events_tx);
+    let (answer_tx, answer_rx) = oneshot::channel();
+    gateway.spawn_request(&session, request, move |response| {
+        let _ = answer_tx.send(response);
+    });
+    let mut cancel_on_drop = cancel_on_drop;
+    match answer_rx.await {
+        Ok(response) => {
+            cancel_on_drop.id = None;
+            json_reply(Some(response))
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn json_reply(response: Option<Response>) -> HttpResponse {
+    match response {
+        Some(response) => {
+            let body = serde_json::to_vec(&response).unwrap_or_default();
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response()
+        }
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// Cancels the request if the HTTP exchange ends before its answer (the
+/// client disconnected).
+struct CancelOnDrop {
+    session: Arc<Session>,
+    id: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = &self.id {
+            self.session.cancel(id);
+        }
+    }
+}
+
+fn sse_event(message: &Message) -> Event {
+    Event::default()
+        .event("message")
+        .data(String::from_utf8_lossy(&message.to_vec()))
+}
+
+/// A POST's SSE stream: the request's notifications, then its response.
+/// Dropped early (the client left), it cancels the request.
+fn request_stream(
+    events: mpsc::Receiver<Message>,
+    cancel_on_drop: CancelOnDrop,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(
+        (events, cancel_on_drop, false),
+        |(mut events, mut cancel_on_drop, done)| async move {
+            if done {
+                return None;
+            }
+            let message = events.recv().await?;
+            let last = matches!(message, Message::Response(_));
+            if last {
+                cancel_on_drop.id = None;
+            }
+            Some((Ok(sse_event(&message)), (events, cancel_on_drop, last)))
+        },
+    )
+}
+
+/// GET `/mcp`: the session's stream of server notifications (2025-11-25).
+async fn open_stream(
+    State(state): State<HttpState>,
+    axum::Extension(Identity(identity)): axum::Extension<Identity>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let session = match find_session(&state, &headers, &identity) {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "POST, DELETE")],
+            )
+                .into_response();
+        }
+        Err(unknown) => return unknown.into_response(),
+    };
+    let Some(mut notifications) = session
+        .notifications
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
+        return json_error(
+            StatusCode::CONFLICT,
+            None,
+            ErrorObject::invalid_request("this session already has an open notification stream"),
+        );
+    };
+    let mut changes = state.gateway.registry.subscribe();
+    let (merged_tx, merged_rx) = mpsc::channel::<Message>(256);
+    let wants = session.session.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                message = notifications.recv() => match message {
+                    Some(message) => if merged_tx.send(message).await.is_err() { break },
+                    None => break,
+                },
+                change = changes.recv() => {
+                    if change.is_err() && merged_tx.is_closed() { break }
+                    if wants.wants_list_changed() {
+                        let notification = Message::Notification(proto::Notification {
+                            method: proto::mcp::method::NOTIFICATIONS_TOOLS_LIST_CHANGED.to_owned(),
+                            params: None,
+                        });
+                        if merged_tx.send(notification).await.is_err() { break }
+                    }
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(merged_rx, |mut merged| async move {
+        let message = merged.recv().await?;
+        Some((Ok::<_, Infallible>(sse_event(&message)), merged))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// DELETE `/mcp`: the client ends its session.
+async fn end_session(
+    State(state): State<HttpState>,
+    axum::Extension(Identity(identity)): axum::Extension<Identity>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    match find_session(&state, &headers, &identity) {
+        Ok(Some(_)) => {
+            if let Some(session) = session_id(&headers).and_then(|id| state.sessions().remove(id)) {
+                session.session.cancel_all();
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => json_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            ErrorObject::invalid_request("no Mcp-Session-Id given"),
+        ),
+        Err(unknown) => unknown.into_response(),
+    }
+}
+
+/// `/ws`: JSON-RPC in WebSocket text frames, the seed's transport.
+async fn websocket(
+    State(state): State<HttpState>,
+    axum::Extension(Identity(identity)): axum::Extension<Identity>,
+    upgrade: WebSocketUpgrade,
+) -> HttpResponse {
+    let max_message = state.gateway.config.max_message;
+    upgrade
+        .max_message_size(max_message)
+        .on_upgrade(move |socket| serve_websocket(state.gateway, socket, identity))
+}
+
+async fn serve_websocket(gateway: Arc<Gateway>, mut socket: WebSocket, identity: String) {
+    let (client, mut outgoing) = StreamClient::start(&gateway, identity);
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Text(text))) => client.on_frame(&gateway, text.as_bytes()),
+                Some(Ok(WsMessage::Binary(bytes))) => client.on_frame(&gateway, &bytes),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => break,
+            },
+            message = outgoing.recv() => {
+                let Some(message) = message else { break };
+                let text = String::from_utf8_lossy(&message.to_vec()).into_owned();
+                if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+"""End-to-end fixtures: real llmbasedos processes in a temp dir, reached
+with real clients (the official MCP Python SDK, a WebSocket client, raw HTTP).
+
+Binaries come from $LLMBASEDOS_BIN_DIR (default: target/debug, which
+`cargo test --workspace` builds). A missing binary or tool fails the test with
+the command that provides it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("LLMBASEDOS_BIN_DIR", ROOT / "target" / "debug"))
+PATIENCE = 15.0
+
+
+def binary(name: str) -> Path:
+    path = BIN_DIR / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: build it with `cargo build --workspace` (or set LLMBASEDOS_BIN_DIR)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate, what: str, timeout: float = PATIENCE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def connectable_unix(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def connectable_tcp(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.connect(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Process:
+    """A child process, stopped by its pid when the test ends."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None):
+        self.argv = argv
+        self.log_path = log
+        self._log = open(log, "ab")
+        full_env = dict(os.environ)
+        for name in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "LLMBASEDOS_LOG_FORMAT"):
+            full_env.pop(name, None)
+        full_env.update(env or {})
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=full_env)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+class Stack:
+    """Backends and a gateway in one temp dir, as `llmbasedos up` lays them out."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.caps_dir = root / "mcp"
+        self.caps_dir.mkdir()
+        self.token = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.gateway_socket = root / "gateway.sock"
+        self.backends: dict[str, Process] = {}
+        self.gateway: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def publish_caps(self, service: str = "test") -> Path:
+        caps = subprocess.run([binary("llmbasedos-test-server"), "--print-caps"], check=True, capture_output=True).stdout
+        path = self.caps_dir / f"{service}.cap.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(caps)
+        temporary.rename(path)
+        return path
+
+    def start_backend(self, service: str = "test") -> Process:
+        socket_path = self.caps_dir / f"{service}.sock"
+        process = Process(
+            [str(binary("llmbasedos-test-server")), "--socket", str(socket_path), "--idle-timeout", "0"],
+            self.root / f"{service}.log",
+        )
+        wait_for(lambda: connectable_unix(socket_path), f"the {service} server's socket")
+        self.backends[service] = process
+        return process
+
+    def write_config(self, extra: str = "") -> Path:
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
+        config = self.root / "gateway.yaml"
+        config.write_text(
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"unix_socket: {self.gateway_socket}\n"
+            f"caps_dir: {self.caps_dir}\n"
+            f"auth:\n  tokens:\n    - name: tests\n      sha256: {digest}\n"
+            f"limits:\n  backend_timeout_secs: 5\n"
+            + extra
+        )
+        return config
+
+    def start_gateway(self, *args: str, config_extra: str = "") -> Process:
+        config = self.write_config(config_extra)
+        self.gateway = Process(
+            [str(binary("llmbasedos-gateway")), "--config", str(config), *args],
+            self.root / "gateway.log",
+            env={"LLMBASEDOS_LOG": "debug"},
+        )
+        wait_for(lambda: connectable_tcp(self.port) and connectable_unix(self.gateway_socket), "the gateway")
+        return self.gateway
+
+    def stdio_bridge_argv(self) -> list[str]:
+        return [str(binary("llmbasedos-gateway")), "stdio", "--unix-socket", str(self.gateway_socket)]
+
+    def stop(self):
+        if self.gateway is not None:
+            self.gateway.stop()
+        for process in self.backends.values():
+            process.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    stack = Stack(tmp_path)
+    stack.publish_caps()
+    stack.start_backend()
+    stack.start_gateway()
+    yield stack
+    stack.stop()
+
+
+def require_tool(name: str, install: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: {install}")
+    return path
+
+
+def jsonrpc(method: str, params=None, id=1) -> str:
+    message = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message)

@@ -1,0 +1,308 @@
+"""The gateway as hosts use it: the official MCP SDK over Streamable HTTP
+(both protocol eras) and over the stdio bridge, WebSocket with the seed's
+method names, the front security, live discovery and backend failures."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import ROOT, Stack, binary, free_port, jsonrpc, wait_for
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from websockets.sync.client import connect as ws_connect
+
+MODES = ["legacy", "auto", "2026-07-28"]
+
+
+def http_target(stack: Stack):
+    return streamable_http_client(stack.url, http_client=create_mcp_http_client(headers=stack.auth))
+
+
+def stdio_target(stack: Stack):
+    argv = stack.stdio_bridge_argv()
+    return StdioServerParameters(command=argv[0], args=argv[1:])
+
+
+async def exercise(target, mode: str) -> dict:
+    """Initialise (or discover), list tools, call one, get a tool error and a protocol error."""
+    seen: dict = {}
+    async with Client(target, mode=mode) as client:
+        seen["version"] = client.session.protocol_version
+        tools = await client.list_tools()
+        seen["tools"] = {tool.name: tool for tool in tools.tools}
+        result = await client.call_tool("test_echo", {"text": "hello", "repeat": 2})
+        seen["echo"] = result
+        seen["tool_error"] = await client.call_tool("test_fail", {"kind": "not_found"})
+        seen["bad_arguments"] = await client.call_tool("test_echo", {"text": 5})
+        progress: list[float] = []
+
+        async def on_progress(value, total, message):
+            progress.append(value)
+
+        await client.call_tool("test_progress", {"steps": 5}, progress_callback=on_progress)
+        seen["progress"] = progress
+        with pytest.raises(Exception) as protocol_error:
+            await client.call_tool("no_such_tool", {})
+        seen["protocol_error"] = str(protocol_error.value)
+    return seen
+
+
+def check_exercise(seen: dict, mode: str):
+    expected_version = "2025-11-25" if mode == "legacy" else "2026-07-28"
+    assert seen["version"] == expected_version
+    echo_tool = seen["tools"]["test_echo"]
+    assert echo_tool.description == "Returns the text it is given."
+    assert echo_tool.input_schema["required"] == ["text"]
+    assert echo_tool.annotations is not None and echo_tool.annotations.read_only_hint is True
+    assert set(seen["tools"]) >= {"test_echo", "test_sleep", "test_progress", "test_fail"}
+    echo = seen["echo"]
+    assert echo.is_error is False
+    assert echo.structured_content == {"text": "hellohello"}
+    assert json.loads(echo.content[0].text) == {"text": "hellohello"}
+    assert seen["tool_error"].is_error is True
+    assert seen["tool_error"].content[0].text == "no such thing"
+    assert seen["bad_arguments"].is_error is True
+    assert "/text" in seen["bad_arguments"].content[0].text
+    assert seen["progress"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert "unknown tool: no_such_tool" in seen["protocol_error"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_streamable_http_with_the_official_sdk(stack: Stack, mode: str):
+    check_exercise(asyncio.run(exercise(http_target(stack), mode)), mode)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_stdio_bridge_with_the_official_sdk(stack: Stack, mode: str):
+    check_exercise(asyncio.run(exercise(stdio_target(stack), mode)), mode)
+
+
+def test_websocket_speaks_the_seed_vocabulary(stack: Stack):
+    with ws_connect(stack.ws_url, additional_headers=stack.auth, open_timeout=10) as ws:
+
+        def call(message: str) -> dict:
+            ws.send(message)
+            return json.loads(ws.recv(timeout=10))
+
+        hello = call(jsonrpc("mcp.hello"))
+        assert hello["result"]["services"] == ["test"]
+        capabilities = call(jsonrpc("mcp.listCapabilities", id=2))
+        [service] = capabilities["result"]["services"]
+        assert service["service"] == "test"
+        assert "mcp.test.echo" in [method["name"] for method in service["methods"]]
+        echo = call(jsonrpc("mcp.test.echo", ["hi", 3], id="three"))
+        assert echo == {"jsonrpc": "2.0", "id": "three", "result": {"text": "hihihi"}}
+        failure = call(jsonrpc("mcp.test.fail", {"kind": "permission_denied"}, id=4))
+        assert failure["error"]["code"] == -32092
+        unknown = call(jsonrpc("mcp.nothing.here", id=5))
+        assert unknown["error"]["code"] == -32601
+        assert "mcp.nothing.here" in unknown["error"]["message"]
+        broken = call("{not json")
+        assert broken["error"]["code"] == -32700
+        # The connection keeps serving after every error.
+        assert call(jsonrpc("mcp.test.echo", {"text": "still"}, id=6))["result"] == {"text": "still"}
+
+
+def http_status(stack: Stack, headers: dict[str, str], method: str = "POST", path: str = "/mcp"):
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    body = jsonrpc("tools/list") if method == "POST" else None
+    base = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    connection.request(method, path, body=body, headers={**base, **headers})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), payload
+
+
+@pytest.mark.parametrize(
+    ("what", "headers", "status", "says"),
+    [
+        ("no token", {}, 401, "bearer token is required"),
+        ("a wrong token", {"Authorization": "Bearer not-the-token"}, 401, "not valid"),
+        ("a foreign Origin", {"Origin": "http://evil.example"}, 403, "Origin"),
+        ("a foreign Host", {"Host": "evil.example"}, 403, "Host"),
+        ("a rebinding Host with a local port", {"Host": "attacker.test:8000"}, 403, "Host"),
+    ],
+)
+def test_the_front_refuses(stack: Stack, what: str, headers: dict[str, str], status: int, says: str):
+    if what not in ("no token", "a wrong token"):
+        headers = {**stack.auth, **headers}
+    got, response_headers, payload = http_status(stack, headers)
+    assert got == status, (what, payload)
+    assert says in json.loads(payload)["error"]["message"]
+    if status == 401:
+        assert response_headers["www-authenticate"].startswith('Bearer realm="llmbasedos"')
+
+
+def test_the_front_admits_local_origins_and_the_token(stack: Stack):
+    for origin in ["http://localhost:5173", "http://127.0.0.1", "https://[::1]:8443"]:
+        status, _, payload = http_status(stack, {**stack.auth, "Origin": origin})
+        assert status == 200, (origin, payload)
+        assert "tools" in json.loads(payload)["result"]
+
+
+def test_websocket_needs_the_token_too(stack: Stack):
+    with pytest.raises(Exception) as refused:
+        ws_connect(stack.ws_url, open_timeout=10)
+    assert "401" in str(refused.value)
+
+
+def test_no_auth_is_refused_off_loopback(tmp_path):
+    stack = Stack(tmp_path)
+    config = stack.write_config()
+    result = subprocess.run(
+        [binary("llmbasedos-gateway"), "--config", str(config), "--listen", f"0.0.0.0:{free_port()}", "--no-auth"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 78
+    assert "--no-auth is refused" in result.stderr
+    assert "not a loopback address" in result.stderr
+
+
+def test_check_config_names_the_key(tmp_path):
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("listen: nowhere\n")
+    result = subprocess.run([binary("llmbasedos-gateway"), "--check-config", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert f"{bad}: listen:" in result.stderr
+    good = subprocess.run(
+        [binary("llmbasedos-gateway"), "--check-config", str(ROOT / "config" / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0, good.stderr
+
+
+OTHER_CAPS = {
+    "service": "other",
+    "version": "0.1.0",
+    "description": "A service that appears while the gateway runs.",
+    "error_base": -32080,
+    "methods": [
+        {
+            "name": "mcp.other.ping",
+            "description": "Answers pong.",
+            "params_schema": {"type": "object", "properties": {}},
+        }
+    ],
+}
+
+
+def test_caps_files_added_and_removed_change_the_tools_live(stack: Stack):
+    async def scenario():
+        changes: list[str] = []
+
+        async def on_message(message):
+            method = getattr(getattr(message, "root", message), "method", None)
+            if method:
+                changes.append(method)
+
+        async with Client(stdio_target(stack), mode="legacy", message_handler=on_message) as client:
+            before = {tool.name for tool in (await client.list_tools()).tools}
+            assert "other_ping" not in before
+            (stack.caps_dir / "broken.cap.json").write_text("{ this is not json")
+            other = stack.caps_dir / "other.cap.json"
+            temporary = stack.caps_dir / "other.tmp"
+            temporary.write_text(json.dumps(OTHER_CAPS))
+            temporary.rename(other)
+            for _ in range(200):
+                if "notifications/tools/list_changed" in changes:
+                    break
+                await asyncio.sleep(0.05)
+            assert "notifications/tools/list_changed" in changes
+            during = {tool.name for tool in (await client.list_tools()).tools}
+            assert "other_ping" in during and "test_echo" in during
+            # A tool whose server is not running is a tool error, not a crash.
+            result = await client.call_tool("other_ping", {})
+            assert result.is_error and "other service is not running" in result.content[0].text
+            changes.clear()
+            other.unlink()
+            for _ in range(200):
+                if "notifications/tools/list_changed" in changes:
+                    break
+                await asyncio.sleep(0.05)
+            after = {tool.name for tool in (await client.list_tools()).tools}
+            assert "other_ping" not in after and "test_echo" in after
+
+    asyncio.run(scenario())
+    log = stack.gateway.log()
+    assert "broken.cap.json" in log and "ignoring a broken caps file" in log
+
+
+def test_a_backend_killed_mid_call_gives_an_error_and_the_next_call_works(stack: Stack):
+    async def scenario():
+        async with Client(http_target(stack), mode="legacy") as client:
+            slow = asyncio.create_task(client.call_tool("test_sleep", {"ms": 30000}))
+            await asyncio.sleep(0.5)
+            stack.backends["test"].stop(signal.SIGKILL)
+            started = time.monotonic()
+            result = await asyncio.wait_for(slow, timeout=15)
+            assert result.is_error
+            assert "stopped while handling" in result.content[0].text
+            assert time.monotonic() - started < 10
+            down = await client.call_tool("test_echo", {"text": "anyone?"})
+            assert down.is_error and "not running" in down.content[0].text
+            (stack.caps_dir / "test.sock").unlink()
+            stack.start_backend()
+            back = await client.call_tool("test_echo", {"text": "back"})
+            assert back.structured_content == {"text": "back"}
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_backend_times_out_with_a_clear_error(stack: Stack):
+    async def scenario():
+        async with Client(http_target(stack), mode="auto") as client:
+            started = time.monotonic()
+            result = await client.call_tool("test_sleep", {"ms": 20000})
+            elapsed = time.monotonic() - started
+            assert result.is_error
+            assert "did not answer within 5 s" in result.content[0].text
+            assert elapsed < 15
+            quick = await client.call_tool("test_echo", {"text": "fine"})
+            assert quick.structured_content == {"text": "fine"}
+
+    asyncio.run(scenario())
+    wait_for(lambda: '"cancelled":1' in _stats(stack), "the backend to see the cancellation")
+
+
+def _stats(stack: Stack) -> str:
+    with ws_connect(stack.ws_url, additional_headers=stack.auth, open_timeout=10) as ws:
+        ws.send(jsonrpc("mcp.test.stats"))
+        return json.dumps(json.loads(ws.recv(timeout=10))["result"], separators=(",", ":"))
+
+
+def test_sessions_end_with_delete_and_unknown_sessions_are_refused(stack: Stack):
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    headers = {**stack.auth, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    initialize = jsonrpc(
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    )
+    connection.request("POST", "/mcp", body=initialize, headers=headers)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    session = response.getheader("mcp-session-id")
+    assert body["result"]["protocolVersion"] == "2025-11-25" and session
+    connection.request("DELETE", "/mcp", headers={**headers, "Mcp-Session-Id": session})
+    deleted = connection.getresponse()
+    deleted.read()
+    assert deleted.status == 204
+    connection.request("POST", "/mcp", body=jsonrpc("tools/list"), headers={**headers, "Mcp-Session-Id": session})
+    gone = connection.getresponse()
+    assert gone.status == 404
+    assert "initialize again" in json.loads(gone.read())["error"]["message"]
+    connection.request("POST", "/mcp", body=jsonrpc("tools/list"), headers={**headers, "MCP-Protocol-Version": "1999-01-01"})
+    old = connection.getresponse()
+    assert old.status == 400
+    assert "unsupported MCP-Protocol-Version" in json.loads(old.read())["error"]["message"]
+    connection.close()
