@@ -10,11 +10,12 @@ use anyhow::{Context, bail};
 use proto::{Message, Request, RequestId};
 use serde_json::{Map, Value};
 
-use crate::stack;
+use crate::stack::Layout;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct CallArgs {
-    /// The method, e.g. `mcp.test.echo`.
+    /// The method: a service's (`mcp.fs.list`), the gateway's
+    /// (`mcp.hello`, `mcp.listCapabilities`) or MCP's (`tools/list`).
     method: String,
     /// Params as `key=value` pairs (a value that parses as JSON is taken as
     /// JSON, anything else as a string), or one JSON object or array.
@@ -47,22 +48,11 @@ fn parse_params(words: &[String]) -> anyhow::Result<Option<Value>> {
 }
 
 pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCode> {
-    let service = args
-        .method
-        .strip_prefix("mcp.")
-        .and_then(|rest| rest.split_once('.'))
-        .map(|(service, _)| service)
-        .with_context(|| {
-            format!(
-                "{:?} is not a method name of the form mcp.<service>.<method>",
-                args.method
-            )
-        })?;
     let params = parse_params(&args.params)?;
-    let socket = stack::socket_path(runtime_dir, service);
+    let socket = Layout::new(runtime_dir).gateway_socket();
     let mut stream = UnixStream::connect(&socket).with_context(|| {
         format!(
-            "cannot connect to {} (is `llmbasedos up` running?)",
+            "cannot connect to the gateway at {} (is `llmbasedos up` running?)",
             socket.display()
         )
     })?;

@@ -1,12 +1,14 @@
 //! `llmbasedos`: the command for running llmbasedos without systemd.
 //!
-//! - `llmbasedos up` starts every server of the stack as a child process,
-//!   each on its own socket in a private runtime directory, with its caps
-//!   file beside it (the layout of `/run/mcp`), supervises them, and stops
-//!   them all on Ctrl-C or SIGTERM. It is the "try it now" and development
-//!   path; packaged installs use systemd socket activation instead.
-//! - `llmbasedos call METHOD key=value…` sends one request to the service
-//!   that owns METHOD and prints the result.
+//! - `llmbasedos up` starts the gateway and every built server as child
+//!   processes in a private runtime directory laid out like `/run` on an
+//!   installed system (caps files and sockets in `mcp/`, the gateway's socket,
+//!   configuration and bearer token beside them), supervises them, prints the
+//!   endpoints and a ready-to-paste host configuration, and stops them all on
+//!   Ctrl-C or SIGTERM. It is the "try it now" and development path;
+//!   packaged installs use systemd socket activation instead.
+//! - `llmbasedos call METHOD key=value…` sends one request through the
+//!   gateway's UNIX socket and prints the result.
 
 mod call;
 mod stack;
@@ -36,7 +38,7 @@ struct Cli {
 enum Command {
     /// Start the whole stack as child processes and supervise it until Ctrl-C.
     Up(up::UpArgs),
-    /// Call one method: `llmbasedos call mcp.test.echo text=hello`.
+    /// Call one method through the gateway: `llmbasedos call mcp.fs.list path=/`.
     Call(call::CallArgs),
 }
 

@@ -1,24 +1,74 @@
 //! What the stack is made of, and where its files live.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// One server of the stack.
+/// A backend server of the stack.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Service {
-    /// The service name: its socket is `<runtime dir>/<name>.sock`.
+pub(crate) struct Backend {
+    /// The service name: socket `<caps dir>/<name>.sock`, caps `<name>.cap.json`.
     pub(crate) name: &'static str,
     /// The server binary, looked up beside the `llmbasedos` binary.
     pub(crate) binary: &'static str,
+    /// Started only with `--with-test-server`.
+    pub(crate) development_only: bool,
 }
 
-/// The servers `llmbasedos up` starts. Each server issue adds its line here.
-pub(crate) const SERVICES: &[Service] = &[
-    // The framework's test service (echo, sleep, progress, failures).
-    Service {
+/// The backends `llmbasedos up` starts when their binary is built. Each
+/// server issue adds its line here.
+pub(crate) const BACKENDS: &[Backend] = &[
+    Backend {
+        name: "fs",
+        binary: "llmbasedos-fs",
+        development_only: false,
+    },
+    Backend {
         name: "test",
         binary: "llmbasedos-test-server",
+        development_only: true,
     },
 ];
+
+pub(crate) const GATEWAY_BINARY: &str = "llmbasedos-gateway";
+
+/// The files of a running stack, under one runtime directory (mode 0700).
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub(crate) runtime_dir: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(runtime_dir: &Path) -> Layout {
+        Layout {
+            runtime_dir: runtime_dir.to_owned(),
+        }
+    }
+
+    /// Caps files and backend sockets, as `/run/mcp` on an installed system.
+    pub(crate) fn caps_dir(&self) -> PathBuf {
+        self.runtime_dir.join("mcp")
+    }
+
+    pub(crate) fn backend_socket(&self, service: &str) -> PathBuf {
+        self.caps_dir().join(format!("{service}.sock"))
+    }
+
+    pub(crate) fn caps_file(&self, service: &str) -> PathBuf {
+        self.caps_dir().join(format!("{service}.cap.json"))
+    }
+
+    pub(crate) fn gateway_socket(&self) -> PathBuf {
+        self.runtime_dir.join("gateway.sock")
+    }
+
+    pub(crate) fn gateway_config(&self) -> PathBuf {
+        self.runtime_dir.join("gateway.yaml")
+    }
+
+    pub(crate) fn token_file(&self) -> PathBuf {
+        self.runtime_dir.join("gateway.token")
+    }
+}
 
 pub(crate) fn default_runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -28,10 +78,14 @@ pub(crate) fn default_runtime_dir() -> PathBuf {
     }
 }
 
-pub(crate) fn socket_path(runtime_dir: &Path, service: &str) -> PathBuf {
-    runtime_dir.join(format!("{service}.sock"))
-}
-
-pub(crate) fn caps_path(runtime_dir: &Path, service: &str) -> PathBuf {
-    runtime_dir.join(format!("{service}.cap.json"))
+/// The fs root when none is given: `$XDG_DATA_HOME/llmbasedos/files`
+/// (`~/.local/share/llmbasedos/files`), a directory of its own rather than
+/// the whole home, so that trying llmbasedos exposes nothing by surprise.
+pub(crate) fn default_fs_root() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from(OsString::from("/tmp")));
+    data_home.join("llmbasedos").join("files")
 }

@@ -1,21 +1,37 @@
-//! `llmbasedos up`: the whole stack as supervised child processes.
+//! `llmbasedos up`: the whole stack as supervised child processes, laid out
+//! in one runtime directory as an installed system lays it out under /run.
 
-use std::os::unix::fs::PermissionsExt;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::stack::{self, SERVICES, Service};
+use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct UpArgs {
-    /// Directory holding the server binaries [default: the directory of
-    /// this binary, where cargo and pacman both put them].
+    /// The fs server's virtual root [default: ~/.local/share/llmbasedos/files].
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Address of the gateway's Streamable HTTP and WebSocket endpoints.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: String,
+    /// Accept HTTP and WebSocket clients without a token (loopback only).
+    #[arg(long)]
+    no_auth: bool,
+    /// Also start the framework's test server (echo, sleep, progress).
+    #[arg(long)]
+    with_test_server: bool,
+    /// Directory holding the binaries [default: the directory of this
+    /// binary, where cargo and pacman both put them].
     #[arg(long, env = "LLMBASEDOS_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     /// Seconds each server gets to finish its requests when the stack stops.
@@ -27,9 +43,24 @@ pub(crate) struct UpArgs {
 /// growing delay; one that ran longer starts again at once.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A child exiting with this status has a configuration problem: restarting
+/// it would only fail again.
+const EXIT_CONFIG: i32 = 78;
+
+/// One supervised child process.
+#[derive(Clone, Debug)]
+struct ChildSpec {
+    name: String,
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(&'static str, OsString)>,
+    /// The socket that accepts once the child serves.
+    ready: PathBuf,
+}
 
 pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode> {
     server_kit::logging::init("llmbasedos");
+    let layout = Layout::new(runtime_dir);
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -38,97 +69,232 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             .map(Path::to_owned)
             .context("this binary has no parent directory; pass --bin-dir")?,
     };
-    let mut binaries = Vec::with_capacity(SERVICES.len());
-    for service in SERVICES {
-        let binary = bin_dir.join(service.binary);
+    let gateway = bin_dir.join(GATEWAY_BINARY);
+    if !gateway.is_file() {
+        bail!(
+            "cannot find the gateway at {}; build the workspace first (`cargo build --release --workspace`) or pass --bin-dir",
+            gateway.display()
+        );
+    }
+    let root = args.root.clone().unwrap_or_else(stack::default_fs_root);
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the fs root {}", root.display()))?;
+    let root = root.canonicalize()?;
+    prepare_private_dir(runtime_dir)?;
+    prepare_private_dir(&layout.caps_dir())?;
+    let token = load_or_create_token(&layout.token_file())?;
+    write_private(
+        &layout.gateway_config(),
+        gateway_config(&layout, &args.listen, &token).as_bytes(),
+    )?;
+
+    let mut children = Vec::new();
+    for backend in BACKENDS
+        .iter()
+        .filter(|backend| !backend.development_only || args.with_test_server)
+    {
+        let binary = bin_dir.join(backend.binary);
         if !binary.is_file() {
-            bail!(
-                "cannot find the {} server at {}; build the workspace first (`cargo build --release --workspace`) or pass --bin-dir",
-                service.name,
+            println!(
+                "{} server not built ({}): skipping it",
+                backend.name,
                 binary.display()
             );
+            continue;
         }
-        binaries.push((*service, binary));
+        let socket = layout.backend_socket(backend.name);
+        children.push(ChildSpec {
+            name: backend.name.to_owned(),
+            program: binary,
+            args: vec![
+                "--socket".into(),
+                socket.clone().into(),
+                "--idle-timeout".into(),
+                "0".into(),
+                "--drain-timeout".into(),
+                args.drain_timeout.to_string().into(),
+            ],
+            env: vec![("LLMBASEDOS_FS_ROOT", root.clone().into())],
+            ready: socket,
+        });
     }
-    prepare_runtime_dir(runtime_dir)?;
+    let mut gateway_args: Vec<OsString> = vec!["--config".into(), layout.gateway_config().into()];
+    if args.no_auth {
+        gateway_args.push("--no-auth".into());
+    }
+    children.push(ChildSpec {
+        name: "gateway".to_owned(),
+        program: gateway.clone(),
+        args: gateway_args,
+        env: Vec::new(),
+        ready: layout.gateway_socket(),
+    });
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let banner = Banner {
+        layout: &layout,
+        gateway: &gateway,
+        listen: &args.listen,
+        root: &root,
+        no_auth: args.no_auth,
+    };
     runtime.block_on(supervise(
-        runtime_dir,
-        binaries,
+        &layout,
+        children,
         Duration::from_secs(args.drain_timeout),
-    ))?;
-    Ok(ExitCode::SUCCESS)
+        &banner,
+    ))
 }
 
-/// Creates the directory with mode 0700: the sockets in it are reachable
-/// only by this user.
-fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates a directory reachable only by this user (mode 0700).
+fn prepare_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {} to mode 0700", dir.display()))?;
     Ok(())
 }
 
-/// Writes the server's caps next to its socket, as tmpfiles.d links them
-/// into /run/mcp on an installed system. Written to a temporary file and
-/// renamed, so that a watcher never reads half a file.
-async fn publish_caps(
-    runtime_dir: &Path,
-    service: &Service,
-    binary: &Path,
-) -> anyhow::Result<PathBuf> {
-    let output = Command::new(binary)
-        .arg("--print-caps")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {} --print-caps", binary.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} --print-caps failed: {}",
-            binary.display(),
-            String::from_utf8_lossy(&output.stderr)
+/// Writes a file readable only by this user (mode 0600), atomically.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The bearer token: kept across runs (so configured hosts keep working),
+/// created on first use from the kernel's random source.
+fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if existing.len() >= 32
+            && existing
+                .chars()
+                .all(|character| character.is_ascii_hexdigit())
+        {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            return Ok(existing.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).context("cannot read random bytes for the token")?;
+    let token = hex::encode(bytes);
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+fn gateway_config(layout: &Layout, listen: &str, token: &str) -> String {
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    format!(
+        "# Written by `llmbasedos up`; rewritten at every start.\n\
+         listen: {listen}\n\
+         unix_socket: {}\n\
+         caps_dir: {}\n\
+         auth:\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n",
+        yaml_string(&layout.gateway_socket()),
+        yaml_string(&layout.caps_dir()),
+    )
+}
+
+/// A path as a YAML double-quoted string.
+fn yaml_string(path: &Path) -> String {
+    serde_json::to_string(&path.display().to_string()).unwrap_or_default()
+}
+
+struct Banner<'a> {
+    layout: &'a Layout,
+    gateway: &'a Path,
+    listen: &'a str,
+    root: &'a Path,
+    no_auth: bool,
+}
+
+impl Banner<'_> {
+    fn print(&self) {
+        let layout = self.layout;
+        let desktop = serde_json::json!({
+            "mcpServers": {
+                "llmbasedos": {
+                    "command": self.gateway.display().to_string(),
+                    "args": ["stdio", "--unix-socket", layout.gateway_socket().display().to_string()],
+                }
+            }
+        });
+        let token = if self.no_auth {
+            "none (--no-auth)".to_owned()
+        } else {
+            format!(
+                "in {} (Authorization: Bearer <token>)",
+                layout.token_file().display()
+            )
+        };
+        println!(
+            "\nllmbasedos is up — Ctrl-C stops it\n\
+             \n  files (fs root)   {}\
+             \n  Streamable HTTP   http://{}/mcp\
+             \n  WebSocket         ws://{}/ws\
+             \n  UNIX socket       {}\
+             \n  bearer token      {token}\
+             \n\nClaude Desktop (claude_desktop_config.json):\n{}\n",
+            self.root.display(),
+            self.listen,
+            self.listen,
+            layout.gateway_socket().display(),
+            serde_json::to_string_pretty(&desktop).unwrap_or_default(),
         );
     }
-    proto::CompiledCaps::from_json(
-        &String::from_utf8_lossy(&output.stdout),
-        &binary.display().to_string(),
-    )?;
-    let path = stack::caps_path(runtime_dir, service.name);
-    let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, &output.stdout)?;
-    std::fs::rename(&temporary, &path)?;
-    Ok(path)
 }
 
 async fn supervise(
-    runtime_dir: &Path,
-    binaries: Vec<(Service, PathBuf)>,
+    layout: &Layout,
+    children: Vec<ChildSpec>,
     drain: Duration,
-) -> anyhow::Result<()> {
+    banner: &Banner<'_>,
+) -> anyhow::Result<ExitCode> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
     let mut published = Vec::new();
     let mut supervisors = Vec::new();
-    for (service, binary) in binaries {
-        published.push(publish_caps(runtime_dir, &service, &binary).await?);
-        let socket = stack::socket_path(runtime_dir, service.name);
-        let stop = stop_rx.clone();
+    let mut ready = Vec::new();
+    for child in children {
+        if child.name != "gateway" {
+            published.push(publish_caps(layout, &child).await?);
+        }
+        ready.push((child.name.clone(), child.ready.clone()));
         supervisors.push(tokio::spawn(supervise_one(
-            service, binary, socket, drain, stop,
+            child,
+            drain,
+            stop_rx.clone(),
+            fatal_tx.clone(),
         )));
     }
-    println!(
-        "llmbasedos is up in {} — Ctrl-C stops it",
-        runtime_dir.display()
-    );
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
+    drop(fatal_tx);
+    let failure = tokio::select! {
+        () = wait_ready(&ready) => {
+            banner.print();
+            tokio::select! {
+                _ = terminate.recv() => None,
+                _ = interrupt.recv() => None,
+                Some(failure) = fatal_rx.recv() => Some(failure),
+            }
+        }
+        _ = terminate.recv() => None,
+        _ = interrupt.recv() => None,
+        Some(failure) = fatal_rx.recv() => Some(failure),
+    };
     println!("stopping llmbasedos");
     let _ = stop_tx.send(true);
     for supervisor in supervisors {
@@ -137,61 +303,109 @@ async fn supervise(
     for path in published {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    match failure {
+        Some(failure) => {
+            eprintln!("llmbasedos: {failure}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
-/// Keeps one server running until `stop` turns true, then stops it with
-/// SIGTERM (SIGKILL after the drain time and a grace second).
+async fn wait_ready(ready: &[(String, PathBuf)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, socket) in ready {
+        while tokio::net::UnixStream::connect(socket).await.is_err() {
+            if Instant::now() > deadline {
+                tracing::warn!(service = %name, "not ready after 30 s; see its log above");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Writes the server's caps next to its socket, as tmpfiles.d links them
+/// into /run/mcp on an installed system. Written to a temporary file and
+/// renamed, so that the gateway never reads half a file.
+async fn publish_caps(layout: &Layout, child: &ChildSpec) -> anyhow::Result<PathBuf> {
+    let output = Command::new(&child.program)
+        .arg("--print-caps")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {} --print-caps", child.program.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} --print-caps failed: {}",
+            child.program.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    proto::CompiledCaps::from_json(
+        &String::from_utf8_lossy(&output.stdout),
+        &child.program.display().to_string(),
+    )?;
+    let path = layout.caps_file(&child.name);
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, &output.stdout)?;
+    std::fs::rename(&temporary, &path)?;
+    Ok(path)
+}
+
+/// Keeps one child running until `stop` turns true, then stops it with
+/// SIGTERM (SIGKILL after the drain time and a grace second). A child that
+/// reports a configuration error (status 78) is not restarted: the stack
+/// stops and says why.
 async fn supervise_one(
-    service: Service,
-    binary: PathBuf,
-    socket: PathBuf,
+    child: ChildSpec,
     drain: Duration,
     mut stop: watch::Receiver<bool>,
+    fatal: mpsc::UnboundedSender<String>,
 ) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = Instant::now();
-        let mut child = match Command::new(&binary)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--idle-timeout")
-            .arg("0")
-            .arg("--drain-timeout")
-            .arg(drain.as_secs().to_string())
+        let mut command = Command::new(&child.program);
+        command
+            .args(&child.args)
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-        {
-            Ok(child) => child,
+            .kill_on_drop(true);
+        for (name, value) in &child.env {
+            command.env(name, value);
+        }
+        let mut process = match command.spawn() {
+            Ok(process) => process,
             Err(error) => {
-                tracing::error!(service = service.name, %error, "cannot start {}", binary.display());
+                let _ = fatal.send(format!("cannot start {}: {error}", child.program.display()));
                 return;
             }
         };
-        let pid = child.id().unwrap_or_default();
-        println!(
-            "started {} (pid {pid}) on {}",
-            service.name,
-            socket.display()
-        );
+        let pid = process.id().unwrap_or_default();
+        println!("started {} (pid {pid})", child.name);
         let status = tokio::select! {
-            status = child.wait() => status,
+            status = process.wait() => status,
             () = stopped(&mut stop) => {
-                stop_child(&mut child, pid, drain).await;
+                stop_child(&mut process, pid, drain).await;
                 return;
             }
         };
-        let ran = started.elapsed();
         match status {
+            Ok(status) if status.code() == Some(EXIT_CONFIG) => {
+                let _ = fatal.send(format!(
+                    "{} cannot start with this configuration (see its message above)",
+                    child.name
+                ));
+                return;
+            }
             Ok(status) => {
-                tracing::warn!(service = service.name, %status, "server exited; restarting");
+                tracing::warn!(service = %child.name, %status, "server exited; restarting")
             }
             Err(error) => {
-                tracing::warn!(service = service.name, %error, "lost track of the server; restarting");
+                tracing::warn!(service = %child.name, %error, "lost track of the server; restarting")
             }
         }
-        backoff = if ran >= STABLE_AFTER {
+        backoff = if started.elapsed() >= STABLE_AFTER {
             Duration::from_millis(500)
         } else {
             (backoff * 2).min(MAX_BACKOFF)

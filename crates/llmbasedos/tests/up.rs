@@ -28,7 +28,7 @@ struct Stack {
 }
 
 impl Stack {
-    fn up(runtime_dir: &Path) -> Stack {
+    fn up(runtime_dir: &Path, extra: &[&str]) -> Stack {
         let mut child = Command::new(LLMBASEDOS)
             .arg("--runtime-dir")
             .arg(runtime_dir)
@@ -37,6 +37,8 @@ impl Stack {
             .arg(bin_dir())
             .arg("--drain-timeout")
             .arg("2")
+            .arg("--with-test-server")
+            .args(extra)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -51,6 +53,21 @@ impl Stack {
             }
         });
         Stack { child, lines }
+    }
+
+    /// Waits for a line starting with `prefix` and returns it.
+    fn line_starting(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line starting with {prefix:?} from llmbasedos up"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
     }
 
     /// Waits for a `started test (pid N)` line and returns N.
@@ -108,20 +125,42 @@ fn wait_for_socket(path: &Path) {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).expect("stat").permissions())
+        & 0o777
+}
+
 #[test]
 fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime_dir = dir.path().join("run");
-    let mut stack = Stack::up(&runtime_dir);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let root = dir.path().join("files");
+    let root_arg = root.display().to_string();
+    let mut stack = Stack::up(&runtime_dir, &["--listen", &listen, "--root", &root_arg]);
     let first = stack.started_pid();
-    let socket = runtime_dir.join("test.sock");
-    wait_for_socket(&socket);
-    let caps = std::fs::read_to_string(runtime_dir.join("test.cap.json")).expect("caps published");
+    let http = stack.line_starting("  Streamable HTTP");
+    assert!(http.ends_with(&format!("http://{listen}/mcp")), "{http}");
+    stack.line_starting("Claude Desktop");
+    let gateway_socket = runtime_dir.join("gateway.sock");
+    wait_for_socket(&gateway_socket);
+    assert!(root.is_dir(), "the fs root is created");
+    let caps =
+        std::fs::read_to_string(runtime_dir.join("mcp/test.cap.json")).expect("caps published");
     proto::CompiledCaps::from_json(&caps, "test.cap.json").expect("published caps are valid");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&runtime_dir).expect("stat").permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(mode_of(&runtime_dir), 0o700);
+    assert_eq!(mode_of(&runtime_dir.join("gateway.token")), 0o600);
+    assert_eq!(mode_of(&runtime_dir.join("gateway.yaml")), 0o600);
+    let token = std::fs::read_to_string(runtime_dir.join("gateway.token")).expect("token");
+    assert!(token.trim().len() >= 32);
 
     let output = call(&runtime_dir, &["mcp.test.echo", "text=hello", "repeat=2"]);
     assert!(output.status.success(), "{output:?}");
@@ -129,8 +168,13 @@ fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
         String::from_utf8_lossy(&output.stdout).contains("hellohello"),
         "{output:?}"
     );
+    let tools = call(&runtime_dir, &["tools/list"]);
+    assert!(
+        String::from_utf8_lossy(&tools.stdout).contains("\"test_echo\""),
+        "{tools:?}"
+    );
 
-    // A crashed server comes back.
+    // A crashed server comes back, and the gateway reaches it again.
     // SAFETY: the test server is a child of the stack this test started.
     assert_eq!(unsafe { libc::kill(first, libc::SIGKILL) }, 0);
     let second = stack.started_pid();
@@ -149,27 +193,50 @@ fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
     }
 
     stack.signal(libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = stack.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "llmbasedos up did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut stack);
     assert!(status.success(), "{status:?}");
-    assert!(!socket.exists(), "the socket is removed");
+    assert!(!gateway_socket.exists(), "the gateway socket is removed");
     assert!(
-        !runtime_dir.join("test.cap.json").exists(),
+        !runtime_dir.join("mcp/test.sock").exists(),
+        "the server socket is removed"
+    );
+    assert!(
+        !runtime_dir.join("mcp/test.cap.json").exists(),
         "the caps file is removed"
     );
     assert!(
         !Path::new(&format!("/proc/{second}")).exists(),
         "the server process is gone"
     );
+    // The token survives, so that configured hosts keep working next time.
+    assert_eq!(
+        std::fs::read_to_string(runtime_dir.join("gateway.token")).expect("token"),
+        token
+    );
+}
+
+fn wait_exit(stack: &mut Stack) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = stack.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "llmbasedos up did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_configuration_the_gateway_refuses_stops_the_stack_instead_of_looping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("0.0.0.0:{}", free_port());
+    let root = dir.path().join("files").display().to_string();
+    let mut stack = Stack::up(
+        &dir.path().join("run"),
+        &["--listen", &listen, "--no-auth", "--root", &root],
+    );
+    let status = wait_exit(&mut stack);
+    assert!(!status.success(), "{status:?}");
 }
 
 #[test]
@@ -183,10 +250,6 @@ fn errors_are_one_clear_line() {
         (
             &["call", "mcp.test.echo", "text=hi"],
             "is `llmbasedos up` running?",
-        ),
-        (
-            &["call", "echo"],
-            "not a method name of the form mcp.<service>.<method>",
         ),
         (&["call", "mcp.test.echo", "novalue"], "is not key=value"),
     ];
