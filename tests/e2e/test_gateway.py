@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, Stack, binary, free_port, jsonrpc, wait_for
@@ -306,3 +308,78 @@ def test_sessions_end_with_delete_and_unknown_sessions_are_refused(stack: Stack)
     assert old.status == 400
     assert "unsupported MCP-Protocol-Version" in json.loads(old.read())["error"]["message"]
     connection.close()
+
+
+REFERENCE_SERVER = ROOT / "target" / "test-node" / "node_modules" / ".bin" / "mcp-server-filesystem"
+
+
+def reference_server() -> Path:
+    if not REFERENCE_SERVER.exists():
+        pytest.fail(f"{REFERENCE_SERVER} is missing: run scripts/install-test-deps (npm install of tests/node-packages.txt)")
+    return REFERENCE_SERVER
+
+
+def upstream_pids(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and "mcp-server-filesystem" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_the_reference_filesystem_server_works_as_a_stdio_upstream(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("hello from the reference server\n")
+    stack = Stack(tmp_path)
+    stack.publish_caps()
+    stack.start_backend()
+    upstream = (
+        "upstreams:\n"
+        "  - name: reference-fs\n"
+        "    prefix: reffs\n"
+        f"    command: [{json.dumps(str(reference_server()))}, {json.dumps(str(shared))}]\n"
+    )
+    stack.start_gateway(config_extra=upstream)
+    try:
+
+        async def tool_names(client) -> set[str]:
+            return {tool.name for tool in (await client.list_tools()).tools}
+
+        async def scenario():
+            async with Client(http_target(stack), mode="legacy") as client:
+                for _ in range(300):
+                    if "reffs_read_text_file" in await tool_names(client):
+                        break
+                    await asyncio.sleep(0.1)
+                names = await tool_names(client)
+                assert {"reffs_read_text_file", "reffs_list_directory", "test_echo"} <= names
+                read = await client.call_tool("reffs_read_text_file", {"path": str(shared / "note.txt")})
+                assert read.is_error is False
+                assert read.content[0].text == "hello from the reference server\n"
+                outside = await client.call_tool("reffs_read_text_file", {"path": "/etc/passwd"})
+                assert outside.is_error is True
+                # It dies: its tools go, and come back when it is restarted.
+                for pid in upstream_pids(str(shared)):
+                    os.kill(pid, signal.SIGKILL)
+                for _ in range(300):
+                    if "reffs_read_text_file" not in await tool_names(client):
+                        break
+                    await asyncio.sleep(0.05)
+                for _ in range(300):
+                    if "reffs_read_text_file" in await tool_names(client):
+                        break
+                    await asyncio.sleep(0.1)
+                again = await client.call_tool("reffs_read_text_file", {"path": str(shared / "note.txt")})
+                assert again.content[0].text == "hello from the reference server\n"
+
+        asyncio.run(scenario())
+        log = stack.gateway.log()
+        assert "upstream connected" in log and "restarting in" in log
+    finally:
+        stack.stop()

@@ -14,9 +14,8 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use proto::{DelimitedCodec, ErrorObject, Frame, Message, Notification, Request, RequestId};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
@@ -48,8 +47,10 @@ struct Pending {
     progress: Option<ProgressSender>,
 }
 
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Shared {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
     pending: Mutex<HashMap<i64, Pending>>,
     next_id: AtomicI64,
     closed: AtomicBool,
@@ -87,30 +88,45 @@ impl Connection {
         Ok(Connection::from_stream(stream, options))
     }
 
-    /// Takes over a connected stream.
+    /// Takes over a connected UNIX stream (NUL-delimited messages).
     pub fn from_stream(stream: UnixStream, options: ConnectOptions) -> Connection {
         let codec = DelimitedCodec::nul(options.max_message.unwrap_or(proto::DEFAULT_MAX_MESSAGE));
         let (read_half, write_half) = stream.into_split();
+        Connection::from_io(read_half, write_half, codec, options)
+    }
+
+    /// Talks JSON-RPC over any byte streams with the given framing: a child
+    /// process's stdout and stdin with newline framing, for instance.
+    pub fn from_io<R, W>(
+        reader: R,
+        writer: W,
+        codec: DelimitedCodec,
+        options: ConnectOptions,
+    ) -> Connection
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let shared = Arc::new(Shared {
-            writer: tokio::sync::Mutex::new(write_half),
+            writer: tokio::sync::Mutex::new(Box::new(writer)),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
             closed: AtomicBool::new(false),
             codec: codec.clone(),
             notifications: options.notifications,
         });
-        let reader = shared.clone();
+        let reader_shared = shared.clone();
         tokio::spawn(async move {
-            let mut frames = FramedRead::new(read_half, codec);
+            let mut frames = FramedRead::new(reader, codec);
             while let Some(Ok(frame)) = frames.next().await {
                 match frame {
-                    Frame::Message(bytes) => reader.dispatch(&bytes),
+                    Frame::Message(bytes) => reader_shared.dispatch(&reader_shared, &bytes),
                     Frame::TooLarge { limit } => {
                         tracing::warn!(limit, "the server sent a message over the limit; dropped");
                     }
                 }
             }
-            reader.close();
+            reader_shared.close();
         });
         Connection { shared }
     }
@@ -218,7 +234,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn dispatch(&self, bytes: &[u8]) {
+    fn dispatch(&self, this: &Arc<Shared>, bytes: &[u8]) {
         match Message::from_slice(bytes) {
             Ok(Message::Response(response)) => {
                 let Some(RequestId::Number(id)) = response.id else {
@@ -254,7 +270,22 @@ impl Shared {
                 }
             }
             Ok(Message::Request(request)) => {
-                tracing::debug!(method = %request.method, "ignoring a request from the server");
+                // A server may ping; it gets nothing else from this client.
+                let outcome = if request.method == proto::mcp::method::PING {
+                    Ok(json!({}))
+                } else {
+                    Err(ErrorObject::method_not_found(&request.method))
+                };
+                let connection = Connection {
+                    shared: this.clone(),
+                };
+                let response = Message::Response(proto::Response {
+                    id: Some(request.id),
+                    outcome,
+                });
+                tokio::spawn(async move {
+                    let _ = connection.send(&response).await;
+                });
             }
             Err(invalid) => tracing::warn!(error = %invalid, "unreadable message from the server"),
         }

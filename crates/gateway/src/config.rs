@@ -23,6 +23,23 @@ pub struct RawConfig {
     pub caps_dir: Option<PathBuf>,
     pub auth: RawAuth,
     pub limits: RawLimits,
+    /// Third-party MCP servers whose tools the gateway offers too.
+    pub upstreams: Vec<RawUpstream>,
+}
+
+/// A third-party MCP server run as a child process (stdio transport).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Names it in logs and errors.
+    pub name: String,
+    /// Its tools appear as `<prefix>_<tool>` [default: the name].
+    pub prefix: Option<String>,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Environment variables for it (besides PATH and HOME, nothing is inherited).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,8 +92,19 @@ pub struct Config {
     pub backend_timeout: Duration,
     pub backend_connections: usize,
     pub backend_idle_close: Duration,
+    pub upstreams: Vec<Upstream>,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
     pub no_auth: bool,
+}
+
+/// A third-party MCP server, resolved.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub prefix: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -197,7 +225,51 @@ impl RawConfig {
                 "must be at least 1".to_owned(),
             ));
         }
+        let mut upstreams: Vec<Upstream> = Vec::with_capacity(self.upstreams.len());
+        for (index, upstream) in self.upstreams.into_iter().enumerate() {
+            let simple = |text: &str| {
+                (1..=32).contains(&text.len())
+                    && text
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+            };
+            if !simple(&upstream.name) {
+                return Err(error(
+                    &format!("upstreams[{index}].name"),
+                    "must be 1 to 32 letters, digits or dashes".to_owned(),
+                ));
+            }
+            if upstreams.iter().any(|other| other.name == upstream.name) {
+                return Err(error(
+                    &format!("upstreams[{index}].name"),
+                    format!("{:?} is used twice", upstream.name),
+                ));
+            }
+            let prefix = upstream.prefix.unwrap_or_else(|| upstream.name.clone());
+            if !simple(&prefix) {
+                return Err(error(
+                    &format!("upstreams[{index}].prefix"),
+                    "must be 1 to 32 letters, digits or dashes (tools become <prefix>_<tool>)"
+                        .to_owned(),
+                ));
+            }
+            let mut command = upstream.command.into_iter();
+            let Some(program) = command.next().filter(|program| !program.is_empty()) else {
+                return Err(error(
+                    &format!("upstreams[{index}].command"),
+                    "must name the program to run, e.g. [npx, -y, some-mcp-server]".to_owned(),
+                ));
+            };
+            upstreams.push(Upstream {
+                name: upstream.name,
+                prefix,
+                program,
+                args: command.collect(),
+                env: upstream.env.into_iter().collect(),
+            });
+        }
         Ok(Config {
+            upstreams,
             listen,
             unix_socket: Some(
                 self.unix_socket
@@ -307,6 +379,23 @@ mod tests {
                 "g.yaml: (file): unknown field `lisen`",
             ),
             ("listen: [", "g.yaml: (file):"),
+            (
+                "upstreams: [{name: a, command: []}]",
+                "upstreams[0].command: must name the program",
+            ),
+            (
+                "upstreams: [{name: 'a b', command: [x]}]",
+                "upstreams[0].name: must be 1 to 32",
+            ),
+            (
+                "upstreams: [{name: a, prefix: 'x_y', command: [x]}]",
+                "upstreams[0].prefix",
+            ),
+            (
+                "upstreams: [{name: a, command: [x]}, {name: a, command: [y]}]",
+                "upstreams[1].name: \"a\" is used twice",
+            ),
+            ("upstreams: [{name: a, url: x}]", "unknown field `url`"),
         ];
         for (text, expected) in cases {
             let error = RawConfig::parse(text, "g.yaml")

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
-use crate::registry::{Registry, Service};
+use crate::registry::{Registry, Service, ToolTarget, UpstreamLink};
 
 /// Error codes of the gateway itself, for the seed's direct method calls
 /// (MCP tool calls report backend failures as tool results instead).
@@ -409,27 +409,68 @@ impl Gateway {
             }
         };
         let snapshot = self.registry.snapshot();
-        let (Some(method), Some(service)) = (
-            snapshot.tool_methods.get(name),
-            snapshot
-                .tool_methods
-                .get(name)
-                .and_then(|method| snapshot.methods.get(method)),
-        ) else {
-            return Err(ErrorObject::invalid_params(format!(
-                "unknown tool: {name}; tools/list names the available ones"
-            )));
-        };
-        let result = match self
-            .call_backend(session, service, method, Some(arguments), progress_token)
-            .await
-        {
-            Ok(value @ Value::Object(_)) => CallToolResult::structured(value),
-            Ok(other) => CallToolResult::text(other.to_string()),
-            // The model reads the message and can correct its call.
-            Err(error) => CallToolResult::error(error.message),
+        let result = match snapshot.tool_targets.get(name) {
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "unknown tool: {name}; tools/list names the available ones"
+                )));
+            }
+            Some(ToolTarget::Upstream { link, name }) => {
+                return self
+                    .call_upstream(session, link, name, arguments, progress_token)
+                    .await;
+            }
+            Some(ToolTarget::Method(method)) => {
+                let Some(service) = snapshot.methods.get(method) else {
+                    return Err(ErrorObject::internal(
+                        "the tool's service vanished; list the tools again",
+                    ));
+                };
+                match self
+                    .call_backend(session, service, method, Some(arguments), progress_token)
+                    .await
+                {
+                    Ok(value @ Value::Object(_)) => CallToolResult::structured(value),
+                    Ok(other) => CallToolResult::text(other.to_string()),
+                    // The model reads the message and can correct its call.
+                    Err(error) => CallToolResult::error(error.message),
+                }
+            }
         };
         to_value(&result)
+    }
+
+    /// A tool of a third-party server: its result passes through as it is.
+    async fn call_upstream(
+        &self,
+        session: &Arc<Session>,
+        link: &Arc<UpstreamLink>,
+        tool: &str,
+        arguments: Value,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Value, ErrorObject> {
+        let params = json!({ "name": tool, "arguments": arguments });
+        let (progress, forwarder) = forward_progress(session, progress_token);
+        let call = link
+            .connection
+            .call(method::TOOLS_CALL, Some(params), progress);
+        let outcome = tokio::time::timeout(self.config.backend_timeout, call).await;
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+        }
+        match outcome {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(CallError::Server(error))) => Err(error),
+            Ok(Err(_)) => to_value(&CallToolResult::error(format!(
+                "the {} server stopped while handling the call; it is being restarted, retry shortly",
+                link.name
+            ))),
+            Err(_) => to_value(&CallToolResult::error(format!(
+                "the {} server did not answer within {}",
+                link.name,
+                human(self.config.backend_timeout)
+            ))),
+        }
     }
 
     async fn call_backend(
@@ -440,25 +481,7 @@ impl Gateway {
         params: Option<Value>,
         progress_token: Option<mcp::ProgressToken>,
     ) -> Result<Value, ErrorObject> {
-        // Progress is forwarded by a task of its own; it is awaited before
-        // the response is returned, so that every progress notification
-        // reaches the client before the answer, as MCP requires.
-        let (progress, forwarder) = match progress_token {
-            Some(token) => {
-                let (sender, mut updates) = mpsc::unbounded_channel::<Value>();
-                let session = session.clone();
-                let forwarder = tokio::spawn(async move {
-                    while let Some(mut update) = updates.recv().await {
-                        if let Value::Object(object) = &mut update {
-                            object.insert(mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(token));
-                        }
-                        session.notify(method::NOTIFICATIONS_PROGRESS, Some(update));
-                    }
-                });
-                (Some(sender), Some(forwarder))
-            }
-            None => (None, None),
-        };
+        let (progress, forwarder) = forward_progress(session, progress_token);
         let timeout = self.config.backend_timeout;
         let outcome =
             tokio::time::timeout(timeout, service.pool.call(method, params, progress)).await;
@@ -541,6 +564,33 @@ impl Gateway {
 
 const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
 Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
+
+/// Relays a call's progress to the client under the client's own token.
+/// The task is awaited before the response is returned, so that every
+/// progress notification reaches the client before the answer, as MCP
+/// requires.
+fn forward_progress(
+    session: &Arc<Session>,
+    token: Option<mcp::ProgressToken>,
+) -> (
+    Option<mpsc::UnboundedSender<Value>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let Some(token) = token else {
+        return (None, None);
+    };
+    let (sender, mut updates) = mpsc::unbounded_channel::<Value>();
+    let session = session.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(mut update) = updates.recv().await {
+            if let Value::Object(object) = &mut update {
+                object.insert(mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(token));
+            }
+            session.notify(method::NOTIFICATIONS_PROGRESS, Some(update));
+        }
+    });
+    (Some(sender), Some(forwarder))
+}
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
     serde_json::to_value(value)

@@ -7,6 +7,8 @@
 //!   vocabulary and standard MCP of both eras (2025-11-25, 2026-07-28).
 //! - [`transport`]: Streamable HTTP and WebSocket (with the Host/Origin and
 //!   bearer-token guard), the UNIX socket (SO_PEERCRED), the stdio bridge.
+//! - [`upstream`]: third-party MCP servers run as stdio children, their
+//!   tools published under a prefix.
 //!
 //! The gateway knows no capability's internals: a service is its caps file
 //! and its socket.
@@ -15,3 +17,4 @@ pub mod config;
 pub mod dispatch;
 pub mod registry;
 pub mod transport;
+pub mod upstream;

@@ -189,6 +189,13 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
             registry.clone(),
             config.backend_idle_close,
         ));
+        for upstream in &config.upstreams {
+            tokio::spawn(gateway::upstream::supervise(
+                upstream.clone(),
+                registry.clone(),
+                config.max_message,
+            ));
+        }
         let mut tasks = Vec::new();
         let mut endpoints = Vec::new();
         if let Some(listener) = tcp {

@@ -36,9 +36,35 @@ pub struct Snapshot {
     pub services: BTreeMap<String, Arc<Service>>,
     /// `mcp.fs.read` → its service.
     pub methods: HashMap<String, Arc<Service>>,
-    /// Tools sorted by name, and `fs_read` → `mcp.fs.read`.
+    /// Tools sorted by name, and what each one calls.
     pub tools: Vec<Tool>,
-    pub tool_methods: HashMap<String, String>,
+    pub tool_targets: HashMap<String, ToolTarget>,
+}
+
+/// What a tool call goes to.
+#[derive(Clone, Debug)]
+pub enum ToolTarget {
+    /// A backend method: `fs_read` → `mcp.fs.read`.
+    Method(String),
+    /// A tool of a third-party MCP server, by its own name there.
+    Upstream {
+        link: Arc<UpstreamLink>,
+        name: String,
+    },
+}
+
+/// A connected third-party MCP server.
+#[derive(Debug)]
+pub struct UpstreamLink {
+    pub name: String,
+    pub connection: client::Connection,
+}
+
+#[derive(Debug)]
+struct UpstreamEntry {
+    prefix: String,
+    tools: Vec<Tool>,
+    link: Arc<UpstreamLink>,
 }
 
 /// The registry: the current snapshot, and news of changes.
@@ -49,6 +75,7 @@ pub struct Registry {
     /// Pools survive reloads so that a caps change does not drop connections.
     pools: std::sync::Mutex<HashMap<PathBuf, Arc<Pool>>>,
     changes: broadcast::Sender<()>,
+    upstreams: std::sync::Mutex<BTreeMap<String, UpstreamEntry>>,
     backend_connections: usize,
     max_message: usize,
 }
@@ -61,6 +88,7 @@ impl Registry {
             current: RwLock::new(Arc::new(Snapshot::default())),
             pools: std::sync::Mutex::new(HashMap::new()),
             changes,
+            upstreams: std::sync::Mutex::new(BTreeMap::new()),
             backend_connections,
             max_message,
         };
@@ -160,13 +188,47 @@ impl Registry {
                     .insert(method.name.clone(), service.clone());
                 if let Some(tool) = tool_name(&method.name) {
                     snapshot
-                        .tool_methods
-                        .insert(tool.clone(), method.name.clone());
+                        .tool_targets
+                        .insert(tool.clone(), ToolTarget::Method(method.name.clone()));
                     snapshot.tools.push(tool_of(tool, method));
                 }
             }
             snapshot.services.insert(service.name.clone(), service);
         }
+        let upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, entry) in upstreams.iter() {
+            for tool in &entry.tools {
+                let exposed = format!(
+                    "{}{}{}",
+                    entry.prefix,
+                    proto::caps::TOOL_NAME_SEPARATOR,
+                    tool.name
+                );
+                if !valid_tool_name(&exposed) {
+                    tracing::warn!(upstream = %name, tool = %tool.name, "skipping a tool whose name {exposed:?} hosts would refuse");
+                    continue;
+                }
+                if snapshot.tool_targets.contains_key(&exposed) {
+                    tracing::error!(upstream = %name, "refusing tool {exposed}: another service already provides it; choose another prefix");
+                    continue;
+                }
+                snapshot.tool_targets.insert(
+                    exposed.clone(),
+                    ToolTarget::Upstream {
+                        link: entry.link.clone(),
+                        name: tool.name.clone(),
+                    },
+                );
+                snapshot.tools.push(Tool {
+                    name: exposed,
+                    ..tool.clone()
+                });
+            }
+        }
+        drop(upstreams);
         snapshot
             .tools
             .sort_by(|left, right| left.name.cmp(&right.name));
@@ -204,6 +266,33 @@ impl Registry {
         }))
     }
 
+    /// Publishes (or replaces) a third-party server's tools under `prefix`.
+    pub fn set_upstream(&self, link: Arc<UpstreamLink>, prefix: &str, tools: Vec<Tool>) {
+        let entry = UpstreamEntry {
+            prefix: prefix.to_owned(),
+            tools,
+            link,
+        };
+        self.upstreams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(entry.link.name.clone(), entry);
+        self.reload();
+    }
+
+    /// Withdraws a third-party server's tools (it stopped).
+    pub fn remove_upstream(&self, name: &str) {
+        let removed = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name)
+            .is_some();
+        if removed {
+            self.reload();
+        }
+    }
+
     /// Watches the directory and reloads on every change (debounced), until
     /// the process ends. Logs and keeps the last snapshot if watching fails.
     pub async fn watch(self: Arc<Self>) {
@@ -239,6 +328,14 @@ impl Registry {
             }
         }
     }
+}
+
+/// Names every MCP host accepts: `^[a-zA-Z0-9_-]{1,64}$`.
+fn valid_tool_name(name: &str) -> bool {
+    (1..=proto::caps::MAX_TOOL_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
 }
 
 /// The MCP tool of a method: its name, description, input schema and
