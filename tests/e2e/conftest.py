@@ -142,21 +142,26 @@ class Stack:
         self.backends[service] = process
         return process
 
-    def write_config(self, extra: str = "") -> Path:
-        digest = hashlib.sha256(self.token.encode()).hexdigest()
-        config = self.root / "gateway.yaml"
-        config.write_text(
-            f"listen: 127.0.0.1:{self.port}\n"
-            f"unix_socket: {self.gateway_socket}\n"
-            f"caps_dir: {self.caps_dir}\n"
-            f"auth:\n  tokens:\n    - name: tests\n      sha256: {digest}\n"
-            f"limits:\n  backend_timeout_secs: 5\n"
-            + extra
-        )
-        return config
+    def write_config(self, overrides: dict | None = None) -> Path:
+        """The gateway's configuration, as JSON (which is YAML too)."""
+        config = {
+            "listen": f"127.0.0.1:{self.port}",
+            "unix_socket": str(self.gateway_socket),
+            "caps_dir": str(self.caps_dir),
+            "auth": {"tokens": [{"name": "tests", "sha256": hashlib.sha256(self.token.encode()).hexdigest()}]},
+            "limits": {"backend_timeout_secs": 5},
+        }
+        for key, value in (overrides or {}).items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        path = self.root / "gateway.yaml"
+        path.write_text(json.dumps(config, indent=2))
+        return path
 
-    def start_gateway(self, *args: str, config_extra: str = "") -> Process:
-        config = self.write_config(config_extra)
+    def start_gateway(self, *args: str, overrides: dict | None = None) -> Process:
+        config = self.write_config(overrides)
         self.gateway = Process(
             [str(binary("llmbasedos-gateway")), "--config", str(config), *args],
             self.root / "gateway.log",

@@ -8,13 +8,16 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Stack, binary, free_port, jsonrpc, wait_for
+from conftest import ROOT, Stack, binary, free_port, jsonrpc, require_tool, wait_for
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -339,13 +342,8 @@ def test_the_reference_filesystem_server_works_as_a_stdio_upstream(tmp_path):
     stack = Stack(tmp_path)
     stack.publish_caps()
     stack.start_backend()
-    upstream = (
-        "upstreams:\n"
-        "  - name: reference-fs\n"
-        "    prefix: reffs\n"
-        f"    command: [{json.dumps(str(reference_server()))}, {json.dumps(str(shared))}]\n"
-    )
-    stack.start_gateway(config_extra=upstream)
+    upstream = {"name": "reference-fs", "prefix": "reffs", "command": [str(reference_server()), str(shared)]}
+    stack.start_gateway(overrides={"upstreams": [upstream]})
     try:
 
         async def tool_names(client) -> set[str]:
@@ -383,3 +381,126 @@ def test_the_reference_filesystem_server_works_as_a_stdio_upstream(tmp_path):
         assert "upstream connected" in log and "restarting in" in log
     finally:
         stack.stop()
+
+
+def test_a_client_may_run_only_so_many_requests_at_once(tmp_path):
+    stack = Stack(tmp_path)
+    stack.publish_caps()
+    stack.start_backend()
+    stack.start_gateway(overrides={"limits": {"max_concurrent_requests": 2}})
+    try:
+        with ws_connect(stack.ws_url, additional_headers=stack.auth, open_timeout=10) as first, ws_connect(
+            stack.ws_url, additional_headers=stack.auth, open_timeout=10
+        ) as second:
+            for id in (1, 2):
+                first.send(jsonrpc("mcp.test.sleep", {"ms": 1500}, id=id))
+            time.sleep(0.3)
+            # The limit is the client's (its token), not the connection's.
+            second.send(jsonrpc("mcp.test.sleep", {"ms": 10}, id=3))
+            refused = json.loads(second.recv(timeout=10))
+            assert refused["id"] == 3
+            assert refused["error"]["code"] == -32005
+            assert "too many requests at once" in refused["error"]["message"]
+            answers = {json.loads(first.recv(timeout=10))["id"] for _ in range(2)}
+            assert answers == {1, 2}
+            second.send(jsonrpc("mcp.test.echo", {"text": "now"}, id=4))
+            assert json.loads(second.recv(timeout=10))["result"] == {"text": "now"}
+    finally:
+        stack.stop()
+
+
+def test_oversized_messages_are_refused_and_the_client_goes_on(tmp_path):
+    stack = Stack(tmp_path)
+    stack.publish_caps()
+    stack.start_backend()
+    stack.start_gateway(overrides={"limits": {"max_message_bytes": 4096}})
+    try:
+        big = jsonrpc("mcp.test.echo", {"text": "x" * 8000})
+        connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+        connection.request("POST", "/mcp", body=big, headers={**stack.auth, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 413
+        connection.close()
+        # The UNIX socket answers -32600 and keeps the connection.
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.settimeout(10)
+            unix.connect(str(stack.gateway_socket))
+            unix.sendall(big.encode() + b"\0" + jsonrpc("mcp.test.echo", {"text": "small"}, id=2).encode() + b"\0")
+            answers = read_frames(unix, 2)
+            assert answers[0]["error"]["code"] == -32600
+            assert "limit of 4096 bytes" in answers[0]["error"]["message"]
+            assert answers[1] == {"jsonrpc": "2.0", "id": 2, "result": {"text": "small"}}
+        # A WebSocket frame over the limit closes that socket; others are unaffected.
+        with ws_connect(stack.ws_url, additional_headers=stack.auth, open_timeout=10, max_size=None) as ws:
+            ws.send(big)
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+        status, _, payload = http_status(stack, stack.auth)
+        assert status == 200, payload
+    finally:
+        stack.stop()
+
+
+def read_frames(connection: socket.socket, count: int) -> list[dict]:
+    buffer = b""
+    while buffer.count(b"\0") < count:
+        chunk = connection.recv(65536)
+        assert chunk, f"closed after {buffer!r}"
+        buffer += chunk
+    return [json.loads(frame) for frame in buffer.split(b"\0")[:count]]
+
+
+NOBODY = 65534
+UNIX_CLIENT = """
+import json, socket, sys
+client = socket.socket(socket.AF_UNIX)
+client.settimeout(10)
+client.connect(sys.argv[1])
+try:
+    client.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "mcp.hello"}).encode() + b"\\0")
+except BrokenPipeError:
+    pass
+data = b""
+while not data.endswith(b"\\0"):
+    chunk = client.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.rstrip(b"\\0").decode())
+"""
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_unix_socket_peers_are_admitted_by_uid(tmp_path, allowed: bool):
+    setpriv = require_tool("setpriv", "apt-get install util-linux")
+    if os.geteuid() != 0:
+        pytest.fail("this test changes user with setpriv: run it as root")
+    # A directory the other user can reach, and a socket it may connect to:
+    # only the gateway's own check stands between it and the services.
+    public = Path(tempfile.mkdtemp(prefix="llmbasedos-unix-"))
+    public.chmod(0o755)
+    stack = Stack(tmp_path)
+    stack.gateway_socket = public / "gateway.sock"
+    stack.publish_caps()
+    stack.start_backend()
+    overrides = {"auth": {"unix_allowed_uids": [NOBODY] if allowed else []}}
+    stack.start_gateway(overrides=overrides)
+    try:
+        stack.gateway_socket.chmod(0o666)
+        result = subprocess.run(
+            [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "/usr/bin/python3", "-c", UNIX_CLIENT, str(stack.gateway_socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        if allowed:
+            assert answer["result"]["services"] == ["test"]
+        else:
+            assert "permission denied" in answer["error"]["message"]
+            assert "uid 65534" in stack.gateway.log()
+    finally:
+        stack.stop()
+        shutil.rmtree(public, ignore_errors=True)

@@ -40,6 +40,9 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     info: Implementation,
+    /// Request slots per client identity, shared by all its sessions and
+    /// connections, so that the limit holds per client, not per connection.
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// One client's state: its protocol era, log level, running requests.
@@ -67,18 +70,17 @@ struct SessionState {
 }
 
 impl Session {
-    /// A session whose notifications (progress, list changes) go to `outgoing`.
-    pub fn new(
+    fn new(
         identity: String,
         outgoing: mpsc::Sender<Message>,
-        max_concurrent: usize,
+        permits: Arc<Semaphore>,
     ) -> Arc<Session> {
         Arc::new(Session {
             shared: Arc::new(SessionShared {
                 identity,
                 state: Mutex::new(SessionState::default()),
                 running: Mutex::new(HashMap::new()),
-                permits: Arc::new(Semaphore::new(max_concurrent)),
+                permits,
             }),
             outgoing,
         })
@@ -152,7 +154,21 @@ impl Gateway {
             config,
             registry,
             info,
+            permits: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A new session of the client `identity`; its notifications (progress,
+    /// list changes) go to `outgoing`.
+    pub fn session(&self, identity: String, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
+        let permits = self
+            .permits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(identity.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_concurrent_requests)))
+            .clone();
+        Session::new(identity, outgoing, permits)
     }
 
     /// Handles one message from a client. For a request, the returned

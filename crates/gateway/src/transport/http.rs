@@ -250,12 +250,11 @@ async fn post_message(
         Err(unknown) => return unknown.into_response(),
     };
     let gateway = state.gateway.clone();
-    let max_concurrent = gateway.config.max_concurrent_requests;
     let request = match message {
         Message::Request(request) => request,
         other => {
             let session = existing.map_or_else(
-                || Session::new(identity.clone(), mpsc::channel(1).0, max_concurrent),
+                || gateway.session(identity.clone(), mpsc::channel(1).0),
                 |existing| existing.session.clone(),
             );
             gateway.handle(&session, other).await;
@@ -264,7 +263,7 @@ async fn post_message(
     };
     if request.method == proto::mcp::method::INITIALIZE {
         let (notifications_tx, notifications_rx) = mpsc::channel(256);
-        let session = Session::new(identity.clone(), notifications_tx, max_concurrent);
+        let session = gateway.session(identity.clone(), notifications_tx);
         let id = new_session_id();
         let response = gateway.handle(&session, Message::Request(request)).await;
         let http_session = Arc::new(HttpSession {
@@ -280,7 +279,7 @@ async fn post_message(
         return reply;
     }
     let base = existing.map_or_else(
-        || Session::new(identity.clone(), mpsc::channel(1).0, max_concurrent),
+        || gateway.session(identity.clone(), mpsc::channel(1).0),
         |existing| existing.session.clone(),
     );
     let wants_stream = headers

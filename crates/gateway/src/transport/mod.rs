@@ -32,11 +32,7 @@ impl StreamClient {
         identity: String,
     ) -> (StreamClient, mpsc::Receiver<Message>) {
         let (outgoing, receiver) = mpsc::channel(OUTGOING_QUEUE);
-        let session = Session::new(
-            identity,
-            outgoing.clone(),
-            gateway.config.max_concurrent_requests,
-        );
+        let session = gateway.session(identity, outgoing.clone());
         let mut changes = gateway.registry.subscribe();
         let weak = Arc::downgrade(&session);
         tokio::spawn(async move {

@@ -96,6 +96,15 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
             );
             let _ = codec.encode_json(&proto::Response::error(None, error), &mut frame);
             let _ = stream.write_all(&frame).await;
+            // Half-close and read what the client already sent, so that it
+            // gets the answer instead of a reset.
+            let _ = stream.shutdown().await;
+            let mut sink = tokio::io::sink();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::io::copy(&mut stream, &mut sink),
+            )
+            .await;
             return;
         }
     };
