@@ -504,3 +504,31 @@ def test_unix_socket_peers_are_admitted_by_uid(tmp_path, allowed: bool):
     finally:
         stack.stop()
         shutil.rmtree(public, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_resources_and_media_pass_through_from_backends(stack: Stack, mode: str):
+    async def scenario():
+        async with Client(http_target(stack), mode=mode) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+            assert "test_image" in names
+            # Methods behind resources are not tools.
+            assert "test_resources_list" not in names and "test_resource_read" not in names
+            resources = await client.list_resources()
+            assert [str(resource.uri) for resource in resources.resources] == ["test://greeting"]
+            templates = await client.list_resource_templates()
+            assert [template.uri_template for template in templates.resource_templates] == ["test://{name}"]
+            read = await client.read_resource("test://greeting")
+            assert read.contents[0].text == "hello from a resource"
+            with pytest.raises(Exception) as missing:
+                await client.read_resource("test://nothing")
+            assert "no resource test://nothing" in str(missing.value)
+            with pytest.raises(Exception) as unowned:
+                await client.read_resource("elsewhere://x")
+            assert "resource not found" in str(unowned.value)
+            image = await client.call_tool("test_image", {})
+            assert image.content[0].type == "image"
+            assert image.content[0].mime_type == "image/png"
+            assert image.structured_content == {"mime_type": "image/png"}
+
+    asyncio.run(scenario())

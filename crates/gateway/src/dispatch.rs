@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use client::CallError;
 use proto::mcp::{
-    self, CacheScope, CallToolResult, DiscoverResult, Era, Implementation, InitializeParams,
-    InitializeResult, ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta,
-    ServerCapabilities, ToolsCapability, method,
+    self, CallToolResult, DiscoverResult, Era, Implementation, InitializeParams, InitializeResult,
+    ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta, ServerCapabilities,
+    ToolsCapability, method,
 };
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
 use serde_json::{Map, Value, json};
@@ -30,6 +30,15 @@ pub mod code {
     /// The service did not answer within the backend timeout.
     pub const SERVICE_TIMEOUT: i32 = -32003;
 }
+
+/// Results that 2026-07-28 clients may cache, which must carry cache hints.
+const CACHEABLE: &[&str] = &[
+    method::SERVER_DISCOVER,
+    method::TOOLS_LIST,
+    method::RESOURCES_LIST,
+    method::RESOURCES_TEMPLATES_LIST,
+    method::PROMPTS_LIST,
+];
 
 /// Tools per `tools/list` page.
 const TOOLS_PAGE: usize = 100;
@@ -282,18 +291,11 @@ impl Gateway {
             method::INITIALIZE => self.initialize(session, params),
             method::PING => Ok(json!({})),
             method::SERVER_DISCOVER => self.discover(),
-            method::TOOLS_LIST => self.list_tools(params.as_ref(), era),
+            method::TOOLS_LIST => self.list_tools(params.as_ref()),
             method::TOOLS_CALL => self.call_tool(session, params, progress_token).await,
-            method::RESOURCES_LIST => Ok(json!({ "resources": [] })),
-            method::RESOURCES_TEMPLATES_LIST => Ok(json!({ "resourceTemplates": [] })),
-            method::RESOURCES_READ => {
-                let uri = params
-                    .as_ref()
-                    .and_then(|params| params.get("uri"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                Err(mcp::resource_not_found_error(era, uri))
-            }
+            method::RESOURCES_LIST => self.list_resources(session, params.as_ref()).await,
+            method::RESOURCES_TEMPLATES_LIST => Ok(self.resource_templates()),
+            method::RESOURCES_READ => self.read_resource(session, params, era).await,
             method::PROMPTS_LIST => Ok(json!({ "prompts": [] })),
             method::PROMPTS_GET => Err(ErrorObject::invalid_params(
                 "no such prompt: this gateway offers none yet",
@@ -321,17 +323,25 @@ impl Gateway {
             }
         };
         result.map(|value| match era {
-            Era::Modern => self.modern_result(value),
+            Era::Modern => self.modern_result(name, value),
             Era::Legacy => value,
         })
     }
 
     /// Every 2026-07-28 result says what kind it is and names the server.
-    fn modern_result(&self, mut value: Value) -> Value {
+    fn modern_result(&self, name: &str, mut value: Value) -> Value {
         if let Value::Object(object) = &mut value {
             object
                 .entry("resultType")
                 .or_insert_with(|| json!("complete"));
+            // Cacheable results carry cache hints. What llmbasedos lists
+            // changes live (services come and go), so: do not cache.
+            if CACHEABLE.contains(&name) {
+                object.entry("ttlMs").or_insert_with(|| json!(0));
+                object
+                    .entry("cacheScope")
+                    .or_insert_with(|| json!("private"));
+            }
             let meta = object.entry("_meta").or_insert_with(|| json!({}));
             if let Value::Object(meta) = meta {
                 meta.extend(mcp::server_info_meta(&self.info));
@@ -342,6 +352,7 @@ impl Gateway {
 
     fn capabilities(&self) -> ServerCapabilities {
         ServerCapabilities {
+            resources: Some(mcp::ResourcesCapability::default()),
             tools: Some(ToolsCapability {
                 list_changed: Some(true),
             }),
@@ -370,12 +381,10 @@ impl Gateway {
     fn discover(&self) -> Result<Value, ErrorObject> {
         let mut result = DiscoverResult::new(self.capabilities(), &self.info);
         result.instructions = Some(INSTRUCTIONS.to_owned());
-        result.ttl_ms = Some(0);
-        result.cache_scope = Some(CacheScope::Private);
         to_value(&result)
     }
 
-    fn list_tools(&self, params: Option<&Value>, era: Era) -> Result<Value, ErrorObject> {
+    fn list_tools(&self, params: Option<&Value>) -> Result<Value, ErrorObject> {
         let snapshot = self.registry.snapshot();
         let start = match params.and_then(|params| params.get("cursor")) {
             None | Some(Value::Null) => 0,
@@ -391,16 +400,11 @@ impl Gateway {
             Some(_) => return Err(ErrorObject::invalid_params("cursor must be a string")),
         };
         let end = (start + TOOLS_PAGE).min(snapshot.tools.len());
-        let mut result = ListToolsResult {
+        let result = ListToolsResult {
             tools: snapshot.tools[start..end].to_vec(),
             next_cursor: (end < snapshot.tools.len()).then(|| end.to_string()),
             ..ListToolsResult::default()
         };
-        if era == Era::Modern {
-            // Tools change live (services come and go): never cache.
-            result.ttl_ms = Some(0);
-            result.cache_scope = Some(CacheScope::Private);
-        }
         to_value(&result)
     }
 
@@ -446,7 +450,7 @@ impl Gateway {
                     .call_backend(session, service, method, Some(arguments), progress_token)
                     .await
                 {
-                    Ok(value @ Value::Object(_)) => CallToolResult::structured(value),
+                    Ok(Value::Object(object)) => tool_result(object),
                     Ok(other) => CallToolResult::text(other.to_string()),
                     // The model reads the message and can correct its call.
                     Err(error) => CallToolResult::error(error.message),
@@ -536,6 +540,119 @@ impl Gateway {
         }
     }
 
+    /// `resources/list` across the services that serve resources, one
+    /// service after the other; the cursor names the service and its own
+    /// cursor.
+    async fn list_resources(
+        &self,
+        session: &Arc<Session>,
+        params: Option<&Value>,
+    ) -> Result<Value, ErrorObject> {
+        let snapshot = self.registry.snapshot();
+        let serving: Vec<&Arc<Service>> = snapshot
+            .services
+            .values()
+            .filter(|service| service.resources.is_some())
+            .collect();
+        let (mut index, mut inner) = match params
+            .and_then(|params| params.get("cursor"))
+            .and_then(Value::as_str)
+        {
+            None => (0, None),
+            Some(cursor) => {
+                let (name, inner) = cursor.split_once(' ').unwrap_or((cursor, ""));
+                let index = serving
+                    .iter()
+                    .position(|service| service.name == name)
+                    .ok_or_else(|| {
+                        ErrorObject::invalid_params(
+                            "invalid cursor: pass back a nextCursor from resources/list",
+                        )
+                    })?;
+                (
+                    index,
+                    Some(inner.to_owned()).filter(|inner| !inner.is_empty()),
+                )
+            }
+        };
+        let mut resources = Vec::new();
+        while let Some(service) = serving.get(index) {
+            let Some(spec) = &service.resources else {
+                break;
+            };
+            let params = inner
+                .take()
+                .map(|cursor| json!({ "cursor": cursor }))
+                .or_else(|| Some(json!({})));
+            match self
+                .call_backend(session, service, &spec.list, params, None)
+                .await
+            {
+                Ok(page) => {
+                    if let Some(list) = page.get("resources").and_then(Value::as_array) {
+                        resources.extend(list.iter().cloned());
+                    }
+                    if let Some(next) = page.get("nextCursor").and_then(Value::as_str) {
+                        return Ok(
+                            json!({ "resources": resources, "nextCursor": format!("{} {next}", service.name) }),
+                        );
+                    }
+                }
+                // One service down does not hide the others' resources.
+                Err(error) => {
+                    tracing::warn!(service = %service.name, error = %error.message, "cannot list its resources")
+                }
+            }
+            index += 1;
+        }
+        Ok(json!({ "resources": resources }))
+    }
+
+    fn resource_templates(&self) -> Value {
+        let snapshot = self.registry.snapshot();
+        let templates: Vec<&mcp::ResourceTemplate> = snapshot
+            .services
+            .values()
+            .filter_map(|service| service.resources.as_ref())
+            .flat_map(|spec| spec.templates.iter())
+            .collect();
+        json!({ "resourceTemplates": templates })
+    }
+
+    /// `resources/read`, routed by the URI prefix a service declared.
+    async fn read_resource(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+        era: Era,
+    ) -> Result<Value, ErrorObject> {
+        let uri = params
+            .as_ref()
+            .and_then(|params| params.get("uri"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| ErrorObject::invalid_params("resources/read needs a string \"uri\""))?
+            .to_owned();
+        let snapshot = self.registry.snapshot();
+        let owner = snapshot.services.values().find_map(|service| {
+            service
+                .resources
+                .as_ref()
+                .filter(|spec| uri.starts_with(&spec.uri_prefix))
+                .map(|spec| (service, spec))
+        });
+        let Some((service, spec)) = owner else {
+            return Err(mcp::resource_not_found_error(era, &uri));
+        };
+        self.call_backend(
+            session,
+            service,
+            &spec.read,
+            Some(json!({ "uri": uri })),
+            None,
+        )
+        .await
+    }
+
     fn set_level(&self, session: &Session, params: Option<&Value>) -> Result<Value, ErrorObject> {
         let level = params
             .and_then(|params| params.get("level"))
@@ -580,6 +697,28 @@ impl Gateway {
 
 const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
 Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
+
+/// A backend's result as an MCP tool result. An object may carry
+/// `_content`, MCP content blocks (an image, audio) meant for the host; the
+/// rest is the structured result, also given as JSON text when there are
+/// no such blocks.
+fn tool_result(mut object: Map<String, Value>) -> CallToolResult {
+    let blocks = match object.remove("_content") {
+        Some(blocks) => match serde_json::from_value::<Vec<mcp::Content>>(blocks) {
+            Ok(blocks) => blocks,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring malformed _content in a backend result");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let mut result = CallToolResult::structured(Value::Object(object));
+    if !blocks.is_empty() {
+        result.content = blocks;
+    }
+    result
+}
 
 /// Relays a call's progress to the client under the client's own token.
 /// The task is awaited before the response is returned, so that every

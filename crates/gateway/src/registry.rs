@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use client::Pool;
+use proto::caps::ResourcesSpec;
 use proto::caps::tool_name;
 use proto::mcp::{JsonObject, Tool, ToolAnnotations};
 use proto::{CompiledCaps, MethodSpec};
@@ -28,6 +29,7 @@ pub struct Service {
     pub description: String,
     pub pool: Arc<Pool>,
     pub methods: Vec<MethodSpec>,
+    pub resources: Option<ResourcesSpec>,
 }
 
 /// A consistent view of every service, method and tool.
@@ -186,7 +188,7 @@ impl Registry {
                 snapshot
                     .methods
                     .insert(method.name.clone(), service.clone());
-                if let Some(tool) = tool_name(&method.name) {
+                if let Some(tool) = tool_name(&method.name).filter(|_| method.tool) {
                     snapshot
                         .tool_targets
                         .insert(tool.clone(), ToolTarget::Method(method.name.clone()));
@@ -263,6 +265,7 @@ impl Registry {
             version: caps.version,
             description: caps.description,
             methods: caps.methods,
+            resources: caps.resources,
         }))
     }
 

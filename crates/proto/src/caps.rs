@@ -43,6 +43,25 @@ pub struct Caps {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorSpec>,
     pub methods: Vec<MethodSpec>,
+    /// The MCP resources the service serves, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSpec>,
+}
+
+/// How a service serves MCP resources: the URIs it owns and the two methods
+/// (declared in `methods`, usually with `"tool": false`) that list and read
+/// them. `list` takes `{cursor?}` and returns a `resources/list` result;
+/// `read` takes `{uri}` and returns a `resources/read` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// Every URI starting with this belongs to the service (`file:///`).
+    pub uri_prefix: String,
+    pub list: String,
+    pub read: String,
+    /// Resource templates (RFC 6570) announced by `resources/templates/list`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<crate::mcp::ResourceTemplate>,
 }
 
 /// One method of a service.
@@ -65,6 +84,18 @@ pub struct MethodSpec {
     /// MCP tool annotations (`readOnlyHint`, `destructiveHint`, …), passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Map<String, Value>>,
+    /// Whether hosts see the method as an MCP tool (default true). Methods
+    /// behind resources are callable by name but not tools.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub tool: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// A documented service error code.
@@ -196,6 +227,21 @@ impl CompiledCaps {
             }
             let compiled = compile_method(spec).map_err(method_error)?;
             methods.insert(spec.name.clone(), compiled);
+        }
+        if let Some(resources) = &caps.resources {
+            if !resources.uri_prefix.contains("://") {
+                return Err(file_error(format!(
+                    "resources.uri_prefix {:?} must be a URI prefix such as \"file:///\"",
+                    resources.uri_prefix
+                )));
+            }
+            for (key, method) in [("list", &resources.list), ("read", &resources.read)] {
+                if !methods.contains_key(method) {
+                    return Err(file_error(format!(
+                        "resources.{key} names {method:?}, which is not a declared method"
+                    )));
+                }
+            }
         }
         Ok(CompiledCaps { caps, methods })
     }
@@ -352,6 +398,18 @@ mod tests {
                 "demo.cap.json: not a valid caps file: unknown field `extra`",
             ),
             ("{".to_owned(), "demo.cap.json: not a valid caps file: EOF while parsing"),
+            (
+                json!({"service": "demo", "version": "1", "description": "d", "methods": [method("mcp.demo.read")],
+                       "resources": {"uri_prefix": "file:///", "list": "mcp.demo.list", "read": "mcp.demo.read"}})
+                .to_string(),
+                "demo.cap.json: resources.list names \"mcp.demo.list\", which is not a declared method",
+            ),
+            (
+                json!({"service": "demo", "version": "1", "description": "d", "methods": [method("mcp.demo.read")],
+                       "resources": {"uri_prefix": "files", "list": "mcp.demo.read", "read": "mcp.demo.read"}})
+                .to_string(),
+                "resources.uri_prefix \"files\" must be a URI prefix",
+            ),
         ];
         for (text, expected) in cases {
             let error = CompiledCaps::from_json(&text, "demo.cap.json")

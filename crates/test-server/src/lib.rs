@@ -85,6 +85,18 @@ struct Big {
 #[derive(Deserialize)]
 struct Empty {}
 
+/// `resources/list` params; this service has one page only.
+#[derive(Deserialize)]
+struct Cursor {
+    #[serde(rename = "cursor")]
+    _cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Uri {
+    uri: String,
+}
+
 /// Builds the test server.
 pub fn server() -> Result<Server, BuildError> {
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
@@ -187,6 +199,27 @@ pub fn server() -> Result<Server, BuildError> {
                 Ok::<_, HandlerError>(json!({ "uid": peer.uid, "gid": peer.gid, "pid": peer.pid }))
             },
         )
+        .method("mcp.test.image", |_context: Context, _params: Empty| async move {
+            // The smallest valid PNG: one transparent pixel.
+            const PIXEL: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+            Ok::<_, HandlerError>(json!({
+                "mime_type": "image/png",
+                "_content": [{ "type": "image", "data": PIXEL, "mimeType": "image/png" }],
+            }))
+        })
+        .method("mcp.test.resources_list", |_context: Context, _params: Cursor| async move {
+            Ok::<_, HandlerError>(json!({
+                "resources": [{ "uri": "test://greeting", "name": "greeting", "mimeType": "text/plain" }]
+            }))
+        })
+        .method("mcp.test.resource_read", |_context: Context, params: Uri| async move {
+            match params.uri.as_str() {
+                "test://greeting" => Ok(json!({
+                    "contents": [{ "uri": "test://greeting", "mimeType": "text/plain", "text": "hello from a resource" }]
+                })),
+                other => Err(HandlerError::NotFound(format!("no resource {other}; resources/list names them"))),
+            }
+        })
         .method(
             "mcp.test.stats",
             move |_context: Context, _params: Empty| {
