@@ -14,10 +14,12 @@ fn bin_dir() -> PathBuf {
         .parent()
         .expect("binary dir")
         .to_owned();
-    assert!(
-        dir.join("llmbasedos-test-server").is_file(),
-        "llmbasedos-test-server is not built next to {LLMBASEDOS}; run the tests with `cargo test --workspace`"
-    );
+    for binary in ["llmbasedos-gateway", "llmbasedos-test-server"] {
+        assert!(
+            dir.join(binary).is_file(),
+            "{binary} is not built next to {LLMBASEDOS}; run `cargo build --workspace` before the tests (scripts/test does)"
+        );
+    }
     dir
 }
 
@@ -25,6 +27,16 @@ fn bin_dir() -> PathBuf {
 struct Stack {
     child: Child,
     lines: mpsc::Receiver<String>,
+}
+
+/// Sends every line of `from` (echoed, so a failing test shows them).
+fn forward_lines(from: impl std::io::Read, to: &mpsc::Sender<String>) {
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        eprintln!("{line}");
+        if to.send(line).is_err() {
+            break;
+        }
+    }
 }
 
 impl Stack {
@@ -40,18 +52,16 @@ impl Stack {
             .arg("--with-test-server")
             .args(extra)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
             .expect("start llmbasedos up");
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr_sender = sender.clone();
+        std::thread::spawn(move || forward_lines(stdout, &sender));
+        std::thread::spawn(move || forward_lines(stderr, &stderr_sender));
         Stack { child, lines }
     }
 
@@ -235,6 +245,8 @@ fn a_configuration_the_gateway_refuses_stops_the_stack_instead_of_looping() {
         &dir.path().join("run"),
         &["--listen", &listen, "--no-auth", "--root", &root],
     );
+    stack.line_starting("llmbasedos-gateway: --no-auth is refused");
+    stack.line_starting("llmbasedos: gateway cannot start with this configuration");
     let status = wait_exit(&mut stack);
     assert!(!status.success(), "{status:?}");
 }
