@@ -532,3 +532,58 @@ def test_resources_and_media_pass_through_from_backends(stack: Stack, mode: str)
             assert image.structured_content == {"mime_type": "image/png"}
 
     asyncio.run(scenario())
+
+
+def test_prompts_pass_through_from_backends(stack: Stack):
+    async def scenario():
+        async with Client(http_target(stack), mode="legacy") as client:
+            prompts = await client.list_prompts()
+            assert [prompt.name for prompt in prompts.prompts] == ["test_greet"]
+            assert prompts.prompts[0].arguments[0].name == "who"
+            rendered = await client.get_prompt("test_greet", {"who": "Ada"})
+            assert rendered.messages[0].content.text == "Say hello to Ada."
+            with pytest.raises(Exception) as unknown:
+                await client.get_prompt("test_nothing", {})
+            assert "no such prompt: test_nothing" in str(unknown.value)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
+def test_log_records_reach_clients_that_ask_for_them(stack: Stack):
+    async def scenario():
+        records = []
+
+        async def on_log(params):
+            records.append(params)
+
+        async with Client(stdio_target(stack), mode="legacy", logging_callback=on_log) as client:
+            await client.set_logging_level("warning")
+            (stack.caps_dir / "other.cap.json").write_text(json.dumps(OTHER_CAPS))
+            for _ in range(200):
+                if "other_ping" in {tool.name for tool in (await client.list_tools()).tools}:
+                    break
+                await asyncio.sleep(0.05)
+            failed = await client.call_tool("other_ping", {})
+            assert failed.is_error
+            for _ in range(100):
+                if records:
+                    break
+                await asyncio.sleep(0.05)
+            warnings = [record for record in records if record.level == "warning"]
+            assert warnings and warnings[0].data["service"] == "other"
+            # Info records (the services changed) stay below the level asked for.
+            assert all(record.level != "info" for record in records)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_request_is_cancelled_on_the_backend(stack: Stack):
+    with ws_connect(stack.ws_url, additional_headers=stack.auth, open_timeout=10) as ws:
+        ws.send(jsonrpc("mcp.test.sleep", {"ms": 30000}, id="slow"))
+        time.sleep(0.3)
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow"}}))
+        wait_for(lambda: '"cancelled":1' in _stats(stack), "the backend to see the cancellation")
+        ws.send(jsonrpc("mcp.test.echo", {"text": "after"}, id=2))
+        # The cancelled request gets no answer; the next one does.
+        assert json.loads(ws.recv(timeout=10)) == {"jsonrpc": "2.0", "id": 2, "result": {"text": "after"}}

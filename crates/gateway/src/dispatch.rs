@@ -135,6 +135,27 @@ impl Session {
         }));
     }
 
+    /// Sends a log record (`notifications/message`) if the client asked for
+    /// records of this level (`logging/setLevel`, or a 2026-07-28 request's
+    /// `io.modelcontextprotocol/logLevel`).
+    pub fn log(&self, level: LoggingLevel, data: Value) {
+        let wanted = self
+            .state()
+            .log_level
+            .is_some_and(|minimum| level >= minimum);
+        if wanted {
+            let params = mcp::LoggingMessageNotificationParams {
+                level,
+                logger: Some("llmbasedos-gateway".to_owned()),
+                data,
+                meta: None,
+            };
+            if let Ok(params) = serde_json::to_value(params) {
+                self.notify(method::NOTIFICATIONS_MESSAGE, Some(params));
+            }
+        }
+    }
+
     /// Stops a running request (`notifications/cancelled`).
     pub fn cancel(&self, id: &RequestId) {
         if let Some(handle) = self.running().remove(id) {
@@ -287,6 +308,9 @@ impl Gateway {
             object.remove("_meta");
         }
         let progress_token = meta.progress_token.clone();
+        if let Some(level) = meta.log_level {
+            session.state().log_level = Some(level);
+        }
         let result = match name {
             method::INITIALIZE => self.initialize(session, params),
             method::PING => Ok(json!({})),
@@ -296,10 +320,8 @@ impl Gateway {
             method::RESOURCES_LIST => self.list_resources(session, params.as_ref()).await,
             method::RESOURCES_TEMPLATES_LIST => Ok(self.resource_templates()),
             method::RESOURCES_READ => self.read_resource(session, params, era).await,
-            method::PROMPTS_LIST => Ok(json!({ "prompts": [] })),
-            method::PROMPTS_GET => Err(ErrorObject::invalid_params(
-                "no such prompt: this gateway offers none yet",
-            )),
+            method::PROMPTS_LIST => Ok(self.list_prompts()),
+            method::PROMPTS_GET => self.get_prompt(session, params).await,
             method::LOGGING_SET_LEVEL => self.set_level(session, params.as_ref()),
             method::COMPLETION_COMPLETE => {
                 Ok(json!({ "completion": { "values": [], "hasMore": false } }))
@@ -353,6 +375,7 @@ impl Gateway {
     fn capabilities(&self) -> ServerCapabilities {
         ServerCapabilities {
             resources: Some(mcp::ResourcesCapability::default()),
+            prompts: Some(mcp::PromptsCapability::default()),
             tools: Some(ToolsCapability {
                 list_changed: Some(true),
             }),
@@ -508,9 +531,9 @@ impl Gateway {
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
         }
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(CallError::Server(error))) => Err(error),
+        let result = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(CallError::Server(error))) => return Err(error),
             Ok(Err(CallError::Connect(error))) => {
                 tracing::warn!(service = %service.name, %error, "cannot reach the service");
                 Err(ErrorObject::new(
@@ -537,7 +560,15 @@ impl Gateway {
                     human(timeout)
                 ),
             )),
+        };
+        // The service itself failed: worth a log record for the client.
+        if let Err(error) = &result {
+            session.log(
+                LoggingLevel::Warning,
+                json!({ "service": service.name, "error": error.message }),
+            );
         }
+        result
     }
 
     /// `resources/list` across the services that serve resources, one
@@ -651,6 +682,63 @@ impl Gateway {
             None,
         )
         .await
+    }
+
+    /// Every service's prompts, named `<service>_<prompt>`.
+    fn list_prompts(&self) -> Value {
+        let snapshot = self.registry.snapshot();
+        let prompts: Vec<mcp::Prompt> = snapshot
+            .services
+            .values()
+            .filter_map(|service| Some((service, service.prompts.as_ref()?)))
+            .flat_map(|(service, spec)| {
+                spec.prompts.iter().map(move |prompt| mcp::Prompt {
+                    name: format!(
+                        "{}{}{}",
+                        service.name,
+                        proto::caps::TOOL_NAME_SEPARATOR,
+                        prompt.name
+                    ),
+                    ..prompt.clone()
+                })
+            })
+            .collect();
+        json!({ "prompts": prompts })
+    }
+
+    async fn get_prompt(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let params = params.unwrap_or_else(|| json!({}));
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ErrorObject::invalid_params("prompts/get needs a string \"name\""))?;
+        let snapshot = self.registry.snapshot();
+        let owner =
+            name.split_once(proto::caps::TOOL_NAME_SEPARATOR)
+                .and_then(|(service, prompt)| {
+                    let service = snapshot.services.get(service)?;
+                    let spec = service.prompts.as_ref()?;
+                    spec.prompts
+                        .iter()
+                        .any(|known| known.name == prompt)
+                        .then_some((service, spec, prompt))
+                });
+        let Some((service, spec, prompt)) = owner else {
+            return Err(ErrorObject::invalid_params(format!(
+                "no such prompt: {name}; prompts/list names the available ones"
+            )));
+        };
+        let arguments = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let call = json!({ "name": prompt, "arguments": arguments });
+        self.call_backend(session, service, &spec.get, Some(call), None)
+            .await
     }
 
     fn set_level(&self, session: &Session, params: Option<&Value>) -> Result<Value, ErrorObject> {

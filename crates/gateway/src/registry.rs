@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use client::Pool;
-use proto::caps::ResourcesSpec;
 use proto::caps::tool_name;
+use proto::caps::{PromptsSpec, ResourcesSpec};
 use proto::mcp::{JsonObject, Tool, ToolAnnotations};
 use proto::{CompiledCaps, MethodSpec};
 use serde_json::Value;
@@ -30,6 +30,7 @@ pub struct Service {
     pub pool: Arc<Pool>,
     pub methods: Vec<MethodSpec>,
     pub resources: Option<ResourcesSpec>,
+    pub prompts: Option<PromptsSpec>,
 }
 
 /// A consistent view of every service, method and tool.
@@ -266,6 +267,7 @@ impl Registry {
             description: caps.description,
             methods: caps.methods,
             resources: caps.resources,
+            prompts: caps.prompts,
         }))
     }
 

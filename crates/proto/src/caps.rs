@@ -46,6 +46,20 @@ pub struct Caps {
     /// The MCP resources the service serves, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourcesSpec>,
+    /// The MCP prompts the service offers, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptsSpec>,
+}
+
+/// How a service offers MCP prompts: their definitions, and the method
+/// (declared in `methods`, usually with `"tool": false`) that renders one:
+/// it takes `{name, arguments}` and returns a `prompts/get` result. Hosts see
+/// each prompt as `<service>_<name>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsSpec {
+    pub get: String,
+    pub prompts: Vec<crate::mcp::Prompt>,
 }
 
 /// How a service serves MCP resources: the URIs it owns and the two methods
@@ -239,6 +253,23 @@ impl CompiledCaps {
                 if !methods.contains_key(method) {
                     return Err(file_error(format!(
                         "resources.{key} names {method:?}, which is not a declared method"
+                    )));
+                }
+            }
+        }
+        if let Some(prompts) = &caps.prompts {
+            if !methods.contains_key(&prompts.get) {
+                return Err(file_error(format!(
+                    "prompts.get names {:?}, which is not a declared method",
+                    prompts.get
+                )));
+            }
+            let mut names = HashSet::new();
+            for prompt in &prompts.prompts {
+                if !METHOD_LEAF.is_match(&prompt.name) || !names.insert(&prompt.name) {
+                    return Err(file_error(format!(
+                        "prompt name {:?} must be unique, letters, digits and underscores",
+                        prompt.name
                     )));
                 }
             }

@@ -93,6 +93,13 @@ struct Cursor {
 }
 
 #[derive(Deserialize)]
+struct PromptRequest {
+    name: String,
+    #[serde(default)]
+    arguments: std::collections::HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
 struct Uri {
     uri: String,
 }
@@ -205,6 +212,16 @@ pub fn server() -> Result<Server, BuildError> {
             Ok::<_, HandlerError>(json!({
                 "mime_type": "image/png",
                 "_content": [{ "type": "image", "data": PIXEL, "mimeType": "image/png" }],
+            }))
+        })
+        .method("mcp.test.prompt_get", |_context: Context, params: PromptRequest| async move {
+            if params.name != "greet" {
+                return Err(HandlerError::NotFound(format!("no prompt {}", params.name)));
+            }
+            let who = params.arguments.get("who").cloned().unwrap_or_else(|| "world".to_owned());
+            Ok(json!({
+                "description": "A greeting",
+                "messages": [{ "role": "user", "content": { "type": "text", "text": format!("Say hello to {who}.") } }]
             }))
         })
         .method("mcp.test.resources_list", |_context: Context, _params: Cursor| async move {

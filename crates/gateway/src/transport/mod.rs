@@ -41,6 +41,10 @@ impl StreamClient {
                 if session.wants_list_changed() {
                     session.notify(proto::mcp::method::NOTIFICATIONS_TOOLS_LIST_CHANGED, None);
                 }
+                session.log(
+                    proto::mcp::LoggingLevel::Info,
+                    serde_json::json!({ "event": "the services and their tools changed" }),
+                );
             }
         });
         (StreamClient { session, outgoing }, receiver)
