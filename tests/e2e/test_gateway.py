@@ -12,12 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Stack, binary, free_port, jsonrpc, require_tool, wait_for
+from conftest import ROOT, Stack, binary, connectable_tcp, free_port, jsonrpc, require_tool, wait_for
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -587,3 +588,44 @@ def test_a_cancelled_request_is_cancelled_on_the_backend(stack: Stack):
         ws.send(jsonrpc("mcp.test.echo", {"text": "after"}, id=2))
         # The cancelled request gets no answer; the next one does.
         assert json.loads(ws.recv(timeout=10)) == {"jsonrpc": "2.0", "id": 2, "result": {"text": "after"}}
+
+
+def test_a_streamable_http_server_works_as_an_upstream(tmp_path):
+    port = free_port()
+    station = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "e2e" / "servers" / "http_upstream.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "station.log", "wb"),
+    )
+    stack = Stack(tmp_path)
+    try:
+        wait_for(lambda: connectable_tcp(port), "the HTTP upstream")
+        stack.publish_caps()
+        stack.start_backend()
+        upstream = {"name": "weather", "prefix": "wx", "url": f"http://127.0.0.1:{port}/mcp"}
+        stack.start_gateway(overrides={"upstreams": [upstream]})
+
+        async def scenario():
+            async with Client(http_target(stack), mode="auto") as client:
+                for _ in range(300):
+                    names = {tool.name for tool in (await client.list_tools()).tools}
+                    if "wx_temperature" in names:
+                        break
+                    await asyncio.sleep(0.1)
+                assert {"wx_temperature", "wx_countdown", "test_echo"} <= names
+                result = await client.call_tool("wx_temperature", {"city": "Lyon"})
+                assert result.content[0].text == "It is 21 °C in Lyon."
+                progress = []
+
+                async def on_progress(value, total, message):
+                    progress.append(value)
+
+                lift_off = await client.call_tool("wx_countdown", {"steps": 3}, progress_callback=on_progress)
+                assert lift_off.content[0].text == "lift-off"
+                assert progress == [1.0, 2.0, 3.0]
+
+        asyncio.run(scenario())
+    finally:
+        stack.stop()
+        station.terminate()
+        station.wait(10)

@@ -1,10 +1,13 @@
 //! Clients for llmbasedos sockets: a pipelined JSON-RPC connection over a
 //! NUL-framed UNIX socket ([`Connection`]) and a reconnecting pool of them
-//! ([`Pool`]). The gateway reaches its backends through pools; the shell
+//! ([`Pool`]), and an MCP client over Streamable HTTP ([`HttpConnection`],
+//! for third-party servers). The gateway reaches its backends through pools; the shell
 //! reaches the gateway through a connection. No capability knowledge here.
 
 mod connection;
+mod http;
 mod pool;
 
 pub use connection::{CallError, ConnectOptions, Connection, ProgressSender};
+pub use http::HttpConnection;
 pub use pool::Pool;

@@ -27,7 +27,8 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
 }
 
-/// A third-party MCP server run as a child process (stdio transport).
+/// A third-party MCP server: a child process speaking stdio (`command`) or
+/// a Streamable HTTP endpoint (`url`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
@@ -36,10 +37,16 @@ pub struct RawUpstream {
     /// Its tools appear as `<prefix>_<tool>` [default: the name].
     pub prefix: Option<String>,
     /// The program and its arguments.
-    pub command: Vec<String>,
-    /// Environment variables for it (besides PATH and HOME, nothing is inherited).
+    pub command: Option<Vec<String>>,
+    /// Environment variables for the program (besides PATH, HOME and LANG,
+    /// nothing is inherited).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// A Streamable HTTP endpoint (`https://…/mcp`).
+    pub url: Option<String>,
+    /// The name of a systemd credential (`LoadCredential=`) holding the
+    /// bearer token for `url`; read from `$CREDENTIALS_DIRECTORY`.
+    pub bearer_token_credential: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,9 +109,20 @@ pub struct Config {
 pub struct Upstream {
     pub name: String,
     pub prefix: String,
-    pub program: String,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    pub transport: UpstreamTransport,
+}
+
+#[derive(Clone, Debug)]
+pub enum UpstreamTransport {
+    Stdio {
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    Http {
+        url: String,
+        bearer_token_credential: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -253,19 +271,55 @@ impl RawConfig {
                         .to_owned(),
                 ));
             }
-            let mut command = upstream.command.into_iter();
-            let Some(program) = command.next().filter(|program| !program.is_empty()) else {
-                return Err(error(
-                    &format!("upstreams[{index}].command"),
-                    "must name the program to run, e.g. [npx, -y, some-mcp-server]".to_owned(),
-                ));
+            let key = |field: &str| format!("upstreams[{index}].{field}");
+            let transport = match (upstream.command, upstream.url) {
+                (Some(command), None) => {
+                    let mut command = command.into_iter();
+                    let Some(program) = command.next().filter(|program| !program.is_empty()) else {
+                        return Err(error(
+                            &key("command"),
+                            "must name the program to run, e.g. [npx, -y, some-mcp-server]"
+                                .to_owned(),
+                        ));
+                    };
+                    if upstream.bearer_token_credential.is_some() {
+                        return Err(error(
+                            &key("bearer_token_credential"),
+                            "goes with url, not command".to_owned(),
+                        ));
+                    }
+                    UpstreamTransport::Stdio {
+                        program,
+                        args: command.collect(),
+                        env: upstream.env.into_iter().collect(),
+                    }
+                }
+                (None, Some(url)) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(error(
+                            &key("url"),
+                            format!("{url:?} must be an http:// or https:// URL"),
+                        ));
+                    }
+                    if !upstream.env.is_empty() {
+                        return Err(error(&key("env"), "goes with command, not url".to_owned()));
+                    }
+                    UpstreamTransport::Http {
+                        url,
+                        bearer_token_credential: upstream.bearer_token_credential,
+                    }
+                }
+                _ => {
+                    return Err(error(
+                        &format!("upstreams[{index}]"),
+                        "needs exactly one of command (a stdio server) or url (a Streamable HTTP server)".to_owned(),
+                    ));
+                }
             };
             upstreams.push(Upstream {
                 name: upstream.name,
                 prefix,
-                program,
-                args: command.collect(),
-                env: upstream.env.into_iter().collect(),
+                transport,
             });
         }
         Ok(Config {
@@ -395,7 +449,22 @@ mod tests {
                 "upstreams: [{name: a, command: [x]}, {name: a, command: [y]}]",
                 "upstreams[1].name: \"a\" is used twice",
             ),
-            ("upstreams: [{name: a, url: x}]", "unknown field `url`"),
+            (
+                "upstreams: [{name: a, url: x}]",
+                "upstreams[0].url: \"x\" must be an http:// or https:// URL",
+            ),
+            (
+                "upstreams: [{name: a}]",
+                "upstreams[0]: needs exactly one of command",
+            ),
+            (
+                "upstreams: [{name: a, command: [x], url: 'http://h/mcp'}]",
+                "needs exactly one of command",
+            ),
+            (
+                "upstreams: [{name: a, command: [x], bearer_token_credential: t}]",
+                "goes with url",
+            ),
         ];
         for (text, expected) in cases {
             let error = RawConfig::parse(text, "g.yaml")

@@ -494,9 +494,7 @@ impl Gateway {
     ) -> Result<Value, ErrorObject> {
         let params = json!({ "name": tool, "arguments": arguments });
         let (progress, forwarder) = forward_progress(session, progress_token);
-        let call = link
-            .connection
-            .call(method::TOOLS_CALL, Some(params), progress);
+        let call = link.client.call(method::TOOLS_CALL, Some(params), progress);
         let outcome = tokio::time::timeout(self.config.backend_timeout, call).await;
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;

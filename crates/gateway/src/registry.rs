@@ -60,7 +60,41 @@ pub enum ToolTarget {
 #[derive(Debug)]
 pub struct UpstreamLink {
     pub name: String,
-    pub connection: client::Connection,
+    pub client: UpstreamClient,
+}
+
+/// How the gateway reaches a third-party server.
+#[derive(Debug)]
+pub enum UpstreamClient {
+    /// A child process, newline-delimited JSON-RPC on its stdio.
+    Stdio(client::Connection),
+    /// A Streamable HTTP endpoint.
+    Http(client::HttpConnection),
+}
+
+impl UpstreamClient {
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+        progress: Option<client::ProgressSender>,
+    ) -> Result<serde_json::Value, client::CallError> {
+        match self {
+            UpstreamClient::Stdio(connection) => connection.call(method, params, progress).await,
+            UpstreamClient::Http(connection) => connection.call(method, params, progress).await,
+        }
+    }
+
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<serde_json::Value>,
+    ) -> Result<(), client::CallError> {
+        match self {
+            UpstreamClient::Stdio(connection) => connection.notify(method, params).await,
+            UpstreamClient::Http(connection) => connection.notify(method, params).await,
+        }
+    }
 }
 
 #[derive(Debug)]

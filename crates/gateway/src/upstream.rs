@@ -1,15 +1,16 @@
-//! Third-party MCP servers as upstreams: each runs as a child process
-//! speaking MCP over stdio (newline-delimited JSON-RPC). The gateway is its
-//! client: it initialises it (2025-11-25), lists its tools, publishes them
-//! in the registry under the configured prefix, follows its
-//! `notifications/tools/list_changed`, and restarts it with a growing delay
-//! when it dies. Its stderr goes to the gateway's log.
+//! Third-party MCP servers as upstreams: a child process speaking MCP over
+//! stdio (newline-delimited JSON-RPC), or a Streamable HTTP endpoint. The
+//! gateway is their client: it initialises them (2025-11-25), lists their
+//! tools, publishes them in the registry under the configured prefix, keeps
+//! the list current (`notifications/tools/list_changed` on stdio, a periodic
+//! look on HTTP), and starts over with a growing delay when one dies or
+//! forgets its session. A child's stderr goes to the gateway's log.
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client::{ConnectOptions, Connection};
+use client::{ConnectOptions, Connection, HttpConnection};
 use proto::mcp::{ListToolsResult, Tool, method};
 use proto::{DelimitedCodec, Notification};
 use serde_json::{Value, json};
@@ -17,24 +18,55 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::config::Upstream;
-use crate::registry::{Registry, UpstreamLink};
+use crate::config::{Upstream, UpstreamTransport};
+use crate::registry::{Registry, UpstreamClient, UpstreamLink};
 
 /// How long an upstream gets to answer `initialize` and `tools/list`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-/// An upstream that ran this long before dying is restarted at once.
+/// An upstream that ran this long before failing is started again at once.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the tools of an HTTP upstream are listed again.
+const HTTP_REFRESH: Duration = Duration::from_secs(60);
 
-/// Keeps one upstream running for the life of the gateway.
+/// Keeps one upstream connected for the life of the gateway.
 pub async fn supervise(upstream: Upstream, registry: Arc<Registry>, max_message: usize) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        match run_once(&upstream, &registry, max_message).await {
-            Ok(()) => tracing::warn!(upstream = %upstream.name, "upstream server exited"),
-            Err(error) => {
+        // Its own task: a bug that panics restarts the upstream instead of
+        // ending its supervision.
+        let attempt = {
+            let upstream = upstream.clone();
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                match &upstream.transport {
+                    UpstreamTransport::Stdio { program, args, env } => {
+                        run_stdio(&upstream, program, args, env, &registry, max_message).await
+                    }
+                    UpstreamTransport::Http {
+                        url,
+                        bearer_token_credential,
+                    } => {
+                        run_http(
+                            &upstream,
+                            url,
+                            bearer_token_credential.as_deref(),
+                            &registry,
+                            max_message,
+                        )
+                        .await
+                    }
+                }
+            })
+        };
+        match attempt.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
                 tracing::warn!(upstream = %upstream.name, "upstream server failed: {error:#}")
+            }
+            Err(panic) => {
+                tracing::error!(upstream = %upstream.name, "upstream connection crashed: {panic}")
             }
         }
         registry.remove_upstream(&upstream.name);
@@ -48,28 +80,31 @@ pub async fn supervise(upstream: Upstream, registry: Arc<Registry>, max_message:
     }
 }
 
-async fn run_once(
+async fn run_stdio(
     upstream: &Upstream,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
     registry: &Arc<Registry>,
     max_message: usize,
 ) -> anyhow::Result<()> {
-    let mut command = Command::new(&upstream.program);
+    let mut command = Command::new(program);
     command
-        .args(&upstream.args)
+        .args(args)
         .env_clear()
         .envs(
             ["PATH", "HOME", "LANG"]
                 .into_iter()
                 .filter_map(|name| Some((name, std::env::var_os(name)?))),
         )
-        .envs(upstream.env.iter().map(|(name, value)| (name, value)))
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command
         .spawn()
-        .map_err(|error| anyhow::anyhow!("cannot start {:?}: {error}", upstream.program))?;
+        .map_err(|error| anyhow::anyhow!("cannot start {program:?}: {error}"))?;
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -89,16 +124,81 @@ async fn run_once(
     };
     let connection =
         Connection::from_io(stdout, stdin, DelimitedCodec::newline(max_message), options);
+    let link = connect(upstream, UpstreamClient::Stdio(connection), registry).await?;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                anyhow::bail!("it exited ({status})");
+            }
+            notification = notifications.recv() => {
+                let Some(notification) = notification else {
+                    anyhow::bail!("it closed its output");
+                };
+                if notification.method == method::NOTIFICATIONS_TOOLS_LIST_CHANGED {
+                    let tools = list_tools(&link.client).await?;
+                    tracing::info!(upstream = %upstream.name, tools = tools.len(), "upstream tools changed");
+                    registry.set_upstream(link.clone(), &upstream.prefix, tools);
+                }
+            }
+        }
+    }
+}
+
+async fn run_http(
+    upstream: &Upstream,
+    url: &str,
+    bearer_token_credential: Option<&str>,
+    registry: &Arc<Registry>,
+    max_message: usize,
+) -> anyhow::Result<()> {
+    let bearer = match bearer_token_credential {
+        Some(name) => Some(read_credential(name)?),
+        None => None,
+    };
+    let connection = HttpConnection::new(url, bearer, max_message)?;
+    let link = connect(upstream, UpstreamClient::Http(connection), registry).await?;
+    let mut known = list_tools(&link.client).await?;
+    loop {
+        tokio::time::sleep(HTTP_REFRESH).await;
+        let tools = list_tools(&link.client).await?;
+        if tools != known {
+            tracing::info!(upstream = %upstream.name, tools = tools.len(), "upstream tools changed");
+            registry.set_upstream(link.clone(), &upstream.prefix, tools.clone());
+            known = tools;
+        }
+    }
+}
+
+/// A bearer token from the service's systemd credentials.
+fn read_credential(name: &str) -> anyhow::Result<String> {
+    let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+        anyhow::bail!(
+            "bearer_token_credential {name:?} needs systemd credentials: add LoadCredential={name}:/path/to/token to the gateway's unit"
+        );
+    };
+    let path = std::path::Path::new(&directory).join(name);
+    let token = std::fs::read_to_string(&path)
+        .map_err(|error| anyhow::anyhow!("cannot read credential {name:?}: {error}"))?;
+    Ok(token.trim().to_owned())
+}
+
+/// Initialises the server and publishes its tools.
+async fn connect(
+    upstream: &Upstream,
+    client: UpstreamClient,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Arc<UpstreamLink>> {
     let initialize = json!({
         "protocolVersion": proto::mcp::PROTOCOL_2025_11_25,
         "capabilities": {},
         "clientInfo": { "name": "llmbasedos-gateway", "version": env!("CARGO_PKG_VERSION") },
     });
     let handshake = async {
-        let answer = connection
+        let answer = client
             .call(method::INITIALIZE, Some(initialize), None)
             .await?;
-        connection
+        client
             .notify(method::NOTIFICATIONS_INITIALIZED, None)
             .await?;
         anyhow::Ok(answer)
@@ -118,40 +218,23 @@ async fn run_once(
         .to_owned();
     let link = Arc::new(UpstreamLink {
         name: upstream.name.clone(),
-        connection: connection.clone(),
+        client,
     });
-    let tools = list_tools(&connection).await?;
+    let tools = list_tools(&link.client).await?;
     tracing::info!(upstream = %upstream.name, server = %server, tools = tools.len(), prefix = %upstream.prefix, "upstream connected");
     registry.set_upstream(link.clone(), &upstream.prefix, tools);
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status?;
-                anyhow::bail!("it exited ({status})");
-            }
-            notification = notifications.recv() => {
-                let Some(notification) = notification else {
-                    anyhow::bail!("it closed its output");
-                };
-                if notification.method == method::NOTIFICATIONS_TOOLS_LIST_CHANGED {
-                    let tools = list_tools(&connection).await?;
-                    tracing::info!(upstream = %upstream.name, tools = tools.len(), "upstream tools changed");
-                    registry.set_upstream(link.clone(), &upstream.prefix, tools);
-                }
-            }
-        }
-    }
+    Ok(link)
 }
 
 /// Every page of `tools/list`.
-async fn list_tools(connection: &Connection) -> anyhow::Result<Vec<Tool>> {
+async fn list_tools(client: &UpstreamClient) -> anyhow::Result<Vec<Tool>> {
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..1000 {
         let params = cursor.as_ref().map(|cursor| json!({ "cursor": cursor }));
         let page = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            connection.call(method::TOOLS_LIST, params, None),
+            client.call(method::TOOLS_LIST, params, None),
         )
         .await
         .map_err(|_| {
