@@ -90,6 +90,17 @@ impl HttpConnection {
         headers
     }
 
+    /// POSTs one message with the session's headers.
+    async fn post(&self, message: &Message) -> Result<reqwest::Response, CallError> {
+        self.http
+            .post(&self.url)
+            .headers(self.headers())
+            .body(message.to_vec())
+            .send()
+            .await
+            .map_err(transport_error)
+    }
+
     /// Calls `method`; progress for it is forwarded as in
     /// [`crate::Connection::call`].
     pub async fn call(
@@ -114,14 +125,7 @@ impl HttpConnection {
             method: method.to_owned(),
             params,
         });
-        let response = self
-            .http
-            .post(&self.url)
-            .headers(self.headers())
-            .body(request.to_vec())
-            .send()
-            .await
-            .map_err(transport_error)?;
+        let response = self.post(&request).await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND
             && self
@@ -222,14 +226,7 @@ impl HttpConnection {
             method: method.to_owned(),
             params,
         });
-        let response = self
-            .http
-            .post(&self.url)
-            .headers(self.headers())
-            .body(message.to_vec())
-            .send()
-            .await
-            .map_err(transport_error)?;
+        let response = self.post(&message).await?;
         if response.status().is_success() {
             Ok(())
         } else {
