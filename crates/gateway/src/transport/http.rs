@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -35,6 +36,38 @@ struct HttpSession {
     identity: String,
     /// The GET stream's source; taken by the one open stream.
     notifications: Mutex<Option<mpsc::Receiver<Message>>>,
+    last_used: Mutex<Instant>,
+}
+
+/// A session unused this long is forgotten (its client must initialize again).
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// Sessions kept at most; past this the least recently used goes.
+const MAX_SESSIONS: usize = 1024;
+
+impl HttpState {
+    /// Forgets idle sessions, and the oldest ones past the cap.
+    fn prune_sessions(&self) {
+        let mut sessions = self.sessions();
+        let last_used = |session: &HttpSession| {
+            *session
+                .last_used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        sessions.retain(|_, session| last_used(session).elapsed() < SESSION_IDLE);
+        while sessions.len() >= MAX_SESSIONS {
+            let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, session)| last_used(session))
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            if let Some(session) = sessions.remove(&oldest) {
+                session.session.cancel_all();
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -208,7 +241,13 @@ fn find_session(
     };
     match state.sessions().get(id) {
         // A session belongs to whoever opened it.
-        Some(session) if session.identity == identity => Ok(Some(session.clone())),
+        Some(session) if session.identity == identity => {
+            *session
+                .last_used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+            Ok(Some(session.clone()))
+        }
         _ => Err(UnknownSession),
     }
 }
@@ -270,7 +309,9 @@ async fn post_message(
             session,
             identity,
             notifications: Mutex::new(Some(notifications_rx)),
+            last_used: Mutex::new(Instant::now()),
         });
+        state.prune_sessions();
         state.sessions().insert(id.clone(), http_session);
         let mut reply = json_reply(response);
         if let Ok(value) = HeaderValue::from_str(&id) {
