@@ -511,6 +511,8 @@ async fn websocket(
     let max_message = state.gateway.config.max_message;
     upgrade
         .max_message_size(max_message)
+        // Small reads: the library clears its whole read buffer before each.
+        .read_buffer_size(8 * 1024)
         .on_upgrade(move |socket| serve_websocket(state.gateway, socket, identity))
 }
 
@@ -526,7 +528,7 @@ async fn serve_websocket(gateway: Arc<Gateway>, mut socket: WebSocket, identity:
             },
             message = outgoing.recv() => {
                 let Some(message) = message else { break };
-                let text = String::from_utf8_lossy(&message.to_vec()).into_owned();
+                let Ok(text) = serde_json::to_string(&message) else { continue };
                 if socket.send(WsMessage::Text(text.into())).await.is_err() {
                     break;
                 }

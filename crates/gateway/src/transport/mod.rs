@@ -57,9 +57,15 @@ impl StreamClient {
             Ok(Message::Request(request)) => {
                 let outgoing = self.outgoing.clone();
                 gateway.spawn_request(&self.session, request, move |response| {
-                    tokio::spawn(async move {
-                        let _ = outgoing.send(Message::Response(response)).await;
-                    });
+                    // Queue the answer at once; only a full queue needs a
+                    // task that waits for room.
+                    if let Err(mpsc::error::TrySendError::Full(message)) =
+                        outgoing.try_send(Message::Response(response))
+                    {
+                        tokio::spawn(async move {
+                            let _ = outgoing.send(message).await;
+                        });
+                    }
                 });
             }
             Ok(message @ Message::Notification(_)) => {
