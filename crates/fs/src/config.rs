@@ -1,0 +1,292 @@
+//! Configuration, in two stages: [`FileConfig`] is `fs.yaml` as written
+//! (unknown keys refused, errors naming the file and the key), then
+//! [`Config::resolve`] applies the environment overrides, checks the root
+//! and builds the runtime [`Policy`].
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSetBuilder};
+use serde::Deserialize;
+
+use crate::ops::Policy;
+
+/// Where the packaged configuration lives.
+pub const DEFAULT_PATH: &str = "/etc/llmbasedos/fs.yaml";
+/// Overrides the root (used by `llmbasedos up`).
+pub const ROOT_VARIABLE: &str = "LLMBASEDOS_FS_ROOT";
+/// Overrides read-only mode: `true`/`false`, `1`/`0`, `yes`/`no`.
+pub const READ_ONLY_VARIABLE: &str = "LLMBASEDOS_FS_READ_ONLY";
+
+/// Default read limit: 8 MiB, whose base64 still fits a 16 MiB message.
+pub const DEFAULT_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest read limit accepted: its base64 must fit the message limit.
+pub const MAX_MAX_READ_BYTES: u64 = 11 * 1024 * 1024;
+
+/// `fs.yaml` as written. Every key is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The directory shown to clients as `/`. Default: `$HOME`.
+    pub root: Option<PathBuf>,
+    pub read_only: Option<bool>,
+    pub max_read_bytes: Option<u64>,
+    pub allow_hard_links: Option<bool>,
+    pub show_hidden: Option<bool>,
+    /// Glob patterns of names or root-relative paths that walks skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Why the configuration cannot be used. Messages name the file or the
+/// variable, the key, and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl FileConfig {
+    /// Parses `fs.yaml` text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
+        // A file of comments only is an empty configuration.
+        let value: yaml_serde::Value = yaml_serde::from_str(text)
+            .map_err(|error| ConfigError(format!("{origin}: not valid YAML: {error}")))?;
+        if value.is_null() {
+            return Ok(FileConfig::default());
+        }
+        // yaml_serde's messages start with the key at fault and end with
+        // the line and column.
+        yaml_serde::from_str(text).map_err(|error| ConfigError(format!("{origin}: {error}")))
+    }
+
+    /// Reads the file. A missing file at the default path means defaults;
+    /// a missing file that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => FileConfig::parse(&text, &origin),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(FileConfig::default())
+            }
+            Err(error) => Err(ConfigError(format!("{origin}: cannot read it: {error}"))),
+        }
+    }
+}
+
+/// The runtime configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The root directory, as a host path (used once, to open it).
+    pub root: PathBuf,
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Applies the environment (`variable` looks one up) and checks every value.
+    pub fn resolve(
+        file: FileConfig,
+        origin: &str,
+        variable: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (root, root_source) = match (variable(ROOT_VARIABLE), file.root) {
+            (Some(root), _) if !root.is_empty() => (PathBuf::from(root), ROOT_VARIABLE.to_owned()),
+            (_, Some(root)) => (root, format!("root in {origin}")),
+            (_, None) => match variable("HOME") {
+                Some(home) if !home.is_empty() => (
+                    PathBuf::from(home),
+                    format!("$HOME, since {origin} sets no root"),
+                ),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "no root directory: {origin} sets no root and $HOME is not set; set root in {origin} or {ROOT_VARIABLE}"
+                    )));
+                }
+            },
+        };
+        if !root.is_absolute() {
+            return Err(ConfigError(format!(
+                "the root {} (from {root_source}) is not an absolute path; give the full path",
+                root.display()
+            )));
+        }
+        match std::fs::metadata(&root) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => {
+                return Err(ConfigError(format!(
+                    "the root {} (from {root_source}) is not a directory; point it at a directory",
+                    root.display()
+                )));
+            }
+            Err(error) => {
+                return Err(ConfigError(format!(
+                    "the root {} (from {root_source}) cannot be used: {error}; create the directory or point the root at an existing one",
+                    root.display()
+                )));
+            }
+        }
+        let read_only = match variable(READ_ONLY_VARIABLE) {
+            Some(value) => parse_bool(&value).ok_or_else(|| {
+                ConfigError(format!(
+                    "{READ_ONLY_VARIABLE}={value:?} is not a boolean; use true or false"
+                ))
+            })?,
+            None => file.read_only.unwrap_or(false),
+        };
+        let max_read_bytes = file.max_read_bytes.unwrap_or(DEFAULT_MAX_READ_BYTES);
+        if max_read_bytes == 0 || max_read_bytes > MAX_MAX_READ_BYTES {
+            return Err(ConfigError(format!(
+                "{origin}: max_read_bytes: {max_read_bytes} is out of range; use 1 to {MAX_MAX_READ_BYTES} (a read must fit one 16 MiB message, base64 included)"
+            )));
+        }
+        let mut exclude = GlobSetBuilder::new();
+        for (index, pattern) in file.exclude.iter().enumerate() {
+            let glob = Glob::new(pattern).map_err(|error| {
+                ConfigError(format!(
+                    "{origin}: exclude[{index}]: {pattern:?} is not a valid glob pattern: {error}"
+                ))
+            })?;
+            exclude.add(glob);
+        }
+        let exclude = exclude
+            .build()
+            .map_err(|error| ConfigError(format!("{origin}: exclude: {error}")))?;
+        Ok(Config {
+            root,
+            policy: Policy {
+                read_only,
+                max_read_bytes,
+                allow_hard_links: file.allow_hard_links.unwrap_or(false),
+                show_hidden: file.show_hidden.unwrap_or(true),
+                exclude,
+            },
+        })
+    }
+
+    /// Loads the file at `path` (or the default path) and resolves it with
+    /// the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, explicit) = match path {
+            Some(path) => (path, true),
+            None => (Path::new(DEFAULT_PATH), false),
+        };
+        let file = FileConfig::load(path, explicit)?;
+        Config::resolve(file, &path.display().to_string(), |name| {
+            std::env::var(name).ok()
+        })
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default file shipped for /etc/llmbasedos must parse and resolve.
+    #[test]
+    fn the_shipped_file_parses() {
+        let text = include_str!("../../../config/fs.yaml");
+        let file = FileConfig::parse(text, "config/fs.yaml").expect("the shipped file parses");
+        let home = tempfile::tempdir().expect("temp dir");
+        let home_text = home.path().display().to_string();
+        let config = Config::resolve(file, "config/fs.yaml", |name| {
+            (name == "HOME").then(|| home_text.clone())
+        })
+        .expect("the shipped file resolves");
+        assert_eq!(config.root, home.path());
+        assert!(!config.policy.read_only);
+        assert!(!config.policy.allow_hard_links);
+        assert_eq!(config.policy.max_read_bytes, DEFAULT_MAX_READ_BYTES);
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_file_and_key() {
+        let cases = [
+            ("root: [1, 2]", "fs.yaml: root: invalid type"),
+            ("rot: /srv", "fs.yaml: unknown field `rot`"),
+            ("read_only: maybe", "fs.yaml: read_only: invalid type"),
+            (
+                "max_read_bytes: -1",
+                "fs.yaml: max_read_bytes: invalid type",
+            ),
+            ("exclude: {a: 1}", "fs.yaml: exclude: invalid type"),
+            ("root: [", "fs.yaml: not valid YAML"),
+        ];
+        for (text, expected) in cases {
+            let error = FileConfig::parse(text, "fs.yaml")
+                .expect_err(text)
+                .to_string();
+            assert!(error.starts_with(expected), "{text}: {error}");
+        }
+        assert!(FileConfig::parse("# nothing\n", "fs.yaml").is_ok());
+    }
+
+    #[test]
+    fn resolution_checks_values_and_applies_overrides() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().display().to_string();
+        let file = |text: &str| FileConfig::parse(text, "fs.yaml").expect(text);
+        let no_env = |_: &str| None;
+
+        let missing = Config::resolve(
+            file("root: /nonexistent/llmbasedos-root"),
+            "fs.yaml",
+            no_env,
+        )
+        .expect_err("missing root")
+        .to_string();
+        assert!(
+            missing.contains("/nonexistent/llmbasedos-root (from root in fs.yaml) cannot be used"),
+            "{missing}"
+        );
+        let relative = Config::resolve(file("root: data"), "fs.yaml", no_env)
+            .expect_err("relative root")
+            .to_string();
+        assert!(relative.contains("not an absolute path"), "{relative}");
+        let bad_glob = Config::resolve(
+            file(&format!("root: {root}\nexclude: ['a[']")),
+            "fs.yaml",
+            no_env,
+        )
+        .expect_err("bad glob")
+        .to_string();
+        assert!(bad_glob.contains("fs.yaml: exclude[0]"), "{bad_glob}");
+        let too_big = Config::resolve(
+            file(&format!("root: {root}\nmax_read_bytes: 999999999")),
+            "fs.yaml",
+            no_env,
+        )
+        .expect_err("too big")
+        .to_string();
+        assert!(too_big.contains("fs.yaml: max_read_bytes"), "{too_big}");
+        let no_home = Config::resolve(file(""), "fs.yaml", no_env)
+            .expect_err("no home")
+            .to_string();
+        assert!(no_home.contains("$HOME is not set"), "{no_home}");
+
+        let overridden = Config::resolve(
+            file("root: /nonexistent\nread_only: false"),
+            "fs.yaml",
+            |name| match name {
+                ROOT_VARIABLE => Some(root.clone()),
+                READ_ONLY_VARIABLE => Some("yes".to_owned()),
+                _ => None,
+            },
+        )
+        .expect("overrides apply");
+        assert_eq!(overridden.root, dir.path());
+        assert!(overridden.policy.read_only);
+        let bad_bool = Config::resolve(file(""), "fs.yaml", |name| match name {
+            ROOT_VARIABLE => Some(root.clone()),
+            READ_ONLY_VARIABLE => Some("perhaps".to_owned()),
+            _ => None,
+        })
+        .expect_err("bad bool")
+        .to_string();
+        assert!(bad_bool.contains("LLMBASEDOS_FS_READ_ONLY"), "{bad_bool}");
+    }
+}

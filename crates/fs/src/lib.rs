@@ -1,0 +1,36 @@
+//! llmbasedos-fs: files under one root directory, confined by the kernel.
+//!
+//! The pieces:
+//! - [`vpath`]: virtual paths (`/`-rooted strings) — parsing and refusing
+//!   malformed ones; never joined to a host path.
+//! - [`ops`]: the confined operations (read, write, edit, list, tree, glob,
+//!   grep, stat, mkdir, move, copy, delete) on a [`ops::Root`], a cap-std
+//!   directory handle that resolves every path with
+//!   `openat2(RESOLVE_BENEATH)`. Typed results and one typed error; no
+//!   JSON-RPC.
+//! - [`handlers`]: the thin server layer: params → operations → results,
+//!   and the one mapping from the operations' error to a handler error.
+//! - [`uri`]: `file:///` URIs of virtual paths, for MCP resources.
+//! - [`config`]: `/etc/llmbasedos/fs.yaml` and its environment overrides.
+
+pub mod config;
+pub mod handlers;
+pub mod ops;
+pub mod uri;
+pub mod vpath;
+
+use std::sync::Arc;
+
+use server_kit::{BuildError, Server};
+
+/// The service's contract, shipped inside the binary.
+pub const CAPS: &str = include_str!("../fs.cap.json");
+
+/// Where the caps come from, for error messages.
+pub const CAPS_ORIGIN: &str = "crates/fs/fs.cap.json";
+
+/// Builds the fs server on an opened root.
+pub fn server(root: ops::Root) -> Result<Server, BuildError> {
+    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    handlers::register(Server::builder(caps, CAPS_ORIGIN), Arc::new(root)).build()
+}

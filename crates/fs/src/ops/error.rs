@@ -1,0 +1,208 @@
+//! The one error type of the file operations. Every message names the
+//! virtual path (never a host path) and says what to do.
+
+use std::io;
+
+use crate::vpath::{PathProblem, VirtualPath};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path} does not exist; check the path with mcp.fs.list or mcp.fs.glob")]
+    NotFound { path: String },
+    #[error(
+        "{parent} does not exist (it would hold {path}); create it with mcp.fs.mkdir, or pass create_parents: true"
+    )]
+    MissingParent { parent: String, path: String },
+    #[error("{path} already exists; {hint}")]
+    AlreadyExists { path: String, hint: &'static str },
+    #[error("permission denied for {path}: {reason}")]
+    Denied { path: String, reason: String },
+    #[error("invalid path {path}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("{0}")]
+    InvalidValue(String),
+    #[error("{path} is {size} bytes, more than the {limit}-byte read limit; {hint}")]
+    TooLarge {
+        path: String,
+        size: u64,
+        limit: u64,
+        hint: &'static str,
+    },
+    #[error(
+        "{path} is a directory that is not empty; pass recursive: true to {action} it with its contents"
+    )]
+    NotEmpty { path: String, action: &'static str },
+    #[error("the operation was cancelled")]
+    Cancelled,
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        path: String,
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Why a path reached outside the root, in words for the client.
+pub(crate) const OUTSIDE_ROOT: &str = "it leads outside the file service's root (through \"..\", an absolute or escaping symbolic link, or /proc magic links) or the service user may not access it";
+
+impl FsError {
+    /// Maps an I/O error of `action` on `path` to the error a client can act on.
+    pub fn io(path: &VirtualPath, action: &'static str, error: io::Error) -> FsError {
+        let shown = path.to_string();
+        match error.raw_os_error() {
+            Some(libc::EXDEV) if action != "move" => {
+                return FsError::Denied {
+                    path: shown,
+                    reason: OUTSIDE_ROOT.to_owned(),
+                };
+            }
+            Some(libc::ELOOP) => {
+                return FsError::InvalidPath {
+                    path: shown,
+                    reason: "it is a symbolic link where none may be (or a loop of symbolic links); name the link's target instead".to_owned(),
+                };
+            }
+            Some(libc::ENXIO) => {
+                return FsError::Denied {
+                    path: shown,
+                    reason: "it is a FIFO, socket or device, which the file service does not open"
+                        .to_owned(),
+                };
+            }
+            Some(libc::EROFS) => {
+                return FsError::Denied {
+                    path: shown,
+                    reason: "the file system is mounted read-only".to_owned(),
+                };
+            }
+            _ => {}
+        }
+        match error.kind() {
+            io::ErrorKind::NotFound => FsError::NotFound { path: shown },
+            io::ErrorKind::PermissionDenied => FsError::Denied {
+                path: shown,
+                reason: OUTSIDE_ROOT.to_owned(),
+            },
+            io::ErrorKind::AlreadyExists => FsError::AlreadyExists {
+                path: shown,
+                hint: "choose another name, or allow replacing it",
+            },
+            io::ErrorKind::NotADirectory => FsError::InvalidPath {
+                path: shown,
+                reason: "a component of it is a file, not a directory".to_owned(),
+            },
+            io::ErrorKind::IsADirectory => FsError::InvalidPath {
+                path: shown,
+                reason: "it is a directory; this operation needs a file".to_owned(),
+            },
+            io::ErrorKind::DirectoryNotEmpty => FsError::NotEmpty {
+                path: shown,
+                action: "delete",
+            },
+            io::ErrorKind::InvalidFilename => FsError::InvalidPath {
+                path: shown,
+                reason: "a name in it is too long".to_owned(),
+            },
+            _ => FsError::Io {
+                path: shown,
+                action,
+                source: error,
+            },
+        }
+    }
+
+    pub(crate) fn denied(path: &VirtualPath, reason: impl Into<String>) -> FsError {
+        FsError::Denied {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid_path(path: &VirtualPath, reason: impl Into<String>) -> FsError {
+        FsError::InvalidPath {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The error for a string that is not a usable virtual path.
+    pub fn from_problem(text: &str, problem: PathProblem) -> FsError {
+        // Debug formatting shows a NUL or control character as an escape.
+        let shown = format!("{text:?}");
+        match problem {
+            PathProblem::Malformed(reason) => FsError::InvalidPath {
+                path: shown,
+                reason,
+            },
+            PathProblem::ParentComponent => FsError::Denied {
+                path: shown,
+                reason: "\"..\" is not allowed in paths (it could leave the root); name the path from the root without \"..\"".to_owned(),
+            },
+        }
+    }
+}
+
+/// Parses a client's path string.
+pub fn parse_path(text: &str) -> Result<VirtualPath, FsError> {
+    VirtualPath::parse(text).map_err(|problem| FsError::from_problem(text, problem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_what_a_client_can_act_on() {
+        let path = VirtualPath::parse("/a/b").expect("valid");
+        let escape = io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a path led outside of the filesystem",
+        );
+        let cases = [
+            (
+                io::Error::from_raw_os_error(libc::ENOENT),
+                "/a/b does not exist",
+            ),
+            (escape, "permission denied for /a/b: it leads outside"),
+            (
+                io::Error::from_raw_os_error(libc::EXDEV),
+                "permission denied for /a/b: it leads outside",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::ELOOP),
+                "invalid path /a/b: it is a symbolic link",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::ENXIO),
+                "permission denied for /a/b: it is a FIFO",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::ENOTDIR),
+                "invalid path /a/b: a component of it is a file",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::EEXIST),
+                "/a/b already exists",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::ENOTEMPTY),
+                "/a/b is a directory that is not empty",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::EROFS),
+                "mounted read-only",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::ENOSPC),
+                "cannot write /a/b: No space left on device",
+            ),
+        ];
+        for (error, expected) in cases {
+            let message = FsError::io(&path, "write", error).to_string();
+            assert!(
+                message.contains(expected),
+                "{expected:?} not in {message:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Searching contents with ripgrep's libraries.
+//!
+//! The walk is ours (through cap-std handles, never following directory
+//! symlinks); ripgrep's `grep-searcher` searches each file handle we opened
+//! and checked, and `ignore`'s gitignore matcher is fed with the contents
+//! of `.gitignore`/`.ignore` files read through the same handles. Nothing
+//! here touches a host path.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+
+use cap_std::fs::Dir;
+use globset::GlobMatcher;
+use grep_regex::{RegexMatcher, RegexMatcherBuilder};
+use grep_searcher::sinks::Lossy;
+use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde::Serialize;
+
+use super::manage::open_dir_nofollow;
+use super::root::identity;
+use super::walk::{WALK_LIMIT, children};
+use super::{EntryType, FsError, Root, Watch};
+use crate::vpath::VirtualPath;
+
+/// Ignore files honoured in every directory, in increasing precedence.
+const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+/// Ignore files larger than this are not read.
+const MAX_IGNORE_FILE: u64 = 1024 * 1024;
+/// Longest line text returned, in characters.
+const MAX_LINE_CHARS: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct GrepOptions {
+    pub pattern: String,
+    pub case_insensitive: bool,
+    /// Treat the pattern as literal text, not a regular expression.
+    pub fixed_strings: bool,
+    /// Only search files whose name matches this glob.
+    pub include: Option<String>,
+    pub max_results: usize,
+    pub honour_ignore_files: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GrepMatch {
+    pub path: String,
+    pub line: u64,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GrepResult {
+    pub path: String,
+    pub pattern: String,
+    pub matches: Vec<GrepMatch>,
+    pub files_searched: u64,
+    /// Whether the result limit (or the walk limit) stopped the search.
+    pub truncated: bool,
+}
+
+struct GrepState {
+    matcher: RegexMatcher,
+    searcher: Searcher,
+    include: Option<GlobMatcher>,
+    max_results: usize,
+    honour_ignore_files: bool,
+    visited: HashSet<(u64, u64)>,
+    /// Ignore matchers from the start directory down to the current one.
+    ignores: Vec<Gitignore>,
+    seen: u64,
+    result: GrepResult,
+}
+
+pub fn grep(
+    root: &Root,
+    path: &VirtualPath,
+    options: &GrepOptions,
+    watch: &Watch,
+) -> Result<GrepResult, FsError> {
+    let matcher = RegexMatcherBuilder::new()
+        .case_insensitive(options.case_insensitive)
+        .fixed_strings(options.fixed_strings)
+        .line_terminator(Some(b'\n'))
+        .build(&options.pattern)
+        .map_err(|error| {
+            FsError::InvalidValue(format!(
+                "{:?} is not a valid regular expression: {error}; set fixed_strings: true to search for the text as written",
+                options.pattern
+            ))
+        })?;
+    let include = match &options.include {
+        Some(pattern) => Some(
+            globset::Glob::new(pattern)
+                .map_err(|error| {
+                    FsError::InvalidValue(format!(
+                        "include {pattern:?} is not a valid glob pattern: {error}"
+                    ))
+                })?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    let searcher = SearcherBuilder::new()
+        .line_number(true)
+        .binary_detection(BinaryDetection::quit(0))
+        .build();
+    let mut state = GrepState {
+        matcher,
+        searcher,
+        include,
+        max_results: options.max_results,
+        honour_ignore_files: options.honour_ignore_files,
+        visited: HashSet::new(),
+        ignores: Vec::new(),
+        seen: 0,
+        result: GrepResult {
+            path: path.to_string(),
+            pattern: options.pattern.clone(),
+            matches: Vec::new(),
+            files_searched: 0,
+            truncated: false,
+        },
+    };
+    let metadata = root.stat(path)?;
+    if metadata.is_dir() {
+        let dir = root.open_dir(path)?;
+        walk(root, &dir, path, &mut state, watch)?;
+    } else {
+        let (file, _) = root.open_read(path)?;
+        search(&mut state, file, path)?;
+    }
+    Ok(state.result)
+}
+
+fn walk(
+    root: &Root,
+    dir: &Dir,
+    path: &VirtualPath,
+    state: &mut GrepState,
+    watch: &Watch,
+) -> Result<(), FsError> {
+    if let Ok(metadata) = dir.dir_metadata()
+        && !state.visited.insert(identity(&metadata))
+    {
+        return Ok(());
+    }
+    let pushed = if state.honour_ignore_files {
+        state.ignores.push(ignore_matcher(root, dir, path));
+        true
+    } else {
+        false
+    };
+    let outcome = walk_children(root, dir, path, state, watch);
+    if pushed {
+        state.ignores.pop();
+    }
+    outcome
+}
+
+fn walk_children(
+    root: &Root,
+    dir: &Dir,
+    path: &VirtualPath,
+    state: &mut GrepState,
+    watch: &Watch,
+) -> Result<(), FsError> {
+    for child in children(root, dir, path, false)? {
+        if state.result.truncated {
+            return Ok(());
+        }
+        state.seen += 1;
+        if state.seen as usize > WALK_LIMIT {
+            state.result.truncated = true;
+            return Ok(());
+        }
+        watch.tick(state.seen, "searching")?;
+        let is_dir = child.entry_type == EntryType::Directory;
+        if is_dir && child.name == ".git" {
+            continue;
+        }
+        if is_ignored(&state.ignores, &child.path, is_dir) {
+            continue;
+        }
+        match child.entry_type {
+            EntryType::Directory => {
+                if let Ok(sub) = open_dir_nofollow(dir, &child.name) {
+                    walk(root, &sub, &child.path, state, watch)?;
+                }
+            }
+            EntryType::File => {
+                if state
+                    .include
+                    .as_ref()
+                    .is_some_and(|include| !include.is_match(&child.name))
+                {
+                    continue;
+                }
+                // Hard-linked, vanished or unreadable files are skipped, not fatal.
+                if let Ok((file, _)) = root.open_read_in(dir, &child.name, &child.path) {
+                    search(state, file, &child.path)?;
+                }
+            }
+            // Symlinks are not followed in walks; special files are never opened.
+            EntryType::Symlink | EntryType::Other => {}
+        }
+    }
+    Ok(())
+}
+
+fn search(
+    state: &mut GrepState,
+    file: cap_std::fs::File,
+    path: &VirtualPath,
+) -> Result<(), FsError> {
+    state.result.files_searched += 1;
+    let shown = path.to_string();
+    let max_results = state.max_results;
+    let matches = &mut state.result.matches;
+    let mut truncated = false;
+    let file = file.into_std();
+    let outcome = state.searcher.search_file(
+        &state.matcher,
+        &file,
+        Lossy(|line, text| {
+            if matches.len() >= max_results {
+                truncated = true;
+                return Ok(false);
+            }
+            let text = text.trim_end_matches(['\n', '\r']);
+            let text = if text.chars().count() > MAX_LINE_CHARS {
+                let mut cut: String = text.chars().take(MAX_LINE_CHARS).collect();
+                cut.push('…');
+                cut
+            } else {
+                text.to_owned()
+            };
+            matches.push(GrepMatch {
+                path: shown.clone(),
+                line,
+                text,
+            });
+            Ok(true)
+        }),
+    );
+    if truncated {
+        state.result.truncated = true;
+    }
+    // A file that cannot be read to the end (e.g. removed meanwhile) keeps
+    // the matches found so far; the search goes on.
+    let _ = outcome;
+    Ok(())
+}
+
+/// The ignore rules of one directory, read through its handle.
+fn ignore_matcher(root: &Root, dir: &Dir, path: &VirtualPath) -> Gitignore {
+    let shown = path.to_string();
+    let mut builder = GitignoreBuilder::new(Path::new(&shown));
+    for name in IGNORE_FILES {
+        // Opened and checked like any file: a FIFO or a link cannot hang or leak.
+        let Ok((file, _)) = root.open_read_in(dir, name, &path.join(name)) else {
+            continue;
+        };
+        let mut text = String::new();
+        if file
+            .take(MAX_IGNORE_FILE)
+            .read_to_string(&mut text)
+            .is_err()
+        {
+            continue;
+        }
+        for line in text.lines() {
+            // A bad line is skipped, as git does.
+            let _ = builder.add_line(None, line);
+        }
+    }
+    builder.build().unwrap_or_else(|_| Gitignore::empty())
+}
+
+/// The deepest rule that matches decides: a whitelist (`!pattern`) in a
+/// nested ignore file overrides an ignore above it.
+fn is_ignored(ignores: &[Gitignore], path: &VirtualPath, is_dir: bool) -> bool {
+    let shown = path.to_string();
+    for gitignore in ignores.iter().rev() {
+        match gitignore.matched(Path::new(&shown), is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+    }
+    false
+}

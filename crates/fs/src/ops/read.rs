@@ -1,0 +1,210 @@
+//! Reading files: text or base64, byte ranges, head/tail lines, a size
+//! bound, a MIME type.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use base64::Engine;
+use serde::Serialize;
+
+use super::{FsError, Root};
+use crate::vpath::VirtualPath;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    Text,
+    Base64,
+    /// Text when the bytes are UTF-8 without NUL, base64 otherwise.
+    #[default]
+    Auto,
+}
+
+/// What part of the file to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    #[default]
+    Whole,
+    Range {
+        offset: u64,
+        length: Option<u64>,
+    },
+    Head(usize),
+    Tail(usize),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadResult {
+    pub path: String,
+    /// `text` or `base64`.
+    pub encoding: &'static str,
+    pub content: String,
+    pub mime_type: String,
+    /// The file's whole size.
+    pub size: u64,
+    /// Where in the file the returned bytes start.
+    pub offset: u64,
+    /// How many bytes of the file the content holds.
+    pub bytes: u64,
+    /// Whether the selection held more than the read limit allowed.
+    pub truncated: bool,
+}
+
+/// Reads `path` as selected, returning at most the policy's limit.
+pub fn read(
+    root: &Root,
+    path: &VirtualPath,
+    encoding: Encoding,
+    selection: Selection,
+) -> Result<ReadResult, FsError> {
+    let (mut file, metadata) = root.open_read(path)?;
+    let size = metadata.len();
+    let limit = root.policy().max_read_bytes;
+    let io = |error| FsError::io(path, "read", error);
+    let (offset, data, truncated) = match selection {
+        Selection::Whole => {
+            if size > limit {
+                return Err(FsError::TooLarge {
+                    path: path.to_string(),
+                    size,
+                    limit,
+                    hint: "read part of it with offset/length or head/tail, or search it with mcp.fs.grep",
+                });
+            }
+            let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
+            (0, data, more)
+        }
+        Selection::Range { offset, length } => {
+            file.seek(SeekFrom::Start(offset)).map_err(io)?;
+            let wanted = length.unwrap_or(u64::MAX);
+            let expected = size.saturating_sub(offset).min(wanted);
+            let (data, more) =
+                read_bounded(&mut (&mut file).take(wanted), limit, expected).map_err(io)?;
+            (offset.min(size), data, more)
+        }
+        Selection::Head(lines) => {
+            let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
+            let end = nth_line_end(&data, lines);
+            let truncated = more && end == data.len();
+            (0, data[..end].to_vec(), truncated)
+        }
+        Selection::Tail(lines) => {
+            let start = size.saturating_sub(limit);
+            file.seek(SeekFrom::Start(start)).map_err(io)?;
+            let (data, _) = read_bounded(&mut file, limit, size - start).map_err(io)?;
+            let begin = nth_line_start_from_end(&data, lines);
+            let truncated = start > 0 && begin == 0;
+            (start + begin as u64, data[begin..].to_vec(), truncated)
+        }
+    };
+    let mime_type = mime_guess::from_path(path.name().unwrap_or(""))
+        .first()
+        .map(|mime| mime.essence_str().to_owned());
+    let is_text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
+    let bytes = data.len() as u64;
+    let (encoding, content) = match encoding {
+        Encoding::Text => match String::from_utf8(data) {
+            Ok(text) => ("text", text),
+            Err(_) => {
+                return Err(FsError::InvalidValue(format!(
+                    "{path} is not UTF-8 text; read it with encoding \"base64\" or \"auto\""
+                )));
+            }
+        },
+        Encoding::Auto if is_text => (
+            "text",
+            String::from_utf8(data).expect("checked to be UTF-8"),
+        ),
+        Encoding::Auto | Encoding::Base64 => (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(&data),
+        ),
+    };
+    let mime_type = mime_type.unwrap_or_else(|| {
+        if is_text {
+            "text/plain".to_owned()
+        } else {
+            "application/octet-stream".to_owned()
+        }
+    });
+    Ok(ReadResult {
+        path: path.to_string(),
+        encoding,
+        content,
+        mime_type,
+        size,
+        offset,
+        bytes,
+        truncated,
+    })
+}
+
+/// Reads at most `limit` bytes; says whether more were there. `expected`
+/// sizes the buffer, so that a small file costs one read, not a series of
+/// growing ones.
+fn read_bounded(
+    reader: &mut impl Read,
+    limit: u64,
+    expected: u64,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let capacity = usize::try_from(expected.min(limit).saturating_add(1)).unwrap_or(0);
+    let mut data = Vec::with_capacity(capacity);
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut data)?;
+    let more = data.len() as u64 > limit;
+    if more {
+        data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok((data, more))
+}
+
+/// The index just past the `lines`-th newline (or the end).
+fn nth_line_end(data: &[u8], lines: usize) -> usize {
+    if lines == 0 {
+        return 0;
+    }
+    let mut seen = 0;
+    for (index, byte) in data.iter().enumerate() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == lines {
+                return index + 1;
+            }
+        }
+    }
+    data.len()
+}
+
+/// The index where the last `lines` lines start (a final newline does not
+/// begin an empty line).
+fn nth_line_start_from_end(data: &[u8], lines: usize) -> usize {
+    if lines == 0 {
+        return data.len();
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (index, byte) in body.iter().enumerate().rev() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == lines {
+                return index + 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_boundaries() {
+        let data = b"a\nb\nc\n";
+        assert_eq!(&data[..nth_line_end(data, 2)], b"a\nb\n");
+        assert_eq!(&data[..nth_line_end(data, 9)], data);
+        assert_eq!(&data[nth_line_start_from_end(data, 2)..], b"b\nc\n");
+        assert_eq!(&data[nth_line_start_from_end(data, 9)..], data);
+        assert_eq!(&b"a\nb"[nth_line_start_from_end(b"a\nb", 1)..], b"b");
+        assert_eq!(nth_line_start_from_end(data, 0), data.len());
+    }
+}

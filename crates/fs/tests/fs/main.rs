@@ -1,0 +1,17 @@
+//! Integration tests of llmbasedos-fs, against the real binary over a real
+//! UNIX socket, each with its own temp dir: one binary, one module per area.
+//!
+//! - [`containment`]: the containment table of issue 4 — every escape
+//!   refused, nothing outside read or changed; the symlink-swap race;
+//!   FIFOs and devices; symlink loops.
+//! - [`atomicity`]: SIGKILL in the middle of large overwrites.
+//! - [`bad_input`]: malformed requests refused with useful messages.
+//! - [`methods`]: what every method does.
+//! - [`lifecycle`]: start-up errors (exit 78), `--print-caps`.
+
+mod atomicity;
+mod bad_input;
+mod containment;
+mod lifecycle;
+mod methods;
+mod support;
