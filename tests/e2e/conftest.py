@@ -124,19 +124,22 @@ class Stack:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def publish_caps(self, service: str = "test") -> Path:
-        caps = subprocess.run([binary("llmbasedos-test-server"), "--print-caps"], check=True, capture_output=True).stdout
+    def publish_caps(self, service: str = "test", binary_name: str = "llmbasedos-test-server") -> Path:
+        caps = subprocess.run([binary(binary_name), "--print-caps"], check=True, capture_output=True).stdout
         path = self.caps_dir / f"{service}.cap.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(caps)
         temporary.rename(path)
         return path
 
-    def start_backend(self, service: str = "test") -> Process:
+    def start_backend(
+        self, service: str = "test", binary_name: str = "llmbasedos-test-server", env: dict[str, str] | None = None
+    ) -> Process:
         socket_path = self.caps_dir / f"{service}.sock"
         process = Process(
-            [str(binary("llmbasedos-test-server")), "--socket", str(socket_path), "--idle-timeout", "0"],
+            [str(binary(binary_name)), "--socket", str(socket_path), "--idle-timeout", "0"],
             self.root / f"{service}.log",
+            env=env,
         )
         wait_for(lambda: connectable_unix(socket_path), f"the {service} server's socket")
         self.backends[service] = process
