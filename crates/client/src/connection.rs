@@ -159,7 +159,8 @@ impl Connection {
         progress: Option<ProgressSender>,
     ) -> Result<Value, CallError> {
         if self.is_closed() {
-            return Err(CallError::Closed);
+            // Nothing was sent: the caller may safely try another connection.
+            return Err(CallError::Send(std::io::ErrorKind::NotConnected.into()));
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let params = if progress.is_some() {

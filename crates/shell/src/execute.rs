@@ -1,0 +1,713 @@
+//! The second stage: a [`Command`] runs against the gateway. The shell's
+//! own state (the current directory, the history) lives here; output is
+//! collected into a string that the caller prints, errors become one
+//! [`ShellError`] line.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::command::{BUILTINS, Command, End, Params, builtin};
+use crate::gateway::{Catalog, Failure, Gateway};
+use crate::path::resolve;
+use crate::render;
+
+/// The file service's "not found" code (its error base -32010, minus 3).
+const FS_NOT_FOUND: i32 = -32013;
+/// JSON-RPC's "method not found".
+const METHOD_NOT_FOUND: i32 = -32601;
+
+/// How a command failed; each kind has its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// The command ran and failed (a missing file, a server's error): 1.
+    Failed,
+    /// What was typed is not a command: 2.
+    Usage,
+    /// The gateway cannot be reached: 69 (EX_UNAVAILABLE).
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub(crate) fn exit_status(self) -> u8 {
+        match self {
+            ErrorKind::Failed => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Unavailable => 69,
+        }
+    }
+}
+
+/// One friendly line, and its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShellError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+impl ShellError {
+    pub(crate) fn usage(message: impl Into<String>) -> ShellError {
+        ShellError {
+            kind: ErrorKind::Usage,
+            message: message.into(),
+        }
+    }
+
+    fn failed(message: impl Into<String>) -> ShellError {
+        ShellError {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the shell does after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Exit(u8),
+}
+
+/// The shell's state between commands.
+#[derive(Debug)]
+pub(crate) struct Shell {
+    pub(crate) gateway: Arc<Gateway>,
+    /// Absolute and normalised; see [`crate::path`].
+    pub(crate) cwd: String,
+    /// Print raw JSON results, one per line, instead of tables and text.
+    pub(crate) json: bool,
+    /// Whether `write PATH` without text may read standard input.
+    pub(crate) stdin_content: bool,
+    /// The lines run so far (the interactive shell starts it from the
+    /// history file).
+    pub(crate) history: Vec<String>,
+    /// Show the progress of long calls (when standard error is a terminal).
+    pub(crate) show_progress: bool,
+}
+
+impl Shell {
+    pub(crate) fn new(gateway: Arc<Gateway>, json: bool, stdin_content: bool) -> Shell {
+        Shell {
+            gateway,
+            cwd: "/".to_owned(),
+            json,
+            stdin_content,
+            history: Vec::new(),
+            show_progress: false,
+        }
+    }
+
+    /// Runs one command, appending what it prints to `out`.
+    pub(crate) async fn run(
+        &mut self,
+        command: Command,
+        out: &mut String,
+    ) -> Result<Flow, ShellError> {
+        let name = command_name(&command).to_owned();
+        self.execute(command, out).await.map_err(|error| {
+            let message = one_line(&error.message);
+            // "cannot connect …" and "unknown command: …" stand alone.
+            let alone = error.kind == ErrorKind::Unavailable
+                || message.starts_with(&format!("{name}: "))
+                || message.starts_with("unknown command: ");
+            ShellError {
+                kind: error.kind,
+                message: if alone {
+                    message
+                } else {
+                    format!("{name}: {message}")
+                },
+            }
+        })
+    }
+
+    async fn execute(&mut self, command: Command, out: &mut String) -> Result<Flow, ShellError> {
+        match command {
+            Command::List { long, path } => {
+                let path = self.path(path.as_deref().unwrap_or("."));
+                let listing = match self.list(&path).await {
+                    Ok(listing) => listing,
+                    // `ls FILE` shows the file, as ls does.
+                    Err(error) => match self
+                        .gateway
+                        .call("mcp.fs.stat", Some(json!({ "path": path })))
+                        .await
+                    {
+                        Ok(stat)
+                            if stat.get("type").and_then(Value::as_str) != Some("directory") =>
+                        {
+                            json!({ "path": path, "entries": [stat] })
+                        }
+                        _ => return Err(error),
+                    },
+                };
+                if self.json {
+                    json_line(out, &listing);
+                } else {
+                    render::listing(out, &listing, long);
+                }
+            }
+            Command::ChangeDir { path } => {
+                let path = self.path(path.as_deref().unwrap_or("/"));
+                if path != "/" {
+                    let stat = self
+                        .fs("mcp.fs.stat", json!({ "path": path }), &path)
+                        .await?;
+                    if stat.get("type").and_then(Value::as_str) != Some("directory") {
+                        return Err(ShellError::failed(format!("not a directory: {path}")));
+                    }
+                }
+                self.cwd = path;
+            }
+            Command::PrintDir => {
+                if self.json {
+                    json_line(out, &json!(self.cwd));
+                } else {
+                    let _ = writeln!(out, "{}", self.cwd);
+                }
+            }
+            Command::Cat { paths } => {
+                for path in paths {
+                    let path = self.path(&path);
+                    self.read(out, &path, json!({ "path": path, "encoding": "auto" }))
+                        .await?;
+                }
+            }
+            Command::Lines { end, count, path } => {
+                let path = self.path(&path);
+                let key = match end {
+                    End::Head => "head",
+                    End::Tail => "tail",
+                };
+                self.read(
+                    out,
+                    &path,
+                    json!({ "path": path, "encoding": "auto", key: count }),
+                )
+                .await?;
+            }
+            Command::Write { path, text } => {
+                let path = self.path(&path);
+                let content = match text {
+                    Some(text) => text,
+                    None if self.stdin_content => read_stdin().await?,
+                    None => {
+                        return Err(ShellError::usage(
+                            "give the text after the path, or pipe it in: echo text | luca-shell -c 'write PATH'",
+                        ));
+                    }
+                };
+                let result = self
+                    .fs(
+                        "mcp.fs.write",
+                        json!({ "path": path, "content": content }),
+                        &path,
+                    )
+                    .await?;
+                self.quiet(out, &result);
+            }
+            Command::MakeDir { parents, paths } => {
+                for path in paths {
+                    let path = self.path(&path);
+                    let result = self
+                        .fs(
+                            "mcp.fs.mkdir",
+                            json!({ "path": path, "parents": parents }),
+                            &path,
+                        )
+                        .await?;
+                    self.quiet(out, &result);
+                }
+            }
+            Command::Remove { recursive, paths } => {
+                for path in paths {
+                    let path = self.path(&path);
+                    let result = self
+                        .fs(
+                            "mcp.fs.delete",
+                            json!({ "path": path, "recursive": recursive }),
+                            &path,
+                        )
+                        .await?;
+                    self.quiet(out, &result);
+                }
+            }
+            Command::Move {
+                overwrite,
+                from,
+                to,
+            } => {
+                let (from, to) = (self.path(&from), self.path(&to));
+                let params = json!({ "from": from, "to": to, "overwrite": overwrite });
+                let result = self.fs("mcp.fs.move", params, &from).await?;
+                self.quiet(out, &result);
+            }
+            Command::Copy {
+                recursive,
+                overwrite,
+                from,
+                to,
+            } => {
+                let (from, to) = (self.path(&from), self.path(&to));
+                let params = json!({
+                    "from": from,
+                    "to": to,
+                    "recursive": recursive,
+                    "overwrite": overwrite,
+                });
+                let result = self.fs("mcp.fs.copy", params, &from).await?;
+                self.quiet(out, &result);
+            }
+            Command::Grep {
+                pattern,
+                path,
+                case_insensitive,
+                fixed_strings,
+            } => {
+                let path = self.path(path.as_deref().unwrap_or("."));
+                let params = json!({
+                    "pattern": pattern,
+                    "path": path,
+                    "case_insensitive": case_insensitive,
+                    "fixed_strings": fixed_strings,
+                });
+                let result = self.fs("mcp.fs.grep", params, &path).await?;
+                if self.json {
+                    json_line(out, &result);
+                } else {
+                    render::grep(out, &result);
+                }
+            }
+            Command::Search { .. } => {
+                return Err(ShellError::failed(
+                    "semantic search needs the search server, which this gateway does not offer yet",
+                ));
+            }
+            Command::Llm { .. } => {
+                return Err(ShellError::failed(
+                    "asking a model needs the llm server, which this gateway does not offer yet",
+                ));
+            }
+            Command::Tools => {
+                let tools = self.gateway.list_tools().await.map_err(from_failure)?;
+                if self.json {
+                    json_line(out, &json!({ "tools": tools }));
+                } else {
+                    render::tools(out, &tools);
+                }
+            }
+            Command::Call {
+                name,
+                params,
+                explicit,
+            } => self.call(out, &name, params, explicit).await?,
+            Command::Help { topic } => self.help(out, topic.as_deref()).await?,
+            Command::History => {
+                for (number, line) in self.history.iter().enumerate() {
+                    let _ = writeln!(out, "{:>5}  {line}", number + 1);
+                }
+            }
+            Command::Exit { status } => return Ok(Flow::Exit(status)),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn path(&self, typed: &str) -> String {
+        resolve(&self.cwd, typed)
+    }
+
+    /// A call to the file service on behalf of a built-in command: its
+    /// "not found" names the path, and a gateway without the service says
+    /// so.
+    async fn fs(&self, method: &str, params: Value, path: &str) -> Result<Value, ShellError> {
+        self.gateway
+            .call(method, Some(params))
+            .await
+            .map_err(|failure| match failure {
+                Failure::Server(error)
+                    if error.code == FS_NOT_FOUND
+                        && error.message.starts_with(&format!("{path} does not exist")) =>
+                {
+                    ShellError::failed(format!("no such file or directory: {path}"))
+                }
+                Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(
+                    format!("the file server is not available on this gateway ({method} is unknown to it)"),
+                ),
+                Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
+                other => from_failure(other),
+            })
+    }
+
+    /// A directory listing, every page of it.
+    async fn list(&self, path: &str) -> Result<Value, ShellError> {
+        let mut listing = self
+            .fs("mcp.fs.list", json!({ "path": path }), path)
+            .await?;
+        while let Some(cursor) = listing
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
+            let page = self
+                .fs(
+                    "mcp.fs.list",
+                    json!({ "path": path, "cursor": cursor }),
+                    path,
+                )
+                .await?;
+            let more = page.get("entries").cloned().unwrap_or(json!([]));
+            if let (Some(entries), Value::Array(more)) = (
+                listing.get_mut("entries").and_then(Value::as_array_mut),
+                more,
+            ) {
+                entries.extend(more);
+            }
+            match page.get("next_cursor") {
+                Some(next) if next.as_str() != Some(&cursor) => {
+                    listing["next_cursor"] = next.clone();
+                }
+                _ => {
+                    if let Value::Object(object) = &mut listing {
+                        object.remove("next_cursor");
+                    }
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn read(&self, out: &mut String, path: &str, params: Value) -> Result<(), ShellError> {
+        let result = self.fs("mcp.fs.read", params, path).await?;
+        if self.json {
+            json_line(out, &result);
+            return Ok(());
+        }
+        if result.get("encoding").and_then(Value::as_str) != Some("text") {
+            let size = result.get("size").and_then(Value::as_u64).unwrap_or(0);
+            return Err(ShellError::failed(format!(
+                "{path} is not text ({size} bytes); `call mcp.fs.read path={path} encoding=base64` gives its bytes"
+            )));
+        }
+        let content = result.get("content").and_then(Value::as_str).unwrap_or("");
+        out.push_str(content);
+        if !content.is_empty() && !content.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(())
+    }
+
+    /// Commands that print nothing on success print their result in JSON mode.
+    fn quiet(&self, out: &mut String, result: &Value) {
+        if self.json {
+            json_line(out, result);
+        }
+    }
+
+    async fn call(
+        &self,
+        out: &mut String,
+        name: &str,
+        params: Params,
+        explicit: bool,
+    ) -> Result<(), ShellError> {
+        // Method names have dots (mcp.fs.read) or slashes (tools/list);
+        // tool names have neither.
+        let file_service = name.starts_with("mcp.fs.") || name.starts_with("fs_");
+        if name.contains(['.', '/']) {
+            let mut params = match params {
+                Params::Json(value) => Some(value),
+                // Plain values go as a positional array, which the server
+                // maps, except to the file service, whose paths the shell
+                // resolves by name.
+                Params::Words { positional, named } if named.is_empty() && !file_service => {
+                    (!positional.is_empty()).then_some(Value::Array(positional))
+                }
+                Params::Words { positional, named } => {
+                    let catalog = self.gateway.catalog().await.map_err(from_failure)?;
+                    let order = catalog
+                        .method(name)
+                        .map(|method| method.positional.clone())
+                        .unwrap_or_default();
+                    Some(Value::Object(name_positional(
+                        name, &order, positional, named,
+                    )?))
+                }
+            };
+            if file_service && let Some(params) = &mut params {
+                self.resolve_paths(params);
+            }
+            let result = self.call_showing_progress(name, params).await?;
+            self.print_value(out, &result);
+            return Ok(());
+        }
+        let mut catalog = self.gateway.catalog().await.map_err(from_failure)?;
+        if catalog.tool(name).is_none() {
+            self.gateway.forget_catalog();
+            catalog = self.gateway.catalog().await.map_err(from_failure)?;
+        }
+        if catalog.tool(name).is_none() {
+            return Err(if explicit {
+                ShellError::usage(format!(
+                    "unknown method or tool: {name}; `tools` lists the tools"
+                ))
+            } else {
+                ShellError::usage(format!(
+                    "unknown command: {name}; type `help` for the commands"
+                ))
+            });
+        }
+        let mut arguments = tool_arguments(&catalog, name, params)?;
+        if file_service {
+            self.resolve_paths(&mut arguments);
+        }
+        let result = self
+            .call_showing_progress(
+                proto::mcp::method::TOOLS_CALL,
+                Some(json!({ "name": name, "arguments": arguments })),
+            )
+            .await?;
+        if self.json {
+            json_line(out, &result);
+        }
+        let text = render::tool_text(&result);
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            return Err(ShellError::failed(text));
+        }
+        if !self.json {
+            match result.get("structuredContent") {
+                Some(structured) => self.print_value(out, structured),
+                None => {
+                    out.push_str(&text);
+                    if !text.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// In a call to the file service, relative paths (`path`, `from`,
+    /// `to`, `paths`) are taken from the current directory, as in the
+    /// built-in commands.
+    fn resolve_paths(&self, params: &mut Value) {
+        let Value::Object(params) = params else {
+            return;
+        };
+        for (key, value) in params.iter_mut() {
+            match (key.as_str(), value) {
+                ("path" | "from" | "to", Value::String(path)) => *path = self.path(path),
+                ("paths", Value::Array(paths)) => {
+                    for path in paths {
+                        if let Value::String(path) = path {
+                            *path = self.path(path);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A call whose progress, if it reports any, is shown on the terminal
+    /// (standard error) as it arrives, on one line that the answer clears.
+    async fn call_showing_progress(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, ShellError> {
+        if !self.show_progress {
+            return self
+                .gateway
+                .call(method, params)
+                .await
+                .map_err(from_failure);
+        }
+        let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let call = self
+            .gateway
+            .call_with_progress(method, params, Some(sender));
+        let show = async {
+            let mut shown = false;
+            while let Some(update) = updates.recv().await {
+                eprint!("\r\x1b[K{}", render::progress(&update));
+                shown = true;
+            }
+            shown
+        };
+        let (outcome, shown) = tokio::join!(call, show);
+        if shown {
+            eprint!("\r\x1b[K");
+        }
+        outcome.map_err(from_failure)
+    }
+
+    fn print_value(&self, out: &mut String, value: &Value) {
+        if self.json {
+            json_line(out, value);
+        } else {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        }
+    }
+
+    async fn help(&self, out: &mut String, topic: Option<&str>) -> Result<(), ShellError> {
+        match topic {
+            None => render::help(out, BUILTINS),
+            Some(topic) => match builtin(topic) {
+                Some(builtin) => {
+                    let _ = writeln!(out, "{}\n  {}", builtin.usage, builtin.summary);
+                }
+                None => {
+                    let catalog = self.gateway.catalog().await.map_err(from_failure)?;
+                    let method = catalog
+                        .method(topic)
+                        .or_else(|| catalog.method_of_tool(topic));
+                    let description =
+                        method.map(|method| method.description.clone()).or_else(|| {
+                            catalog
+                                .tool(topic)
+                                .and_then(|tool| tool.description.clone())
+                        });
+                    let Some(description) = description else {
+                        return Err(ShellError::usage(format!(
+                            "no command, method or tool is called {topic}; type `help` for the commands"
+                        )));
+                    };
+                    let _ = writeln!(out, "{topic}\n  {description}");
+                    let params =
+                        catalog.param_names(method.map_or(topic, |method| method.name.as_str()));
+                    if !params.is_empty() {
+                        let _ = writeln!(out, "  params: {}", params.join(", "));
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// A tool's arguments: named, plain values named by the method's
+/// `positional`, or one JSON object.
+fn tool_arguments(catalog: &Catalog, tool: &str, params: Params) -> Result<Value, ShellError> {
+    match params {
+        Params::Json(value @ Value::Object(_)) => Ok(value),
+        Params::Json(_) => Err(ShellError::usage(format!(
+            "a tool takes an object of arguments: {tool} key=value … or '{{\"key\": …}}'"
+        ))),
+        Params::Words { positional, named } => {
+            let order = catalog
+                .method_of_tool(tool)
+                .map(|method| method.positional.clone())
+                .unwrap_or_default();
+            Ok(Value::Object(name_positional(
+                tool, &order, positional, named,
+            )?))
+        }
+    }
+}
+
+fn name_positional(
+    name: &str,
+    order: &[String],
+    positional: Vec<Value>,
+    mut named: Map<String, Value>,
+) -> Result<Map<String, Value>, ShellError> {
+    if positional.len() > order.len() {
+        return Err(ShellError::usage(if order.is_empty() {
+            format!("{name} takes its params as key=value")
+        } else {
+            format!(
+                "{name} takes at most {} plain values ({}); give the rest as key=value",
+                order.len(),
+                order.join(", ")
+            )
+        }));
+    }
+    for (key, value) in order.iter().zip(positional) {
+        named.entry(key.clone()).or_insert(value);
+    }
+    Ok(named)
+}
+
+/// The file service's hints name its params; the shell's commands have
+/// flags for them.
+fn in_shell_words(message: &str) -> String {
+    const HINTS: &[(&str, &str)] = &[
+        ("pass recursive: true", "use -r"),
+        ("pass parents: true", "use -p"),
+        ("pass overwrite: true", "use -f"),
+        ("set fixed_strings: true", "use -F"),
+        (
+            "create it with mcp.fs.mkdir, or pass create_parents: true",
+            "create it with mkdir -p",
+        ),
+    ];
+    HINTS
+        .iter()
+        .fold(message.to_owned(), |message, (server, shell)| {
+            message.replace(server, shell)
+        })
+}
+
+fn from_failure(failure: Failure) -> ShellError {
+    match failure {
+        Failure::Unavailable(message) => ShellError {
+            kind: ErrorKind::Unavailable,
+            message,
+        },
+        Failure::Server(error) => ShellError::failed(error.message),
+        Failure::Lost(message) => ShellError::failed(message),
+    }
+}
+
+/// A message on one line: a server's multi-line message (a regex error
+/// with its caret) is joined.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn json_line(out: &mut String, value: &Value) {
+    let _ = writeln!(out, "{value}");
+}
+
+async fn read_stdin() -> Result<String, ShellError> {
+    tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+        .await
+        .map_err(|error| ShellError::failed(format!("cannot read standard input: {error}")))?
+        .map_err(|error| ShellError::failed(format!("cannot read standard input: {error}")))
+}
+
+/// The name errors of a command are prefixed with.
+fn command_name(command: &Command) -> &str {
+    match command {
+        Command::List { .. } => "ls",
+        Command::ChangeDir { .. } => "cd",
+        Command::PrintDir => "pwd",
+        Command::Cat { .. } => "cat",
+        Command::Lines { end: End::Head, .. } => "head",
+        Command::Lines { end: End::Tail, .. } => "tail",
+        Command::Write { .. } => "write",
+        Command::MakeDir { .. } => "mkdir",
+        Command::Remove { .. } => "rm",
+        Command::Move { .. } => "mv",
+        Command::Copy { .. } => "cp",
+        Command::Grep { .. } => "grep",
+        Command::Search { .. } => "search",
+        Command::Llm { .. } => "llm",
+        Command::Tools => "tools",
+        Command::Call { name, .. } => name,
+        Command::Help { .. } => "help",
+        Command::History => "history",
+        Command::Exit { .. } => "exit",
+    }
+}

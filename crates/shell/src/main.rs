@@ -1,0 +1,217 @@
+//! `luca-shell`: the llmbasedos shell, what a person sees on TTY1 of the
+//! live system and the quickest way to use llmbasedos from a terminal.
+//!
+//! It talks to the gateway over its UNIX socket (`gateway`), keeps a
+//! current directory of the file service (`path`), and runs commands in
+//! two stages, as ripgrep parses its arguments: a typed line becomes plain
+//! [`command::Command`] values (`words`, `command`: no I/O), which then run
+//! against the gateway (`execute`, printed by `render`). Interactively
+//! (`interactive`) it adds rustyline: history, Tab completion (`complete`)
+//! and Ctrl-C that cancels the running call. With `-c` or a script on
+//! standard input it runs the commands and stops at the first failure.
+
+mod command;
+mod complete;
+mod execute;
+mod gateway;
+mod interactive;
+mod path;
+mod render;
+mod words;
+
+use std::ffi::OsString;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::command::{Command, parse};
+use crate::execute::{ErrorKind, Flow, Shell, ShellError};
+use crate::gateway::Gateway;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "luca-shell",
+    version,
+    about = "The llmbasedos shell: files, tools and methods of the gateway",
+    after_help = "Exit status: 0 when every command succeeded (or `exit N`), 1 when a command \
+failed, 2 for a mistyped command, 69 when the gateway cannot be reached. \
+Scripts (-c, standard input) stop at the first failing command."
+)]
+struct Cli {
+    /// The gateway's UNIX socket [default: <runtime dir>/gateway.sock].
+    #[arg(long, env = "LLMBASEDOS_GATEWAY_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The runtime directory of `llmbasedos up` [default: $XDG_RUNTIME_DIR/llmbasedos,
+    /// or /tmp/llmbasedos-<uid>].
+    #[arg(long, env = "LLMBASEDOS_RUNTIME_DIR", value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
+    /// Run these commands (separated by `;` or newlines) and exit.
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    commands: Option<String>,
+    /// Print results as raw JSON, one per line, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the gateway's socket is: `--socket`, else `gateway.sock` in the
+/// runtime directory as `llmbasedos up` and the packaged units lay it out.
+fn gateway_socket(
+    socket: Option<&Path>,
+    runtime_dir: Option<&Path>,
+    xdg_runtime_dir: Option<OsString>,
+    uid: u32,
+) -> PathBuf {
+    if let Some(socket) = socket {
+        return socket.to_owned();
+    }
+    let runtime_dir = match (runtime_dir, xdg_runtime_dir) {
+        (Some(dir), _) => dir.to_owned(),
+        (None, Some(xdg)) if !xdg.is_empty() => Path::new(&xdg).join("llmbasedos"),
+        (None, _) => PathBuf::from(format!("/tmp/llmbasedos-{uid}")),
+    };
+    runtime_dir.join("gateway.sock")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(status) => ExitCode::from(status),
+        Err(error) => {
+            eprintln!("luca-shell: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let socket = gateway_socket(
+        cli.socket.as_deref(),
+        cli.runtime_dir.as_deref(),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        // SAFETY: getuid cannot fail.
+        unsafe { libc::getuid() },
+    );
+    let gateway = Arc::new(Gateway::new(&socket));
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let shell = |stdin_content: bool| {
+        let mut shell = Shell::new(gateway.clone(), cli.json, stdin_content);
+        shell.show_progress = std::io::stderr().is_terminal();
+        shell
+    };
+    if let Some(commands) = &cli.commands {
+        return Ok(run_script(
+            &mut shell(!stdin_is_terminal),
+            &runtime,
+            [commands.clone()],
+        ));
+    }
+    if !stdin_is_terminal {
+        let lines = std::io::stdin().lock().lines().map_while(Result::ok);
+        return Ok(run_script(&mut shell(false), &runtime, lines));
+    }
+    interactive::run(shell(false), &runtime)
+}
+
+/// Runs script lines until the end, `exit`, or the first failure; returns
+/// the exit status.
+fn run_script(
+    shell: &mut Shell,
+    runtime: &tokio::runtime::Runtime,
+    lines: impl IntoIterator<Item = String>,
+) -> u8 {
+    for line in lines {
+        let commands = match parse_line(&line) {
+            Ok(commands) => commands,
+            Err(error) => {
+                eprintln!("{}", error.message);
+                return error.kind.exit_status();
+            }
+        };
+        if !commands.is_empty() {
+            shell.history.push(line.clone());
+        }
+        for command in commands {
+            let mut out = String::new();
+            let outcome = runtime.block_on(shell.run(command, &mut out));
+            if !emit(&out) {
+                return 0;
+            }
+            match outcome {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Exit(status)) => return status,
+                Err(error) => {
+                    eprintln!("{}", error.message);
+                    return error.kind.exit_status();
+                }
+            }
+        }
+    }
+    0
+}
+
+/// The commands of one line (several with `;`, none for a comment).
+pub(crate) fn parse_line(line: &str) -> Result<Vec<Command>, ShellError> {
+    let statements = words::statements(line).map_err(ShellError::usage)?;
+    statements
+        .into_iter()
+        .map(|words| {
+            let words: Vec<String> = words.into_iter().map(|word| word.text).collect();
+            parse(&words).map_err(|error| ShellError {
+                kind: ErrorKind::Usage,
+                message: error.0,
+            })
+        })
+        .collect()
+}
+
+/// Prints a command's output; false when standard output is gone (a
+/// closed pipe), which ends a script quietly.
+pub(crate) fn emit(out: &str) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_found_where_llmbasedos_up_lays_it_out() {
+        let path = |text: &str| Some(PathBuf::from(text));
+        let cases = [
+            (path("/s.sock"), path("/r"), Some("/x"), "/s.sock"),
+            (None, path("/r"), Some("/x"), "/r/gateway.sock"),
+            (
+                None,
+                None,
+                Some("/run/user/1000"),
+                "/run/user/1000/llmbasedos/gateway.sock",
+            ),
+            (None, None, Some(""), "/tmp/llmbasedos-1000/gateway.sock"),
+            (None, None, None, "/tmp/llmbasedos-1000/gateway.sock"),
+        ];
+        for (socket, runtime_dir, xdg, expected) in cases {
+            let found = gateway_socket(
+                socket.as_deref(),
+                runtime_dir.as_deref(),
+                xdg.map(OsString::from),
+                1000,
+            );
+            assert_eq!(
+                found,
+                Path::new(expected),
+                "{socket:?} {runtime_dir:?} {xdg:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! luca-shell as a person and a script use it: the real binary against a
+//! real stack (`llmbasedos up` with the test server, in a temp dir).
+
+mod golden;
+mod scripts;
+mod stack;
+mod terminal;

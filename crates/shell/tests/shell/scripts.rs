@@ -1,0 +1,105 @@
+//! Scripts change the real files, and stop at the first failure.
+
+use crate::stack::Stack;
+
+#[test]
+fn commands_change_the_real_files_and_a_script_stops_at_its_first_failure() {
+    let stack = Stack::up();
+    stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
+    let root = stack.root();
+    let output = stack.shell(
+        &[
+            "-c",
+            "cd notes; write new.md hello there; mkdir -p a/b; cp new.md a/b/copy.md; mv todo.md done.md; rm new.md",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).ok();
+    assert_eq!(read("notes/a/b/copy.md").as_deref(), Some("hello there\n"));
+    assert_eq!(read("notes/done.md").as_deref(), Some("buy milk\n"));
+    assert_eq!(read("notes/todo.md"), None);
+    assert_eq!(read("notes/new.md"), None);
+
+    let output = stack.shell(
+        &[
+            "-c",
+            "rm notes/done.md; cat nothing.md; rm notes/a/b/copy.md",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        read("notes/done.md"),
+        None,
+        "the command before the failure ran"
+    );
+    assert!(
+        root.join("notes/a/b/copy.md").is_file(),
+        "the command after the failure did not run"
+    );
+}
+
+#[test]
+fn tools_lists_every_tool_with_its_first_sentence() {
+    let stack = Stack::up();
+    let output = stack.shell(&["-c", "tools"], None);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "test_echo      Returns the text it is given.\n",
+        "test_sleep     Waits the given number of milliseconds, then returns.\n",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in\n{stdout}");
+    }
+    assert!(
+        stdout.lines().any(|line| line.starts_with("fs_read ")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn long_listings_and_binary_files() {
+    let stack = Stack::up();
+    stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
+    std::fs::write(stack.root().join("blob.bin"), [0xff, 0xfe, 0x00, 0x01]).expect("binary");
+    let output = stack.shell(&["-c", "ls -l"], None);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("- 4  ") && lines[0].ends_with("  blob.bin"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("d ") && lines[1].ends_with("  notes/"),
+        "{stdout}"
+    );
+
+    let output = stack.shell(&["-c", "cat blob.bin"], None);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "cat: /blob.bin is not text (4 bytes); `call mcp.fs.read path=/blob.bin encoding=base64` gives its bytes\n"
+    );
+}
+
+#[test]
+fn the_socket_can_come_from_the_environment() {
+    let stack = Stack::up();
+    let output = std::process::Command::new(crate::stack::LUCA_SHELL)
+        .args(["-c", "mcp.test.echo text=via-env"])
+        .env(
+            "LLMBASEDOS_GATEWAY_SOCKET",
+            stack.runtime_dir().join("gateway.sock"),
+        )
+        .env("LLMBASEDOS_RUNTIME_DIR", "/nonexistent")
+        .output()
+        .expect("run luca-shell");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("via-env"),
+        "{output:?}"
+    );
+}
