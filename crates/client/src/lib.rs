@@ -4,6 +4,7 @@
 //! for third-party servers). The gateway reaches its backends through pools; the shell
 //! reaches the gateway through a connection. No capability knowledge here.
 
+pub mod cli;
 mod connection;
 mod http;
 mod pool;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use proto::{Message, Request, RequestId};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::stack::Layout;
 
@@ -17,38 +17,19 @@ pub(crate) struct CallArgs {
     /// The method: a service's (`mcp.fs.list`), the gateway's
     /// (`mcp.hello`, `mcp.listCapabilities`) or MCP's (`tools/list`).
     method: String,
-    /// Params as `key=value` pairs (a value that parses as JSON is taken as
-    /// JSON, anything else as a string), or one JSON object or array.
+    /// Params as `key=value` pairs or plain values in the method's
+    /// positional order (a value that parses as JSON is taken as JSON,
+    /// anything else as a string), or one JSON object or array.
     params: Vec<String>,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
 }
 
-fn parse_params(words: &[String]) -> anyhow::Result<Option<Value>> {
-    match words {
-        [] => Ok(None),
-        [single] if single.starts_with('{') || single.starts_with('[') => {
-            let value = serde_json::from_str(single).context("params are not valid JSON")?;
-            Ok(Some(value))
-        }
-        pairs => {
-            let mut object = Map::new();
-            for pair in pairs {
-                let Some((key, value)) = pair.split_once('=') else {
-                    bail!("{pair:?} is not key=value (or pass one JSON object)");
-                };
-                let value =
-                    serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
-                object.insert(key.to_owned(), value);
-            }
-            Ok(Some(Value::Object(object)))
-        }
-    }
-}
-
 pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCode> {
-    let params = parse_params(&args.params)?;
+    let params = client::cli::parse_params(&args.params)
+        .and_then(client::cli::Params::into_value)
+        .map_err(anyhow::Error::msg)?;
     let socket = Layout::new(runtime_dir).gateway_socket();
     let mut stream = UnixStream::connect(&socket).with_context(|| {
         format!(
@@ -95,39 +76,5 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
             Ok(Message::Request(_)) => bail!("the server sent a request; this client answers none"),
             Err(invalid) => bail!("the server sent an unreadable message: {invalid}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn params_from_words() {
-        let words = |list: &[&str]| {
-            list.iter()
-                .map(|word| (*word).to_owned())
-                .collect::<Vec<_>>()
-        };
-        let cases = [
-            (words(&[]), None),
-            (
-                words(&["text=hi", "repeat=2"]),
-                Some(json!({"text": "hi", "repeat": 2})),
-            ),
-            (words(&["text=a=b"]), Some(json!({"text": "a=b"}))),
-            (
-                words(&["flag=true", "list=[1,2]"]),
-                Some(json!({"flag": true, "list": [1, 2]})),
-            ),
-            (words(&[r#"{"text":"x"}"#]), Some(json!({"text": "x"}))),
-            (words(&[r#"["x",3]"#]), Some(json!(["x", 3]))),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(parse_params(&input).expect("parses"), expected, "{input:?}");
-        }
-        assert!(parse_params(&words(&["novalue"])).is_err());
-        assert!(parse_params(&words(&["{broken"])).is_err());
     }
 }

@@ -44,7 +44,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime_dir = cli.runtime_dir.unwrap_or_else(stack::default_runtime_dir);
+    let runtime_dir = cli
+        .runtime_dir
+        .unwrap_or_else(client::cli::default_runtime_dir);
     let result = match cli.command {
         Command::Up(args) => up::run(&runtime_dir, &args),
         Command::Call(args) => call::run(&runtime_dir, &args),

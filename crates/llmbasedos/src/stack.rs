@@ -58,7 +58,7 @@ impl Layout {
     }
 
     pub(crate) fn gateway_socket(&self) -> PathBuf {
-        self.runtime_dir.join("gateway.sock")
+        client::cli::gateway_socket(&self.runtime_dir)
     }
 
     pub(crate) fn gateway_config(&self) -> PathBuf {
@@ -67,14 +67,6 @@ impl Layout {
 
     pub(crate) fn token_file(&self) -> PathBuf {
         self.runtime_dir.join("gateway.token")
-    }
-}
-
-pub(crate) fn default_runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Path::new(&dir).join("llmbasedos"),
-        // SAFETY: getuid cannot fail.
-        _ => PathBuf::from(format!("/tmp/llmbasedos-{}", unsafe { libc::getuid() })),
     }
 }
 

@@ -263,7 +263,10 @@ fn errors_are_one_clear_line() {
             &["call", "mcp.test.echo", "text=hi"],
             "is `llmbasedos up` running?",
         ),
-        (&["call", "mcp.test.echo", "novalue"], "is not key=value"),
+        (
+            &["call", "mcp.test.echo", "a=1", "loose"],
+            "comes after key=value params",
+        ),
     ];
     for (arguments, expected) in cases {
         let output = Command::new(LLMBASEDOS)

@@ -2,7 +2,7 @@
 //! with no gateway, no file and no terminal behind it. Everything that can
 //! be wrong with what was typed is found here, with the command's usage.
 
-use serde_json::{Map, Value};
+pub(crate) use client::cli::{Params, parse_params};
 
 /// One built-in command of the shell: its name, usage line and summary.
 #[derive(Debug)]
@@ -126,17 +126,6 @@ pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
 pub(crate) enum End {
     Head,
     Tail,
-}
-
-/// Params of a call as typed: positional values and `key=value` pairs, or
-/// one JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Params {
-    Words {
-        positional: Vec<Value>,
-        named: Map<String, Value>,
-    },
-    Json(Value),
 }
 
 /// One command, as typed. Paths are still as typed (relative or not).
@@ -393,45 +382,6 @@ fn builtin_usage(name: &str) -> &'static str {
     builtin(name).map_or("", |builtin| builtin.usage)
 }
 
-/// `key=value` words (a value that reads as JSON is JSON, anything else a
-/// string), plain values before them, or one JSON object or array.
-pub(crate) fn parse_params(words: &[String]) -> Result<Params, String> {
-    if let [single] = words
-        && (single.starts_with('{') || single.starts_with('['))
-    {
-        return serde_json::from_str(single)
-            .map(Params::Json)
-            .map_err(|error| format!("the params are not valid JSON: {error}"));
-    }
-    let mut positional = Vec::new();
-    let mut named = Map::new();
-    for word in words {
-        match word.split_once('=') {
-            Some((key, value)) if is_param_name(key) => {
-                named.insert(key.to_owned(), json_or_string(value));
-            }
-            _ if named.is_empty() => positional.push(json_or_string(word)),
-            _ => {
-                return Err(format!(
-                    "{word:?} comes after key=value params; give it as key=value too"
-                ));
-            }
-        }
-    }
-    Ok(Params::Words { positional, named })
-}
-
-fn is_param_name(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|character| character.is_alphanumeric() || character == '_' || character == '-')
-}
-
-fn json_or_string(value: &str) -> Value {
-    serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()))
-}
-
 /// Flags given, with the values of those that take one.
 #[derive(Debug, Default)]
 struct Flags(Vec<(char, Option<String>)>);
@@ -524,7 +474,7 @@ fn at_least_one(operands: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn words(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()

@@ -67,12 +67,11 @@ fn gateway_socket(
     if let Some(socket) = socket {
         return socket.to_owned();
     }
-    let runtime_dir = match (runtime_dir, xdg_runtime_dir) {
-        (Some(dir), _) => dir.to_owned(),
-        (None, Some(xdg)) if !xdg.is_empty() => Path::new(&xdg).join("llmbasedos"),
-        (None, _) => PathBuf::from(format!("/tmp/llmbasedos-{uid}")),
+    let runtime_dir = match runtime_dir {
+        Some(dir) => dir.to_owned(),
+        None => client::cli::runtime_dir_from(xdg_runtime_dir, uid),
     };
-    runtime_dir.join("gateway.sock")
+    client::cli::gateway_socket(&runtime_dir)
 }
 
 fn main() -> ExitCode {
