@@ -75,6 +75,16 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         summary: "search file contents for a regular expression (-i: ignore case, -F: literal text)",
     },
     Builtin {
+        name: "edit",
+        usage: "edit PATH",
+        summary: "edit a file in $VISUAL or $EDITOR (default vi) and write it back",
+    },
+    Builtin {
+        name: "licence",
+        usage: "licence",
+        summary: "show the licence tier and what it allows",
+    },
+    Builtin {
         name: "search",
         usage: "search QUERY...",
         summary: "semantic search over the files (needs the search server)",
@@ -113,7 +123,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
 
 /// The built-in commands that take remote paths, for completion.
 pub(crate) const PATH_COMMANDS: &[&str] = &[
-    "ls", "cd", "cat", "head", "tail", "write", "mkdir", "rm", "mv", "cp", "grep",
+    "ls", "cd", "cat", "head", "tail", "write", "edit", "mkdir", "rm", "mv", "cp", "grep",
 ];
 
 pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
@@ -177,6 +187,10 @@ pub(crate) enum Command {
         case_insensitive: bool,
         fixed_strings: bool,
     },
+    Edit {
+        path: String,
+    },
+    Licence,
     Search {
         query: String,
     },
@@ -315,6 +329,17 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
                 case_insensitive: flags.has('i'),
                 fixed_strings: flags.has('F'),
             })
+        }
+        "edit" => {
+            let path = at_most_one(args.to_vec()).map_err(usage(name))?;
+            let Some(path) = path else {
+                return Err(usage(name)("a path is needed".to_owned()));
+            };
+            Ok(Command::Edit { path })
+        }
+        "licence" => {
+            no_args(args).map_err(usage(name))?;
+            Ok(Command::Licence)
         }
         "search" | "llm" => {
             if args.is_empty() {

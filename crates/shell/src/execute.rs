@@ -279,15 +279,41 @@ impl Shell {
                     render::grep(out, &result);
                 }
             }
-            Command::Search { .. } => {
-                return Err(ShellError::failed(
-                    "semantic search needs the search server, which this gateway does not offer yet",
-                ));
+            Command::Edit { path } => {
+                let path = self.path(&path);
+                self.edit(out, &path).await?;
             }
-            Command::Llm { .. } => {
-                return Err(ShellError::failed(
-                    "asking a model needs the llm server, which this gateway does not offer yet",
-                ));
+            Command::Licence => {
+                let result = self
+                    .optional(
+                        "mcp.licence.check",
+                        json!({}),
+                        "the licence needs the gateway's licence support",
+                    )
+                    .await?;
+                json_line(out, &result);
+            }
+            Command::Search { query } => {
+                let params = json!({ "query": query, "scope": self.cwd });
+                let result = self
+                    .optional(
+                        "mcp.fs.search",
+                        params,
+                        "semantic search needs the fs server's index",
+                    )
+                    .await?;
+                json_line(out, &result);
+            }
+            Command::Llm { prompt } => {
+                let params = json!({ "messages": [{ "role": "user", "content": prompt }] });
+                let result = self
+                    .optional(
+                        "mcp.llm.chat",
+                        params,
+                        "asking a model needs the gateway's llm proxy",
+                    )
+                    .await?;
+                json_line(out, &result);
             }
             Command::Tools => {
                 let tools = self.gateway.list_tools().await.map_err(from_failure)?;
@@ -334,6 +360,76 @@ impl Shell {
                 Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(
                     format!("the file server is not available on this gateway ({method} is unknown to it)"),
                 ),
+                Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
+                other => from_failure(other),
+            })
+    }
+
+    /// `edit PATH`: the file's text in a private temporary file, the
+    /// editor on it, and the result written back (atomically, by the fs
+    /// server) only if it changed. A file that does not exist yet starts empty.
+    async fn edit(&self, out: &mut String, path: &str) -> Result<(), ShellError> {
+        let original = match self
+            .gateway
+            .call(
+                "mcp.fs.read",
+                Some(json!({ "path": path, "encoding": "text" })),
+            )
+            .await
+        {
+            Ok(result) => result
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            Err(Failure::Server(error)) if error.code == FS_NOT_FOUND => String::new(),
+            Err(Failure::Server(error)) => {
+                return Err(ShellError::failed(in_shell_words(&error.message)));
+            }
+            Err(other) => return Err(from_failure(other)),
+        };
+        let name = path
+            .rsplit('/')
+            .next()
+            .filter(|name| !name.is_empty())
+            .unwrap_or("file");
+        let original_for_editor = original.clone();
+        let name = name.to_owned();
+        let edited = tokio::task::spawn_blocking(move || run_editor(&name, &original_for_editor))
+            .await
+            .map_err(|error| ShellError::failed(format!("the editor could not run: {error}")))??;
+        if edited == original {
+            let _ = writeln!(out, "{path}: unchanged");
+            return Ok(());
+        }
+        let result = self
+            .fs(
+                "mcp.fs.write",
+                json!({ "path": path, "content": edited }),
+                path,
+            )
+            .await?;
+        self.quiet(out, &result);
+        Ok(())
+    }
+
+    /// Calls a method the gateway may not offer yet; if it does not, says
+    /// what is missing in one line.
+    async fn optional(
+        &self,
+        method: &str,
+        params: Value,
+        missing: &str,
+    ) -> Result<Value, ShellError> {
+        self.gateway
+            .call(method, Some(params))
+            .await
+            .map_err(|failure| match failure {
+                Failure::Server(error) if error.code == METHOD_NOT_FOUND => {
+                    ShellError::failed(format!(
+                        "{missing}, which this gateway does not offer ({method} is unknown to it)"
+                    ))
+                }
                 Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
                 other => from_failure(other),
             })
@@ -702,6 +798,8 @@ fn command_name(command: &Command) -> &str {
         Command::Move { .. } => "mv",
         Command::Copy { .. } => "cp",
         Command::Grep { .. } => "grep",
+        Command::Edit { .. } => "edit",
+        Command::Licence => "licence",
         Command::Search { .. } => "search",
         Command::Llm { .. } => "llm",
         Command::Tools => "tools",
@@ -710,4 +808,55 @@ fn command_name(command: &Command) -> &str {
         Command::History => "history",
         Command::Exit { .. } => "exit",
     }
+}
+
+/// Runs `$VISUAL` or `$EDITOR` (default `vi`) on a private copy of `text`
+/// (mode 0600, in its own temporary directory) and returns what it holds
+/// after the editor exits successfully.
+fn run_editor(name: &str, text: &str) -> Result<String, ShellError> {
+    use std::os::unix::fs::PermissionsExt;
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|editor| !editor.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|editor| !editor.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".to_owned());
+    let failed = |what: &str, error: std::io::Error| ShellError::failed(format!("{what}: {error}"));
+    let mut unique = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut unique))
+        .map_err(|error| failed("cannot make a temporary name", error))?;
+    let dir = std::env::temp_dir().join(format!(
+        "luca-edit-{}",
+        unique
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    ));
+    std::fs::create_dir(&dir)
+        .map_err(|error| failed("cannot make a temporary directory", error))?;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    let file = dir.join(name);
+    let outcome = (|| {
+        std::fs::write(&file, text)
+            .map_err(|error| failed("cannot write the temporary copy", error))?;
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(&file)
+            .status()
+            .map_err(|error| failed("cannot start the editor", error))?;
+        if !status.success() {
+            return Err(ShellError::failed(format!(
+                "the editor ({editor}) failed ({status}); nothing was written"
+            )));
+        }
+        std::fs::read_to_string(&file).map_err(|error| failed("cannot read the edited copy", error))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
 }

@@ -103,3 +103,60 @@ fn the_socket_can_come_from_the_environment() {
         "{output:?}"
     );
 }
+
+#[test]
+fn edit_writes_back_what_the_editor_saved_and_nothing_when_it_fails() {
+    let stack = Stack::up();
+    stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
+    let read = || std::fs::read_to_string(stack.root().join("notes/todo.md")).expect("todo.md");
+    let cases: &[(&str, &str, Option<i32>, &str, &str)] = &[
+        // (what, editor, exit status, in the output, the file afterwards)
+        (
+            "an edit",
+            "sed -i s/milk/bread/",
+            Some(0),
+            "",
+            "buy bread\n",
+        ),
+        (
+            "no change",
+            "true",
+            Some(0),
+            "/notes/todo.md: unchanged",
+            "buy bread\n",
+        ),
+        (
+            "a failing editor",
+            "false",
+            Some(1),
+            "nothing was written",
+            "buy bread\n",
+        ),
+    ];
+    for (what, editor, status, says, after) in cases {
+        let output = stack.shell_with(
+            &["-c", "cd notes; edit todo.md"],
+            None,
+            &[("EDITOR", editor)],
+        );
+        assert_eq!(output.status.code(), *status, "{what}: {output:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(text.contains(says), "{what}: {says:?} in {text:?}");
+        assert_eq!(read(), *after, "{what}");
+    }
+    // A new file starts empty.
+    let output = stack.shell_with(
+        &["-c", "edit /notes/new.md"],
+        None,
+        &[("EDITOR", "sh -c 'echo fresh > \"$0\"'")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        std::fs::read_to_string(stack.root().join("notes/new.md")).expect("new.md"),
+        "fresh\n"
+    );
+}

@@ -94,11 +94,23 @@ impl Stack {
     /// Runs luca-shell against this stack, with `stdin` piped in (or a
     /// closed standard input).
     pub(crate) fn shell(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.shell_with(args, stdin, &[])
+    }
+
+    /// As [`Stack::shell`], with extra environment variables.
+    pub(crate) fn shell_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut child = Command::new(LUCA_SHELL)
             .arg("--runtime-dir")
             .arg(self.runtime_dir())
             .args(args)
             .env_remove("LLMBASEDOS_GATEWAY_SOCKET")
+            .env_remove("VISUAL")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
