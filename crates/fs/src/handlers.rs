@@ -86,6 +86,15 @@ where
     context.blocking(work).await?.map_err(handler_error)
 }
 
+/// Runs a short confined operation on one file in place (see
+/// [`Context::blocking_in_place`]): no thread hand-off on the way back.
+fn run_in_place<T>(
+    context: &Context,
+    work: impl FnOnce() -> Result<T, FsError>,
+) -> Result<T, HandlerError> {
+    context.blocking_in_place(work).map_err(handler_error)
+}
+
 /// Progress and cancellation of this request, for walks.
 fn watch(context: &Context) -> Watch {
     let token = context.cancellation_token();
@@ -320,7 +329,7 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
                 let selection = selection(&params)?;
                 let requested = encoding(params.encoding.as_deref());
                 let result =
-                    run(&context, move || read::read(&root, &path, requested, selection)).await?;
+                    run_in_place(&context, move || read::read(&root, &path, requested, selection))?;
                 Ok(with_media_content(result, requested))
             }
         })
@@ -435,7 +444,7 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
             let root = for_stat.clone();
             async move {
                 let path = path(&params.path)?;
-                run(&context, move || manage::stat(&root, &path)).await
+                run_in_place(&context, move || manage::stat(&root, &path))
             }
         })
         .method("mcp.fs.tree", move |context: Context, params: TreeParams| {

@@ -94,6 +94,20 @@ impl Context {
         self.cancel.clone()
     }
 
+    /// Runs short blocking work (one small file read, a stat) on this very
+    /// thread, telling the runtime first so that its other tasks move to
+    /// another thread meanwhile (`block_in_place`). Unlike
+    /// [`Context::blocking`] no thread hand-off lies on the way to the
+    /// answer, which for a 4 KiB read is most of the cost. Long work (walks,
+    /// inference) belongs in [`Context::blocking`], where it can be cancelled.
+    pub fn blocking_in_place<T>(&self, work: impl FnOnce() -> T) -> T {
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+            // A single-threaded runtime has nowhere to move its tasks: run it.
+            _ => work(),
+        }
+    }
+
     /// Runs blocking work (file trees, ONNX inference) on the blocking pool,
     /// off the async runtime. Long work should poll
     /// [`Context::cancellation_token`] and stop when it fires.
