@@ -33,12 +33,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use bench_support::{ChildProcess, PATIENCE};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tungstenite::client::IntoClientRequest;
@@ -49,9 +49,6 @@ const FS_BINARY: &str = env!("CARGO_BIN_EXE_llmbasedos-fs");
 /// Where `scripts/install-test-deps` puts the reference server.
 const REFERENCE_SERVER: &str = "target/test-node/node_modules/.bin/mcp-server-filesystem";
 const CLIENTS: usize = 16;
-/// How long any start-up wait or any single read may take before the run
-/// fails: nothing here blocks forever.
-const PATIENCE: Duration = Duration::from_secs(15);
 /// Through our gateway, reading 4 KiB is at least this many times faster
 /// than the reference server, at p50 and in throughput.
 const TARGET_SPEEDUP: f64 = 3.0;
@@ -498,8 +495,8 @@ impl ReferenceServer {
             .stdout(Stdio::piped());
         let mut process =
             ChildProcess::spawn("reference server", &mut command, dir.join("reference.log"));
-        let stdin = process.process.stdin.take().expect("its stdin");
-        let stdout = process.process.stdout.take().expect("its stdout");
+        let stdin = process.process().stdin.take().expect("its stdin");
+        let stdout = process.process().stdout.take().expect("its stdout");
         let mut server = ReferenceServer {
             stdin,
             stdout: LineReader::new(stdout),
@@ -733,70 +730,6 @@ impl LineReader {
 }
 
 /// A child process, killed by pid when dropped.
-struct ChildProcess {
-    name: &'static str,
-    process: Child,
-    log: PathBuf,
-}
-
-impl ChildProcess {
-    /// Starts `command` with its stderr in `log`; the caller sets stdin and
-    /// stdout.
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> ChildProcess {
-        let errors = File::create(&log).expect("create a log file");
-        for inherited in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "LLMBASEDOS_LOG_FORMAT",
-        ] {
-            command.env_remove(inherited);
-        }
-        command.stderr(errors);
-        // SAFETY: prctl is async-signal-safe and touches no memory shared
-        // with the parent. The child dies with the benchmark, whatever
-        // kills it.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let process = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("start the {name}: {error}"));
-        ChildProcess { name, process, log }
-    }
-
-    /// Waits until `ready` holds, failing with the child's log if it exits
-    /// or takes too long.
-    fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !ready() {
-            let exited = self.process.try_wait().expect("wait");
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "the {} did not get ready ({what}; exit: {exited:?}); its log:\n{}",
-                    self.name,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 /// The file service and the gateway, laid out as `llmbasedos up` does
 /// (caps file and socket in `<dir>/mcp`).
 struct Stack {

@@ -25,16 +25,15 @@
 //! trips per figure, default 20000), `GATEWAY_BENCH_CLIENT_CALLS` (calls per
 //! client in the 64-client run, default 2000).
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use bench_support::{ChildProcess, PATIENCE, pin_to_cpu0};
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocketConfig;
@@ -53,10 +52,6 @@ const TOOL_CALL: &str = concat!(
 );
 const PROTOCOL_VERSION: &str = "2026-07-28";
 const CLIENTS: usize = 64;
-/// How long any start-up wait or any single read may take before the run
-/// fails: nothing here blocks forever.
-const PATIENCE: Duration = Duration::from_secs(15);
-
 const TARGET_COST_US: f64 = 25.0;
 const TARGET_CALLS_PER_SECOND: f64 = 30_000.0;
 const TARGET_IDLE_RSS_MIB: f64 = 20.0;
@@ -538,90 +533,6 @@ fn check_tool_result(body: &[u8]) {
 }
 
 /// A child process, killed by pid when dropped.
-struct ChildProcess {
-    name: &'static str,
-    process: Child,
-    log: PathBuf,
-}
-
-impl ChildProcess {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> ChildProcess {
-        let output = File::create(&log).expect("create a log file");
-        let errors = output.try_clone().expect("clone the log file");
-        for inherited in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "LLMBASEDOS_LOG_FORMAT",
-        ] {
-            command.env_remove(inherited);
-        }
-        command.stdin(Stdio::null()).stdout(output).stderr(errors);
-        // SAFETY: prctl is async-signal-safe and touches no memory shared
-        // with the parent. The child dies with the benchmark, whatever
-        // kills it.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let process = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("start the {name}: {error}"));
-        ChildProcess { name, process, log }
-    }
-
-    /// Waits until `ready` holds, failing with the child's log if it exits
-    /// or takes too long.
-    fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !ready() {
-            let exited = self.process.try_wait().expect("wait");
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "the {} did not get ready ({what}; exit: {exited:?}); its log:\n{}",
-                    self.name,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn memory(&self) -> Memory {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
-            .expect("read /proc/<pid>/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
-        };
-        Memory {
-            rss_kib: field("VmRSS:"),
-            peak_kib: field("VmHWM:"),
-        }
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-struct Memory {
-    rss_kib: u64,
-    peak_kib: u64,
-}
-
 /// The echo process, the test server and the gateway in one temp dir, laid
 /// out as `llmbasedos up` does (caps files and sockets in `mcp/`).
 struct Stack {
@@ -647,7 +558,9 @@ impl Stack {
         let mut echo = ChildProcess::spawn(
             "echo process",
             Command::new(std::env::current_exe().expect("own path"))
-                .env(ECHO_CHILD_ENV, dir.path()),
+                .env(ECHO_CHILD_ENV, dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
             dir.path().join("echo.log"),
         );
         let echo_socket = dir.path().join("echo.sock");
@@ -672,7 +585,9 @@ impl Stack {
             Command::new(&binaries.test_server)
                 .arg("--socket")
                 .arg(&backend_socket)
-                .args(["--idle-timeout", "0"]),
+                .args(["--idle-timeout", "0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
             dir.path().join("test.log"),
         );
         backend.wait_until("its socket", || {
@@ -704,7 +619,11 @@ impl Stack {
         std::fs::write(&config, config_text).expect("write the gateway config");
         let mut gateway = ChildProcess::spawn(
             "gateway",
-            Command::new(&binaries.gateway).arg("--config").arg(&config),
+            Command::new(&binaries.gateway)
+                .arg("--config")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
             dir.path().join("gateway.log"),
         );
         gateway.wait_until("its TCP listener", || {
@@ -772,18 +691,6 @@ fn ping_pong(mut stream: impl Read + Write) {
         }
         if stream.write_all(&output).is_err() {
             return;
-        }
-    }
-}
-
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only read and write that set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            panic!("cannot pin to CPU 0: {}", std::io::Error::last_os_error());
         }
     }
 }

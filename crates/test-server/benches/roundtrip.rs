@@ -22,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench_support::pin_to_cpu0;
+
 const CHILD_ENV: &str = "ROUNDTRIP_CHILD_DIR";
 const REQUEST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"mcp.test.noop","params":{}}"#;
 const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
@@ -287,18 +289,6 @@ fn raw_ping_pong(mut stream: UnixStream) {
         }
         if stream.write_all(&output).is_err() {
             return;
-        }
-    }
-}
-
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only read and write that set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            panic!("cannot pin to CPU 0: {}", std::io::Error::last_os_error());
         }
     }
 }
