@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -115,6 +116,8 @@ pub struct Registry {
     upstreams: std::sync::Mutex<BTreeMap<String, UpstreamEntry>>,
     backend_connections: usize,
     max_message: usize,
+    /// How many times the directory was read.
+    scans: AtomicU64,
 }
 
 impl Registry {
@@ -128,6 +131,7 @@ impl Registry {
             upstreams: std::sync::Mutex::new(BTreeMap::new()),
             backend_connections,
             max_message,
+            scans: AtomicU64::new(0),
         };
         registry.reload();
         registry
@@ -154,8 +158,15 @@ impl Registry {
             .collect()
     }
 
+    /// How many times the caps directory has been read (at start and at
+    /// each change).
+    pub fn scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
+    }
+
     /// Reads the directory again; returns whether the tool list changed.
     pub fn reload(&self) -> bool {
+        self.scans.fetch_add(1, Ordering::Relaxed);
         let snapshot = self.scan();
         let mut current = self
             .current
@@ -338,7 +349,7 @@ impl Registry {
         use notify::{RecursiveMode, Watcher};
         let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|event| is_caps_change(&event)) {
                 let _ = sender.send(());
             }
         });
@@ -367,6 +378,24 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether an event can change what the caps files say. Reading the files
+/// (a reload does) produces open, access and close events: reacting to
+/// those would reload forever. Sockets come and go with their servers and
+/// say nothing about methods.
+fn is_caps_change(event: &notify::Event) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    // The watcher lost track (e.g. an overflowed queue): rescan.
+    event.need_rescan()
+        || event.paths.is_empty()
+        || event.paths.iter().any(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(".cap.json"))
+        })
 }
 
 /// Names every MCP host accepts: `^[a-zA-Z0-9_-]{1,64}$`.
@@ -403,4 +432,63 @@ fn tool_of(name: String, method: &MethodSpec) -> Tool {
         serde_json::from_value::<ToolAnnotations>(Value::Object(annotations.clone())).ok()
     });
     tool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_CAPS: &str = include_str!("../../test-server/test.cap.json");
+
+    async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Regression: reading the caps files raised access events that started
+    /// the next reload, so an idle gateway re-read and re-compiled every
+    /// schema about twenty times a second, forever.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_quiet_directory_is_read_once_and_a_change_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("test.cap.json"), TEST_CAPS).unwrap();
+        let registry = Arc::new(Registry::new(dir.path(), 1, proto::DEFAULT_MAX_MESSAGE));
+        assert_eq!(registry.scans(), 1);
+        assert!(registry.snapshot().services.contains_key("test"));
+        tokio::spawn(registry.clone().watch());
+        // Sockets come and go in the same directory; they are not caps.
+        let socket = std::os::unix::net::UnixListener::bind(dir.path().join("x.sock")).unwrap();
+        drop(socket);
+        std::fs::remove_file(dir.path().join("x.sock")).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            registry.scans(),
+            1,
+            "the registry re-read a directory whose caps did not change"
+        );
+
+        let renamed = TEST_CAPS.replace("\"service\": \"test\"", "\"service\": \"other\"");
+        std::fs::write(
+            dir.path().join("other.cap.json"),
+            renamed.replace("mcp.test.", "mcp.other."),
+        )
+        .unwrap();
+        wait_for("the new service", || {
+            registry.snapshot().services.contains_key("other")
+        })
+        .await;
+        let after_change = registry.scans();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            registry.scans(),
+            after_change,
+            "a change was followed by more reloads"
+        );
+    }
 }
