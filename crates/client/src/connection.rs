@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use futures::StreamExt;
 use proto::{DelimitedCodec, ErrorObject, Frame, Message, Notification, Request, RequestId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -43,7 +45,9 @@ pub enum CallError {
 pub type ProgressSender = mpsc::UnboundedSender<Value>;
 
 struct Pending {
-    reply: oneshot::Sender<Result<Value, CallError>>,
+    /// The result as the server wrote it: a caller that only passes it on
+    /// (the gateway) never builds a JSON tree for it.
+    reply: oneshot::Sender<Result<Box<RawValue>, CallError>>,
     progress: Option<ProgressSender>,
 }
 
@@ -158,6 +162,16 @@ impl Connection {
         params: Option<Value>,
         progress: Option<ProgressSender>,
     ) -> Result<Value, CallError> {
+        parse_result(&self.call_raw(method, params, progress).await?)
+    }
+
+    /// [`Connection::call`], with the result as the server's JSON text.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Box<RawValue>, CallError> {
         if self.is_closed() {
             // Nothing was sent: the caller may safely try another connection.
             return Err(CallError::Send(std::io::ErrorKind::NotConnected.into()));
@@ -198,7 +212,9 @@ impl Connection {
     }
 
     async fn send(&self, message: &Message) -> Result<(), CallError> {
-        let mut frame = BytesMut::new();
+        // Room for a typical request up front: growing from nothing costs
+        // several reallocations per message.
+        let mut frame = BytesMut::with_capacity(512);
         self.shared
             .codec
             .encode_json(message, &mut frame)
@@ -211,6 +227,24 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// A result as a JSON tree.
+pub(crate) fn parse_result(raw: &RawValue) -> Result<Value, CallError> {
+    serde_json::from_str(raw.get()).map_err(|error| {
+        CallError::Server(ErrorObject::internal(format!(
+            "the server's result cannot be read: {error}"
+        )))
+    })
+}
+
+/// An answer to one of our requests (our ids are integers), its result
+/// left as text.
+#[derive(Deserialize)]
+struct Answer {
+    id: i64,
+    result: Option<Box<RawValue>>,
+    error: Option<ErrorObject>,
 }
 
 fn with_progress_token(params: Option<Value>, id: i64) -> Option<Value> {
@@ -236,6 +270,22 @@ impl Shared {
     }
 
     fn dispatch(&self, this: &Arc<Shared>, bytes: &[u8]) {
+        // Answers first, without a JSON tree for their results; anything
+        // else (notifications, a server's requests, odd answers) is read
+        // in full.
+        if let Ok(answer) = serde_json::from_slice::<Answer>(bytes) {
+            let outcome = match (answer.result, answer.error) {
+                (Some(result), None) => Some(Ok(result)),
+                (None, Some(error)) => Some(Err(CallError::Server(error))),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                if let Some(pending) = self.lock_pending().remove(&answer.id) {
+                    let _ = pending.reply.send(outcome);
+                }
+                return;
+            }
+        }
         match Message::from_slice(bytes) {
             Ok(Message::Response(response)) => {
                 let Some(RequestId::Number(id)) = response.id else {
@@ -243,9 +293,15 @@ impl Shared {
                     return;
                 };
                 if let Some(pending) = self.lock_pending().remove(&id) {
-                    let _ = pending
-                        .reply
-                        .send(response.outcome.map_err(CallError::Server));
+                    let outcome = response
+                        .outcome
+                        .map_err(CallError::Server)
+                        .and_then(|value| {
+                            RawValue::from_string(value.to_string()).map_err(|error| {
+                                CallError::Server(ErrorObject::internal(error.to_string()))
+                            })
+                        });
+                    let _ = pending.reply.send(outcome);
                 }
             }
             Ok(Message::Notification(notification)) => {

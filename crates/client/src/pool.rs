@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::connection::{CallError, ConnectOptions, Connection, ProgressSender};
+use crate::connection::{CallError, ConnectOptions, Connection, ProgressSender, parse_result};
 
 struct Slot {
     connection: Connection,
@@ -96,15 +97,25 @@ impl Pool {
         params: Option<Value>,
         progress: Option<ProgressSender>,
     ) -> Result<Value, CallError> {
+        parse_result(&self.call_raw(method, params, progress).await?)
+    }
+
+    /// [`Pool::call`], with the result as the server's JSON text.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Box<RawValue>, CallError> {
         let connection = self.connection().await?;
         match connection
-            .call(method, params.clone(), progress.clone())
+            .call_raw(method, params.clone(), progress.clone())
             .await
         {
             Err(CallError::Send(_)) => {
                 self.connection()
                     .await?
-                    .call(method, params, progress)
+                    .call_raw(method, params, progress)
                     .await
             }
             outcome => outcome,
