@@ -4,16 +4,20 @@
 //! requests), on the same connection.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use client::CallError;
+use futures::future::{AbortHandle, Abortable};
 use proto::mcp::{
     self, CallToolResult, DiscoverResult, Era, Implementation, InitializeParams, InitializeResult,
     ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta, ServerCapabilities,
     ToolsCapability, method,
 };
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -39,6 +43,52 @@ const CACHEABLE: &[&str] = &[
     method::RESOURCES_TEMPLATES_LIST,
     method::PROMPTS_LIST,
 ];
+
+/// The answer to one admitted request; `None` if it was cancelled.
+pub type RequestFuture = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
+
+/// What a request gets back.
+#[derive(Debug)]
+pub enum Answer {
+    Response(Response),
+    /// A backend's successful result, as the backend wrote it.
+    Raw {
+        id: RequestId,
+        result: Box<RawValue>,
+    },
+}
+
+impl Answer {
+    /// The answer as a [`Response`] (a raw result is parsed).
+    pub fn into_response(self) -> Response {
+        match self {
+            Answer::Response(response) => response,
+            Answer::Raw { id, result } => match serde_json::from_str(result.get()) {
+                Ok(value) => Response::success(id, value),
+                Err(error) => Response::error(
+                    Some(id),
+                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
+                ),
+            },
+        }
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Answer::Response(response) => response.serialize(serializer),
+            Answer::Raw { id, result } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("result", result)?;
+                map.end()
+            }
+        }
+    }
+}
 
 /// Tools per `tools/list` page.
 const TOOLS_PAGE: usize = 100;
@@ -68,7 +118,7 @@ struct SessionShared {
     /// Who the client is (a token holder, a uid), for logs and limits.
     identity: String,
     state: Mutex<SessionState>,
-    running: Mutex<HashMap<RequestId, tokio::task::AbortHandle>>,
+    running: Mutex<HashMap<RequestId, AbortHandle>>,
     permits: Arc<Semaphore>,
 }
 
@@ -114,7 +164,7 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, tokio::task::AbortHandle>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, AbortHandle>> {
         self.shared
             .running
             .lock()
@@ -214,13 +264,22 @@ impl Gateway {
         }
     }
 
-    /// Runs a request as its own task, so that it can be cancelled and so
-    /// that the transport keeps reading; `respond` gets the answer (never
-    /// called for a cancelled request, as MCP specifies).
-    pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
-    where
-        F: FnOnce(Response) + Send + 'static,
-    {
+    /// Admits a request and returns the future that answers it, for the
+    /// transport to poll (stream transports poll it on the connection's own
+    /// task: no task spawn and no hand-off per request). The future yields
+    /// `None` when the request was cancelled: MCP sends no answer then.
+    /// A request that cannot be admitted gets its error response at once.
+    ///
+    /// With `raw_results`, a seed call of a backend method may be answered
+    /// with the backend's result text as it came ([`Answer::Raw`]), never
+    /// parsed nor re-serialized: a transport that writes JSON text asks
+    /// for that.
+    pub fn start_request(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        request: Request,
+        raw_results: bool,
+    ) -> Result<RequestFuture, Response> {
         let Ok(permit) = session.shared.permits.clone().try_acquire_owned() else {
             let error = ErrorObject::new(
                 code::TOO_MANY_REQUESTS,
@@ -229,32 +288,59 @@ impl Gateway {
                     self.config.max_concurrent_requests
                 ),
             );
-            respond(Response::error(Some(request.id), error));
-            return;
+            return Err(Response::error(Some(request.id), error));
         };
-        let id = request.id.clone();
-        let gateway = self.clone();
-        let task_session = session.clone();
-        let mut running = session.running();
-        if running.contains_key(&id) {
-            drop(running);
-            let error = ErrorObject::invalid_request(format!(
-                "request id {id} is already in use by a running request"
-            ));
-            respond(Response::error(Some(id), error));
-            return;
+        let (abort, registration) = AbortHandle::new_pair();
+        {
+            let mut running = session.running();
+            if running.contains_key(&request.id) {
+                let error = ErrorObject::invalid_request(format!(
+                    "request id {} is already in use by a running request",
+                    request.id
+                ));
+                return Err(Response::error(Some(request.id), error));
+            }
+            running.insert(request.id.clone(), abort);
         }
-        let handle = tokio::spawn(async move {
+        let gateway = self.clone();
+        let session = session.clone();
+        Ok(Box::pin(async move {
             let id = request.id.clone();
-            let response = gateway.request(&task_session, request).await;
-            task_session.running().remove(&id);
+            let answer = async {
+                if raw_results {
+                    gateway.request_raw(&session, request).await
+                } else {
+                    Answer::Response(gateway.request(&session, request).await)
+                }
+            };
+            let outcome = Abortable::new(answer, registration).await;
+            session.running().remove(&id);
             drop(permit);
-            respond(response);
-        });
-        running.insert(id, handle.abort_handle());
+            outcome.ok()
+        }))
     }
 
-    fn notification(&self, session: &Session, notification: &Notification) {
+    /// Runs a request as its own task (for transports with no connection
+    /// task to poll it on); `respond` gets the answer (never called for a
+    /// cancelled request, as MCP specifies).
+    pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
+    where
+        F: FnOnce(Response) + Send + 'static,
+    {
+        match self.start_request(session, request, false) {
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    if let Some(answer) = answer.await {
+                        respond(answer.into_response());
+                    }
+                });
+            }
+            Err(refusal) => respond(refusal),
+        }
+    }
+
+    /// Handles a notification from the client (cancellation, mostly).
+    pub fn notification(&self, session: &Session, notification: &Notification) {
         match notification.method.as_str() {
             method::NOTIFICATIONS_INITIALIZED => {}
             method::NOTIFICATIONS_CANCELLED => {
@@ -268,6 +354,41 @@ impl Gateway {
                 }
             }
             other => tracing::debug!(method = other, "ignoring notification"),
+        }
+    }
+
+    /// A request that may be answered with raw result text: the seed's
+    /// direct call of a backend method (no `_meta`, so the 2025-11-25 era and
+    /// no progress) is forwarded and its answer passed back untouched;
+    /// everything else goes the general way.
+    async fn request_raw(&self, session: &Arc<Session>, request: Request) -> Answer {
+        let plain = match &request.params {
+            None | Some(Value::Array(_)) => true,
+            Some(Value::Object(object)) => !object.contains_key("_meta"),
+            Some(_) => false,
+        };
+        let service = plain
+            .then(|| {
+                self.registry
+                    .snapshot()
+                    .methods
+                    .get(&request.method)
+                    .cloned()
+            })
+            .flatten();
+        let Some(service) = service else {
+            return Answer::Response(self.request(session, request).await);
+        };
+        let Request { id, method, params } = request;
+        match self
+            .call_backend_raw(session, &service, &method, params, None)
+            .await
+        {
+            Ok(result) => Answer::Raw { id, result },
+            Err(error) => {
+                tracing::debug!(request = %id, method, error = %error.message, "backend call failed");
+                Answer::Response(Response::error(Some(id), error))
+            }
         }
     }
 
@@ -522,10 +643,30 @@ impl Gateway {
         params: Option<Value>,
         progress_token: Option<mcp::ProgressToken>,
     ) -> Result<Value, ErrorObject> {
+        let raw = self
+            .call_backend_raw(session, service, method, params, progress_token)
+            .await?;
+        serde_json::from_str(raw.get()).map_err(|error| {
+            ErrorObject::internal(format!(
+                "the {} service's answer cannot be read: {error}",
+                service.name
+            ))
+        })
+    }
+
+    /// A backend call whose result goes back as the backend wrote it.
+    async fn call_backend_raw(
+        &self,
+        session: &Arc<Session>,
+        service: &Arc<Service>,
+        method: &str,
+        params: Option<Value>,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         let (progress, forwarder) = forward_progress(session, progress_token);
         let timeout = self.config.backend_timeout;
         let outcome =
-            tokio::time::timeout(timeout, service.pool.call(method, params, progress)).await;
+            tokio::time::timeout(timeout, service.pool.call_raw(method, params, progress)).await;
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
         }

@@ -511,13 +511,14 @@ async fn websocket(
     let max_message = state.gateway.config.max_message;
     upgrade
         .max_message_size(max_message)
-        // Small reads: the library clears its whole read buffer before each.
-        .read_buffer_size(8 * 1024)
+        // The library zeroes up to this much of its buffer before every
+        // read attempt (several per message): small, since requests are.
+        .read_buffer_size(2 * 1024)
         .on_upgrade(move |socket| serve_websocket(state.gateway, socket, identity))
 }
 
 async fn serve_websocket(gateway: Arc<Gateway>, mut socket: WebSocket, identity: String) {
-    let (client, mut outgoing) = StreamClient::start(&gateway, identity);
+    let (mut client, mut outgoing) = StreamClient::start(&gateway, identity);
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -528,11 +529,30 @@ async fn serve_websocket(gateway: Arc<Gateway>, mut socket: WebSocket, identity:
             },
             message = outgoing.recv() => {
                 let Some(message) = message else { break };
-                let Ok(text) = serde_json::to_string(&message) else { continue };
-                if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                if send_ws(&mut socket, &message).await.is_err() {
+                    break;
+                }
+            }
+            answer = client.next_answer() => {
+                // The request's progress notifications first.
+                let mut failed = false;
+                while let Ok(message) = outgoing.try_recv() {
+                    failed |= send_ws(&mut socket, &message).await.is_err();
+                }
+                if failed || send_ws(&mut socket, &answer).await.is_err() {
                     break;
                 }
             }
         }
     }
+}
+
+async fn send_ws(
+    socket: &mut WebSocket,
+    message: &impl serde::Serialize,
+) -> Result<(), axum::Error> {
+    let Ok(text) = serde_json::to_string(message) else {
+        return Ok(());
+    };
+    socket.send(WsMessage::Text(text.into())).await
 }

@@ -7,21 +7,34 @@ pub mod unix;
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use proto::{ErrorObject, Message, Response};
 use tokio::sync::mpsc;
 
-use crate::dispatch::{Gateway, Session};
+use crate::dispatch::{Answer, Gateway, RequestFuture, Session};
 
 /// Outgoing messages (responses and notifications) a client may have queued
 /// before the transport blocks the requests that produce them.
 const OUTGOING_QUEUE: usize = 1024;
 
 /// A client on a message-stream transport (UNIX socket, WebSocket): its
-/// session, and the queue its transport writes from.
-#[derive(Debug)]
+/// session, the queue of notifications its transport writes from, and its
+/// running requests, which the transport polls on the connection's task
+/// ([`StreamClient::next_answer`]).
 pub struct StreamClient {
     pub session: Arc<Session>,
     outgoing: mpsc::Sender<Message>,
+    in_flight: FuturesUnordered<RequestFuture>,
+}
+
+impl std::fmt::Debug for StreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamClient")
+            .field("session", &self.session)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamClient {
@@ -47,55 +60,83 @@ impl StreamClient {
                 );
             }
         });
-        (StreamClient { session, outgoing }, receiver)
+        let client = StreamClient {
+            session,
+            outgoing,
+            in_flight: FuturesUnordered::new(),
+        };
+        (client, receiver)
     }
 
-    /// Handles one incoming frame: requests run as their own tasks, so a
-    /// slow one never holds up the others or a cancellation.
-    pub fn on_frame(&self, gateway: &Arc<Gateway>, bytes: &[u8]) {
+    /// Handles one incoming frame. A request joins the running ones, which
+    /// run concurrently: a slow one never holds up the others or a
+    /// cancellation.
+    pub fn on_frame(&mut self, gateway: &Arc<Gateway>, bytes: &[u8]) {
         match Message::from_slice(bytes) {
             Ok(Message::Request(request)) => {
-                let outgoing = self.outgoing.clone();
-                gateway.spawn_request(&self.session, request, move |response| {
-                    // Queue the answer at once; only a full queue needs a
-                    // task that waits for room.
-                    if let Err(mpsc::error::TrySendError::Full(message)) =
-                        outgoing.try_send(Message::Response(response))
-                    {
-                        tokio::spawn(async move {
-                            let _ = outgoing.send(message).await;
-                        });
-                    }
-                });
+                match gateway.start_request(&self.session, request, true) {
+                    Ok(answer) => self.in_flight.push(answer),
+                    Err(refusal) => self.reply(refusal),
+                }
             }
-            Ok(message @ Message::Notification(_)) => {
-                let gateway = gateway.clone();
-                let session = self.session.clone();
-                tokio::spawn(async move {
-                    gateway.handle(&session, message).await;
-                });
+            Ok(Message::Notification(notification)) => {
+                gateway.notification(&self.session, &notification);
             }
             Ok(Message::Response(_)) => {
                 tracing::debug!("ignoring a response: the gateway sends no requests");
             }
-            Err(invalid) => self.reply_error(invalid.id, invalid.error),
+            Err(invalid) => self.reply(Response::error(invalid.id, invalid.error)),
         }
+    }
+
+    /// Runs the client's requests until one is answered (what it gets may
+    /// be raw result text: written as it is). Pending forever
+    /// while none runs, so that it can sit in a `select!`; cancel-safe.
+    /// Before writing the answer, the transport writes what
+    /// [`StreamClient::start`]'s receiver holds: a request's progress
+    /// notifications are queued there before its answer is ready.
+    pub async fn next_answer(&mut self) -> Answer {
+        loop {
+            match self.in_flight.next().await {
+                Some(Some(answer)) => return answer,
+                // Cancelled: no answer.
+                Some(None) => {}
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// What a client gets instead of an answer that cannot be written (one
+    /// over the message limit): an error saying so, with the request's id.
+    pub fn refuse(&self, answer: &Answer, why: &impl std::fmt::Display) -> Response {
+        let id = match answer {
+            Answer::Response(response) => response.id.clone(),
+            Answer::Raw { id, .. } => Some(id.clone()),
+        };
+        Response::error(
+            id,
+            ErrorObject::internal(format!("the answer cannot be sent: {why}")),
+        )
+    }
+
+    /// How many requests are running.
+    pub fn running(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Answers a frame that was over the size limit.
     pub fn on_too_large(&self, limit: usize) {
-        self.reply_error(
+        self.reply(Response::error(
             None,
             ErrorObject::invalid_request(format!(
                 "message exceeds the limit of {limit} bytes and was discarded"
             )),
-        );
+        ));
     }
 
-    fn reply_error(&self, id: Option<proto::RequestId>, error: ErrorObject) {
-        let _ = self
-            .outgoing
-            .try_send(Message::Response(Response::error(id, error)));
+    /// Queues an answer made without running anything (a refusal).
+    fn reply(&self, response: Response) {
+        let _ = self.outgoing.try_send(Message::Response(response));
     }
 }
 

@@ -110,45 +110,62 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
     };
     let codec = DelimitedCodec::nul(gateway.config.max_message);
     let (read_half, mut write_half) = stream.into_split();
-    let (client, mut outgoing) = StreamClient::start(&gateway, identity);
-    let writer_codec = codec.clone();
-    let writer = tokio::spawn(async move {
-        let mut buffer = BytesMut::with_capacity(16 * 1024);
-        while let Some(message) = outgoing.recv().await {
-            let _ = writer_codec.encode_json(&message, &mut buffer);
-            while buffer.len() < 64 * 1024 {
-                let Ok(message) = outgoing.try_recv() else {
-                    break;
-                };
-                let _ = writer_codec.encode_json(&message, &mut buffer);
+    let (mut client, mut outgoing) = StreamClient::start(&gateway, identity);
+    let mut frames = tokio_util::codec::FramedRead::new(read_half, codec.clone());
+    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    let mut reading = true;
+    // A client that half-closed still reads its answers: what runs may
+    // finish, within the backend timeout.
+    let mut deadline = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            frame = frames.next(), if reading => match frame {
+                Some(Ok(Frame::Message(bytes))) => client.on_frame(&gateway, &bytes),
+                Some(Ok(Frame::TooLarge { limit })) => client.on_too_large(limit),
+                Some(Err(_)) | None => {
+                    reading = false;
+                    deadline = Some(tokio::time::Instant::now() + gateway.config.backend_timeout);
+                }
+            },
+            message = outgoing.recv() => {
+                let Some(message) = message else { break };
+                let _ = codec.encode_json(&message, &mut buffer);
             }
+            answer = client.next_answer() => {
+                // The request's progress notifications first.
+                while let Ok(message) = outgoing.try_recv() {
+                    let _ = codec.encode_json(&message, &mut buffer);
+                }
+                if let Err(error) = codec.encode_json(&answer, &mut buffer) {
+                    let refusal = client.refuse(&answer, &error);
+                    let _ = codec.encode_json(&refusal, &mut buffer);
+                }
+            }
+            () = sleep_until(deadline) => break,
+        }
+        // Whatever else is ready goes out in the same write.
+        while buffer.len() < 64 * 1024 {
+            let Ok(message) = outgoing.try_recv() else {
+                break;
+            };
+            let _ = codec.encode_json(&message, &mut buffer);
+        }
+        if !buffer.is_empty() {
             if write_half.write_all(&buffer).await.is_err() {
                 break;
             }
             buffer.clear();
         }
-    });
-    let mut frames = tokio_util::codec::FramedRead::new(read_half, codec);
-    loop {
-        let frame = tokio::select! {
-            () = shutdown.cancelled() => break,
-            frame = frames.next() => frame,
-        };
-        match frame {
-            Some(Ok(Frame::Message(bytes))) => client.on_frame(&gateway, &bytes),
-            Some(Ok(Frame::TooLarge { limit })) => client.on_too_large(limit),
-            Some(Err(_)) | None => break,
+        if !reading && client.running() == 0 {
+            break;
         }
     }
-    // A client that half-closed still reads its answers: let what runs finish.
-    let deadline = tokio::time::Instant::now() + gateway.config.backend_timeout;
-    while client.session.running_count() > 0
-        && tokio::time::Instant::now() < deadline
-        && !writer.is_finished()
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
-    drop(client);
-    // The writer ends when the last sender (held by requests) is gone.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }
