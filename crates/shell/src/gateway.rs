@@ -1,9 +1,9 @@
 //! The shell's link to the gateway: one pipelined connection to its UNIX
-//! socket, opened on first use and opened again after the gateway
-//! restarted, and what the gateway offers (methods with their params
+//! socket (or its WebSocket endpoint, with a bearer token), opened on first
+//! use and opened again after the gateway restarted, and what the gateway offers (methods with their params
 //! schemas, tools), fetched once per connection.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use client::{CallError, ConnectOptions, Connection, ProgressSender};
@@ -76,17 +76,40 @@ struct State {
     catalog: Option<Arc<Catalog>>,
 }
 
-/// The gateway at one socket.
+/// Where the gateway is.
+#[derive(Clone)]
+pub(crate) enum Endpoint {
+    /// Its UNIX socket (NUL-delimited JSON-RPC; the peer is known by uid).
+    Unix(PathBuf),
+    /// Its WebSocket endpoint, `ws://host:port/ws`, with a bearer token.
+    WebSocket { url: String, token: Option<String> },
+}
+
+impl std::fmt::Debug for Endpoint {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(path) => f.debug_tuple("Unix").field(path).finish(),
+            Endpoint::WebSocket { url, token } => f
+                .debug_struct("WebSocket")
+                .field("url", url)
+                .field("token", &token.as_ref().map(|_| "<hidden>"))
+                .finish(),
+        }
+    }
+}
+
+/// The gateway at one endpoint.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    socket: PathBuf,
+    endpoint: Endpoint,
     state: Mutex<State>,
 }
 
 impl Gateway {
-    pub(crate) fn new(socket: &Path) -> Gateway {
+    pub(crate) fn new(endpoint: Endpoint) -> Gateway {
         Gateway {
-            socket: socket.to_owned(),
+            endpoint,
             state: Mutex::new(State::default()),
         }
     }
@@ -105,9 +128,21 @@ impl Gateway {
         {
             return Ok(connection.clone());
         }
-        let connection = Connection::connect(&self.socket, ConnectOptions::default())
-            .await
-            .map_err(|error| Failure::Unavailable(self.cannot_connect(&error)))?;
+        let connection = match &self.endpoint {
+            Endpoint::Unix(socket) => Connection::connect(socket, ConnectOptions::default())
+                .await
+                .map_err(|error| Failure::Unavailable(self.cannot_connect(&error)))?,
+            Endpoint::WebSocket { url, token } => {
+                client::connect_websocket(url, token.as_deref(), ConnectOptions::default())
+                    .await
+                    .map_err(|error| match error {
+                        client::WebSocketError::Connect { source, .. } => {
+                            Failure::Unavailable(self.cannot_connect(&source))
+                        }
+                        other => Failure::Unavailable(other.to_string()),
+                    })?
+            }
+        };
         let mut state = self.state();
         state.connection = Some(connection.clone());
         state.catalog = None;
@@ -120,9 +155,12 @@ impl Gateway {
             std::io::ErrorKind::ConnectionRefused => "nothing is listening".to_owned(),
             _ => error.to_string(),
         };
+        let at = match &self.endpoint {
+            Endpoint::Unix(socket) => socket.display().to_string(),
+            Endpoint::WebSocket { url, .. } => url.clone(),
+        };
         format!(
-            "cannot connect to the gateway at {} ({reason}); start it with `llmbasedos up` or `systemctl start llmbasedos-gateway.socket`",
-            self.socket.display()
+            "cannot connect to the gateway at {at} ({reason}); start it with `llmbasedos up` or `systemctl start llmbasedos-gateway.socket`"
         )
     }
 

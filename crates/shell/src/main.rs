@@ -1,7 +1,8 @@
 //! `luca-shell`: the llmbasedos shell, what a person sees on TTY1 of the
 //! live system and the quickest way to use llmbasedos from a terminal.
 //!
-//! It talks to the gateway over its UNIX socket (`gateway`), keeps a
+//! It talks to the gateway over its UNIX socket or its WebSocket endpoint
+//! (`gateway`), keeps a
 //! current directory of the file service (`path`), and runs commands in
 //! two stages, as ripgrep parses its arguments: a typed line becomes plain
 //! [`command::Command`] values (`words`, `command`: no I/O), which then run
@@ -29,12 +30,14 @@ use clap::Parser;
 
 use crate::command::{Command, parse};
 use crate::execute::{ErrorKind, Flow, Shell, ShellError};
-use crate::gateway::Gateway;
+use crate::gateway::{Endpoint, Gateway};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "luca-shell",
     version,
+    // The last of a repeated option counts, as in most shells' tools.
+    args_override_self = true,
     about = "The llmbasedos shell: files, tools and methods of the gateway",
     after_help = "Exit status: 0 when every command succeeded (or `exit N`), 1 when a command \
 failed, 2 for a mistyped command, 69 when the gateway cannot be reached. \
@@ -44,6 +47,14 @@ struct Cli {
     /// The gateway's UNIX socket [default: <runtime dir>/gateway.sock].
     #[arg(long, env = "LLMBASEDOS_GATEWAY_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// The gateway's WebSocket endpoint instead of its UNIX socket, e.g.
+    /// ws://127.0.0.1:8000/ws. The bearer token comes from $LLMBASEDOS_TOKEN,
+    /// else --token-file, else <runtime dir>/gateway.token when readable.
+    #[arg(long, env = "LLMBASEDOS_GATEWAY_URL", value_name = "URL")]
+    url: Option<String>,
+    /// A file holding the bearer token for --url (first line).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// The runtime directory of `llmbasedos up` [default: $XDG_RUNTIME_DIR/llmbasedos,
     /// or /tmp/llmbasedos-<uid>].
     #[arg(long, env = "LLMBASEDOS_RUNTIME_DIR", value_name = "DIR")]
@@ -90,14 +101,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let socket = gateway_socket(
-        cli.socket.as_deref(),
-        cli.runtime_dir.as_deref(),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-        // SAFETY: getuid cannot fail.
-        unsafe { libc::getuid() },
-    );
-    let gateway = Arc::new(Gateway::new(&socket));
+    let gateway = Arc::new(Gateway::new(endpoint(cli)?));
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let shell = |stdin_content: bool| {
         let mut shell = Shell::new(gateway.clone(), cli.json, stdin_content);
@@ -116,6 +120,50 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         return Ok(run_script(&mut shell(false), &runtime, lines));
     }
     interactive::run(shell(false), &runtime)
+}
+
+/// The gateway to talk to: `--url` (with a token) or the UNIX socket.
+fn endpoint(cli: &Cli) -> anyhow::Result<Endpoint> {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let xdg_runtime_dir = std::env::var_os("XDG_RUNTIME_DIR");
+    let Some(url) = &cli.url else {
+        return Ok(Endpoint::Unix(gateway_socket(
+            cli.socket.as_deref(),
+            cli.runtime_dir.as_deref(),
+            xdg_runtime_dir,
+            uid,
+        )));
+    };
+    let token = match (std::env::var("LLMBASEDOS_TOKEN"), &cli.token_file) {
+        (Ok(token), _) if !token.trim().is_empty() => Some(token.trim().to_owned()),
+        (_, Some(file)) => Some(read_token(file)?),
+        (_, None) => {
+            let runtime_dir = match &cli.runtime_dir {
+                Some(dir) => dir.clone(),
+                None => client::cli::runtime_dir_from(xdg_runtime_dir, uid),
+            };
+            read_token(&runtime_dir.join("gateway.token")).ok()
+        }
+    };
+    Ok(Endpoint::WebSocket {
+        url: url.clone(),
+        token,
+    })
+}
+
+/// A token file's first line.
+fn read_token(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        anyhow::anyhow!("cannot read the token file {}: {error}", file.display())
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the token file {} is empty",
+        file.display()
+    );
+    Ok(token.to_owned())
 }
 
 /// Runs script lines until the end, `exit`, or the first failure; returns

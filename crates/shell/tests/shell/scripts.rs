@@ -160,3 +160,101 @@ fn edit_writes_back_what_the_editor_saved_and_nothing_when_it_fails() {
         "fresh\n"
     );
 }
+
+#[test]
+fn a_websocket_url_with_a_token_reaches_the_same_gateway() {
+    let stack = Stack::up();
+    stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
+    let url = format!("ws://{}/ws", stack.listen);
+    let token_file = stack.runtime_dir().join("gateway.token");
+    let token_file = token_file.to_str().expect("utf-8 path");
+    let nowhere = stack.dir.path().join("nowhere");
+    let nowhere = nowhere.to_str().expect("utf-8 path");
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        Option<i32>,
+        &'a str,
+    );
+    let cases: &[Case<'_>] = &[
+        // (what, args, environment, exit status, in stdout or stderr)
+        (
+            "a token file",
+            &[
+                "--url",
+                &url,
+                "--token-file",
+                token_file,
+                "-c",
+                "cat notes/todo.md; mcp.test.echo text=over-ws",
+            ],
+            &[],
+            Some(0),
+            "buy milk\n",
+        ),
+        (
+            "the token of llmbasedos up, found in its runtime dir",
+            &["--url", &url, "-c", "mcp.test.echo text=found"],
+            &[],
+            Some(0),
+            "found",
+        ),
+        (
+            "the URL from the environment",
+            &["-c", "ls notes"],
+            &[("LLMBASEDOS_GATEWAY_URL", &url)],
+            Some(0),
+            "todo.md",
+        ),
+        (
+            "no token",
+            &["--url", &url, "--runtime-dir", nowhere, "-c", "ls"],
+            &[],
+            Some(69),
+            "the gateway wants a bearer token (--token-file or LLMBASEDOS_TOKEN)\n",
+        ),
+        (
+            "a wrong token",
+            &["--url", &url, "-c", "ls"],
+            &[("LLMBASEDOS_TOKEN", "not-the-token")],
+            Some(69),
+            "the gateway refused the bearer token\n",
+        ),
+        (
+            "nothing listening",
+            &["--url", "ws://127.0.0.1:1/ws", "-c", "ls"],
+            &[],
+            Some(69),
+            "cannot connect to the gateway at ws://127.0.0.1:1/ws (nothing is listening); start it with",
+        ),
+        (
+            "not a WebSocket URL",
+            &["--url", "http://127.0.0.1:1/mcp", "-c", "ls"],
+            &[],
+            Some(69),
+            "is not a WebSocket URL: give ws://HOST:PORT/ws\n",
+        ),
+    ];
+    for (what, args, env, status, says) in cases {
+        let output = stack.shell_with(args, None, env);
+        assert_eq!(output.status.code(), *status, "{what}: {output:?}");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(printed.contains(says), "{what}: {says:?} in {printed:?}");
+        if *status != Some(0) {
+            assert_eq!(
+                output.stderr.iter().filter(|byte| **byte == b'\n').count(),
+                1,
+                "{what}: one line: {printed:?}"
+            );
+            assert!(
+                !printed.contains("not-the-token"),
+                "{what}: the token leaked: {printed:?}"
+            );
+        }
+    }
+}

@@ -34,6 +34,8 @@ pub(crate) fn bin_dir() -> PathBuf {
 pub(crate) struct Stack {
     pub(crate) dir: tempfile::TempDir,
     child: Child,
+    /// The gateway's HTTP and WebSocket address.
+    pub(crate) listen: String,
 }
 
 impl Stack {
@@ -42,6 +44,7 @@ impl Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("files")).expect("root");
         let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
+        let listen = format!("127.0.0.1:{}", free_port());
         let child = Command::new(bin_dir.join("llmbasedos"))
             .arg("--runtime-dir")
             .arg(dir.path().join("run"))
@@ -54,13 +57,13 @@ impl Stack {
             .arg("--root")
             .arg(dir.path().join("files"))
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(&listen)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start llmbasedos up");
-        let stack = Stack { dir, child };
+        let stack = Stack { dir, child, listen };
         stack.wait_ready();
         stack
     }
@@ -109,6 +112,8 @@ impl Stack {
             .arg(self.runtime_dir())
             .args(args)
             .env_remove("LLMBASEDOS_GATEWAY_SOCKET")
+            .env_remove("LLMBASEDOS_GATEWAY_URL")
+            .env_remove("LLMBASEDOS_TOKEN")
             .env_remove("VISUAL")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
