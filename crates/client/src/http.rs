@@ -40,12 +40,7 @@ impl HttpConnection {
         bearer: Option<String>,
         max_message: usize,
     ) -> Result<HttpConnection, CallError> {
-        // rustls needs one process-wide crypto provider; a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(transport_error)?;
+        let http = web_client().map_err(transport_error)?;
         Ok(HttpConnection {
             http,
             url: url.to_owned(),
@@ -255,8 +250,20 @@ fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// Takes the first complete SSE event out of `buffer`: its data.
-fn take_event(buffer: &mut Vec<u8>) -> Option<String> {
+/// An HTTP client for other servers: TLS verified against the system's
+/// certificate store, 30 s to connect.
+pub fn web_client() -> Result<reqwest::Client, reqwest::Error> {
+    // rustls needs one process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+}
+
+/// Takes the first complete server-sent event out of `buffer` (bytes as
+/// they arrived): its data lines, joined. Also reads other SSE streams
+/// (the gateway's LLM proxy reads OpenAI-style completions with it).
+pub fn take_event(buffer: &mut Vec<u8>) -> Option<String> {
     let (event, with_terminator) = find_event_end(buffer)?;
     let data = event_data(&buffer[..event]);
     buffer.drain(..with_terminator);

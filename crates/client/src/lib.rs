@@ -12,6 +12,6 @@ mod pool;
 mod websocket;
 
 pub use connection::{CallError, ConnectOptions, Connection, ProgressSender};
-pub use http::HttpConnection;
+pub use http::{HttpConnection, take_event, web_client};
 pub use pool::Pool;
 pub use websocket::{WebSocketError, connect_websocket};

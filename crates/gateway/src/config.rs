@@ -25,6 +25,26 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Third-party MCP servers whose tools the gateway offers too.
     pub upstreams: Vec<RawUpstream>,
+    /// The language model behind `mcp.llm.chat` (none: the method says so).
+    pub llm: Option<RawLlm>,
+}
+
+/// An OpenAI-compatible chat completions API: OpenAI, llama.cpp's
+/// `llama-server`, vLLM, Ollama.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    /// The API's base URL, e.g. `http://127.0.0.1:8080/v1` (requests go to
+    /// `<url>/chat/completions`).
+    pub url: String,
+    /// The model asked for when a request names none.
+    pub model: String,
+    /// The name of a systemd credential (`LoadCredential=`) holding the API key.
+    pub api_key_credential: Option<String>,
+    /// A file holding the API key (readable only by the gateway's user).
+    pub api_key_file: Option<PathBuf>,
+    /// Seconds a completion may take [default: 300].
+    pub timeout_secs: Option<u64>,
 }
 
 /// A third-party MCP server: a child process speaking stdio (`command`) or
@@ -100,8 +120,26 @@ pub struct Config {
     pub backend_connections: usize,
     pub backend_idle_close: Duration,
     pub upstreams: Vec<Upstream>,
+    pub llm: Option<Llm>,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
     pub no_auth: bool,
+}
+
+/// The language model API, resolved.
+#[derive(Clone, Debug)]
+pub struct Llm {
+    pub url: String,
+    pub model: String,
+    pub key: LlmKey,
+    pub timeout: Duration,
+}
+
+/// Where the LLM API key comes from.
+#[derive(Clone, Debug)]
+pub enum LlmKey {
+    None,
+    Credential(String),
+    File(PathBuf),
 }
 
 /// A third-party MCP server, resolved.
@@ -322,8 +360,43 @@ impl RawConfig {
                 transport,
             });
         }
+        let llm = match self.llm {
+            None => None,
+            Some(llm) => {
+                if !(llm.url.starts_with("http://") || llm.url.starts_with("https://")) {
+                    return Err(error(
+                        "llm.url",
+                        format!(
+                            "{:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1",
+                            llm.url
+                        ),
+                    ));
+                }
+                if llm.model.trim().is_empty() {
+                    return Err(error("llm.model", "must name a model".to_owned()));
+                }
+                let key = match (llm.api_key_credential, llm.api_key_file) {
+                    (None, None) => LlmKey::None,
+                    (Some(name), None) => LlmKey::Credential(name),
+                    (None, Some(file)) => LlmKey::File(file),
+                    (Some(_), Some(_)) => {
+                        return Err(error(
+                            "llm.api_key_file",
+                            "give api_key_credential or api_key_file, not both".to_owned(),
+                        ));
+                    }
+                };
+                Some(Llm {
+                    url: llm.url,
+                    model: llm.model,
+                    key,
+                    timeout: Duration::from_secs(llm.timeout_secs.unwrap_or(300).max(1)),
+                })
+            }
+        };
         Ok(Config {
             upstreams,
+            llm,
             listen,
             unix_socket: Some(
                 self.unix_socket
@@ -464,6 +537,23 @@ mod tests {
             (
                 "upstreams: [{name: a, command: [x], bearer_token_credential: t}]",
                 "goes with url",
+            ),
+            (
+                "llm: {url: 'ftp://h/v1', model: m}",
+                "g.yaml: llm.url: \"ftp://h/v1\" must be an http:// or https:// URL",
+            ),
+            (
+                "llm: {url: 'http://h/v1', model: ' '}",
+                "g.yaml: llm.model: must name a model",
+            ),
+            (
+                "llm: {url: 'http://h/v1', model: m, api_key_credential: c, api_key_file: /k}",
+                "g.yaml: llm.api_key_file: give api_key_credential or api_key_file, not both",
+            ),
+            ("llm: {url: 'http://h/v1'}", "missing field `model`"),
+            (
+                "llm: {url: 'http://h/v1', model: m, key: k}",
+                "unknown field `key`",
             ),
         ];
         for (text, expected) in cases {

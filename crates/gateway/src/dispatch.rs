@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
+use crate::llm::{ChatParams, LlmError, LlmProxy};
 use crate::registry::{Registry, Service, ToolTarget, UpstreamLink};
 
 /// Error codes of the gateway itself, for the seed's direct method calls
@@ -102,6 +103,8 @@ pub struct Gateway {
     /// Request slots per client identity, shared by all its sessions and
     /// connections, so that the limit holds per client, not per connection.
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The language model behind `mcp.llm.chat`, when one is configured.
+    llm: Option<LlmProxy>,
 }
 
 /// One client's state: its protocol era, log level, running requests.
@@ -227,7 +230,11 @@ impl Session {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Arc<Gateway> {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        llm: Option<LlmProxy>,
+    ) -> Arc<Gateway> {
         let mut info = Implementation::new("llmbasedos", env!("CARGO_PKG_VERSION"));
         info.title = Some("llmbasedos gateway".to_owned());
         Arc::new(Gateway {
@@ -235,6 +242,7 @@ impl Gateway {
             registry,
             info,
             permits: Mutex::new(HashMap::new()),
+            llm,
         })
     }
 
@@ -449,6 +457,7 @@ impl Gateway {
             }
             "mcp.hello" => Ok(self.hello()),
             "mcp.listCapabilities" => Ok(self.list_capabilities()),
+            "mcp.llm.chat" => self.chat(session, id, params, progress_token).await,
             _ => {
                 let snapshot = self.registry.snapshot();
                 match snapshot.methods.get(name) {
@@ -892,6 +901,64 @@ impl Gateway {
             })?;
         session.state().log_level = Some(level);
         Ok(json!({}))
+    }
+
+    /// `mcp.llm.chat`: a completion from the configured model. With
+    /// `stream`, the text goes out as it comes: as `notifications/progress`
+    /// (`message` = the new text) when the request has a progress token,
+    /// else as `mcp.llm.delta` notifications naming the request id; then
+    /// the answer, with the whole message and the token usage.
+    async fn chat(
+        &self,
+        session: &Arc<Session>,
+        id: &RequestId,
+        params: Option<Value>,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Value, ErrorObject> {
+        let Some(llm) = &self.llm else {
+            return Err(ErrorObject::new(
+                code::SERVICE_UNAVAILABLE,
+                "no language model is configured: add an llm section (url, model) to gateway.yaml, or start `llmbasedos up --llm-url URL`",
+            ));
+        };
+        let params: ChatParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
+            .map_err(|error| {
+                ErrorObject::invalid_params(format!("invalid params for mcp.llm.chat: {error}"))
+            })?;
+        let (pieces, forwarder) = if params.stream {
+            let (sender, mut receiver) = mpsc::unbounded_channel::<String>();
+            let session = session.clone();
+            let id = id.clone();
+            let forwarder = tokio::spawn(async move {
+                let mut count: u64 = 0;
+                while let Some(piece) = receiver.recv().await {
+                    count += 1;
+                    match &progress_token {
+                        Some(token) => session.notify(
+                            method::NOTIFICATIONS_PROGRESS,
+                            Some(json!({ "progressToken": token, "progress": count, "message": piece })),
+                        ),
+                        None => session.notify(
+                            "mcp.llm.delta",
+                            Some(json!({ "requestId": id, "delta": piece })),
+                        ),
+                    }
+                }
+            });
+            (Some(sender), Some(forwarder))
+        } else {
+            (None, None)
+        };
+        let outcome = llm.chat(params, pieces).await;
+        if let Some(forwarder) = forwarder {
+            // Every piece is queued before the answer.
+            let _ = forwarder.await;
+        }
+        outcome.map_err(|error| match error {
+            LlmError::InvalidParams(message) => ErrorObject::invalid_params(message),
+            LlmError::Timeout(_) => ErrorObject::new(code::SERVICE_TIMEOUT, error.to_string()),
+            other => ErrorObject::new(code::SERVICE_UNAVAILABLE, other.to_string()),
+        })
     }
 
     fn hello(&self) -> Value {

@@ -9,12 +9,15 @@
 //!   bearer-token guard), the UNIX socket (SO_PEERCRED), the stdio bridge.
 //! - [`upstream`]: third-party MCP servers run as stdio children, their
 //!   tools published under a prefix.
+//! - [`llm`]: the LLM proxy behind `mcp.llm.chat` (an OpenAI-compatible
+//!   chat completions API, streamed or whole).
 //!
 //! The gateway knows no capability's internals: a service is its caps file
 //! and its socket.
 
 pub mod config;
 pub mod dispatch;
+pub mod llm;
 pub mod registry;
 pub mod transport;
 pub mod upstream;

@@ -143,6 +143,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     server_kit::logging::init("llmbasedos-gateway");
     let config = load_config(cli)?;
+    let llm = match &config.llm {
+        Some(llm) => Some(gateway::llm::LlmProxy::new(llm)?),
+        None => None,
+    };
     if config.no_auth {
         tracing::warn!(
             "--no-auth: HTTP and WebSocket clients are accepted without a token (loopback only)"
@@ -181,7 +185,7 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
         config.backend_connections,
         config.max_message,
     ));
-    let gateway = Gateway::new(config.clone(), registry.clone());
+    let gateway = Gateway::new(config.clone(), registry.clone(), llm);
     let shutdown = CancellationToken::new();
     let result: anyhow::Result<()> = runtime.block_on(async {
         tokio::spawn(registry.clone().watch());

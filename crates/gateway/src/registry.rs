@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// Methods the gateway answers itself; a service may not claim them.
-pub const BUILTIN_METHODS: &[&str] = &["mcp.hello", "mcp.listCapabilities"];
+pub const BUILTIN_METHODS: &[&str] = &["mcp.hello", "mcp.listCapabilities", "mcp.llm.chat"];
 
 /// One backend service.
 #[derive(Debug)]
