@@ -37,6 +37,38 @@ pub(crate) struct UpArgs {
     /// Seconds each server gets to finish its requests when the stack stops.
     #[arg(long, default_value_t = 10)]
     drain_timeout: u64,
+    /// An OpenAI-compatible API for `mcp.llm.chat` and luca-shell's `llm`,
+    /// e.g. http://127.0.0.1:8080/v1 (llama.cpp's llama-server). Its key, if
+    /// it needs one, comes from $LLMBASEDOS_LLM_API_KEY.
+    #[arg(long, env = "LLMBASEDOS_LLM_URL", value_name = "URL")]
+    llm_url: Option<String>,
+    /// The model to ask for.
+    #[arg(long, env = "LLMBASEDOS_LLM_MODEL", default_value = "default")]
+    llm_model: String,
+}
+
+/// The LLM section of the generated gateway config, if one is wanted; the
+/// API key goes to a private file beside the config, never into it.
+fn llm_config(args: &UpArgs, layout: &Layout) -> anyhow::Result<String> {
+    let Some(url) = &args.llm_url else {
+        return Ok(String::new());
+    };
+    let mut section = format!(
+        "llm:\n  url: {}\n  model: {}\n",
+        serde_json::to_string(url)?,
+        serde_json::to_string(&args.llm_model)?
+    );
+    let key_file = layout.runtime_dir.join("llm.key");
+    match std::env::var("LLMBASEDOS_LLM_API_KEY") {
+        Ok(key) if !key.trim().is_empty() => {
+            write_private(&key_file, format!("{}\n", key.trim()).as_bytes())?;
+            section.push_str(&format!("  api_key_file: {}\n", yaml_string(&key_file)));
+        }
+        _ => {
+            let _ = std::fs::remove_file(&key_file);
+        }
+    }
+    Ok(section)
 }
 
 /// A server that exits within this long after starting is restarted with a
@@ -83,10 +115,8 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     prepare_private_dir(runtime_dir)?;
     prepare_private_dir(&layout.caps_dir())?;
     let token = load_or_create_token(&layout.token_file())?;
-    write_private(
-        &layout.gateway_config(),
-        gateway_config(&layout, &args.listen, &token).as_bytes(),
-    )?;
+    let config = gateway_config(&layout, &args.listen, &token) + &llm_config(args, &layout)?;
+    write_private(&layout.gateway_config(), config.as_bytes())?;
 
     let mut children = Vec::new();
     for backend in BACKENDS

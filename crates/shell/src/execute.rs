@@ -304,17 +304,7 @@ impl Shell {
                     .await?;
                 json_line(out, &result);
             }
-            Command::Llm { prompt } => {
-                let params = json!({ "messages": [{ "role": "user", "content": prompt }] });
-                let result = self
-                    .optional(
-                        "mcp.llm.chat",
-                        params,
-                        "asking a model needs the gateway's llm proxy",
-                    )
-                    .await?;
-                json_line(out, &result);
-            }
+            Command::Llm { prompt } => self.llm(out, &prompt).await?,
             Command::Tools => {
                 let tools = self.gateway.list_tools().await.map_err(from_failure)?;
                 if self.json {
@@ -424,15 +414,7 @@ impl Shell {
         self.gateway
             .call(method, Some(params))
             .await
-            .map_err(|failure| match failure {
-                Failure::Server(error) if error.code == METHOD_NOT_FOUND => {
-                    ShellError::failed(format!(
-                        "{missing}, which this gateway does not offer ({method} is unknown to it)"
-                    ))
-                }
-                Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
-                other => from_failure(other),
-            })
+            .map_err(|failure| optional_failure(failure, method, missing))
     }
 
     /// A directory listing, every page of it.
@@ -604,6 +586,67 @@ impl Shell {
                 _ => {}
             }
         }
+    }
+
+    /// `llm`: the model's answer, printed as it is generated (the gateway
+    /// streams it as progress messages); `--json` prints the whole result.
+    async fn llm(&self, out: &mut String, prompt: &str) -> Result<(), ShellError> {
+        const MISSING: &str = "asking a model needs the gateway's llm proxy";
+        let messages = json!([{ "role": "user", "content": prompt }]);
+        if self.json {
+            let params = json!({ "messages": messages });
+            let result = self.optional("mcp.llm.chat", params, MISSING).await?;
+            json_line(out, &result);
+            return Ok(());
+        }
+        let params = json!({ "messages": messages, "stream": true });
+        let (sender, mut pieces) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let call = self.optional_with_progress("mcp.llm.chat", params, MISSING, sender);
+        let print = async {
+            let mut shown = String::new();
+            while let Some(update) = pieces.recv().await {
+                if let Some(piece) = update.get("message").and_then(Value::as_str) {
+                    crate::emit(piece);
+                    shown.push_str(piece);
+                }
+            }
+            shown
+        };
+        let (result, shown) = tokio::join!(call, print);
+        let result = result.inspect_err(|_| {
+            if !shown.is_empty() {
+                println!();
+            }
+        })?;
+        let content = result
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // What did not arrive piece by piece (a model that does not stream,
+        // a piece lost on a full queue) is printed whole now.
+        let rest = match content.strip_prefix(shown.as_str()) {
+            Some(rest) => rest.to_owned(),
+            None => format!("\n{content}"),
+        };
+        out.push_str(&rest);
+        if !format!("{shown}{rest}").ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(())
+    }
+
+    /// [`Shell::optional`] with the call's progress sent to `progress`.
+    async fn optional_with_progress(
+        &self,
+        method: &str,
+        params: Value,
+        missing: &str,
+        progress: tokio::sync::mpsc::UnboundedSender<Value>,
+    ) -> Result<Value, ShellError> {
+        self.gateway
+            .call_with_progress(method, Some(params), Some(progress))
+            .await
+            .map_err(|failure| optional_failure(failure, method, missing))
     }
 
     /// A call whose progress, if it reports any, is shown on the terminal
@@ -859,4 +902,15 @@ fn run_editor(name: &str, text: &str) -> Result<String, ShellError> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     outcome
+}
+
+/// A method the gateway may not offer: its absence in one line.
+fn optional_failure(failure: Failure, method: &str, missing: &str) -> ShellError {
+    match failure {
+        Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(format!(
+            "{missing}, which this gateway does not offer ({method} is unknown to it)"
+        )),
+        Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
+        other => from_failure(other),
+    }
 }

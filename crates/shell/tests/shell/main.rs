@@ -2,6 +2,7 @@
 //! real stack (`llmbasedos up` with the test server, in a temp dir).
 
 mod golden;
+mod llm;
 mod scripts;
 mod stack;
 mod terminal;

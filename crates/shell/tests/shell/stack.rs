@@ -40,6 +40,11 @@ pub(crate) struct Stack {
 
 impl Stack {
     pub(crate) fn up() -> Stack {
+        Stack::up_with(&[], &[])
+    }
+
+    /// A stack started with more `llmbasedos up` arguments and environment.
+    pub(crate) fn up_with(args: &[&str], env: &[(&str, &str)]) -> Stack {
         let bin_dir = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("files")).expect("root");
@@ -58,6 +63,8 @@ impl Stack {
             .arg(dir.path().join("files"))
             .arg("--listen")
             .arg(&listen)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
