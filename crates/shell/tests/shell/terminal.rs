@@ -102,6 +102,15 @@ impl Terminal {
     fn wait_for(&self, text: &str) -> String {
         self.wait_for_count(text, 1)
     }
+
+    /// Types a command at `prompt` and waits for the next prompt: keys
+    /// typed while a command runs may be lost (rustyline reads the line
+    /// and its type-ahead in one go and keeps only the line).
+    fn command(&self, prompt: &str, text: &str) -> String {
+        let before = self.screen().matches(prompt).count();
+        self.line(text);
+        self.wait_for_count(prompt, before + 1)
+    }
 }
 
 impl Drop for Terminal {
@@ -137,23 +146,23 @@ fn a_session_changes_real_files_completes_and_exits_with_status_0() {
     terminal.press("Enter");
     terminal.wait_for("buy milk");
 
-    terminal.line("write new.md written from the shell");
-    terminal.line("ls");
+    terminal.wait_for_count("luca:/notes$ ", 2);
+    terminal.command("luca:/notes$ ", "write new.md written from the shell");
+    terminal.command("luca:/notes$ ", "ls");
     terminal.wait_for("new.md\ntodo.md");
     assert_eq!(
         std::fs::read_to_string(stack.root().join("notes/new.md")).expect("written"),
         "written from the shell\n"
     );
-    terminal.line("rm todo.md");
-    terminal.line("pwd");
+    terminal.command("luca:/notes$ ", "rm todo.md");
+    terminal.command("luca:/notes$ ", "pwd");
     terminal.wait_for("\n/notes\n");
     assert!(
         !stack.root().join("notes/todo.md").exists(),
         "rm deleted it"
     );
 
-    terminal.line("frobnicate");
-    let screen = terminal.wait_for("unknown command: frobnicate; type `help` for the commands");
+    let screen = terminal.command("luca:/notes$ ", "frobnicate");
     let after = screen
         .split("luca:/notes$ frobnicate\n")
         .nth(1)
