@@ -78,7 +78,6 @@ def build(model_dir, out_path):
         )
 
     i64 = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
-    zero = g.constant("const_zero_i64", i64(0))
     one = g.constant("const_one_i64", i64(1))
     axes_1_2 = g.constant("const_axes_1_2", i64([1, 2]))
     heads_shape = g.constant("const_heads_shape", i64([0, 0, heads, head_size]))
@@ -91,8 +90,14 @@ def build(model_dir, out_path):
     masked = g.constant("const_masked_f32", np.array(np.finfo(np.float32).min, dtype=np.float32))
 
     # Embeddings: word + position + token type, then LayerNorm.
-    sequence = g.op("Gather", [g.op("Shape", ["input_ids"]), one], axis=0)
-    positions = g.op("Range", [zero, sequence, one])
+    # Position ids 0..sequence-1 for every row, as a cumulative sum of ones
+    # (no scalar shape arithmetic, which ONNX Runtime's fusions mishandle).
+    ones = g.op(
+        "ConstantOfShape",
+        [g.op("Shape", ["input_ids"])],
+        value=numpy_helper.from_array(np.array([1], dtype=np.int64)),
+    )
+    positions = g.op("Sub", [g.op("CumSum", [ones, one]), one])
     embedded = g.op(
         "Add",
         [
