@@ -55,6 +55,10 @@ impl Stack {
             .arg(dir.path().join("files"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", free_port()))
+            // Semantic search without a model: its error is a golden case,
+            // and the index stays in the temp dir.
+            .env("LLMBASEDOS_FS_MODEL_DIR", "/nonexistent/all-MiniLM-L6-v2")
+            .env("LLMBASEDOS_FS_INDEX_DIR", dir.path().join("index"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
