@@ -63,6 +63,9 @@ pub struct Settings {
     pub chunk: ChunkOptions,
     /// Files changed per database transaction.
     pub files_per_commit: usize,
+    /// How often a long update saves the vector graph, so that a crash
+    /// costs at most this much reconciliation at the next open.
+    pub save_interval: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             max_file_bytes: 4 * 1024 * 1024,
             chunk: ChunkOptions::default(),
             files_per_commit: 32,
+            save_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -433,6 +437,7 @@ impl Index {
 
         let mut pending = Vec::new();
         let mut pending_chunks = 0;
+        let mut last_save = std::time::Instant::now();
         let total = files.len() as u64;
         let outcome = (|| -> Result<(), SemanticError> {
             for (done, file) in files.iter().enumerate() {
@@ -522,6 +527,10 @@ impl Index {
                 if pending.len() >= settings.files_per_commit || pending_chunks >= 512 {
                     counters.chunks_removed += self.apply(std::mem::take(&mut pending))?;
                     pending_chunks = 0;
+                    if last_save.elapsed() >= settings.save_interval {
+                        self.save()?;
+                        last_save = std::time::Instant::now();
+                    }
                 }
             }
             for path in known.keys() {
