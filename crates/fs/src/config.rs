@@ -102,6 +102,9 @@ pub struct Config {
 /// opened at start-up: the model loads on first use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SemanticConfig {
+    /// The root as a host path: watch mode registers inotify watches on
+    /// it (files are still read only through the root handle).
+    pub host_root: PathBuf,
     pub index_dir: PathBuf,
     pub model_dir: PathBuf,
     /// ONNX Runtime's library (`ORT_DYLIB_PATH`, else Arch's location).
@@ -222,9 +225,11 @@ impl Config {
             })?,
             None => file.watch.unwrap_or(false),
         };
+        let host_root = root.clone();
         Ok(Config {
             root,
             semantic: SemanticConfig {
+                host_root,
                 index_dir,
                 model_dir,
                 runtime,

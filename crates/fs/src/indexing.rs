@@ -5,9 +5,11 @@
 //! must start fast), and a missing model or runtime fails only embed and
 //! search, with an error that says what to install.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use cap_std::fs::MetadataExt;
 use semantic::source::{Entry, EntryKind, WalkOptions};
@@ -159,7 +161,19 @@ pub struct Semantic {
     settings: Settings,
     embedder: Mutex<Option<Arc<Embedder>>>,
     index: Mutex<Option<Arc<Index>>>,
+    /// Watch mode: the watcher and the virtual directories it watches.
+    watcher: Mutex<Option<Watcher>>,
 }
+
+struct Watcher {
+    watcher: notify::RecommendedWatcher,
+    dirs: BTreeSet<String>,
+}
+
+/// How long the tree must be quiet before watch mode re-indexes, and the
+/// longest a busy tree waits.
+const WATCH_QUIET: Duration = Duration::from_millis(500);
+const WATCH_MAX_DELAY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Semantic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,6 +201,7 @@ impl Semantic {
             },
             embedder: Mutex::new(None),
             index: Mutex::new(None),
+            watcher: Mutex::new(None),
         }
     }
 
@@ -234,9 +249,10 @@ impl Semantic {
         Ok(index)
     }
 
-    /// Indexes `path` (blocking; run it on the blocking pool).
+    /// Indexes `path` (blocking; run it on the blocking pool). In watch
+    /// mode a directory indexed is then watched, and kept fresh.
     pub fn embed(
-        &self,
+        self: &Arc<Self>,
         path: &VirtualPath,
         recursive: bool,
         progress: &mut dyn FnMut(&semantic::Progress<'_>),
@@ -257,6 +273,9 @@ impl Semantic {
             progress,
             cancelled,
         )?;
+        if self.config.watch && recursive {
+            self.watch(&shown);
+        }
         Ok(EmbedResult {
             path: shown,
             recursive,
@@ -307,8 +326,158 @@ impl Semantic {
         })
     }
 
+    /// Watches the virtual directory `dir` (recursively) for changes; a
+    /// change re-indexes the watched directory that holds it, a moment
+    /// later. Watches are notifications only: files are read through the
+    /// root as always. They last as long as the process.
+    fn watch(self: &Arc<Self>, dir: &str) {
+        let host = self.config.host_root.join(dir.trim_start_matches('/'));
+        if !host.is_dir() {
+            return;
+        }
+        let mut slot = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            match notify::recommended_watcher(sender) {
+                Ok(watcher) => {
+                    *slot = Some(Watcher {
+                        watcher,
+                        dirs: BTreeSet::new(),
+                    });
+                    let weak = Arc::downgrade(self);
+                    let spawned = std::thread::Builder::new()
+                        .name("fs-index-watch".to_owned())
+                        .spawn(move || watch_loop(&weak, &receiver));
+                    if let Err(error) = spawned {
+                        tracing::warn!(%error, "watch mode: cannot start its thread");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "watch mode: cannot watch for changes");
+                    return;
+                }
+            }
+        }
+        let Some(state) = slot.as_mut() else {
+            return;
+        };
+        if state
+            .dirs
+            .iter()
+            .any(|watched| semantic::source::is_beneath(dir, watched))
+        {
+            return;
+        }
+        use notify::Watcher as _;
+        match state.watcher.watch(&host, notify::RecursiveMode::Recursive) {
+            Ok(()) => {
+                tracing::info!(dir, "watch mode: keeping the index of this directory fresh");
+                state.dirs.insert(dir.to_owned());
+            }
+            Err(error) => tracing::warn!(dir, %error, "watch mode: cannot watch this directory"),
+        }
+    }
+
+    /// The watched directory holding the host path `changed`, if any.
+    fn watched_dir_of(&self, changed: &std::path::Path) -> Option<String> {
+        let relative = changed.strip_prefix(&self.config.host_root).ok()?;
+        let virtual_path = format!("/{}", relative.to_str()?);
+        let slot = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref()?
+            .dirs
+            .iter()
+            .find(|dir| semantic::source::is_beneath(&virtual_path, dir))
+            .cloned()
+    }
+
     /// The index directory, for messages.
     pub fn index_dir(&self) -> PathBuf {
         self.config.index_dir.clone()
+    }
+}
+
+/// Collects change events until the tree is quiet, then re-indexes each
+/// watched directory that changed. Ends when the service is gone.
+fn watch_loop(
+    semantic: &Weak<Semantic>,
+    events: &std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+) {
+    let mut dirty = BTreeSet::new();
+    let mut first_change: Option<Instant> = None;
+    loop {
+        let timeout = if first_change.is_some() {
+            WATCH_QUIET
+        } else {
+            Duration::from_secs(3600)
+        };
+        match events.recv_timeout(timeout) {
+            Ok(Ok(event)) => {
+                let Some(service) = semantic.upgrade() else {
+                    return;
+                };
+                // The index's own files may lie beneath a watched directory.
+                for path in event
+                    .paths
+                    .iter()
+                    .filter(|path| !path.starts_with(&service.config.index_dir))
+                {
+                    if let Some(dir) = service.watched_dir_of(path) {
+                        dirty.insert(dir);
+                        first_change.get_or_insert_with(Instant::now);
+                    }
+                }
+                if first_change.is_none_or(|first| first.elapsed() < WATCH_MAX_DELAY) {
+                    continue;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "watch mode: a watch failed");
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if dirty.is_empty() {
+            first_change = None;
+            continue;
+        }
+        let Some(service) = semantic.upgrade() else {
+            return;
+        };
+        for dir in std::mem::take(&mut dirty) {
+            let Ok(path) = VirtualPath::parse(&dir) else {
+                continue;
+            };
+            match service.refresh(&path) {
+                Ok(counters) => tracing::info!(
+                    dir,
+                    embedded = counters.files_embedded,
+                    removed = counters.files_removed,
+                    "watch mode: index refreshed"
+                ),
+                Err(error) => tracing::warn!(dir, %error, "watch mode: refresh failed"),
+            }
+        }
+        first_change = None;
+    }
+}
+
+impl Semantic {
+    /// Re-indexes a watched directory (no progress, not cancellable).
+    fn refresh(&self, path: &VirtualPath) -> Result<Counters, SemanticError> {
+        let embedder = self.embedder()?;
+        let index = self.index()?;
+        let shown = path.to_string();
+        index.update(
+            &embedder,
+            Target {
+                source: &self.source,
+                path: &shown,
+                recursive: true,
+            },
+            &self.settings,
+            &mut |_| {},
+            &|| false,
+        )
     }
 }

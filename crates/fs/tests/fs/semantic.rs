@@ -343,3 +343,56 @@ fn a_missing_model_or_runtime_fails_only_embed_and_search() {
         );
     }
 }
+
+/// Watch mode: after an embed, new, changed and deleted files beneath the
+/// embedded directory reach the index by themselves.
+#[test]
+fn watch_mode_keeps_the_index_fresh() {
+    let fixture = Fixture::new();
+    for (path, text) in NOTES {
+        fixture.write(path, text);
+    }
+    let server = launch(&fixture)
+        .env("LLMBASEDOS_FS_WATCH", "true")
+        .spawn(&fixture);
+    let mut client = server.connect();
+    client.ok("mcp.fs.embed", json!({"path": "/notes"}));
+    let top = |client: &mut Client, query: &str| -> Vec<String> {
+        let found = client.ok("mcp.fs.search", json!({"query": query, "top_k": 3}));
+        found["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|hit| hit["path"].as_str().expect("path").to_owned())
+            .collect()
+    };
+    let eventually = |client: &mut Client, what: &str, check: &dyn Fn(&mut Client) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !check(client) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watch mode did not {what}; stderr:\n{}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    fixture.write(
+        "/notes/deep/violin.md",
+        "# Violin\n\nRosin the bow and tune the strings before practising scales.",
+    );
+    eventually(&mut client, "index a new file", &|client| {
+        top(client, "tuning a violin").first().map(String::as_str) == Some("/notes/deep/violin.md")
+    });
+    std::fs::remove_file(fixture.at("/notes/plumbing.md")).expect("delete");
+    eventually(&mut client, "drop a deleted file", &|client| {
+        !top(client, "my faucet drips").contains(&"/notes/plumbing.md".to_owned())
+    });
+    // Outside the watched directory nothing is indexed.
+    fixture.write(
+        "/work/new.md",
+        "# Violin too\n\nA second note about violin strings.",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!top(&mut client, "violin strings").contains(&"/work/new.md".to_owned()));
+}
