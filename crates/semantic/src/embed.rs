@@ -15,7 +15,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, pad_encodings};
 
 use crate::error::SemanticError;
 
@@ -76,8 +76,10 @@ fn environment(runtime: &Path) -> Result<Environment, SemanticError> {
 pub struct Embedder {
     /// ONNX Runtime's `run` takes the session mutably.
     session: Mutex<Session>,
-    /// Truncates to [`MAX_SEQUENCE`] and pads to the longest of a batch.
+    /// Truncates to [`MAX_SEQUENCE`].
     tokenizer: Tokenizer,
+    /// Pads a batch to its longest text.
+    padding: PaddingParams,
     /// Counts the word pieces of any text, without truncation.
     counter: Tokenizer,
     dir: PathBuf,
@@ -121,10 +123,10 @@ impl Embedder {
                 ..TruncationParams::default()
             }))
             .map_err(|error| invalid(format!("tokenizer.json: {error}")))?;
-        tokenizer.with_padding(Some(PaddingParams {
+        let padding = PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             ..PaddingParams::default()
-        }));
+        };
 
         let environment = environment(runtime)?;
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -144,6 +146,7 @@ impl Embedder {
         Ok(Embedder {
             session: Mutex::new(session),
             tokenizer,
+            padding,
             counter,
             dir: dir.to_path_buf(),
         })
@@ -176,10 +179,14 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|error| failed(&error))?;
+        // One by one: a batch is at most 8 texts, and tokenizers' parallel
+        // batch would wake a thread pool for microseconds of work.
+        let mut encodings = texts
+            .iter()
+            .map(|text| self.tokenizer.encode_fast(*text, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| failed(&*error))?;
+        pad_encodings(&mut encodings, &self.padding).map_err(|error| failed(&*error))?;
         let batch = encodings.len();
         let sequence = encodings.first().map_or(0, tokenizers::Encoding::len);
         let mut ids = Vec::with_capacity(batch * sequence);
