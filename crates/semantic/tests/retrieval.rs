@@ -221,6 +221,11 @@ fn the_expected_document_is_the_top_hit() {
             misses.push(format!("{query:?}: expected {expected}, got {top:?}"));
         }
     }
+    eprintln!(
+        "{} of {} queries found their document first",
+        QUERIES.len() - misses.len(),
+        QUERIES.len()
+    );
     assert!(
         misses.len() <= 1,
         "{} of {} queries missed:\n{}",

@@ -396,3 +396,70 @@ fn watch_mode_keeps_the_index_fresh() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!top(&mut client, "violin strings").contains(&"/work/new.md".to_owned()));
 }
+
+/// A cancelled embed stops soon, keeps what it committed, and a search on
+/// another connection is answered while an embed runs.
+#[test]
+fn an_embed_can_be_cancelled_and_searches_run_meanwhile() {
+    const FILES: usize = 400;
+    let fixture = Fixture::new();
+    for index in 0..FILES {
+        fixture.write(
+            &format!("/many/d{}/f{index:03}.md", index % 10),
+            format!("# Note {index}\n\nA paragraph about subject number {index} and its details."),
+        );
+    }
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    let mut other = server.connect();
+    // Load the model and index one file, so the search below has something.
+    client.ok("mcp.fs.embed", json!({"path": "/many/d0/f000.md"}));
+    let id = client.send(
+        "mcp.fs.embed",
+        json!({"path": "/many", "_meta": {"progressToken": "job"}}),
+    );
+    match client.receive() {
+        proto::Message::Notification(notification) => {
+            assert_eq!(notification.method, "notifications/progress");
+        }
+        other => panic!("expected progress before the embed ends, got {other:?}"),
+    }
+    let started = std::time::Instant::now();
+    let found = other.ok(
+        "mcp.fs.search",
+        json!({"query": "subject number zero", "top_k": 1}),
+    );
+    assert!(!found["results"].as_array().expect("results").is_empty());
+    client.notify("notifications/cancelled", json!({"requestId": id}));
+    // The job stops: its files stop growing in the index.
+    let files = |client: &mut Client| {
+        client.ok("mcp.fs.index_status", json!({}))["files"]
+            .as_u64()
+            .expect("files")
+    };
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let settled = files(&mut other);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        files(&mut other),
+        settled,
+        "the embed went on after it was cancelled"
+    );
+    assert!(
+        (settled as usize) < FILES,
+        "all {FILES} files were embedded before the cancel took effect ({:?})",
+        started.elapsed()
+    );
+    // What it did stays; the next embed does the rest.
+    let rest = client.ok("mcp.fs.embed", json!({"path": "/many"}));
+    assert_eq!(rest["index"]["files"], FILES, "{rest}");
+    assert_eq!(
+        rest["files_unchanged"].as_u64().expect("count")
+            + rest["files_embedded"].as_u64().expect("count"),
+        FILES as u64
+    );
+    assert!(
+        rest["files_unchanged"].as_u64() >= Some(settled - 1),
+        "{rest}"
+    );
+}
