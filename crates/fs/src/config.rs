@@ -16,6 +16,16 @@ pub const DEFAULT_PATH: &str = "/etc/llmbasedos/fs.yaml";
 pub const ROOT_VARIABLE: &str = "LLMBASEDOS_FS_ROOT";
 /// Overrides read-only mode: `true`/`false`, `1`/`0`, `yes`/`no`.
 pub const READ_ONLY_VARIABLE: &str = "LLMBASEDOS_FS_READ_ONLY";
+/// Overrides where the semantic index lives.
+pub const INDEX_DIR_VARIABLE: &str = "LLMBASEDOS_FS_INDEX_DIR";
+/// Overrides where the embedding model lives.
+pub const MODEL_DIR_VARIABLE: &str = "LLMBASEDOS_FS_MODEL_DIR";
+/// Overrides watch mode.
+pub const WATCH_VARIABLE: &str = "LLMBASEDOS_FS_WATCH";
+/// The index's home when neither fs.yaml nor `$STATE_DIRECTORY` says.
+pub const DEFAULT_INDEX_DIR: &str = "/var/lib/llmbasedos/fs";
+/// Where the model package installs the model.
+pub const DEFAULT_MODEL_DIR: &str = "/usr/share/llmbasedos/models/all-MiniLM-L6-v2";
 
 /// Default read limit: 8 MiB, whose base64 still fits a 16 MiB message.
 pub const DEFAULT_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
@@ -35,6 +45,14 @@ pub struct FileConfig {
     /// Glob patterns of names or root-relative paths that walks skip.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Where the semantic index is kept. Default: `$STATE_DIRECTORY`, else
+    /// /var/lib/llmbasedos/fs.
+    pub index_dir: Option<PathBuf>,
+    /// Where model.onnx and tokenizer.json are. Default:
+    /// /usr/share/llmbasedos/models/all-MiniLM-L6-v2.
+    pub model_dir: Option<PathBuf>,
+    /// Keep the index fresh as files change (inotify).
+    pub watch: Option<bool>,
 }
 
 /// Why the configuration cannot be used. Messages name the file or the
@@ -77,6 +95,21 @@ pub struct Config {
     /// The root directory, as a host path (used once, to open it).
     pub root: PathBuf,
     pub policy: Policy,
+    pub semantic: SemanticConfig,
+}
+
+/// Where semantic search keeps its index and finds its model. Nothing is
+/// opened at start-up: the model loads on first use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SemanticConfig {
+    /// The root as a host path: watch mode registers inotify watches on
+    /// it (files are still read only through the root handle).
+    pub host_root: PathBuf,
+    pub index_dir: PathBuf,
+    pub model_dir: PathBuf,
+    /// ONNX Runtime's library (`ORT_DYLIB_PATH`, else Arch's location).
+    pub runtime: PathBuf,
+    pub watch: bool,
 }
 
 impl Config {
@@ -148,8 +181,60 @@ impl Config {
         let exclude = exclude
             .build()
             .map_err(|error| ConfigError(format!("{origin}: exclude: {error}")))?;
+        let absolute = |path: PathBuf, source: String| {
+            if path.is_absolute() {
+                Ok(path)
+            } else {
+                Err(ConfigError(format!(
+                    "{} (from {source}) is not an absolute path; give the full path",
+                    path.display()
+                )))
+            }
+        };
+        let index_dir = match (variable(INDEX_DIR_VARIABLE), file.index_dir) {
+            (Some(dir), _) if !dir.is_empty() => {
+                absolute(PathBuf::from(dir), INDEX_DIR_VARIABLE.to_owned())?
+            }
+            (_, Some(dir)) => absolute(dir, format!("index_dir in {origin}"))?,
+            // systemd's StateDirectory= may list several, colon-separated.
+            _ => match variable("STATE_DIRECTORY")
+                .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
+            {
+                Some(dir) if !dir.is_empty() => {
+                    absolute(PathBuf::from(dir), "$STATE_DIRECTORY".to_owned())?
+                }
+                _ => PathBuf::from(DEFAULT_INDEX_DIR),
+            },
+        };
+        let model_dir = match (variable(MODEL_DIR_VARIABLE), file.model_dir) {
+            (Some(dir), _) if !dir.is_empty() => {
+                absolute(PathBuf::from(dir), MODEL_DIR_VARIABLE.to_owned())?
+            }
+            (_, Some(dir)) => absolute(dir, format!("model_dir in {origin}"))?,
+            _ => PathBuf::from(DEFAULT_MODEL_DIR),
+        };
+        let runtime = match variable(semantic::embed::RUNTIME_VARIABLE) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => PathBuf::from(semantic::embed::DEFAULT_RUNTIME),
+        };
+        let watch = match variable(WATCH_VARIABLE) {
+            Some(value) => parse_bool(&value).ok_or_else(|| {
+                ConfigError(format!(
+                    "{WATCH_VARIABLE}={value:?} is not a boolean; use true or false"
+                ))
+            })?,
+            None => file.watch.unwrap_or(false),
+        };
+        let host_root = root.clone();
         Ok(Config {
             root,
+            semantic: SemanticConfig {
+                host_root,
+                index_dir,
+                model_dir,
+                runtime,
+                watch,
+            },
             policy: Policy {
                 read_only,
                 max_read_bytes,
@@ -201,6 +286,65 @@ mod tests {
         assert!(!config.policy.read_only);
         assert!(!config.policy.allow_hard_links);
         assert_eq!(config.policy.max_read_bytes, DEFAULT_MAX_READ_BYTES);
+        assert_eq!(config.semantic.index_dir, Path::new(DEFAULT_INDEX_DIR));
+        assert_eq!(config.semantic.model_dir, Path::new(DEFAULT_MODEL_DIR));
+        assert!(!config.semantic.watch);
+    }
+
+    #[test]
+    fn semantic_directories_come_from_file_state_directory_and_variables() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().display().to_string();
+        let file = |text: &str| FileConfig::parse(text, "fs.yaml").expect(text);
+        let resolve = |text: &str, variables: &[(&str, &str)]| {
+            let variables: Vec<(String, String)> = variables
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect();
+            Config::resolve(file(&format!("root: {root}\n{text}")), "fs.yaml", |name| {
+                variables
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            })
+        };
+        let semantic =
+            |text: &str, variables: &[(&str, &str)]| resolve(text, variables).expect(text).semantic;
+        assert_eq!(
+            semantic("", &[("STATE_DIRECTORY", "/var/lib/a:/var/lib/b")]).index_dir,
+            Path::new("/var/lib/a")
+        );
+        let from_file = semantic(
+            "index_dir: /srv/index\nmodel_dir: /srv/model\nwatch: true",
+            &[("STATE_DIRECTORY", "/var/lib/a")],
+        );
+        assert_eq!(from_file.index_dir, Path::new("/srv/index"));
+        assert_eq!(from_file.model_dir, Path::new("/srv/model"));
+        assert!(from_file.watch);
+        let from_variables = semantic(
+            "index_dir: /srv/index\nmodel_dir: /srv/model",
+            &[
+                (INDEX_DIR_VARIABLE, "/tmp/index"),
+                (MODEL_DIR_VARIABLE, "/tmp/model"),
+                ("ORT_DYLIB_PATH", "/tmp/libonnxruntime.so"),
+                (WATCH_VARIABLE, "yes"),
+            ],
+        );
+        assert_eq!(from_variables.index_dir, Path::new("/tmp/index"));
+        assert_eq!(from_variables.model_dir, Path::new("/tmp/model"));
+        assert_eq!(from_variables.runtime, Path::new("/tmp/libonnxruntime.so"));
+        assert!(from_variables.watch);
+        let relative = resolve("index_dir: index", &[])
+            .expect_err("relative")
+            .to_string();
+        assert!(
+            relative.contains("index (from index_dir in fs.yaml) is not an absolute path"),
+            "{relative}"
+        );
+        let bad_watch = resolve("", &[(WATCH_VARIABLE, "often")])
+            .expect_err("bad bool")
+            .to_string();
+        assert!(bad_watch.contains("LLMBASEDOS_FS_WATCH"), "{bad_watch}");
     }
 
     #[test]

@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use proto::ServiceCodes;
+use semantic::SemanticError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder};
 
+use crate::indexing::Semantic;
 use crate::ops::read::{Encoding, ReadResult, Selection};
 use crate::ops::walk::{ListOptions, SortKey, WALK_LIMIT};
 use crate::ops::write::{Edit, WriteMode};
@@ -26,6 +28,7 @@ pub const CODES: ServiceCodes = ServiceCodes::new(proto::code::FS_BASE);
 const ALREADY_EXISTS: i32 = 4;
 const TOO_LARGE: i32 = 5;
 const NOT_EMPTY: i32 = 6;
+const SEMANTIC_UNAVAILABLE: i32 = 7;
 
 /// The one place a file-operation error becomes a handler error.
 pub fn handler_error(error: FsError) -> HandlerError {
@@ -45,6 +48,43 @@ pub fn handler_error(error: FsError) -> HandlerError {
             HandlerError::Failed(message)
         }
     }
+}
+
+/// The one place a semantic-search error becomes a handler error.
+pub fn semantic_error(error: SemanticError) -> HandlerError {
+    let message = error.to_string();
+    match error {
+        SemanticError::RuntimeMissing { .. }
+        | SemanticError::ModelMissing { .. }
+        | SemanticError::ModelInvalid { .. } => service(SEMANTIC_UNAVAILABLE, message),
+        SemanticError::InvalidValue(_) => HandlerError::InvalidValue(message),
+        SemanticError::Source { ref reason, .. } if reason == "does not exist" => {
+            HandlerError::NotFound(format!(
+                "{message}; check the path with mcp.fs.list or mcp.fs.glob"
+            ))
+        }
+        SemanticError::Source { .. } => HandlerError::InvalidValue(message),
+        SemanticError::Cancelled => HandlerError::Failed("the operation was cancelled".to_owned()),
+        SemanticError::Index { .. } => {
+            tracing::warn!("{message}");
+            HandlerError::Failed(format!(
+                "{message}; check index_dir in fs.yaml (or LLMBASEDOS_FS_INDEX_DIR)"
+            ))
+        }
+        SemanticError::Inference(_) => {
+            tracing::warn!("{message}");
+            HandlerError::Failed(message)
+        }
+    }
+}
+
+/// Runs semantic work on the blocking pool.
+async fn run_semantic<T, F>(context: &Context, work: F) -> Result<T, HandlerError>
+where
+    F: FnOnce() -> Result<T, SemanticError> + Send + 'static,
+    T: Send + 'static,
+{
+    context.blocking(work).await?.map_err(semantic_error)
 }
 
 fn service(offset: i32, message: String) -> HandlerError {
@@ -261,6 +301,25 @@ struct GrepParams {
     max_results: Option<usize>,
 }
 
+#[derive(Deserialize)]
+struct EmbedParams {
+    path: Option<String>,
+    recursive: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    query: String,
+    top_k: Option<usize>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NoParams {}
+
+/// Results of a search unless the caller says otherwise.
+const DEFAULT_TOP_K: usize = 10;
+
 fn encoding(name: Option<&str>) -> Encoding {
     match name {
         Some("text") => Encoding::Text,
@@ -286,7 +345,8 @@ fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
 }
 
 /// Registers every fs method on `builder`.
-pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
+pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>) -> ServerBuilder {
+    let builder = register_semantic(builder, semantic);
     let for_list = root.clone();
     let for_read = root.clone();
     let for_read_many = root.clone();
@@ -512,6 +572,81 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
                 run(&context, move || grep::grep(&root, &path, &options, &watch)).await
             }
         })
+}
+
+/// Progress of an embed job: at most a few reports a second, and the last.
+fn embed_progress(context: &Context) -> impl FnMut(&semantic::Progress<'_>) + Send + 'static {
+    let progress = context.progress_handle();
+    let mut last = std::time::Instant::now();
+    let mut first = true;
+    move |state: &semantic::Progress<'_>| {
+        let finished = state.files_done == state.files_total;
+        if !progress.is_requested()
+            || !(first || finished || last.elapsed() >= std::time::Duration::from_millis(250))
+        {
+            return;
+        }
+        first = false;
+        last = std::time::Instant::now();
+        let message = format!(
+            "{} of {} files, {} chunks embedded; {}",
+            state.files_done, state.files_total, state.chunks_embedded, state.path
+        );
+        #[allow(clippy::cast_precision_loss)]
+        progress.report_blocking(
+            state.files_done as f64,
+            Some(state.files_total as f64),
+            Some(&message),
+        );
+    }
+}
+
+fn register_semantic(builder: ServerBuilder, semantic: Arc<Semantic>) -> ServerBuilder {
+    let for_embed = semantic.clone();
+    let for_search = semantic.clone();
+    builder
+        .method(
+            "mcp.fs.embed",
+            move |context: Context, params: EmbedParams| {
+                let semantic = for_embed.clone();
+                async move {
+                    let path = optional_path(params.path.as_deref())?;
+                    let recursive = params.recursive.unwrap_or(true);
+                    let token = context.cancellation_token();
+                    let mut progress = embed_progress(&context);
+                    run_semantic(&context, move || {
+                        semantic.embed(&path, recursive, &mut progress, &|| token.is_cancelled())
+                    })
+                    .await
+                }
+            },
+        )
+        .method(
+            "mcp.fs.search",
+            move |context: Context, params: SearchParams| {
+                let semantic = for_search.clone();
+                async move {
+                    let scope = params.scope.as_deref().map(path).transpose()?;
+                    let top_k = params.top_k.unwrap_or(DEFAULT_TOP_K);
+                    if params.query.trim().is_empty() {
+                        return Err(HandlerError::InvalidValue(
+                            "query is empty; say in words what you are looking for".to_owned(),
+                        ));
+                    }
+                    run_semantic(&context, move || {
+                        semantic.search(&params.query, top_k, scope.as_ref())
+                    })
+                    .await
+                }
+            },
+        )
+        .method(
+            "mcp.fs.index_status",
+            move |context: Context, _params: NoParams| {
+                let semantic = semantic.clone();
+                async move { run_semantic(&context, move || semantic.status()).await }
+            },
+        )
 }
 
 /// Reads each file on its own; the combined size is bounded by the read

@@ -10,11 +10,14 @@
 //!   JSON-RPC.
 //! - [`handlers`]: the thin server layer: params → operations → results,
 //!   and the one mapping from the operations' error to a handler error.
+//! - [`indexing`]: semantic search (the `semantic` library) over the root,
+//!   read through the same handle; model and index opened on first use.
 //! - [`uri`]: `file:///` URIs of virtual paths, for MCP resources.
 //! - [`config`]: `/etc/llmbasedos/fs.yaml` and its environment overrides.
 
 pub mod config;
 pub mod handlers;
+pub mod indexing;
 pub mod ops;
 pub mod uri;
 pub mod vpath;
@@ -30,7 +33,9 @@ pub const CAPS: &str = include_str!("../fs.cap.json");
 pub const CAPS_ORIGIN: &str = "crates/fs/fs.cap.json";
 
 /// Builds the fs server on an opened root.
-pub fn server(root: ops::Root) -> Result<Server, BuildError> {
+pub fn server(root: ops::Root, semantic: config::SemanticConfig) -> Result<Server, BuildError> {
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
-    handlers::register(Server::builder(caps, CAPS_ORIGIN), Arc::new(root)).build()
+    let root = Arc::new(root);
+    let semantic = Arc::new(indexing::Semantic::new(semantic, root.clone()));
+    handlers::register(Server::builder(caps, CAPS_ORIGIN), root, semantic).build()
 }

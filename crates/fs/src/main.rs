@@ -37,6 +37,6 @@ fn main() -> ExitCode {
         let root = Root::open(&config.root, config.policy)
             .map_err(|error| format!("cannot open the root {}: {error}", config.root.display()))?;
         tracing::info!(root = %config.root.display(), "file service root");
-        fs::server(root).map_err(|error| error.to_string())
+        fs::server(root, config.semantic).map_err(|error| error.to_string())
     })
 }

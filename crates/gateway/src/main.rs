@@ -71,7 +71,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("llmbasedos-gateway: {error:#}");
+            // One write, so that the line stays whole when other processes
+            // (`llmbasedos up`'s children) share this stderr.
+            let line = format!("llmbasedos-gateway: {error:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             ExitCode::from(server_kit::service::EXIT_CONFIG)
         }
     }

@@ -118,6 +118,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     let config = gateway_config(&layout, &args.listen, &token) + &llm_config(args, &layout)?;
     write_private(&layout.gateway_config(), config.as_bytes())?;
 
+    let semantic = SemanticSetup::find();
     let mut children = Vec::new();
     for backend in BACKENDS
         .iter()
@@ -144,7 +145,13 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 "--drain-timeout".into(),
                 args.drain_timeout.to_string().into(),
             ],
-            env: vec![("LLMBASEDOS_FS_ROOT", root.clone().into())],
+            env: if backend.name == "fs" {
+                let mut env = vec![("LLMBASEDOS_FS_ROOT", root.clone().into())];
+                env.extend(semantic.env());
+                env
+            } else {
+                vec![("LLMBASEDOS_FS_ROOT", root.clone().into())]
+            },
             ready: socket,
         });
     }
@@ -169,6 +176,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         listen: &args.listen,
         root: &root,
         no_auth: args.no_auth,
+        semantic: &semantic,
     };
     runtime.block_on(supervise(
         &layout,
@@ -242,12 +250,71 @@ fn yaml_string(path: &Path) -> String {
     serde_json::to_string(&path.display().to_string()).unwrap_or_default()
 }
 
+/// Where the fs server's semantic search finds its model, ONNX Runtime and
+/// index: what the environment or the system provides, else what
+/// `scripts/fetch-model` and `scripts/fetch-onnxruntime` cached; the index
+/// under the user's state directory, so it survives restarts.
+#[derive(Debug)]
+struct SemanticSetup {
+    /// Variables to pass to the fs server (those not already set).
+    env: Vec<(&'static str, OsString)>,
+    /// One line for the banner.
+    summary: String,
+}
+
+/// Where the model package and Arch's onnxruntime put their files.
+const SYSTEM_MODEL_DIR: &str = "/usr/share/llmbasedos/models/all-MiniLM-L6-v2";
+const SYSTEM_RUNTIME: &str = "/usr/lib/libonnxruntime.so";
+
+impl SemanticSetup {
+    fn find() -> SemanticSetup {
+        let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let mut env = Vec::new();
+        let mut missing = Vec::new();
+        if set("LLMBASEDOS_FS_MODEL_DIR").is_none()
+            && !Path::new(SYSTEM_MODEL_DIR).join("model.onnx").is_file()
+        {
+            match semantic::locate::cached_model() {
+                Some(dir) => env.push(("LLMBASEDOS_FS_MODEL_DIR", dir.into())),
+                None => missing.push("the model (scripts/fetch-model)"),
+            }
+        }
+        if set("ORT_DYLIB_PATH").is_none() && !Path::new(SYSTEM_RUNTIME).is_file() {
+            match semantic::locate::cached_runtime() {
+                Some(path) => env.push(("ORT_DYLIB_PATH", path.into())),
+                None => missing.push("ONNX Runtime (scripts/fetch-onnxruntime)"),
+            }
+        }
+        if set("LLMBASEDOS_FS_INDEX_DIR").is_none() {
+            let state_home = set("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| set("HOME").map(|home| Path::new(&home).join(".local/state")))
+                .unwrap_or_else(|| PathBuf::from("/tmp"));
+            env.push((
+                "LLMBASEDOS_FS_INDEX_DIR",
+                state_home.join("llmbasedos").join("fs-index").into(),
+            ));
+        }
+        let summary = if missing.is_empty() {
+            "ready (model loads on the first embed or search)".to_owned()
+        } else {
+            format!("needs {}", missing.join(" and "))
+        };
+        SemanticSetup { env, summary }
+    }
+
+    fn env(&self) -> Vec<(&'static str, OsString)> {
+        self.env.clone()
+    }
+}
+
 struct Banner<'a> {
     layout: &'a Layout,
     gateway: &'a Path,
     listen: &'a str,
     root: &'a Path,
     no_auth: bool,
+    semantic: &'a SemanticSetup,
 }
 
 impl Banner<'_> {
@@ -272,12 +339,14 @@ impl Banner<'_> {
         println!(
             "\nllmbasedos is up — Ctrl-C stops it\n\
              \n  files (fs root)   {}\
+             \n  semantic search   {}\
              \n  Streamable HTTP   http://{}/mcp\
              \n  WebSocket         ws://{}/ws\
              \n  UNIX socket       {}\
              \n  bearer token      {token}\
              \n\nClaude Desktop (claude_desktop_config.json):\n{}\n",
             self.root.display(),
+            self.semantic.summary,
             self.listen,
             self.listen,
             layout.gateway_socket().display(),

@@ -8,10 +8,13 @@
 //! - [`bad_input`]: malformed requests refused with useful messages.
 //! - [`methods`]: what every method does.
 //! - [`lifecycle`]: start-up errors (exit 78), `--print-caps`.
+//! - [`semantic`]: embed, search and index status with the real model;
+//!   their malformed requests; a missing model or runtime.
 
 mod atomicity;
 mod bad_input;
 mod containment;
 mod lifecycle;
 mod methods;
+mod semantic;
 mod support;

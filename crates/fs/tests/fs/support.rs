@@ -48,6 +48,11 @@ const SCRUBBED: &[&str] = &[
     "LLMBASEDOS_FS_ROOT",
     "LLMBASEDOS_FS_READ_ONLY",
     "LLMBASEDOS_FS_CONFIG",
+    "LLMBASEDOS_FS_INDEX_DIR",
+    "LLMBASEDOS_FS_MODEL_DIR",
+    "LLMBASEDOS_FS_WATCH",
+    "ORT_DYLIB_PATH",
+    "STATE_DIRECTORY",
 ];
 
 /// A temp dir laid out as:

@@ -63,6 +63,10 @@ impl Stack {
             .arg(dir.path().join("files"))
             .arg("--listen")
             .arg(&listen)
+            // Semantic search without a model: its error is a golden case,
+            // and the index stays in the temp dir.
+            .env("LLMBASEDOS_FS_MODEL_DIR", "/nonexistent/all-MiniLM-L6-v2")
+            .env("LLMBASEDOS_FS_INDEX_DIR", dir.path().join("index"))
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

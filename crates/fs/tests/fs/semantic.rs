@@ -1,0 +1,465 @@
+//! Semantic search through the server: `mcp.fs.embed` (a job with
+//! progress), `mcp.fs.search`, `mcp.fs.index_status`, with the real model
+//! and ONNX Runtime (found like the semantic crate's tests find them: a
+//! test that cannot find them fails and says how to get them).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Client, DENIED, Fixture, INVALID_PARAMS, INVALID_VALUE, Launch, NOT_FOUND, SECRET,
+};
+
+/// The code of "semantic search unavailable" (fs.cap.json).
+const UNAVAILABLE: i32 = -32017;
+
+fn model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLMBASEDOS_FS_MODEL_DIR").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    semantic::locate::cached_model().unwrap_or_else(|| {
+        panic!("the all-MiniLM-L6-v2 model is missing: run ./scripts/install-test-deps (or ./scripts/fetch-model), or set LLMBASEDOS_FS_MODEL_DIR")
+    })
+}
+
+fn runtime() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|path| !path.is_empty()) {
+        return PathBuf::from(path);
+    }
+    semantic::locate::cached_runtime().unwrap_or_else(|| {
+        panic!("ONNX Runtime is missing: run ./scripts/install-test-deps (or ./scripts/fetch-onnxruntime), or set ORT_DYLIB_PATH")
+    })
+}
+
+fn launch(fixture: &Fixture) -> Launch {
+    Launch::new()
+        .env(
+            "LLMBASEDOS_FS_MODEL_DIR",
+            &model_dir().display().to_string(),
+        )
+        .env("ORT_DYLIB_PATH", &runtime().display().to_string())
+        .env(
+            "LLMBASEDOS_FS_INDEX_DIR",
+            &fixture.base().join("index").display().to_string(),
+        )
+}
+
+const NOTES: &[(&str, &str)] = &[
+    (
+        "/notes/bread.md",
+        "# Sourdough\n\nFeed the starter, knead the dough and bake it in a hot oven until the crust is crisp.",
+    ),
+    (
+        "/notes/plumbing.md",
+        "# Leaking tap\n\nTurn off the water, unscrew the handle and replace the worn washer so the faucet stops dripping.",
+    ),
+    (
+        "/notes/sleep.md",
+        "# Sleep\n\nKeep a regular bedtime, a dark cool bedroom and no coffee in the evening.",
+    ),
+    (
+        "/work/interview.md",
+        "# Interview\n\nResearch the company and prepare examples of past achievements before the job interview.",
+    ),
+    (
+        "/work/taxes.md",
+        "# Taxes\n\nCollect payslips and receipts and file the income tax return before the deadline.",
+    ),
+    (
+        "/travel/japan.md",
+        "# Japan\n\nTake the bullet train from Tokyo to Kyoto and visit the temples early.",
+    ),
+];
+
+/// Sends a request with a progress token; returns the progress
+/// notifications seen and the outcome.
+fn call_with_progress(client: &mut Client, method: &str, mut params: Value) -> (usize, Value) {
+    params["_meta"] = json!({"progressToken": "embed-1"});
+    client.send(method, params);
+    let mut progress = 0;
+    loop {
+        match client.receive() {
+            proto::Message::Notification(notification) => {
+                assert_eq!(notification.method, "notifications/progress");
+                let params = notification.params.expect("params");
+                assert_eq!(params["progressToken"], "embed-1");
+                assert!(params["total"].as_f64().is_some(), "{params}");
+                progress += 1;
+            }
+            proto::Message::Response(response) => {
+                let result = response
+                    .outcome
+                    .unwrap_or_else(|error| panic!("{method} failed: {error:?}"));
+                return (progress, result);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn embed_then_search_finds_by_meaning() {
+    let fixture = Fixture::new();
+    for (path, text) in NOTES {
+        fixture.write(path, text);
+    }
+    fixture.write("/notes/.hidden.md", "hidden notes about bread");
+    fixture.write("/bin/blob.dat", b"\0\x01\x02binary");
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+
+    let status = client.ok("mcp.fs.index_status", json!({}));
+    assert_eq!(
+        (status["files"].clone(), status["model_loaded"].clone()),
+        (json!(0), json!(false))
+    );
+
+    let (progress, result) = call_with_progress(&mut client, "mcp.fs.embed", json!({}));
+    assert!(progress >= 1, "no progress notification");
+    assert_eq!(result["files_embedded"], NOTES.len(), "{result}");
+    assert_eq!(result["files_skipped"], 1, "{result}");
+    assert_eq!(result["index"]["files"], NOTES.len(), "{result}");
+    assert_eq!(result["index"]["model"], "all-MiniLM-L6-v2");
+
+    let cases = [
+        (json!({"query": "my faucet drips"}), "/notes/plumbing.md"),
+        (
+            json!({"query": "how to bake bread", "top_k": 3}),
+            "/notes/bread.md",
+        ),
+        (
+            json!({"query": "filing my tax return", "scope": "/work"}),
+            "/work/taxes.md",
+        ),
+        (
+            json!(["trains between Japanese cities", 2]),
+            "/travel/japan.md",
+        ),
+    ];
+    for (params, expected) in cases {
+        let found = client.ok("mcp.fs.search", params.clone());
+        let results = found["results"].as_array().expect("results");
+        assert_eq!(results[0]["path"], expected, "{params}: {found}");
+        assert_eq!(results[0]["start_line"], 1);
+        assert!(
+            results[0]["snippet"]
+                .as_str()
+                .expect("snippet")
+                .starts_with('#')
+        );
+    }
+    let scoped = client.ok(
+        "mcp.fs.search",
+        json!({"query": "bread", "scope": "/travel", "top_k": 10}),
+    );
+    let paths: Vec<&str> = scoped["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|hit| hit["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, ["/travel/japan.md"]);
+
+    // Again: nothing read, nothing embedded; a file changed: it alone.
+    let again = client.ok("mcp.fs.embed", json!({"path": "/"}));
+    assert_eq!(
+        (
+            again["files_embedded"].clone(),
+            again["files_unchanged"].clone()
+        ),
+        (json!(0), json!(NOTES.len()))
+    );
+    fixture.write("/notes/sleep.md", "# Sleep\n\nA nap after lunch helps.");
+    let changed = client.ok("mcp.fs.embed", json!({"path": "/notes", "recursive": true}));
+    assert_eq!(changed["files_embedded"], 1, "{changed}");
+    let status = client.ok("mcp.fs.index_status", json!({}));
+    assert_eq!(status["files"], NOTES.len());
+    assert_eq!(status["model_loaded"], true);
+    assert!(status["updated"].as_str().expect("updated").ends_with('Z'));
+    server.assert_results_match_schemas();
+}
+
+#[test]
+fn malformed_semantic_requests_are_refused_and_the_server_keeps_serving() {
+    let fixture = Fixture::new();
+    fixture.write("/a.md", "some text about gardening");
+    std::os::unix::fs::symlink(fixture.outside(), fixture.at("/escape")).expect("symlink");
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    client.ok("mcp.fs.embed", json!({}));
+    let cases = [
+        (
+            "mcp.fs.search",
+            json!({}),
+            INVALID_PARAMS,
+            "\"query\" is a required property",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": ""}),
+            INVALID_PARAMS,
+            "at /query",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "   "}),
+            INVALID_VALUE,
+            "query is empty",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "x", "top_k": 0}),
+            INVALID_PARAMS,
+            "at /top_k",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "x", "top_k": 1000}),
+            INVALID_PARAMS,
+            "at /top_k",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "x", "top_k": "5"}),
+            INVALID_PARAMS,
+            "at /top_k",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "x", "scope": "/../etc"}),
+            DENIED,
+            "/../etc",
+        ),
+        (
+            "mcp.fs.search",
+            json!({"query": "x", "bogus": 1}),
+            INVALID_PARAMS,
+            "bogus",
+        ),
+        (
+            "mcp.fs.embed",
+            json!({"path": "/nope"}),
+            NOT_FOUND,
+            "/nope does not exist",
+        ),
+        (
+            "mcp.fs.embed",
+            json!({"path": "/a/../../outside"}),
+            DENIED,
+            "\"..\" is not allowed",
+        ),
+        (
+            "mcp.fs.embed",
+            json!({"path": "/escape"}),
+            INVALID_VALUE,
+            "/escape is not a regular file or a directory",
+        ),
+        (
+            "mcp.fs.embed",
+            json!({"recursive": "yes"}),
+            INVALID_PARAMS,
+            "at /recursive",
+        ),
+        ("mcp.fs.index_status", json!({"x": 1}), INVALID_PARAMS, "x"),
+    ];
+    for (method, params, code, needle) in cases {
+        let error = client.err(method, params.clone());
+        assert_eq!(error.code, code, "{method} {params}: {error:?}");
+        assert!(
+            error.message.contains(needle),
+            "{method} {params}: {}",
+            error.message
+        );
+        assert!(!error.message.contains(SECRET));
+    }
+    // Still serving, and nothing outside was indexed.
+    let found = client.ok("mcp.fs.search", json!({"query": "secret", "top_k": 100}));
+    for hit in found["results"].as_array().expect("results") {
+        assert_eq!(hit["path"], "/a.md");
+    }
+    assert_eq!(
+        client.ok("mcp.fs.read", json!({"path": "/a.md"}))["content"],
+        "some text about gardening"
+    );
+}
+
+#[test]
+fn a_missing_model_or_runtime_fails_only_embed_and_search() {
+    let fixture = Fixture::new();
+    fixture.write("/a.md", "text");
+    let index = fixture.base().join("index").display().to_string();
+    let missing_model = Launch::new()
+        .env("LLMBASEDOS_FS_MODEL_DIR", "/nonexistent/minilm")
+        .env("ORT_DYLIB_PATH", &runtime().display().to_string())
+        .env("LLMBASEDOS_FS_INDEX_DIR", &index);
+    let missing_runtime = Launch::new()
+        .env(
+            "LLMBASEDOS_FS_MODEL_DIR",
+            &model_dir().display().to_string(),
+        )
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .env("LLMBASEDOS_FS_INDEX_DIR", &index);
+    let expectations = [
+        (
+            missing_model,
+            [
+                "model not found in /nonexistent/minilm",
+                "install llmbasedos-model-minilm",
+            ],
+        ),
+        (
+            missing_runtime,
+            [
+                "semantic search needs ONNX Runtime",
+                "pacman -S onnxruntime",
+            ],
+        ),
+    ];
+    for (launch, needles) in expectations {
+        let server = launch.spawn(&fixture);
+        let mut client = server.connect();
+        for (method, params) in [
+            ("mcp.fs.embed", json!({})),
+            ("mcp.fs.search", json!({"query": "text"})),
+        ] {
+            let error = client.err(method, params);
+            assert_eq!(error.code, UNAVAILABLE, "{method}: {error:?}");
+            for needle in needles {
+                assert!(
+                    error.message.contains(needle),
+                    "{method}: {}",
+                    error.message
+                );
+            }
+        }
+        assert_eq!(
+            client.ok("mcp.fs.read", json!({"path": "/a.md"}))["content"],
+            "text"
+        );
+        assert_eq!(
+            client.ok("mcp.fs.index_status", json!({}))["model_loaded"],
+            false
+        );
+    }
+}
+
+/// Watch mode: after an embed, new, changed and deleted files beneath the
+/// embedded directory reach the index by themselves.
+#[test]
+fn watch_mode_keeps_the_index_fresh() {
+    let fixture = Fixture::new();
+    for (path, text) in NOTES {
+        fixture.write(path, text);
+    }
+    let server = launch(&fixture)
+        .env("LLMBASEDOS_FS_WATCH", "true")
+        .spawn(&fixture);
+    let mut client = server.connect();
+    client.ok("mcp.fs.embed", json!({"path": "/notes"}));
+    let top = |client: &mut Client, query: &str| -> Vec<String> {
+        let found = client.ok("mcp.fs.search", json!({"query": query, "top_k": 3}));
+        found["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|hit| hit["path"].as_str().expect("path").to_owned())
+            .collect()
+    };
+    let eventually = |client: &mut Client, what: &str, check: &dyn Fn(&mut Client) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !check(client) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watch mode did not {what}; stderr:\n{}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    fixture.write(
+        "/notes/deep/violin.md",
+        "# Violin\n\nRosin the bow and tune the strings before practising scales.",
+    );
+    eventually(&mut client, "index a new file", &|client| {
+        top(client, "tuning a violin").first().map(String::as_str) == Some("/notes/deep/violin.md")
+    });
+    std::fs::remove_file(fixture.at("/notes/plumbing.md")).expect("delete");
+    eventually(&mut client, "drop a deleted file", &|client| {
+        !top(client, "my faucet drips").contains(&"/notes/plumbing.md".to_owned())
+    });
+    // Outside the watched directory nothing is indexed.
+    fixture.write(
+        "/work/new.md",
+        "# Violin too\n\nA second note about violin strings.",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!top(&mut client, "violin strings").contains(&"/work/new.md".to_owned()));
+}
+
+/// A cancelled embed stops soon, keeps what it committed, and a search on
+/// another connection is answered while an embed runs.
+#[test]
+fn an_embed_can_be_cancelled_and_searches_run_meanwhile() {
+    const FILES: usize = 400;
+    let fixture = Fixture::new();
+    for index in 0..FILES {
+        fixture.write(
+            &format!("/many/d{}/f{index:03}.md", index % 10),
+            format!("# Note {index}\n\nA paragraph about subject number {index} and its details."),
+        );
+    }
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    let mut other = server.connect();
+    // Load the model and index one file, so the search below has something.
+    client.ok("mcp.fs.embed", json!({"path": "/many/d0/f000.md"}));
+    let id = client.send(
+        "mcp.fs.embed",
+        json!({"path": "/many", "_meta": {"progressToken": "job"}}),
+    );
+    match client.receive() {
+        proto::Message::Notification(notification) => {
+            assert_eq!(notification.method, "notifications/progress");
+        }
+        other => panic!("expected progress before the embed ends, got {other:?}"),
+    }
+    let started = std::time::Instant::now();
+    let found = other.ok(
+        "mcp.fs.search",
+        json!({"query": "subject number zero", "top_k": 1}),
+    );
+    assert!(!found["results"].as_array().expect("results").is_empty());
+    client.notify("notifications/cancelled", json!({"requestId": id}));
+    // The job stops: its files stop growing in the index.
+    let files = |client: &mut Client| {
+        client.ok("mcp.fs.index_status", json!({}))["files"]
+            .as_u64()
+            .expect("files")
+    };
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let settled = files(&mut other);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        files(&mut other),
+        settled,
+        "the embed went on after it was cancelled"
+    );
+    assert!(
+        (settled as usize) < FILES,
+        "all {FILES} files were embedded before the cancel took effect ({:?})",
+        started.elapsed()
+    );
+    // What it did stays; the next embed does the rest.
+    let rest = client.ok("mcp.fs.embed", json!({"path": "/many"}));
+    assert_eq!(rest["index"]["files"], FILES, "{rest}");
+    assert_eq!(
+        rest["files_unchanged"].as_u64().expect("count")
+            + rest["files_embedded"].as_u64().expect("count"),
+        FILES as u64
+    );
+    assert!(
+        rest["files_unchanged"].as_u64() >= Some(settled - 1),
+        "{rest}"
+    );
+}

