@@ -411,6 +411,10 @@ fn watch_loop(
             Duration::from_secs(3600)
         };
         match events.recv_timeout(timeout) {
+            // Reads (the refresh's own, a client's) raise open, access and
+            // close events; only changes matter, or every refresh would
+            // start the next.
+            Ok(Ok(event)) if matches!(event.kind, notify::EventKind::Access(_)) => continue,
             Ok(Ok(event)) => {
                 let Some(service) = semantic.upgrade() else {
                     return;

@@ -395,6 +395,22 @@ fn watch_mode_keeps_the_index_fresh() {
     );
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!top(&mut client, "violin strings").contains(&"/work/new.md".to_owned()));
+
+    // Regression: reads (a client's, the refresh's own) are not changes;
+    // they used to start a refresh, whose reads started the next.
+    let refreshes = || server.stderr().matches("index refreshed").count();
+    let before = refreshes();
+    for _ in 0..5 {
+        client.ok("mcp.fs.read", json!({"path": "/notes/deep/violin.md"}));
+        client.ok("mcp.fs.list", json!({"path": "/notes"}));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        refreshes(),
+        before,
+        "reads started refreshes:\n{}",
+        server.stderr()
+    );
 }
 
 /// A cancelled embed stops soon, keeps what it committed, and a search on
