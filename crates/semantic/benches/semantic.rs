@@ -1,6 +1,6 @@
 //! Semantic search's figures, in one run (`cargo bench -p semantic`):
 //! - embedding throughput for 256-token chunks (the chunker's largest), in
-//!   batches of 8 (target ≥ 40 chunks/s on 2 cores);
+//!   batches of `embed::BATCH` (target ≥ 40 chunks/s on 2 cores);
 //! - query latency, query embedding included, p50/p99 over an index of 10k
 //!   and of 100k chunks (synthetic unit vectors; real query embeddings;
 //!   target p50 ≤ 10 ms), and the search alone;
