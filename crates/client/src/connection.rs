@@ -5,7 +5,6 @@
 //! answer (timeout, client gone) sends `notifications/cancelled` so the
 //! server stops working on it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,7 +54,8 @@ type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 struct Shared {
     writer: tokio::sync::Mutex<Writer>,
-    pending: Mutex<HashMap<i64, Pending>>,
+    /// Our own ids as keys: a fast hash is safe.
+    pending: Mutex<foldhash::HashMap<i64, Pending>>,
     next_id: AtomicI64,
     closed: AtomicBool,
     codec: DelimitedCodec,
@@ -113,7 +113,7 @@ impl Connection {
     {
         let shared = Arc::new(Shared {
             writer: tokio::sync::Mutex::new(Box::new(writer)),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(foldhash::HashMap::default()),
             next_id: AtomicI64::new(1),
             closed: AtomicBool::new(false),
             codec: codec.clone(),
@@ -262,7 +262,7 @@ fn with_progress_token(params: Option<Value>, id: i64) -> Option<Value> {
 }
 
 impl Shared {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Pending>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<i64, Pending>> {
         // A panic while holding this lock leaves the map consistent.
         self.pending
             .lock()

@@ -121,7 +121,8 @@ struct SessionShared {
     /// Who the client is (a token holder, a uid), for logs and limits.
     identity: String,
     state: Mutex<SessionState>,
-    running: Mutex<HashMap<RequestId, AbortHandle>>,
+    /// foldhash: a client's own ids, at most `max_concurrent_requests` of them.
+    running: Mutex<foldhash::HashMap<RequestId, AbortHandle>>,
     permits: Arc<Semaphore>,
 }
 
@@ -141,7 +142,7 @@ impl Session {
             shared: Arc::new(SessionShared {
                 identity,
                 state: Mutex::new(SessionState::default()),
-                running: Mutex::new(HashMap::new()),
+                running: Mutex::new(foldhash::HashMap::default()),
                 permits,
             }),
             outgoing,
@@ -167,7 +168,7 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, AbortHandle>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<RequestId, AbortHandle>> {
         self.shared
             .running
             .lock()

@@ -38,8 +38,9 @@ pub struct Service {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub services: BTreeMap<String, Arc<Service>>,
-    /// `mcp.fs.read` → its service.
-    pub methods: HashMap<String, Arc<Service>>,
+    /// `mcp.fs.read` → its service (looked up on every call; names come
+    /// from the caps files, so a fast hash is safe).
+    pub methods: foldhash::HashMap<String, Arc<Service>>,
     /// Tools sorted by name, and what each one calls.
     pub tools: Vec<Tool>,
     pub tool_targets: HashMap<String, ToolTarget>,
