@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_util::codec::FramedRead;
 
 use crate::connection::{ConnectOptions, Connection};
@@ -141,8 +141,9 @@ async fn run_bridge<S>(
         tokio::select! {
             outgoing = requests.next() => match outgoing {
                 Some(Ok(Frame::Message(bytes))) => {
-                    let Ok(text) = String::from_utf8(bytes.to_vec()) else { continue };
-                    if socket_out.send(WsMessage::Text(text.into())).await.is_err() {
+                    // No copy: the frame's bytes become the text message.
+                    let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                    if socket_out.send(WsMessage::Text(text)).await.is_err() {
                         break;
                     }
                 }

@@ -60,6 +60,14 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The request it answers.
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            Answer::Response(response) => response.id.as_ref(),
+            Answer::Raw { id, .. } => Some(id),
+        }
+    }
+
     /// The answer as a [`Response`] (a raw result is parsed).
     pub fn into_response(self) -> Response {
         match self {

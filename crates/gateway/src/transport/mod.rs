@@ -106,19 +106,6 @@ impl StreamClient {
         }
     }
 
-    /// What a client gets instead of an answer that cannot be written (one
-    /// over the message limit): an error saying so, with the request's id.
-    pub fn refuse(&self, answer: &Answer, why: &impl std::fmt::Display) -> Response {
-        let id = match answer {
-            Answer::Response(response) => response.id.clone(),
-            Answer::Raw { id, .. } => Some(id.clone()),
-        };
-        Response::error(
-            id,
-            ErrorObject::internal(format!("the answer cannot be sent: {why}")),
-        )
-    }
-
     /// How many requests are running.
     pub fn running(&self) -> usize {
         self.in_flight.len()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use proto::{DelimitedCodec, Frame};
+use proto::{DelimitedCodec, ErrorObject, Frame, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -138,7 +138,11 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
                     let _ = codec.encode_json(&message, &mut buffer);
                 }
                 if let Err(error) = codec.encode_json(&answer, &mut buffer) {
-                    let refusal = client.refuse(&answer, &error);
+                    // Too large to send: the client learns why, by id.
+                    let refusal = Response::error(
+                        answer.id().cloned(),
+                        ErrorObject::internal(format!("the answer cannot be sent: {error}")),
+                    );
                     let _ = codec.encode_json(&refusal, &mut buffer);
                 }
             }
