@@ -93,6 +93,12 @@ impl Connection {
     }
 
     /// Takes over a connected UNIX stream (NUL-delimited messages).
+    ///
+    /// The socket keeps tokio's registration (readable and writable), unlike
+    /// the serving side (`unix_io`): the server reading a request then
+    /// wakes this side early, and measured with every process on one CPU
+    /// that makes the gateway's relay faster, not slower (no-op cost over a
+    /// direct call, p50: 22.4 µs as is, 24.5 µs with readable-only).
     pub fn from_stream(stream: UnixStream, options: ConnectOptions) -> Connection {
         let codec = DelimitedCodec::nul(options.max_message.unwrap_or(proto::DEFAULT_MAX_MESSAGE));
         let (read_half, write_half) = stream.into_split();

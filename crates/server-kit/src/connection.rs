@@ -99,7 +99,7 @@ struct Connection<'a> {
 /// the requests already read are answered.
 pub(crate) async fn serve_connection(
     server: Arc<Server>,
-    mut stream: UnixStream,
+    stream: UnixStream,
     shutdown: CancellationToken,
     limits: ConnectionLimits,
 ) {
@@ -117,7 +117,14 @@ pub(crate) async fn serve_connection(
     tracing::debug!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, "connection opened");
     let codec = DelimitedCodec::nul(limits.max_message);
     let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-    let (read_half, mut write_half) = stream.split();
+    // Readable events only: the client reading an answer does not wake us.
+    let (read_half, mut write_half) = match unix_io::split_tokio(stream) {
+        Ok(halves) => halves,
+        Err(error) => {
+            tracing::warn!(%error, "cannot register the connection; closing it");
+            return;
+        }
+    };
     let mut frames = FramedRead::with_capacity(read_half, codec.clone(), 16 * 1024);
     let mut connection = Connection {
         server: &server,
@@ -183,7 +190,7 @@ pub(crate) async fn serve_connection(
                 // End of stream is either a half-close (the client still
                 // reads its answers) or the client gone. If it is gone,
                 // nobody waits for what is running: cancel it.
-                if peer_hung_up(write_half.as_ref()) {
+                if peer_hung_up(write_half.stream()) {
                     tracing::debug!(
                         pending = connection.active.len(),
                         "client gone; cancelling its requests"
@@ -410,7 +417,7 @@ impl Connection<'_> {
 
 /// Whether the peer closed both directions (POLLHUP), as opposed to a
 /// half-close after which it still reads.
-fn peer_hung_up(stream: &UnixStream) -> bool {
+fn peer_hung_up(stream: &std::os::unix::net::UnixStream) -> bool {
     let mut poll = libc::pollfd {
         fd: stream.as_raw_fd(),
         events: libc::POLLOUT,

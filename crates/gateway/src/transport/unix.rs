@@ -109,7 +109,14 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
         }
     };
     let codec = DelimitedCodec::nul(gateway.config.max_message);
-    let (read_half, mut write_half) = stream.into_split();
+    // Readable events only: the client reading an answer does not wake us.
+    let (read_half, mut write_half) = match unix_io::split_tokio(stream) {
+        Ok(halves) => halves,
+        Err(error) => {
+            tracing::warn!(%error, "cannot register a UNIX-socket client; closing it");
+            return;
+        }
+    };
     let (mut client, mut outgoing) = StreamClient::start(&gateway, identity);
     let mut frames = tokio_util::codec::FramedRead::new(read_half, codec.clone());
     let mut buffer = BytesMut::with_capacity(16 * 1024);
