@@ -143,6 +143,135 @@ fn synthetic_vectors(count: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Floating-point work of one 256-token chunk through all-MiniLM-L6-v2:
+/// per layer and token, the Q, K, V and output projections (4 × 384²) and
+/// the feed-forward pair (2 × 384 × 1536) are multiply-adds, and attention
+/// adds Q·Kᵀ and scores·V (2 × 256 × 384); six layers, two FLOP each.
+const CHUNK_GFLOP: f64 =
+    2.0 * 6.0 * 256.0 * (4.0 * 384.0 * 384.0 + 2.0 * 384.0 * 1536.0 + 2.0 * 256.0 * 384.0) / 1e9;
+
+/// The machine's fp32 MatMul rate through ONNX Runtime with the embedder's
+/// session options, on one layer's dense shapes for a batch of 2 chunks
+/// (512 rows: 384→1536→384, then 384→384 and 384→1152), and the chunks/s
+/// that rate allows at best. Returns (GFLOP/s, chunks/s).
+fn fp32_ceiling(runtime: &std::path::Path, runs: usize) -> Result<(f64, f64), String> {
+    use ort::value::Tensor;
+    let rows = 2 * semantic::embed::MAX_SEQUENCE;
+    let layers: [(usize, usize); 4] = [(384, 1536), (1536, 384), (384, 384), (384, 1152)];
+    let model = matmul_chain_onnx(rows, &layers);
+    let mut session = semantic::embed::session_builder(runtime)
+        .map_err(|error| error.to_string())?
+        .commit_from_memory(&model)
+        .map_err(|error| format!("the MatMul model does not load: {error}"))?;
+    #[allow(clippy::cast_precision_loss)]
+    let flop: f64 = layers
+        .iter()
+        .map(|&(k, n)| 2.0 * (rows * k * n) as f64)
+        .sum();
+    let input: Vec<f32> = (0..rows * 384)
+        .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+        .collect();
+    let mut run = || -> Result<(), String> {
+        let x =
+            Tensor::from_array(([rows, 384], input.clone())).map_err(|error| error.to_string())?;
+        session
+            .run(ort::inputs!["x" => x])
+            .map(drop)
+            .map_err(|error| error.to_string())
+    };
+    run()?;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        for _ in 0..runs {
+            run()?;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        rates.push(flop * runs as f64 / started.elapsed().as_secs_f64() / 1e9);
+    }
+    let gflops = median(rates);
+    Ok((gflops, gflops / CHUNK_GFLOP))
+}
+
+/// An ONNX model (protobuf, written by hand: no ONNX library in Rust) that
+/// multiplies input `x` [rows, k₀] by one constant matrix per shape in turn.
+fn matmul_chain_onnx(rows: usize, shapes: &[(usize, usize)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    fn number(out: &mut Vec<u8>, field: u64, value: u64) {
+        varint(out, field << 3);
+        varint(out, value);
+    }
+    fn bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
+        varint(out, (field << 3) | 2);
+        varint(out, data.len() as u64);
+        out.extend_from_slice(data);
+    }
+    // ValueInfoProto { name = 1, type = 2 { tensor_type = 1 { elem_type = 1,
+    // shape = 2 { dim = 1 { dim_value = 1 } } } } }, FLOAT = 1.
+    fn value_info(name: &str, dims: [usize; 2]) -> Vec<u8> {
+        let mut shape = Vec::new();
+        for dim in dims {
+            let mut dimension = Vec::new();
+            number(&mut dimension, 1, dim as u64);
+            bytes(&mut shape, 1, &dimension);
+        }
+        let mut tensor = Vec::new();
+        number(&mut tensor, 1, 1);
+        bytes(&mut tensor, 2, &shape);
+        let mut kind = Vec::new();
+        bytes(&mut kind, 1, &tensor);
+        let mut info = Vec::new();
+        bytes(&mut info, 1, name.as_bytes());
+        bytes(&mut info, 2, &kind);
+        info
+    }
+    // GraphProto { node = 1, name = 2, initializer = 5, input = 11, output = 12 }
+    let mut graph = Vec::new();
+    let mut previous = "x".to_owned();
+    for (index, &(k, n)) in shapes.iter().enumerate() {
+        let weight = format!("w{index}");
+        let output = format!("y{index}");
+        // NodeProto { input = 1, output = 2, name = 3, op_type = 4 }
+        let mut node = Vec::new();
+        bytes(&mut node, 1, previous.as_bytes());
+        bytes(&mut node, 1, weight.as_bytes());
+        bytes(&mut node, 2, output.as_bytes());
+        bytes(&mut node, 3, format!("matmul{index}").as_bytes());
+        bytes(&mut node, 4, b"MatMul");
+        bytes(&mut graph, 1, &node);
+        // TensorProto { dims = 1, data_type = 2, name = 8, raw_data = 9 }
+        let values: Vec<u8> = (0..k * n)
+            .flat_map(|i| (((i % 89) as f32 - 44.0) / (89.0 * k as f32)).to_le_bytes())
+            .collect();
+        let mut tensor = Vec::new();
+        number(&mut tensor, 1, k as u64);
+        number(&mut tensor, 1, n as u64);
+        number(&mut tensor, 2, 1);
+        bytes(&mut tensor, 8, weight.as_bytes());
+        bytes(&mut tensor, 9, &values);
+        bytes(&mut graph, 5, &tensor);
+        previous = output;
+    }
+    bytes(&mut graph, 2, b"matmul-ceiling");
+    bytes(&mut graph, 11, &value_info("x", [rows, shapes[0].0]));
+    let last = shapes.last().map_or(shapes[0].0, |&(_, n)| n);
+    bytes(&mut graph, 12, &value_info(&previous, [rows, last]));
+    // ModelProto { ir_version = 1, graph = 7, opset_import = 8 { version = 2 } }
+    let mut model = Vec::new();
+    number(&mut model, 1, 8);
+    let mut opset = Vec::new();
+    number(&mut opset, 2, 17);
+    bytes(&mut model, 8, &opset);
+    bytes(&mut model, 7, &graph);
+    model
+}
+
 fn main() -> ExitCode {
     let smoke = !std::env::args().any(|argument| argument == "--bench");
     let (model, runtime) = match locate() {
@@ -211,6 +340,16 @@ fn main() -> ExitCode {
         }
     );
     println!("RSS after embedding        {:.0} MiB", rss_mib());
+    match fp32_ceiling(&runtime, if smoke { 2 } else { 20 }) {
+        Ok((rate_gflops, ceiling)) => println!(
+            "fp32 ceiling               ONNX Runtime multiplies the model's matrices at {rate_gflops:.0} GFLOP/s here; \
+             a 256-token chunk is {:.2} GFLOP, so at most {ceiling:.1} chunks/s even if nothing but \
+             MatMul took time (measured rate: {:.0}% of that)",
+            CHUNK_GFLOP,
+            rate / ceiling * 100.0
+        ),
+        Err(error) => println!("fp32 ceiling               not measured: {error}"),
+    }
 
     // Query latency over synthetic indexes.
     let queries: Vec<String> = (0..query_count)

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, pad_encodings};
 
@@ -41,6 +41,21 @@ pub fn runtime_path() -> PathBuf {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => PathBuf::from(DEFAULT_RUNTIME),
     }
+}
+
+/// The session options of the embedder: full graph optimisation, one
+/// intra-op thread per core, no spinning. Public so that the benchmark
+/// measures the machine's MatMul rate with the same options.
+pub fn session_builder(runtime: &Path) -> Result<SessionBuilder, SemanticError> {
+    let environment = environment(runtime)?;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    Session::builder(&environment)
+        .and_then(|builder| Ok(builder.with_optimization_level(GraphOptimizationLevel::All)?))
+        .and_then(|builder| Ok(builder.with_intra_threads(threads)?))
+        // Spinning threads fight whatever else runs on the machine: on
+        // 2 busy cores a short query took 20 ms spinning, 4 ms not.
+        .and_then(|builder| Ok(builder.with_intra_op_spinning(false)?))
+        .map_err(|error| SemanticError::Inference(format!("session options: {error}")))
 }
 
 /// The one ONNX Runtime environment of the process (ort allows one). A
@@ -129,15 +144,8 @@ impl Embedder {
             ..PaddingParams::default()
         };
 
-        let environment = environment(runtime)?;
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let session = Session::builder(&environment)
-            .and_then(|builder| Ok(builder.with_optimization_level(GraphOptimizationLevel::All)?))
-            .and_then(|builder| Ok(builder.with_intra_threads(threads)?))
-            // Spinning threads fight whatever else runs on the machine: on
-            // 2 busy cores a short query took 20 ms spinning, 4 ms not.
-            .and_then(|builder| Ok(builder.with_intra_op_spinning(false)?))
-            .and_then(|mut builder| builder.commit_from_file(dir.join("model.onnx")))
+        let session = session_builder(runtime)?
+            .commit_from_file(dir.join("model.onnx"))
             .map_err(|error| invalid(format!("model.onnx: {error}")))?;
         let names: Vec<&str> = session.inputs().iter().map(|input| input.name()).collect();
         for expected in ["input_ids", "attention_mask", "token_type_ids"] {
