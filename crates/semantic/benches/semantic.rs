@@ -435,29 +435,24 @@ fn main() -> ExitCode {
         path: "/",
         recursive: true,
     };
+    let update = || {
+        index
+            .update(
+                &embedder,
+                target,
+                &Settings::default(),
+                &mut |_| {},
+                &|| false,
+            )
+            .expect("update")
+    };
     let started = Instant::now();
-    let first = index
-        .update(
-            &embedder,
-            target,
-            &Settings::default(),
-            &mut |_| {},
-            &|| false,
-        )
-        .expect("update");
+    let first = update();
     let first_time = started.elapsed();
     let reruns: Vec<f64> = (0..3)
         .map(|_| {
             let started = Instant::now();
-            let counters = index
-                .update(
-                    &embedder,
-                    target,
-                    &Settings::default(),
-                    &mut |_| {},
-                    &|| false,
-                )
-                .expect("update");
+            let counters = update();
             assert_eq!(counters.files_embedded, 0);
             assert_eq!(counters.files_unchanged as usize, file_count);
             started.elapsed().as_secs_f64()

@@ -69,13 +69,6 @@ pub struct WriteHalf {
     congestions: u64,
 }
 
-impl ReadHalf {
-    /// The socket, for credentials and the like.
-    pub fn stream(&self) -> &StdUnixStream {
-        self.socket.get_ref()
-    }
-}
-
 impl WriteHalf {
     /// The socket, for credentials and the like.
     pub fn stream(&self) -> &StdUnixStream {
