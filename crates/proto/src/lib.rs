@@ -10,12 +10,14 @@
 //! - [`codec`]: delimiter framing with a size bound.
 //! - [`caps`]: the capability contract, validated and compiled at load.
 //! - [`mcp`]: MCP types for protocol 2025-11-25 and 2026-07-28.
+//! - [`text`]: a peer's text bounded for error messages, escaped for logs.
 
 pub mod caps;
 pub mod codec;
 pub mod error;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod text;
 
 pub use caps::{Caps, CapsError, CompiledCaps, CompiledMethod, MethodSpec};
 pub use codec::{DEFAULT_MAX_MESSAGE, DelimitedCodec, Frame};
