@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSetBuilder};
 use serde::Deserialize;
 
-use crate::ops::Policy;
+use crate::ops::{DEFAULT_GREP_MAX_LINE_BYTES, Policy};
 
 /// Where the packaged configuration lives.
 pub const DEFAULT_PATH: &str = "/etc/llmbasedos/fs.yaml";
@@ -31,6 +31,11 @@ pub const DEFAULT_MODEL_DIR: &str = "/usr/share/llmbasedos/models/all-MiniLM-L6-
 pub const DEFAULT_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest read limit accepted: its base64 must fit the message limit.
 pub const MAX_MAX_READ_BYTES: u64 = 11 * 1024 * 1024;
+/// The range of `grep_max_line_bytes`: at least a screenful, at most what
+/// a few searches at once can hold without threatening the machine.
+pub const GREP_LINE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 4096..=256 * 1024 * 1024;
+/// Most heavy operations at once that the configuration may ask for.
+pub const MAX_MAX_HEAVY_OPERATIONS: usize = 64;
 
 /// `fs.yaml` as written. Every key is optional.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -53,6 +58,13 @@ pub struct FileConfig {
     pub model_dir: Option<PathBuf>,
     /// Keep the index fresh as files change (inotify).
     pub watch: Option<bool>,
+    /// Longest line grep searches; a file with a longer line is skipped
+    /// from there (and reported). Default 4 MiB.
+    pub grep_max_line_bytes: Option<usize>,
+    /// How many heavy operations (grep, glob, tree, list, copy, delete,
+    /// read_many, embed, search) run at once; more wait their turn.
+    /// Default: the number of CPUs, at most 4.
+    pub max_heavy_operations: Option<usize>,
 }
 
 /// Why the configuration cannot be used. Messages name the file or the
@@ -96,6 +108,15 @@ pub struct Config {
     pub root: PathBuf,
     pub policy: Policy,
     pub semantic: SemanticConfig,
+    /// Heavy operations running at once (the rest queue).
+    pub max_heavy_operations: usize,
+}
+
+/// The default of `max_heavy_operations`: one per CPU, at most 4 (each
+/// holds up to `grep_max_line_bytes` and [`crate::ops::walk::DEPTH_LIMIT`]
+/// directory descriptors).
+pub fn default_heavy_operations() -> usize {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().min(4))
 }
 
 /// Where semantic search keeps its index and finds its model. Nothing is
@@ -225,9 +246,28 @@ impl Config {
             })?,
             None => file.watch.unwrap_or(false),
         };
+        let grep_max_line_bytes = file
+            .grep_max_line_bytes
+            .unwrap_or(DEFAULT_GREP_MAX_LINE_BYTES);
+        if !GREP_LINE_BYTES_RANGE.contains(&grep_max_line_bytes) {
+            return Err(ConfigError(format!(
+                "{origin}: grep_max_line_bytes: {grep_max_line_bytes} is out of range; use {} to {}",
+                GREP_LINE_BYTES_RANGE.start(),
+                GREP_LINE_BYTES_RANGE.end()
+            )));
+        }
+        let max_heavy_operations = file
+            .max_heavy_operations
+            .unwrap_or_else(default_heavy_operations);
+        if max_heavy_operations == 0 || max_heavy_operations > MAX_MAX_HEAVY_OPERATIONS {
+            return Err(ConfigError(format!(
+                "{origin}: max_heavy_operations: {max_heavy_operations} is out of range; use 1 to {MAX_MAX_HEAVY_OPERATIONS}"
+            )));
+        }
         let host_root = root.clone();
         Ok(Config {
             root,
+            max_heavy_operations,
             semantic: SemanticConfig {
                 host_root,
                 index_dir,
@@ -241,6 +281,7 @@ impl Config {
                 allow_hard_links: file.allow_hard_links.unwrap_or(false),
                 show_hidden: file.show_hidden.unwrap_or(true),
                 exclude,
+                grep_max_line_bytes,
             },
         })
     }
@@ -289,6 +330,11 @@ mod tests {
         assert_eq!(config.semantic.index_dir, Path::new(DEFAULT_INDEX_DIR));
         assert_eq!(config.semantic.model_dir, Path::new(DEFAULT_MODEL_DIR));
         assert!(!config.semantic.watch);
+        assert_eq!(
+            config.policy.grep_max_line_bytes,
+            DEFAULT_GREP_MAX_LINE_BYTES
+        );
+        assert_eq!(config.max_heavy_operations, default_heavy_operations());
     }
 
     #[test]
@@ -407,6 +453,32 @@ mod tests {
         .expect_err("too big")
         .to_string();
         assert!(too_big.contains("fs.yaml: max_read_bytes"), "{too_big}");
+        for (text, expected) in [
+            (
+                "grep_max_line_bytes: 10",
+                "fs.yaml: grep_max_line_bytes: 10 is out of range",
+            ),
+            (
+                "max_heavy_operations: 0",
+                "fs.yaml: max_heavy_operations: 0 is out of range",
+            ),
+            ("max_heavy_operations: 1000", "use 1 to 64"),
+        ] {
+            let error = Config::resolve(file(&format!("root: {root}\n{text}")), "fs.yaml", no_env)
+                .expect_err(text)
+                .to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let limits = Config::resolve(
+            file(&format!(
+                "root: {root}\ngrep_max_line_bytes: 65536\nmax_heavy_operations: 1"
+            )),
+            "fs.yaml",
+            no_env,
+        )
+        .expect("limits resolve");
+        assert_eq!(limits.policy.grep_max_line_bytes, 65536);
+        assert_eq!(limits.max_heavy_operations, 1);
         let no_home = Config::resolve(file(""), "fs.yaml", no_env)
             .expect_err("no home")
             .to_string();

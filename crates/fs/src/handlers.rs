@@ -3,7 +3,10 @@
 //!
 //! Every operation is blocking file I/O, so each runs on the blocking pool
 //! through [`Context::blocking`]; walks get a [`Watch`] wired to the
-//! request's progress token and cancellation.
+//! request's progress token and cancellation. Heavy operations (walks,
+//! searches, copies, deletes, read_many, embedding) wait for one of the
+//! [`Heavy`] slots first, so that a burst of them queues instead of
+//! multiplying the server's memory and descriptors.
 
 use std::sync::Arc;
 
@@ -42,7 +45,8 @@ pub fn handler_error(error: FsError) -> HandlerError {
         FsError::AlreadyExists { .. } => service(ALREADY_EXISTS, message),
         FsError::TooLarge { .. } => service(TOO_LARGE, message),
         FsError::NotEmpty { .. } => service(NOT_EMPTY, message),
-        FsError::Cancelled => HandlerError::Failed(message),
+        FsError::TooDeep { .. } => HandlerError::InvalidValue(message),
+        FsError::Cancelled | FsError::NoSpace { .. } => HandlerError::Failed(message),
         FsError::Io { ref source, .. } => {
             tracing::warn!(error = %source, "{message}");
             HandlerError::Failed(message)
@@ -78,13 +82,55 @@ pub fn semantic_error(error: SemanticError) -> HandlerError {
     }
 }
 
-/// Runs semantic work on the blocking pool.
-async fn run_semantic<T, F>(context: &Context, work: F) -> Result<T, HandlerError>
+/// The slots of heavy operations: at most this many run at once, the rest
+/// wait for a slot in the order they came (none is refused).
+#[derive(Clone, Debug)]
+pub struct Heavy(Arc<tokio::sync::Semaphore>);
+
+impl Heavy {
+    pub fn new(slots: usize) -> Heavy {
+        Heavy(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free. The slot is
+    /// held until the work ends, even if the request is cancelled meanwhile
+    /// (blocking work cannot be dropped, only asked to stop).
+    async fn run<T, F>(&self, context: &Context, work: F) -> Result<T, HandlerError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = self
+            .0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(HandlerError::internal)?;
+        context
+            .blocking(move || {
+                let _slot = slot;
+                work()
+            })
+            .await
+    }
+}
+
+/// Runs semantic work on the blocking pool, in a heavy slot.
+async fn run_semantic<T, F>(heavy: &Heavy, context: &Context, work: F) -> Result<T, HandlerError>
 where
     F: FnOnce() -> Result<T, SemanticError> + Send + 'static,
     T: Send + 'static,
 {
-    context.blocking(work).await?.map_err(semantic_error)
+    heavy.run(context, work).await?.map_err(semantic_error)
+}
+
+/// Runs a heavy confined operation on the blocking pool, in a heavy slot.
+async fn run_heavy<T, F>(heavy: &Heavy, context: &Context, work: F) -> Result<T, HandlerError>
+where
+    F: FnOnce() -> Result<T, FsError> + Send + 'static,
+    T: Send + 'static,
+{
+    heavy.run(context, work).await?.map_err(handler_error)
 }
 
 fn service(offset: i32, message: String) -> HandlerError {
@@ -101,11 +147,13 @@ fn code_of(error: &FsError) -> i32 {
     match error {
         FsError::NotFound { .. } | FsError::MissingParent { .. } => CODES.not_found(),
         FsError::Denied { .. } => CODES.permission_denied(),
-        FsError::InvalidPath { .. } | FsError::InvalidValue(_) => CODES.invalid_value(),
+        FsError::InvalidPath { .. } | FsError::InvalidValue(_) | FsError::TooDeep { .. } => {
+            CODES.invalid_value()
+        }
         FsError::AlreadyExists { .. } => CODES.custom(ALREADY_EXISTS),
         FsError::TooLarge { .. } => CODES.custom(TOO_LARGE),
         FsError::NotEmpty { .. } => CODES.custom(NOT_EMPTY),
-        FsError::Cancelled | FsError::Io { .. } => CODES.failed(),
+        FsError::Cancelled | FsError::NoSpace { .. } | FsError::Io { .. } => CODES.failed(),
     }
 }
 
@@ -345,8 +393,20 @@ fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
 }
 
 /// Registers every fs method on `builder`.
-pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>) -> ServerBuilder {
-    let builder = register_semantic(builder, semantic);
+pub fn register(
+    builder: ServerBuilder,
+    root: Arc<Root>,
+    semantic: Arc<Semantic>,
+    heavy: Heavy,
+) -> ServerBuilder {
+    let builder = register_semantic(builder, semantic, heavy.clone());
+    let heavy_list = heavy.clone();
+    let heavy_read_many = heavy.clone();
+    let heavy_copy = heavy.clone();
+    let heavy_delete = heavy.clone();
+    let heavy_tree = heavy.clone();
+    let heavy_glob = heavy.clone();
+    let heavy_resources = heavy.clone();
     let for_list = root.clone();
     let for_read = root.clone();
     let for_read_many = root.clone();
@@ -364,6 +424,7 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
     builder
         .method("mcp.fs.list", move |context: Context, params: ListParams| {
             let root = for_list.clone();
+            let heavy_list = heavy_list.clone();
             async move {
                 let path = optional_path(params.path.as_deref())?;
                 let default_depth = if params.recursive { 10 } else { 1 };
@@ -379,7 +440,10 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
                     limit: params.limit.unwrap_or(1000),
                 };
                 let watch = watch(&context);
-                run(&context, move || walk::list(&root, &path, &options, &watch)).await
+                run_heavy(&heavy_list, &context, move || {
+                    walk::list(&root, &path, &options, &watch)
+                })
+                .await
             }
         })
         .method("mcp.fs.read", move |context: Context, params: ReadParams| {
@@ -397,10 +461,11 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
             "mcp.fs.read_many",
             move |context: Context, params: ReadManyParams| {
                 let root = for_read_many.clone();
+                let heavy_read_many = heavy_read_many.clone();
                 async move {
                     let encoding = encoding(params.encoding.as_deref());
-                    let results = context
-                        .blocking(move || read_many(&root, &params.paths, encoding))
+                    let results = heavy_read_many
+                        .run(&context, move || read_many(&root, &params.paths, encoding))
                         .await?;
                     Ok(ReadManyResult { results })
                 }
@@ -469,11 +534,12 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
         })
         .method("mcp.fs.copy", move |context: Context, params: CopyParams| {
             let root = for_copy.clone();
+            let heavy_copy = heavy_copy.clone();
             async move {
                 let from = path(&params.from)?;
                 let to = path(&params.to)?;
                 let watch = watch(&context);
-                run(&context, move || {
+                run_heavy(&heavy_copy, &context, move || {
                     manage::copy(
                         &root,
                         &from,
@@ -490,10 +556,11 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
             "mcp.fs.delete",
             move |context: Context, params: DeleteParams| {
                 let root = for_delete.clone();
+                let heavy_delete = heavy_delete.clone();
                 async move {
                     let path = path(&params.path)?;
                     let watch = watch(&context);
-                    run(&context, move || {
+                    run_heavy(&heavy_delete, &context, move || {
                         manage::delete(&root, &path, params.recursive, &watch)
                     })
                     .await
@@ -509,11 +576,12 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
         })
         .method("mcp.fs.tree", move |context: Context, params: TreeParams| {
             let root = for_tree.clone();
+            let heavy_tree = heavy_tree.clone();
             async move {
                 let path = optional_path(params.path.as_deref())?;
                 let depth = params.depth.unwrap_or(3);
                 let watch = watch(&context);
-                run(&context, move || {
+                run_heavy(&heavy_tree, &context, move || {
                     walk::tree(&root, &path, depth, &params.exclude, &watch)
                 })
                 .await
@@ -521,11 +589,12 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
         })
         .method("mcp.fs.glob", move |context: Context, params: GlobParams| {
             let root = for_glob.clone();
+            let heavy_glob = heavy_glob.clone();
             async move {
                 let path = optional_path(params.path.as_deref())?;
                 let max_results = params.max_results.unwrap_or(1000);
                 let watch = watch(&context);
-                run(&context, move || {
+                run_heavy(&heavy_glob, &context, move || {
                     walk::glob(&root, &path, &params.pattern, max_results, &watch)
                 })
                 .await
@@ -535,9 +604,13 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
             "mcp.fs.resources_list",
             move |context: Context, params: CursorParams| {
                 let root = for_resources.clone();
+                let heavy_resources = heavy_resources.clone();
                 async move {
                     let watch = watch(&context);
-                    run(&context, move || resources_list(&root, params.cursor, &watch)).await
+                    run_heavy(&heavy_resources, &context, move || {
+                        resources_list(&root, params.cursor, &watch)
+                    })
+                    .await
                 }
             },
         )
@@ -558,6 +631,7 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
         )
         .method("mcp.fs.grep", move |context: Context, params: GrepParams| {
             let root = root.clone();
+            let heavy = heavy.clone();
             async move {
                 let path = optional_path(params.path.as_deref())?;
                 let options = grep::GrepOptions {
@@ -569,7 +643,10 @@ pub fn register(builder: ServerBuilder, root: Arc<Root>, semantic: Arc<Semantic>
                     honour_ignore_files: params.ignore_files.unwrap_or(true),
                 };
                 let watch = watch(&context);
-                run(&context, move || grep::grep(&root, &path, &options, &watch)).await
+                run_heavy(&heavy, &context, move || {
+                    grep::grep(&root, &path, &options, &watch)
+                })
+                .await
             }
         })
 }
@@ -601,20 +678,27 @@ fn embed_progress(context: &Context) -> impl FnMut(&semantic::Progress<'_>) + Se
     }
 }
 
-fn register_semantic(builder: ServerBuilder, semantic: Arc<Semantic>) -> ServerBuilder {
+fn register_semantic(
+    builder: ServerBuilder,
+    semantic: Arc<Semantic>,
+    heavy: Heavy,
+) -> ServerBuilder {
     let for_embed = semantic.clone();
     let for_search = semantic.clone();
+    let heavy_embed = heavy.clone();
+    let heavy_search = heavy.clone();
     builder
         .method(
             "mcp.fs.embed",
             move |context: Context, params: EmbedParams| {
                 let semantic = for_embed.clone();
+                let heavy_embed = heavy_embed.clone();
                 async move {
                     let path = optional_path(params.path.as_deref())?;
                     let recursive = params.recursive.unwrap_or(true);
                     let token = context.cancellation_token();
                     let mut progress = embed_progress(&context);
-                    run_semantic(&context, move || {
+                    run_semantic(&heavy_embed, &context, move || {
                         semantic.embed(&path, recursive, &mut progress, &|| token.is_cancelled())
                     })
                     .await
@@ -625,6 +709,7 @@ fn register_semantic(builder: ServerBuilder, semantic: Arc<Semantic>) -> ServerB
             "mcp.fs.search",
             move |context: Context, params: SearchParams| {
                 let semantic = for_search.clone();
+                let heavy_search = heavy_search.clone();
                 async move {
                     let scope = params.scope.as_deref().map(path).transpose()?;
                     let top_k = params.top_k.unwrap_or(DEFAULT_TOP_K);
@@ -633,7 +718,7 @@ fn register_semantic(builder: ServerBuilder, semantic: Arc<Semantic>) -> ServerB
                             "query is empty; say in words what you are looking for".to_owned(),
                         ));
                     }
-                    run_semantic(&context, move || {
+                    run_semantic(&heavy_search, &context, move || {
                         semantic.search(&params.query, top_k, scope.as_ref())
                     })
                     .await
@@ -644,7 +729,8 @@ fn register_semantic(builder: ServerBuilder, semantic: Arc<Semantic>) -> ServerB
             "mcp.fs.index_status",
             move |context: Context, _params: NoParams| {
                 let semantic = semantic.clone();
-                async move { run_semantic(&context, move || semantic.status()).await }
+                let heavy = heavy.clone();
+                async move { run_semantic(&heavy, &context, move || semantic.status()).await }
             },
         )
 }

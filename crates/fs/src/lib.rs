@@ -32,10 +32,16 @@ pub const CAPS: &str = include_str!("../fs.cap.json");
 /// Where the caps come from, for error messages.
 pub const CAPS_ORIGIN: &str = "crates/fs/fs.cap.json";
 
-/// Builds the fs server on an opened root.
-pub fn server(root: ops::Root, semantic: config::SemanticConfig) -> Result<Server, BuildError> {
+/// Builds the fs server on an opened root; at most `max_heavy_operations`
+/// walks, searches and embeds run at once.
+pub fn server(
+    root: ops::Root,
+    semantic: config::SemanticConfig,
+    max_heavy_operations: usize,
+) -> Result<Server, BuildError> {
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
     let root = Arc::new(root);
     let semantic = Arc::new(indexing::Semantic::new(semantic, root.clone()));
-    handlers::register(Server::builder(caps, CAPS_ORIGIN), root, semantic).build()
+    let heavy = handlers::Heavy::new(max_heavy_operations);
+    handlers::register(Server::builder(caps, CAPS_ORIGIN), root, semantic, heavy).build()
 }

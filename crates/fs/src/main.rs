@@ -37,6 +37,37 @@ fn main() -> ExitCode {
         let root = Root::open(&config.root, config.policy)
             .map_err(|error| format!("cannot open the root {}: {error}", config.root.display()))?;
         tracing::info!(root = %config.root.display(), "file service root");
-        fs::server(root, config.semantic).map_err(|error| error.to_string())
+        raise_open_file_limit();
+        fs::server(root, config.semantic, config.max_heavy_operations)
+            .map_err(|error| error.to_string())
     })
+}
+
+/// Raises the soft limit of open descriptors to the hard one. A deep walk
+/// holds one directory descriptor per level (up to
+/// `ops::walk::DEPTH_LIMIT`, two for a copy), times the heavy operations
+/// running at once; the usual soft limit of 1024 is too tight for that
+/// beside the connections.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill and read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const wanted) != 0 {
+                tracing::warn!(
+                    soft = limit.rlim_cur,
+                    "cannot raise the limit of open files; deep walks may fail"
+                );
+            }
+        }
+    }
 }

@@ -32,6 +32,18 @@ pub enum FsError {
         "{path} is a directory that is not empty; pass recursive: true to {action} it with its contents"
     )]
     NotEmpty { path: String, action: &'static str },
+    #[error(
+        "{path} lies {limit} levels beneath the start of the walk, the deepest the file service goes; {hint}"
+    )]
+    TooDeep {
+        path: String,
+        limit: usize,
+        hint: &'static str,
+    },
+    #[error(
+        "cannot {action} {path}: no space left on the device (or the disk quota is used up); nothing was written, {path} is as it was; free some space, then try again"
+    )]
+    NoSpace { path: String, action: &'static str },
     #[error("the operation was cancelled")]
     Cancelled,
     #[error("cannot {action} {path}: {source}")]
@@ -67,6 +79,12 @@ impl FsError {
                     path: shown,
                     reason: "it is a FIFO, socket or device, which the file service does not open"
                         .to_owned(),
+                };
+            }
+            Some(libc::ENOSPC | libc::EDQUOT) => {
+                return FsError::NoSpace {
+                    path: shown,
+                    action,
                 };
             }
             Some(libc::EROFS) => {
@@ -194,7 +212,15 @@ mod tests {
             ),
             (
                 io::Error::from_raw_os_error(libc::ENOSPC),
-                "cannot write /a/b: No space left on device",
+                "cannot write /a/b: no space left on the device",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::EDQUOT),
+                "nothing was written, /a/b is as it was",
+            ),
+            (
+                io::Error::from_raw_os_error(libc::EIO),
+                "cannot write /a/b: Input/output error",
             ),
         ];
         for (error, expected) in cases {

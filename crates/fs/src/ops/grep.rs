@@ -5,9 +5,16 @@
 //! and checked, and `ignore`'s gitignore matcher is fed with the contents
 //! of `.gitignore`/`.ignore` files read through the same handles. Nothing
 //! here touches a host path.
+//!
+//! Memory is bounded per search: the searcher's buffer may grow to hold a
+//! line of at most `max_line_bytes` (its heap limit); a file with a longer
+//! line is not searched further and is listed in `skipped` with the
+//! reason. Without the bound one 1 GiB line was read whole into memory
+//! (and four searches at once took 5 GiB). Files with a NUL byte are
+//! binary and not searched, so a sparse file costs one buffer.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::Path;
 
 use cap_std::fs::Dir;
@@ -21,7 +28,7 @@ use serde::Serialize;
 
 use super::manage::open_dir_nofollow;
 use super::root::identity;
-use super::walk::{WALK_LIMIT, children};
+use super::walk::{Child, DepthFirst, Skipped, Step, WALK_LIMIT, children, skip, too_deep_reason};
 use super::{EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
 
@@ -59,6 +66,8 @@ pub struct GrepResult {
     pub files_searched: u64,
     /// Whether the result limit (or the walk limit) stopped the search.
     pub truncated: bool,
+    /// Files not searched to the end and directories not walked, with why.
+    pub skipped: Vec<Skipped>,
 }
 
 struct GrepState {
@@ -66,11 +75,8 @@ struct GrepState {
     searcher: Searcher,
     include: Option<GlobMatcher>,
     max_results: usize,
+    max_line_bytes: usize,
     honour_ignore_files: bool,
-    visited: HashSet<(u64, u64)>,
-    /// Ignore matchers from the start directory down to the current one.
-    ignores: Vec<Gitignore>,
-    seen: u64,
     result: GrepResult,
 }
 
@@ -103,31 +109,32 @@ pub fn grep(
         ),
         None => None,
     };
+    let max_line_bytes = root.policy().grep_max_line_bytes;
     let searcher = SearcherBuilder::new()
         .line_number(true)
         .binary_detection(BinaryDetection::quit(0))
+        .heap_limit(Some(max_line_bytes))
         .build();
     let mut state = GrepState {
         matcher,
         searcher,
         include,
         max_results: options.max_results,
+        max_line_bytes,
         honour_ignore_files: options.honour_ignore_files,
-        visited: HashSet::new(),
-        ignores: Vec::new(),
-        seen: 0,
         result: GrepResult {
             path: path.to_string(),
             pattern: options.pattern.clone(),
             matches: Vec::new(),
             files_searched: 0,
             truncated: false,
+            skipped: Vec::new(),
         },
     };
     let metadata = root.stat(path)?;
     if metadata.is_dir() {
         let dir = root.open_dir(path)?;
-        walk(root, &dir, path, &mut state, watch)?;
+        walk(root, dir, path, &mut state, watch)?;
     } else {
         let (file, _) = root.open_read(path)?;
         search(&mut state, file, path)?;
@@ -135,60 +142,64 @@ pub fn grep(
     Ok(state.result)
 }
 
+/// The walk: depth first, each open level keeping its ignore rules.
 fn walk(
     root: &Root,
-    dir: &Dir,
+    dir: Dir,
     path: &VirtualPath,
     state: &mut GrepState,
     watch: &Watch,
 ) -> Result<(), FsError> {
-    if let Ok(metadata) = dir.dir_metadata()
-        && !state.visited.insert(identity(&metadata))
-    {
-        return Ok(());
+    let mut visited = HashSet::new();
+    if let Ok(metadata) = dir.dir_metadata() {
+        visited.insert(identity(&metadata));
     }
-    let pushed = if state.honour_ignore_files {
-        state.ignores.push(ignore_matcher(root, dir, path));
-        true
-    } else {
-        false
-    };
-    let outcome = walk_children(root, dir, path, state, watch);
-    if pushed {
-        state.ignores.pop();
-    }
-    outcome
-}
-
-fn walk_children(
-    root: &Root,
-    dir: &Dir,
-    path: &VirtualPath,
-    state: &mut GrepState,
-    watch: &Watch,
-) -> Result<(), FsError> {
-    for child in children(root, dir, path, false)? {
+    let ignores = state
+        .honour_ignore_files
+        .then(|| ignore_matcher(root, &dir, path));
+    let entries = children(root, &dir, path, false)?;
+    let mut walk: DepthFirst<Child, Option<Gitignore>> =
+        DepthFirst::new(dir, path.clone(), entries, ignores);
+    let mut seen = 0_u64;
+    while let Some(step) = walk.next() {
+        let Step::Entry(child) = step else {
+            continue;
+        };
         if state.result.truncated {
             return Ok(());
         }
-        state.seen += 1;
-        if state.seen as usize > WALK_LIMIT {
+        seen += 1;
+        if seen as usize > WALK_LIMIT {
             state.result.truncated = true;
             return Ok(());
         }
-        watch.tick(state.seen, "searching")?;
+        watch.tick(seen, "searching")?;
         let is_dir = child.entry_type == EntryType::Directory;
         if is_dir && child.name == ".git" {
             continue;
         }
-        if is_ignored(&state.ignores, &child.path, is_dir) {
+        if is_ignored(walk.extras().flatten(), &child.path, is_dir) {
             continue;
         }
         match child.entry_type {
             EntryType::Directory => {
-                if let Ok(sub) = open_dir_nofollow(dir, &child.name) {
-                    walk(root, &sub, &child.path, state, watch)?;
+                if walk.is_full() {
+                    skip(&mut state.result.skipped, &child.path, too_deep_reason());
+                    continue;
                 }
+                let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {
+                    continue;
+                };
+                if let Ok(metadata) = sub.dir_metadata()
+                    && !visited.insert(identity(&metadata))
+                {
+                    continue;
+                }
+                let ignores = state
+                    .honour_ignore_files
+                    .then(|| ignore_matcher(root, &sub, &child.path));
+                let entries = children(root, &sub, &child.path, false)?;
+                walk.enter(sub, child.path, entries, ignores);
             }
             EntryType::File => {
                 if state
@@ -199,7 +210,9 @@ fn walk_children(
                     continue;
                 }
                 // Hard-linked, vanished or unreadable files are skipped, not fatal.
-                if let Ok((file, _)) = root.open_read_in(dir, &child.name, &child.path) {
+                if let Ok((file, _)) =
+                    root.open_read_in(&walk.current().dir, &child.name, &child.path)
+                {
                     search(state, file, &child.path)?;
                 }
             }
@@ -208,6 +221,21 @@ fn walk_children(
         }
     }
     Ok(())
+}
+
+/// A reader that keeps its own error, so that a failed search can tell a
+/// file that could not be read from a line the searcher would not hold.
+struct Reading<R> {
+    inner: R,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Read for Reading<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buffer).inspect_err(|error| {
+            self.failed = Some(io::Error::new(error.kind(), error.to_string()));
+        })
+    }
 }
 
 fn search(
@@ -220,10 +248,13 @@ fn search(
     let max_results = state.max_results;
     let matches = &mut state.result.matches;
     let mut truncated = false;
-    let file = file.into_std();
-    let outcome = state.searcher.search_file(
+    let mut reading = Reading {
+        inner: file.into_std(),
+        failed: None,
+    };
+    let outcome = state.searcher.search_reader(
         &state.matcher,
-        &file,
+        &mut reading,
         Lossy(|line, text| {
             if matches.len() >= max_results {
                 truncated = true;
@@ -248,9 +279,20 @@ fn search(
     if truncated {
         state.result.truncated = true;
     }
-    // A file that cannot be read to the end (e.g. removed meanwhile) keeps
-    // the matches found so far; the search goes on.
-    let _ = outcome;
+    // A file that cannot be searched to the end keeps the matches found so
+    // far; the search goes on, and says why this file stopped.
+    if outcome.is_err() {
+        let reason = match reading.failed {
+            Some(error) => format!("it could not be read to the end: {error}"),
+            // The sink never fails and binary data ends a search quietly:
+            // the searcher's only error of its own is its heap limit.
+            None => format!(
+                "it has a line longer than {} bytes (grep_max_line_bytes in fs.yaml), which is not searched; the matches before it are listed",
+                state.max_line_bytes
+            ),
+        };
+        skip(&mut state.result.skipped, path, reason);
+    }
     Ok(())
 }
 
@@ -281,9 +323,13 @@ fn ignore_matcher(root: &Root, dir: &Dir, path: &VirtualPath) -> Gitignore {
 
 /// The deepest rule that matches decides: a whitelist (`!pattern`) in a
 /// nested ignore file overrides an ignore above it.
-fn is_ignored(ignores: &[Gitignore], path: &VirtualPath, is_dir: bool) -> bool {
+fn is_ignored<'a>(
+    ignores: impl DoubleEndedIterator<Item = &'a Gitignore>,
+    path: &VirtualPath,
+    is_dir: bool,
+) -> bool {
     let shown = path.to_string();
-    for gitignore in ignores.iter().rev() {
+    for gitignore in ignores.rev() {
         match gitignore.matched(Path::new(&shown), is_dir) {
             Match::Ignore(_) => return true,
             Match::Whitelist(_) => return false,

@@ -1,15 +1,17 @@
 //! Managing names: stat, mkdir, move, copy, delete.
 
 use std::collections::HashSet;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt, PermissionsExt};
 use serde::Serialize;
 
 use super::root::identity;
+use super::walk::{DEPTH_LIMIT, DepthFirst, Step};
 use super::write::{atomic_write, create_dir_all, existing_target, parent_dir, sync_dir};
 use super::{EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
@@ -158,9 +160,14 @@ pub fn rename(
 
 /// renameat2(RENAME_NOREPLACE) between two directory handles: names are
 /// single components, so nothing is resolved outside the handles.
-fn rename_no_replace(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
-    let from = CString::new(from).map_err(io::Error::other)?;
-    let to = CString::new(to).map_err(io::Error::other)?;
+fn rename_no_replace(
+    from_dir: &Dir,
+    from: impl AsRef<OsStr>,
+    to_dir: &Dir,
+    to: impl AsRef<OsStr>,
+) -> io::Result<()> {
+    let from = CString::new(from.as_ref().as_bytes()).map_err(io::Error::other)?;
+    let to = CString::new(to.as_ref().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: both descriptors are open for the duration of the call and
     // both names are NUL-terminated C strings.
     let result = unsafe {
@@ -244,9 +251,9 @@ pub fn copy(
         result.directories += 1;
         copy_tree(
             root,
-            &source_dir,
+            source_dir,
             from,
-            &target_dir,
+            target_dir,
             to,
             overwrite,
             &mut visited,
@@ -266,31 +273,20 @@ pub fn copy(
             None => false,
         };
         let (parent, name) = parent_dir(root, to)?;
-        let mode = source.permissions().mode() & 0o7777;
+        let mode = source.permissions().mode();
         result.bytes = atomic_write(to, &parent, &name, &mut file, replace, mode)?;
         result.files = 1;
     }
     Ok(result)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_tree(
-    root: &Root,
+/// The entries of a directory being copied, sorted; names that are not
+/// UTF-8 cannot be named by a client and are reported as skipped.
+fn copy_entries(
     source: &Dir,
     source_path: &VirtualPath,
-    target: &Dir,
-    target_path: &VirtualPath,
-    overwrite: bool,
-    visited: &mut HashSet<(u64, u64)>,
     result: &mut CopyResult,
-    watch: &Watch,
-) -> Result<(), FsError> {
-    if let Ok(metadata) = source.dir_metadata()
-        && !visited.insert(identity(&metadata))
-    {
-        result.skipped.push(source_path.to_string());
-        return Ok(());
-    }
+) -> Result<Vec<(String, EntryType)>, FsError> {
     let entries = source
         .entries()
         .map_err(|error| FsError::io(source_path, "list", error))?;
@@ -308,36 +304,76 @@ fn copy_tree(
         }
     }
     names.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, entry_type) in names {
-        let from = source_path.join(&name);
+    Ok(names)
+}
+
+/// Copies the contents of `source` into `target`, depth first (the walk's
+/// stack is on the heap); a tree deeper than [`DEPTH_LIMIT`] stops the copy
+/// with an error naming where.
+#[allow(clippy::too_many_arguments)]
+fn copy_tree(
+    root: &Root,
+    source: Dir,
+    source_path: &VirtualPath,
+    target: Dir,
+    target_path: &VirtualPath,
+    overwrite: bool,
+    visited: &mut HashSet<(u64, u64)>,
+    result: &mut CopyResult,
+    watch: &Watch,
+) -> Result<(), FsError> {
+    if let Ok(metadata) = source.dir_metadata()
+        && !visited.insert(identity(&metadata))
+    {
+        result.skipped.push(source_path.to_string());
+        return Ok(());
+    }
+    let entries = copy_entries(&source, source_path, result)?;
+    let mut walk = DepthFirst::new(
+        source,
+        source_path.clone(),
+        entries,
+        (target, target_path.clone()),
+    );
+    while let Some(step) = walk.next() {
+        let Step::Entry((name, entry_type)) = step else {
+            continue;
+        };
+        let level = walk.current();
+        let (target, target_path) = &level.extra;
+        let from = level.path.join(&name);
         let to = target_path.join(&name);
         watch.tick(result.files + result.directories, "copying")?;
         match entry_type {
             EntryType::Directory => {
+                if walk.is_full() {
+                    return Err(FsError::TooDeep {
+                        path: proto::text::echo(&from.to_string()).into_owned(),
+                        limit: DEPTH_LIMIT,
+                        hint: "the copy stopped there, and what it copied before stays in the destination (remove it with mcp.fs.delete); copy the deeper part on its own",
+                    });
+                }
                 match target.create_dir(&name) {
                     Ok(()) => {}
                     Err(error) if error.kind() == io::ErrorKind::AlreadyExists && overwrite => {}
                     Err(error) => return Err(FsError::io(&to, "create the directory", error)),
                 }
-                let child_source = open_dir_nofollow(source, &name)
+                let child_source = open_dir_nofollow(&level.dir, &name)
                     .map_err(|error| FsError::io(&from, "open the directory", error))?;
                 let child_target = open_dir_nofollow(target, &name)
                     .map_err(|error| FsError::io(&to, "open the directory", error))?;
                 result.directories += 1;
-                copy_tree(
-                    root,
-                    &child_source,
-                    &from,
-                    &child_target,
-                    &to,
-                    overwrite,
-                    visited,
-                    result,
-                    watch,
-                )?;
+                if let Ok(metadata) = child_source.dir_metadata()
+                    && !visited.insert(identity(&metadata))
+                {
+                    result.skipped.push(from.to_string());
+                    continue;
+                }
+                let entries = copy_entries(&child_source, &from, result)?;
+                walk.enter(child_source, from, entries, (child_target, to));
             }
             EntryType::File => {
-                let Ok((mut file, metadata)) = root.open_read_in(source, &name, &from) else {
+                let Ok((mut file, metadata)) = root.open_read_in(&level.dir, &name, &from) else {
                     result.skipped.push(from.to_string());
                     continue;
                 };
@@ -351,7 +387,7 @@ fn copy_tree(
                     }
                     Err(_) => false,
                 };
-                let mode = metadata.permissions().mode() & 0o7777;
+                let mode = metadata.permissions().mode();
                 result.bytes += atomic_write(&to, target, &name, &mut file, replace, mode)?;
                 result.files += 1;
             }
@@ -400,7 +436,7 @@ pub fn delete(
         if recursive {
             let dir = open_dir_nofollow(&parent, &name)
                 .map_err(|error| FsError::io(path, "open the directory", error))?;
-            empty_tree(&dir, path, &mut result, watch)?;
+            empty_tree(dir, path, &mut result, watch)?;
         }
         parent
             .remove_dir(&name)
@@ -422,36 +458,95 @@ pub fn delete(
     Ok(result)
 }
 
+/// A directory entry being deleted: its name and whether it is a directory.
+type DeleteEntry = (OsString, bool);
+
+fn delete_entries(dir: &Dir, path: &VirtualPath) -> Result<Vec<DeleteEntry>, FsError> {
+    let entries = dir
+        .entries()
+        .map_err(|error| FsError::io(path, "list", error))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| FsError::io(path, "list", error))?;
+        let name = entry.file_name();
+        let is_dir = entry
+            .file_type()
+            .map_err(|error| FsError::io(&path.join(&name.to_string_lossy()), "inspect", error))?
+            .is_dir();
+        names.push((name, is_dir));
+    }
+    Ok(names)
+}
+
+/// Deletes everything in `dir`, depth first with the stack on the heap.
+///
+/// A tree deeper than [`DEPTH_LIMIT`] is deleted too (what a client could
+/// build with mkdir and move, it can remove): a directory found at the
+/// limit is first moved up to be an entry of `dir` itself — a rename
+/// between two handles of the tree being deleted, so nothing leaves it —
+/// and deleted from there, so no more than [`DEPTH_LIMIT`] directories
+/// are ever open.
 fn empty_tree(
-    dir: &Dir,
+    dir: Dir,
     path: &VirtualPath,
     result: &mut DeleteResult,
     watch: &Watch,
 ) -> Result<(), FsError> {
-    let entries = dir
-        .entries()
-        .map_err(|error| FsError::io(path, "list", error))?;
-    for entry in entries {
-        let entry = entry.map_err(|error| FsError::io(path, "list", error))?;
-        let name = entry.file_name();
-        let shown = path.join(&name.to_string_lossy());
+    let entries = delete_entries(&dir, path)?;
+    // Each level keeps its name in its parent, to remove it once empty.
+    let mut walk: DepthFirst<DeleteEntry, Option<OsString>> =
+        DepthFirst::new(dir, path.clone(), entries, None);
+    let mut moved_up = 0_u64;
+    while let Some(step) = walk.next() {
+        let (name, is_dir) = match step {
+            Step::Entry(entry) => entry,
+            Step::Left(level) => {
+                if let Some(name) = &level.extra {
+                    let parent = walk.current();
+                    parent
+                        .dir
+                        .remove_dir(name)
+                        .map_err(|error| FsError::io(&level.path, "delete", error))?;
+                    result.directories += 1;
+                }
+                continue;
+            }
+        };
         watch.tick(result.files + result.directories, "deleting")?;
-        let is_dir = entry
-            .file_type()
-            .map_err(|error| FsError::io(&shown, "inspect", error))?
-            .is_dir();
-        if is_dir {
-            let child = open_dir_nofollow(dir, &name)
-                .map_err(|error| FsError::io(&shown, "open the directory", error))?;
-            empty_tree(&child, &shown, result, watch)?;
-            dir.remove_dir(&name)
-                .map_err(|error| FsError::io(&shown, "delete", error))?;
-            result.directories += 1;
-        } else {
-            dir.remove_file(&name)
+        let level = walk.current();
+        let shown = level.path.join(&name.to_string_lossy());
+        if !is_dir {
+            level
+                .dir
+                .remove_file(&name)
                 .map_err(|error| FsError::io(&shown, "delete", error))?;
             result.files += 1;
+            continue;
         }
+        if walk.is_full() {
+            let parked =
+                move_up(&level.dir, &name, &walk.start().dir, &mut moved_up).map_err(|error| {
+                    FsError::io(&shown, "move up (to delete a tree this deep)", error)
+                })?;
+            walk.start_mut().add_pending((parked, true));
+            continue;
+        }
+        let child = open_dir_nofollow(&level.dir, &name)
+            .map_err(|error| FsError::io(&shown, "open the directory", error))?;
+        let entries = delete_entries(&child, &shown)?;
+        walk.enter(child, shown, entries, Some(name));
     }
     Ok(())
+}
+
+/// Renames `name` in `from` to a fresh hidden name in `to`; returns it.
+fn move_up(from: &Dir, name: &OsStr, to: &Dir, counter: &mut u64) -> io::Result<OsString> {
+    loop {
+        *counter += 1;
+        let parked = format!(".llmbasedos-deep-{}-{counter}", std::process::id());
+        match rename_no_replace(from, name, to, &parked) {
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            outcome => return outcome.map(|()| OsString::from(parked)),
+        }
+    }
 }

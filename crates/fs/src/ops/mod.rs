@@ -18,7 +18,7 @@ pub mod walk;
 pub mod write;
 
 pub use error::{FsError, parse_path};
-pub use root::{Entry, EntryType, Policy, Root, Watch};
+pub use root::{DEFAULT_GREP_MAX_LINE_BYTES, Entry, EntryType, Policy, Root, Watch};
 
 /// Formats a time as RFC 3339 in UTC, to the second.
 pub fn rfc3339(time: std::time::SystemTime) -> Option<String> {

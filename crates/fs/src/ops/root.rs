@@ -25,7 +25,14 @@ pub struct Policy {
     pub show_hidden: bool,
     /// Names or root-relative paths that walks skip.
     pub exclude: GlobSet,
+    /// Longest line grep holds in memory; a file with a longer line is
+    /// skipped (and reported) from there on.
+    pub grep_max_line_bytes: usize,
 }
+
+/// Default for [`Policy::grep_max_line_bytes`]: 4 MiB, far past any line
+/// of text (a minified bundle is a few hundred KiB).
+pub const DEFAULT_GREP_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -35,6 +42,7 @@ impl Default for Policy {
             allow_hard_links: false,
             show_hidden: true,
             exclude: GlobSet::empty(),
+            grep_max_line_bytes: DEFAULT_GREP_MAX_LINE_BYTES,
         }
     }
 }

@@ -4,6 +4,14 @@
 //! one) and remember every directory's (device, inode), so a loop of
 //! links or bind mounts cannot make them run forever. Every walk is
 //! bounded, reports progress and stops when cancelled.
+//!
+//! Walks that go as deep as the tree does (glob, grep, copy, delete) are
+//! iterative: a [`DepthFirst`] keeps the open directories on a heap stack,
+//! so no tree can overflow the thread's stack (a recursive walk aborted
+//! the whole server at about 2,000 levels). Every walk goes at most
+//! [`DEPTH_LIMIT`] levels deep: each level holds a directory descriptor,
+//! and the limit keeps them well within the process's descriptor limit.
+//! What lies deeper is reported, never silently dropped.
 
 use std::collections::HashSet;
 
@@ -18,6 +26,133 @@ use crate::vpath::VirtualPath;
 
 /// Most entries one walk collects before it stops and says so.
 pub const WALK_LIMIT: usize = 100_000;
+
+/// The deepest any walk goes, in directory levels beneath its start. Real
+/// trees are a few dozen levels deep; a tree thousands of levels deep is
+/// an attack on the walk.
+pub const DEPTH_LIMIT: usize = 256;
+
+/// Most skipped entries one result lists.
+pub const SKIPPED_LIMIT: usize = 100;
+
+/// Something a walk did not look into, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Adds `path` to `skipped` unless the list is full.
+pub(crate) fn skip(skipped: &mut Vec<Skipped>, path: &VirtualPath, reason: String) {
+    if skipped.len() < SKIPPED_LIMIT {
+        skipped.push(Skipped {
+            // A path this deep may be longer than any a client can send.
+            path: proto::text::bounded(&path.to_string(), crate::vpath::MAX_PATH_BYTES)
+                .into_owned(),
+            reason,
+        });
+    }
+}
+
+/// Why a directory at the depth limit was not walked.
+pub(crate) fn too_deep_reason() -> String {
+    format!(
+        "it lies {DEPTH_LIMIT} levels beneath the start of the walk, the deepest walks go; what it holds was not walked (start from a directory further down to reach it)"
+    )
+}
+
+/// One open directory of a [`DepthFirst`] walk: its handle, its path, the
+/// entries not visited yet, and what the walk keeps per level.
+pub(crate) struct Level<C, T> {
+    pub(crate) dir: Dir,
+    pub(crate) path: VirtualPath,
+    /// Entries still to visit, last first.
+    pending: Vec<C>,
+    pub(crate) extra: T,
+}
+
+/// What [`DepthFirst::next`] found.
+pub(crate) enum Step<C, T> {
+    /// The next entry of the deepest open directory ([`DepthFirst::current`]).
+    Entry(C),
+    /// A directory whose entries are all visited, closed; its parent is
+    /// [`DepthFirst::current`] again.
+    Left(Level<C, T>),
+}
+
+/// A depth-first walk with its stack on the heap: entries come in the
+/// order they were given (pre-order), and a directory entered with
+/// [`DepthFirst::enter`] is walked before the rest of its parent.
+pub(crate) struct DepthFirst<C, T> {
+    levels: Vec<Level<C, T>>,
+}
+
+impl<C, T> DepthFirst<C, T> {
+    pub(crate) fn new(dir: Dir, path: VirtualPath, entries: Vec<C>, extra: T) -> Self {
+        let mut walk = DepthFirst { levels: Vec::new() };
+        walk.push(dir, path, entries, extra);
+        walk
+    }
+
+    fn push(&mut self, dir: Dir, path: VirtualPath, mut entries: Vec<C>, extra: T) {
+        entries.reverse();
+        self.levels.push(Level {
+            dir,
+            path,
+            pending: entries,
+            extra,
+        });
+    }
+
+    /// The next entry, or the directory just finished; `None` at the end.
+    pub(crate) fn next(&mut self) -> Option<Step<C, T>> {
+        let top = self.levels.last_mut()?;
+        match top.pending.pop() {
+            Some(entry) => Some(Step::Entry(entry)),
+            None => self.levels.pop().map(Step::Left),
+        }
+    }
+
+    /// The deepest open directory. Only called while the walk runs.
+    pub(crate) fn current(&self) -> &Level<C, T> {
+        self.levels.last().expect("a walk has an open directory")
+    }
+
+    /// The directory the walk started from.
+    pub(crate) fn start(&self) -> &Level<C, T> {
+        self.levels.first().expect("a walk has an open directory")
+    }
+
+    pub(crate) fn start_mut(&mut self) -> &mut Level<C, T> {
+        self.levels
+            .first_mut()
+            .expect("a walk has an open directory")
+    }
+
+    /// Whether entering one more directory would pass [`DEPTH_LIMIT`].
+    pub(crate) fn is_full(&self) -> bool {
+        self.levels.len() >= DEPTH_LIMIT
+    }
+
+    /// Enters a subdirectory of [`DepthFirst::current`]: its entries come
+    /// next. The caller checks [`DepthFirst::is_full`] first.
+    pub(crate) fn enter(&mut self, dir: Dir, path: VirtualPath, entries: Vec<C>, extra: T) {
+        debug_assert!(!self.is_full());
+        self.push(dir, path, entries, extra);
+    }
+
+    /// What each open level keeps, from the start down.
+    pub(crate) fn extras(&self) -> impl DoubleEndedIterator<Item = &T> {
+        self.levels.iter().map(|level| &level.extra)
+    }
+}
+
+impl<C, T> Level<C, T> {
+    /// Adds an entry to visit when the walk comes back to this level.
+    pub(crate) fn add_pending(&mut self, entry: C) {
+        self.pending.push(entry);
+    }
+}
 
 /// One name read from a directory.
 pub(crate) struct Child {
@@ -138,7 +273,7 @@ pub fn list(
         root,
         &dir,
         path,
-        options.depth.max(1),
+        options.depth.clamp(1, DEPTH_LIMIT),
         &mut visited,
         &mut entries,
         &mut truncated,
@@ -272,6 +407,8 @@ pub fn tree(
         truncated: false,
         exclude,
     };
+    // Recursive, but never deeper than the shared bound (the caps allow 64).
+    let depth = depth.min(DEPTH_LIMIT);
     let children = tree_children(root, &dir, path, depth, &mut state, watch)?;
     Ok(TreeResult {
         path: path.to_string(),
@@ -379,6 +516,8 @@ pub struct GlobResult {
     pub matches: Vec<GlobMatch>,
     /// Whether the result limit (or the walk limit) was reached.
     pub truncated: bool,
+    /// Directories not walked (deeper than [`DEPTH_LIMIT`]).
+    pub skipped: Vec<Skipped>,
 }
 
 /// Finds names matching `pattern` beneath `path`. A pattern without `/`
@@ -394,77 +533,62 @@ pub fn glob(
     let matcher = compile_glob(pattern)?;
     let by_name = !pattern.contains('/');
     let dir = root.open_dir(path)?;
-    let mut state = GlobState {
-        matcher,
-        by_name,
-        max_results,
-        visited: HashSet::new(),
-        seen: 0,
-        matches: Vec::new(),
-        truncated: false,
-    };
-    glob_walk(root, &dir, path, path, &mut state, watch)?;
-    Ok(GlobResult {
+    let mut result = GlobResult {
         path: path.to_string(),
         pattern: pattern.to_owned(),
-        matches: state.matches,
-        truncated: state.truncated,
-    })
-}
-
-struct GlobState {
-    matcher: GlobMatcher,
-    by_name: bool,
-    max_results: usize,
-    visited: HashSet<(u64, u64)>,
-    seen: u64,
-    matches: Vec<GlobMatch>,
-    truncated: bool,
-}
-
-fn glob_walk(
-    root: &Root,
-    dir: &Dir,
-    base: &VirtualPath,
-    path: &VirtualPath,
-    state: &mut GlobState,
-    watch: &Watch,
-) -> Result<(), FsError> {
-    if let Ok(metadata) = dir.dir_metadata()
-        && !state.visited.insert(identity(&metadata))
-    {
-        return Ok(());
+        matches: Vec::new(),
+        truncated: false,
+        skipped: Vec::new(),
+    };
+    let mut visited = HashSet::new();
+    if let Ok(metadata) = dir.dir_metadata() {
+        visited.insert(identity(&metadata));
     }
-    for child in children(root, dir, path, false)? {
-        if state.truncated {
-            return Ok(());
+    let entries = children(root, &dir, path, false)?;
+    let mut walk = DepthFirst::new(dir, path.clone(), entries, ());
+    let mut seen = 0_u64;
+    while let Some(step) = walk.next() {
+        let Step::Entry(child) = step else {
+            continue;
+        };
+        seen += 1;
+        if seen as usize > WALK_LIMIT {
+            result.truncated = true;
+            break;
         }
-        state.seen += 1;
-        if state.seen as usize > WALK_LIMIT {
-            state.truncated = true;
-            return Ok(());
-        }
-        watch.tick(state.seen, "matching names")?;
-        let candidate = if state.by_name {
+        watch.tick(seen, "matching names")?;
+        let candidate = if by_name {
             child.name.clone()
         } else {
-            child.path.relative_to(base).unwrap_or_default()
+            child.path.relative_to(path).unwrap_or_default()
         };
-        if state.matcher.is_match(&candidate) {
-            if state.matches.len() >= state.max_results {
-                state.truncated = true;
-                return Ok(());
+        if matcher.is_match(&candidate) {
+            if result.matches.len() >= max_results {
+                result.truncated = true;
+                break;
             }
-            state.matches.push(GlobMatch {
+            result.matches.push(GlobMatch {
                 path: child.path.to_string(),
                 entry_type: child.entry_type,
             });
         }
-        if child.entry_type == EntryType::Directory
-            && let Ok(sub) = open_dir_nofollow(dir, &child.name)
-        {
-            glob_walk(root, &sub, base, &child.path, state, watch)?;
+        if child.entry_type != EntryType::Directory {
+            continue;
         }
+        if walk.is_full() {
+            skip(&mut result.skipped, &child.path, too_deep_reason());
+            continue;
+        }
+        let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {
+            continue;
+        };
+        if let Ok(metadata) = sub.dir_metadata()
+            && !visited.insert(identity(&metadata))
+        {
+            continue;
+        }
+        let entries = children(root, &sub, &child.path, false)?;
+        walk.enter(sub, child.path, entries, ());
     }
-    Ok(())
+    Ok(result)
 }

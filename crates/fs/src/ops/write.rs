@@ -5,6 +5,14 @@
 //! a temporary file created exclusively in the same directory, is flushed
 //! to disk, then renamed over the target, and the directory is flushed.
 //! Killed at any moment, the target holds the old content or the new one.
+//!
+//! An append that fails (a full disk, a quota) takes the file back to its
+//! length before, so a retry never duplicates data.
+//!
+//! What the server creates or replaces never carries setuid, setgid or
+//! sticky bits ([`SPECIAL_BITS`]): the server (root, or the service user)
+//! owns what it writes, so keeping a source's setuid bit would hand out a
+//! program that runs as the server's user with a client's content.
 
 use std::ffi::CString;
 use std::io::{self, Read, Write};
@@ -18,6 +26,9 @@ use similar::TextDiff;
 
 use super::{FsError, Root};
 use crate::vpath::VirtualPath;
+
+/// setuid, setgid and sticky: never on a file the server writes.
+pub(crate) const SPECIAL_BITS: u32 = 0o7000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WriteMode {
@@ -62,10 +73,8 @@ pub fn write(
             });
         }
         (WriteMode::Append, Some(_)) => {
-            let mut file = root.open_append(path)?;
-            file.write_all(content)
-                .and_then(|()| file.sync_data())
-                .map_err(|error| FsError::io(path, "append to", error))?;
+            let file = root.open_append(path)?;
+            append(path, file, content)?;
         }
         (WriteMode::Overwrite, Some(permissions)) => {
             atomic_write(path, &parent, &name, &mut &content[..], true, permissions)?;
@@ -86,6 +95,64 @@ pub fn write(
     })
 }
 
+/// Appends `content` to an open file, all of it or nothing: the space is
+/// reserved first (so a full disk fails before a byte is written), and on
+/// any failure the file is cut back to its length before and flushed.
+/// (Another writer appending at the same instant would be cut back too;
+/// appends through this server to one file do not race in practice, and
+/// a half-appended file is the worse outcome.)
+fn append(path: &VirtualPath, mut file: cap_std::fs::File, content: &[u8]) -> Result<(), FsError> {
+    let metadata = file
+        .metadata()
+        .map_err(|error| FsError::io(path, "inspect", error))?;
+    let length = metadata.len();
+    // Content appended by a client must not run with the file's setuid or
+    // setgid bits (the kernel clears them on write only for unprivileged
+    // writers, and the server may run as root).
+    let mode = metadata.permissions().mode();
+    if mode & SPECIAL_BITS != 0 {
+        file.set_permissions(cap_std::fs::Permissions::from_mode(mode & !SPECIAL_BITS))
+            .map_err(|error| FsError::io(path, "clear the setuid/setgid bits of", error))?;
+    }
+    let written = reserve(&file, length, content.len())
+        .and_then(|()| file.write_all(content))
+        .and_then(|()| file.sync_data());
+    match written {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            if let Err(undo) = file.set_len(length).and_then(|()| file.sync_data()) {
+                tracing::error!(path = %proto::text::escaped(&path.to_string()), %undo, "a failed append could not be undone");
+                return Err(FsError::io(path, "append to", error));
+            }
+            Err(FsError::io(path, "append to", error))
+        }
+    }
+}
+
+/// Reserves `more` bytes after `length` without changing the file's size
+/// (fallocate with FALLOC_FL_KEEP_SIZE). File systems that cannot reserve
+/// space are written to directly.
+fn reserve(file: &cap_std::fs::File, length: u64, more: usize) -> io::Result<()> {
+    let (Ok(offset), Ok(more)) = (libc::off_t::try_from(length), libc::off_t::try_from(more))
+    else {
+        return Ok(());
+    };
+    if more == 0 {
+        return Ok(());
+    }
+    // SAFETY: the descriptor is open for the duration of the call.
+    let result =
+        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, more) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => Ok(()),
+        _ => Err(error),
+    }
+}
+
 /// The parent directory handle and name, with a clear error when the
 /// parent does not exist.
 pub(crate) fn parent_dir(root: &Root, path: &VirtualPath) -> Result<(Dir, String), FsError> {
@@ -99,7 +166,8 @@ pub(crate) fn parent_dir(root: &Root, path: &VirtualPath) -> Result<(Dir, String
 }
 
 /// Checks what a write would replace: `None` if nothing has the name, the
-/// permission bits of a regular file otherwise. Symlinks, directories,
+/// permission bits of a regular file otherwise (without setuid, setgid and
+/// sticky). Symlinks, directories,
 /// special files and (by default) hard-linked files are refused.
 pub(crate) fn existing_target(root: &Root, path: &VirtualPath) -> Result<Option<u32>, FsError> {
     let Some(metadata) = root.lstat(path)? else {
@@ -112,7 +180,7 @@ pub(crate) fn existing_target(root: &Root, path: &VirtualPath) -> Result<Option<
         ));
     }
     root.check_regular(path, &metadata)?;
-    Ok(Some(metadata.permissions().mode() & 0o7777))
+    Ok(Some(metadata.permissions().mode() & 0o777))
 }
 
 pub(crate) fn create_dir_all(root: &Root, path: &VirtualPath) -> Result<(), FsError> {
@@ -144,6 +212,8 @@ pub(crate) fn atomic_write(
     replace: bool,
     permissions: u32,
 ) -> Result<u64, FsError> {
+    // The one place modes of new and replaced files are decided.
+    let permissions = permissions & 0o777;
     let (mut file, mut temporary) = match create_anonymous(parent, permissions) {
         Some(file) => (file, None),
         None => {

@@ -1,12 +1,13 @@
 //! Atomic overwrites: the server is SIGKILLed in the middle of large
 //! overwrites, many times; the target always holds wholly the old or
-//! wholly the new content.
+//! wholly the new content. An append that fails on a full file system
+//! leaves the file as it was.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Fixture, Server};
+use crate::support::{Fixture, Launch, Server};
 
 const SIZE: usize = 6 * 1024 * 1024;
 const KILLS: u32 = 30;
@@ -98,4 +99,92 @@ fn a_killed_overwrite_leaves_the_old_or_the_new_file_never_a_mix() {
         old > 0 && new > 0,
         "the kills never landed on both sides: {old} old, {new} new (one write took {full:?})"
     );
+}
+
+/// Regression (issue 12): on a full file system, appending 900 KB
+/// reported `No space left on device` but the file had grown from 60,000
+/// to 278,528 bytes, so a retry duplicated data. A failed append leaves
+/// the file as it was. The server runs in a private mount namespace whose
+/// root is a 1 MiB tmpfs (needs root and util-linux's unshare).
+#[test]
+fn a_failed_append_leaves_the_file_as_it_was() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test mounts a small tmpfs in a private mount namespace to fill it: run it as root"
+    );
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v unshare && command -v mount"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found,
+        "unshare or mount is missing: apt-get install util-linux"
+    );
+    let fixture = Fixture::new();
+    let root = fixture.root().display().to_string();
+    let server = Launch::new()
+        .wrapped(&[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=1m tmpfs \"$1\" && shift && exec \"$@\"",
+            "full-fs",
+            &root,
+        ])
+        .spawn(&fixture);
+    // The server's view of its root (the tmpfs), from outside its namespace.
+    let inside =
+        |name: &str| std::path::PathBuf::from(format!("/proc/{}/root{root}/{name}", server.pid()));
+    let mut client = server.connect();
+    let original: String = (0..60_000)
+        .map(|index| char::from(b'a' + (index % 26) as u8))
+        .collect();
+    client.ok(
+        "mcp.fs.write",
+        json!({"path": "/log.txt", "content": original}),
+    );
+    client.ok(
+        "mcp.fs.write",
+        json!({"path": "/filler", "content": "f".repeat(700_000)}),
+    );
+    assert_eq!(
+        std::fs::read(inside("log.txt")).expect("read through /proc"),
+        original.as_bytes(),
+        "the test cannot see the server's tmpfs"
+    );
+    let appended = "n".repeat(900_000);
+    let error = client.err(
+        "mcp.fs.write",
+        json!({"path": "/log.txt", "content": appended, "mode": "append"}),
+    );
+    let message = error.message.to_lowercase();
+    assert!(
+        message.contains("no space left on the device") && message.contains("as it was"),
+        "{error:?}"
+    );
+    let after = std::fs::read(inside("log.txt")).expect("read through /proc");
+    assert_eq!(
+        after.len(),
+        original.len(),
+        "the failed append changed the file's length"
+    );
+    assert_eq!(
+        after,
+        original.as_bytes(),
+        "the failed append changed the file"
+    );
+    // With room again, the retry appends exactly once.
+    client.ok("mcp.fs.delete", json!({"path": "/filler"}));
+    client.ok(
+        "mcp.fs.write",
+        json!({"path": "/log.txt", "content": appended, "mode": "append"}),
+    );
+    let retried = std::fs::read(inside("log.txt")).expect("read through /proc");
+    assert_eq!(retried.len(), original.len() + appended.len());
+    assert!(retried.starts_with(original.as_bytes()) && retried.ends_with(appended.as_bytes()));
 }

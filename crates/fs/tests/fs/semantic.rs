@@ -479,3 +479,212 @@ fn an_embed_can_be_cancelled_and_searches_run_meanwhile() {
         "{rest}"
     );
 }
+
+const FALCON: &str = "The vault combination for project Falcon is 31-17-42";
+
+fn snippets(found: &Value) -> Vec<String> {
+    found["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {found}"))
+        .iter()
+        .map(|hit| hit["snippet"].as_str().expect("snippet").to_owned())
+        .collect()
+}
+
+fn falcon_found(client: &mut Client) -> bool {
+    let found = client.ok(
+        "mcp.fs.search",
+        json!({"query": "vault combination for project Falcon", "top_k": 50}),
+    );
+    snippets(&found)
+        .iter()
+        .any(|snippet| snippet.contains("31-17-42"))
+}
+
+/// Regression (issue 12): the index directory was the same for every
+/// root: after embedding root A, a search on root B returned A's private
+/// passage, B's embed deleted A's index, and two servers at once failed
+/// with "Database already open". Each root has its own index in the one
+/// index_dir, which says which root it was built for.
+#[test]
+fn an_index_belongs_to_its_root() {
+    let fixture = Fixture::new();
+    fixture.write("/vault.md", format!("# Vault\n\n{FALCON}.\n"));
+    fixture.write(
+        "/notes.md",
+        "# Garden\n\nWater the tomatoes every morning.\n",
+    );
+    let other = fixture.base().join("other-root");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(
+        other.join("recipes.md"),
+        "# Soup\n\nSimmer the onions slowly before adding the stock.\n",
+    )
+    .expect("write");
+    let root_a = std::fs::canonicalize(fixture.root()).expect("canonical");
+    let root_b = std::fs::canonicalize(&other).expect("canonical");
+
+    {
+        let a = launch(&fixture).named("a").spawn(&fixture);
+        let mut client = a.connect();
+        client.ok("mcp.fs.embed", json!({}));
+        assert!(
+            falcon_found(&mut client),
+            "A's own search misses its passage"
+        );
+        a.assert_results_match_schemas();
+    }
+    {
+        let b = launch(&fixture).root(&other).named("b").spawn(&fixture);
+        let mut client = b.connect();
+        let status = client.ok("mcp.fs.index_status", json!({}));
+        assert!(
+            !falcon_found(&mut client),
+            "B's search returned A's passage"
+        );
+        assert_eq!(status["files"], 0, "B sees another root's index: {status}");
+        let embedded = client.ok("mcp.fs.embed", json!({}));
+        assert_eq!(
+            embedded["files_removed"], 0,
+            "B's embed removed A's files: {embedded}"
+        );
+        assert!(
+            !falcon_found(&mut client),
+            "B's search returned A's passage"
+        );
+        assert_eq!(status["root"], root_b.display().to_string(), "{status}");
+        b.assert_results_match_schemas();
+    }
+    // Both at once, on one index_dir; A's index is whole.
+    let a = launch(&fixture).named("a").spawn(&fixture);
+    let b = launch(&fixture).root(&other).named("b").spawn(&fixture);
+    let (mut client_a, mut client_b) = (a.connect(), b.connect());
+    assert!(falcon_found(&mut client_a), "A's index lost its passage");
+    let status = client_a.ok("mcp.fs.index_status", json!({}));
+    assert_eq!(status["files"], 2, "{status}");
+    assert_eq!(status["root"], root_a.display().to_string(), "{status}");
+    assert!(!falcon_found(&mut client_b));
+    client_a.ok("mcp.fs.embed", json!({}));
+    client_b.ok("mcp.fs.embed", json!({}));
+    assert_eq!(client_b.ok("mcp.fs.index_status", json!({}))["files"], 1);
+
+    // A second server on A's root: a clear error, not "Database already open".
+    let twin = launch(&fixture).named("twin").spawn(&fixture);
+    let mut client_twin = twin.connect();
+    let error = client_twin.err("mcp.fs.search", json!({"query": "vault"}));
+    assert!(
+        error.message.contains(&format!(
+            "the index of {} is in use by another fs server",
+            root_a.display()
+        )),
+        "{error:?}"
+    );
+    assert!(!error.message.contains("31-17-42"));
+    assert_eq!(
+        client_twin.ok("mcp.fs.read", json!({"path": "/notes.md"}))["content"],
+        "# Garden\n\nWater the tomatoes every morning.\n"
+    );
+}
+
+/// An index found where another root's belongs (copied or renamed by
+/// hand) is refused, never searched, never deleted; an index of the old
+/// flat layout (no root recorded) is left alone and not used.
+#[test]
+fn an_index_of_another_root_or_of_no_known_root_is_never_used() {
+    let fixture = Fixture::new();
+    fixture.write("/vault.md", format!("# Vault\n\n{FALCON}.\n"));
+    let other = fixture.base().join("other-root");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("b.md"), "# B\n\nNothing secret here.\n").expect("write");
+    let index_dir = fixture.base().join("index");
+
+    // The old layout: one flat index for whatever root, built here for A.
+    {
+        let embedder = semantic::Embedder::load(&model_dir(), &runtime()).expect("load the model");
+        let index = semantic::Index::open(&index_dir).expect("open a flat index");
+        let source = semantic::source::DirSource::new(fixture.root());
+        index
+            .update(
+                &embedder,
+                semantic::Target {
+                    source: &source,
+                    path: "/",
+                    recursive: true,
+                },
+                &semantic::Settings::default(),
+                &mut |_| {},
+                &|| false,
+            )
+            .expect("index A in the flat layout");
+    }
+    let flat: Vec<_> = std::fs::read_dir(&index_dir)
+        .expect("read the index dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    {
+        let b = launch(&fixture).root(&other).named("b").spawn(&fixture);
+        let mut client = b.connect();
+        assert!(!falcon_found(&mut client), "B searched the old flat index");
+        client.ok("mcp.fs.embed", json!({}));
+        assert!(
+            b.stderr().contains("older layout"),
+            "the old index is not mentioned in the log:\n{}",
+            b.stderr()
+        );
+    }
+    for name in &flat {
+        assert!(
+            index_dir.join(name).exists(),
+            "{name:?} of the old index was deleted"
+        );
+    }
+    // A's index appears; then it is moved by hand to where B's belongs.
+    {
+        let a = launch(&fixture).named("a").spawn(&fixture);
+        let mut client = a.connect();
+        client.ok("mcp.fs.embed", json!({}));
+        assert!(falcon_found(&mut client));
+    }
+    let roots = index_dir.join("roots");
+    let mut dirs: Vec<_> = std::fs::read_dir(&roots)
+        .expect("per-root index directories")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    let holds = |dir: &std::path::Path, root: &std::path::Path| {
+        std::fs::read_to_string(dir.join("root.json"))
+            .is_ok_and(|text| text.contains(&format!("\"{}\"", root.display())))
+    };
+    let root_a = std::fs::canonicalize(fixture.root()).expect("canonical");
+    let (dir_a, dir_b) = if holds(&dirs[0], &root_a) {
+        (dirs[0].clone(), dirs[1].clone())
+    } else {
+        (dirs[1].clone(), dirs[0].clone())
+    };
+    std::fs::remove_dir_all(&dir_b).expect("remove B's index");
+    std::fs::rename(&dir_a, &dir_b).expect("move A's index to B's place");
+    let b = launch(&fixture).root(&other).named("b").spawn(&fixture);
+    let mut client = b.connect();
+    for (method, params) in [
+        (
+            "mcp.fs.search",
+            json!({"query": "vault combination Falcon"}),
+        ),
+        ("mcp.fs.embed", json!({})),
+        ("mcp.fs.index_status", json!({})),
+    ] {
+        let error = client.err(method, params);
+        assert!(
+            error
+                .message
+                .contains(&format!("built for {}", root_a.display())),
+            "{method}: {error:?}"
+        );
+        assert!(!error.message.contains("31-17-42"));
+    }
+    assert!(
+        dir_b.join("root.json").exists(),
+        "the foreign index was deleted"
+    );
+}

@@ -172,6 +172,12 @@ pub(crate) struct Launch {
     config: Option<String>,
     root: Option<PathBuf>,
     wait: bool,
+    /// Names the socket, config and log files, so that several servers
+    /// can run beside each other in one fixture.
+    name: Option<String>,
+    /// A command the server runs under (e.g. `unshare`), the binary and
+    /// its arguments appended.
+    wrapper: Vec<String>,
 }
 
 impl Launch {
@@ -203,12 +209,44 @@ impl Launch {
         self
     }
 
+    /// Files of this server are `<name>.sock`, `<name>.yaml`,
+    /// `<name>-stderr.log` (default: `fs.sock`, `fs.yaml`, `stderr.log`).
+    pub(crate) fn named(mut self, name: &str) -> Launch {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Runs the server as the last arguments of `command`.
+    pub(crate) fn wrapped(mut self, command: &[&str]) -> Launch {
+        self.wrapper = command.iter().map(|word| (*word).to_owned()).collect();
+        self
+    }
+
     pub(crate) fn spawn(self, fixture: &Fixture) -> Server {
-        let socket = fixture.base().join("fs.sock");
-        let config = fixture.base().join("fs.yaml");
+        let (socket, config, stderr) = match &self.name {
+            None => (
+                "fs.sock".to_owned(),
+                "fs.yaml".to_owned(),
+                "stderr.log".to_owned(),
+            ),
+            Some(name) => (
+                format!("{name}.sock"),
+                format!("{name}.yaml"),
+                format!("{name}-stderr.log"),
+            ),
+        };
+        let socket = fixture.base().join(socket);
+        let config = fixture.base().join(config);
         fs::write(&config, self.config.as_deref().unwrap_or("")).expect("write the config");
-        let stderr = fixture.base().join("stderr.log");
-        let mut command = Command::new(BINARY);
+        let stderr = fixture.base().join(stderr);
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(BINARY),
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(BINARY);
+                command
+            }
+        };
         command
             .arg("--socket")
             .arg(&socket)
@@ -292,6 +330,22 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's peak resident memory so far (VmHWM), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in /proc/{}/status", self.pid()))
     }
 
     pub(crate) fn is_running(&mut self) -> bool {
