@@ -62,8 +62,8 @@ pub struct FileConfig {
     /// from there (and reported). Default 4 MiB.
     pub grep_max_line_bytes: Option<usize>,
     /// How many heavy operations (grep, glob, tree, list, copy, delete,
-    /// read_many, embed, search) run at once; more wait their turn.
-    /// Default: the number of CPUs, at most 4.
+    /// read_many, resources_list, search) run at once; more wait their
+    /// turn. Default: the number of CPUs, at least 2 and at most 4.
     pub max_heavy_operations: Option<usize>,
 }
 
@@ -112,11 +112,12 @@ pub struct Config {
     pub max_heavy_operations: usize,
 }
 
-/// The default of `max_heavy_operations`: one per CPU, at most 4 (each
-/// holds up to `grep_max_line_bytes` and [`crate::ops::walk::DEPTH_LIMIT`]
-/// directory descriptors).
+/// The default of `max_heavy_operations`: one per CPU, at least 2 (so one
+/// long walk does not hold everything up) and at most 4 (each holds up to
+/// `grep_max_line_bytes` and [`crate::ops::walk::DEPTH_LIMIT`] directory
+/// descriptors).
 pub fn default_heavy_operations() -> usize {
-    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().min(4))
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().clamp(2, 4))
 }
 
 /// Where semantic search keeps its index and finds its model. Nothing is

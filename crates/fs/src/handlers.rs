@@ -4,9 +4,9 @@
 //! Every operation is blocking file I/O, so each runs on the blocking pool
 //! through [`Context::blocking`]; walks get a [`Watch`] wired to the
 //! request's progress token and cancellation. Heavy operations (walks,
-//! searches, copies, deletes, read_many, embedding) wait for one of the
-//! [`Heavy`] slots first, so that a burst of them queues instead of
-//! multiplying the server's memory and descriptors.
+//! content and semantic searches, copies, deletes, read_many) wait for
+//! one of the [`Heavy`] slots first, so that a burst of them queues
+//! instead of multiplying the server's memory and descriptors.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder};
 
-use crate::indexing::Semantic;
+use crate::indexing::{IndexingError, Semantic};
 use crate::ops::read::{Encoding, ReadResult, Selection};
 use crate::ops::walk::{ListOptions, SortKey, WALK_LIMIT};
 use crate::ops::write::{Edit, WriteMode};
@@ -115,13 +115,39 @@ impl Heavy {
     }
 }
 
-/// Runs semantic work on the blocking pool, in a heavy slot.
-async fn run_semantic<T, F>(heavy: &Heavy, context: &Context, work: F) -> Result<T, HandlerError>
+/// The one place an error of the root's index becomes a handler error.
+pub fn indexing_error(error: IndexingError) -> HandlerError {
+    match error {
+        IndexingError::Semantic(error) => semantic_error(error),
+        IndexingError::Owner(error) => {
+            let message = error.to_string();
+            tracing::warn!("{message}");
+            HandlerError::Failed(message)
+        }
+    }
+}
+
+/// Runs semantic work on the blocking pool, in a heavy slot if given.
+///
+/// An embed takes no slot: embeds run one at a time anyway (the index's
+/// writer lock), each bounds its own memory (files up to the read limit,
+/// batches of chunks), and one can last hours on a large root: holding a
+/// slot, it (and a second embed waiting for the lock) would keep every
+/// grep and glob waiting that long.
+async fn run_semantic<T, F>(
+    heavy: Option<&Heavy>,
+    context: &Context,
+    work: F,
+) -> Result<T, HandlerError>
 where
-    F: FnOnce() -> Result<T, SemanticError> + Send + 'static,
+    F: FnOnce() -> Result<T, IndexingError> + Send + 'static,
     T: Send + 'static,
 {
-    heavy.run(context, work).await?.map_err(semantic_error)
+    let outcome = match heavy {
+        Some(heavy) => heavy.run(context, work).await?,
+        None => context.blocking(work).await?,
+    };
+    outcome.map_err(indexing_error)
 }
 
 /// Runs a heavy confined operation on the blocking pool, in a heavy slot.
@@ -685,20 +711,17 @@ fn register_semantic(
 ) -> ServerBuilder {
     let for_embed = semantic.clone();
     let for_search = semantic.clone();
-    let heavy_embed = heavy.clone();
-    let heavy_search = heavy.clone();
     builder
         .method(
             "mcp.fs.embed",
             move |context: Context, params: EmbedParams| {
                 let semantic = for_embed.clone();
-                let heavy_embed = heavy_embed.clone();
                 async move {
                     let path = optional_path(params.path.as_deref())?;
                     let recursive = params.recursive.unwrap_or(true);
                     let token = context.cancellation_token();
                     let mut progress = embed_progress(&context);
-                    run_semantic(&heavy_embed, &context, move || {
+                    run_semantic(None, &context, move || {
                         semantic.embed(&path, recursive, &mut progress, &|| token.is_cancelled())
                     })
                     .await
@@ -709,7 +732,7 @@ fn register_semantic(
             "mcp.fs.search",
             move |context: Context, params: SearchParams| {
                 let semantic = for_search.clone();
-                let heavy_search = heavy_search.clone();
+                let heavy = heavy.clone();
                 async move {
                     let scope = params.scope.as_deref().map(path).transpose()?;
                     let top_k = params.top_k.unwrap_or(DEFAULT_TOP_K);
@@ -718,7 +741,7 @@ fn register_semantic(
                             "query is empty; say in words what you are looking for".to_owned(),
                         ));
                     }
-                    run_semantic(&heavy_search, &context, move || {
+                    run_semantic(Some(&heavy), &context, move || {
                         semantic.search(&params.query, top_k, scope.as_ref())
                     })
                     .await
@@ -729,8 +752,7 @@ fn register_semantic(
             "mcp.fs.index_status",
             move |context: Context, _params: NoParams| {
                 let semantic = semantic.clone();
-                let heavy = heavy.clone();
-                async move { run_semantic(&heavy, &context, move || semantic.status()).await }
+                async move { run_semantic(None, &context, move || semantic.status()).await }
             },
         )
 }

@@ -3,11 +3,14 @@
 //! through the cap-std [`Root`] like every other operation; the model and
 //! the index are opened on first use (the server is socket-activated and
 //! must start fast), and a missing model or runtime fails only embed and
-//! search, with an error that says what to install.
+//! search, with an error that says what to install. The index is the
+//! root's own ([`crate::root_index`]): never another root's, never shared
+//! by two servers at once.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,21 +20,41 @@ use semantic::{Counters, Embedder, Hit, Index, SemanticError, Settings, Target};
 use serde::Serialize;
 
 use crate::config::SemanticConfig;
-use crate::ops::walk::children;
+use crate::ops::walk::{DEPTH_LIMIT, children};
 use crate::ops::{EntryType, FsError, Root};
+use crate::root_index::{self, OwnerError, RootIndexDir};
 use crate::vpath::VirtualPath;
+
+/// Why a semantic call failed: the library's error, or the index is not
+/// this root's to use.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexingError {
+    #[error(transparent)]
+    Semantic(#[from] SemanticError),
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+}
 
 /// The indexer's view of the root: listing, metadata and reads through the
 /// root handle, with the service's visibility policy (hidden names,
 /// excludes) applied.
+///
+/// The indexer's walk is iterative (its stack is on the heap); like every
+/// walk of the service it goes at most [`DEPTH_LIMIT`] levels deep: a
+/// deeper directory is not listed (the walk skips it) and the log says so,
+/// once per server.
 #[derive(Debug)]
 pub struct RootSource {
     root: Arc<Root>,
+    warned_too_deep: AtomicBool,
 }
 
 impl RootSource {
     pub fn new(root: Arc<Root>) -> RootSource {
-        RootSource { root }
+        RootSource {
+            root,
+            warned_too_deep: AtomicBool::new(false),
+        }
     }
 }
 
@@ -68,6 +91,17 @@ fn kind(entry_type: EntryType) -> EntryKind {
 impl semantic::Source for RootSource {
     fn list(&self, dir: &str) -> io::Result<Vec<Entry>> {
         let path = parse(dir)?;
+        if path.depth() > DEPTH_LIMIT {
+            if !self.warned_too_deep.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    dir = %proto::text::escaped(dir),
+                    "embed: directories more than {DEPTH_LIMIT} levels beneath the root are not indexed"
+                );
+            }
+            return Err(io::Error::other(format!(
+                "more than {DEPTH_LIMIT} levels beneath the root"
+            )));
+        }
         let handle = self.root.open_dir(&path).map_err(to_io)?;
         let children = children(&self.root, &handle, &path, true).map_err(to_io)?;
         Ok(children
@@ -144,6 +178,8 @@ pub struct SearchResult {
 /// What `mcp.fs.index_status` answers.
 #[derive(Debug, Serialize)]
 pub struct StatusResult {
+    /// The root (its canonical host path) the index was built for.
+    pub root: String,
     pub files: u64,
     pub chunks: u64,
     /// The model the index was built with (none before the first embed).
@@ -160,9 +196,15 @@ pub struct Semantic {
     source: RootSource,
     settings: Settings,
     embedder: Mutex<Option<Arc<Embedder>>>,
-    index: Mutex<Option<Arc<Index>>>,
+    index: Mutex<Option<OpenIndex>>,
     /// Watch mode: the watcher and the virtual directories it watches.
     watcher: Mutex<Option<Watcher>>,
+}
+
+/// The open index and the claim on its directory (held as long as it).
+struct OpenIndex {
+    index: Arc<Index>,
+    home: RootIndexDir,
 }
 
 struct Watcher {
@@ -231,13 +273,39 @@ impl Semantic {
         Ok(embedder)
     }
 
-    /// The index, opened (and reconciled) on first use.
-    pub fn index(&self) -> Result<Arc<Index>, SemanticError> {
+    /// The index of this root, opened (and reconciled) on first use, with
+    /// the root it was built for. A failure is not remembered: once the
+    /// other server is gone, the next call succeeds.
+    pub fn index(&self) -> Result<(Arc<Index>, String), IndexingError> {
         let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = slot.as_ref() {
-            return Ok(index.clone());
+        if let Some(open) = slot.as_ref() {
+            return Ok((open.index.clone(), open.home.root.clone()));
         }
-        let index = Arc::new(Index::open(&self.config.index_dir)?);
+        let root = std::fs::canonicalize(&self.config.host_root).map_err(|error| {
+            SemanticError::Index {
+                dir: self.config.index_dir.clone(),
+                reason: format!(
+                    "the root {} cannot be resolved: {error}",
+                    self.config.host_root.display()
+                ),
+            }
+        })?;
+        let metadata =
+            self.source
+                .root
+                .handle()
+                .dir_metadata()
+                .map_err(|error| SemanticError::Index {
+                    dir: self.config.index_dir.clone(),
+                    reason: format!("the root cannot be inspected: {error}"),
+                })?;
+        let home = root_index::claim(
+            &self.config.index_dir,
+            &root,
+            metadata.dev(),
+            metadata.ino(),
+        )?;
+        let index = Arc::new(Index::open(&home.dir)?);
         let status = index.status()?;
         if status.reconciled_vectors > 0 {
             tracing::warn!(
@@ -245,8 +313,13 @@ impl Semantic {
                 "the index was not saved cleanly last time; its vectors were reconciled with its database"
             );
         }
-        *slot = Some(index.clone());
-        Ok(index)
+        tracing::info!(root = %home.root, index = %home.dir.display(), "semantic index opened");
+        let root = home.root.clone();
+        *slot = Some(OpenIndex {
+            index: index.clone(),
+            home,
+        });
+        Ok((index, root))
     }
 
     /// Indexes `path` (blocking; run it on the blocking pool). In watch
@@ -257,10 +330,10 @@ impl Semantic {
         recursive: bool,
         progress: &mut dyn FnMut(&semantic::Progress<'_>),
         cancelled: &dyn Fn() -> bool,
-    ) -> Result<EmbedResult, SemanticError> {
+    ) -> Result<EmbedResult, IndexingError> {
         let started = std::time::Instant::now();
+        let (index, _) = self.index()?;
         let embedder = self.embedder()?;
-        let index = self.index()?;
         let shown = path.to_string();
         let counters = index.update(
             &embedder,
@@ -291,14 +364,15 @@ impl Semantic {
         query: &str,
         top_k: usize,
         scope: Option<&VirtualPath>,
-    ) -> Result<SearchResult, SemanticError> {
+    ) -> Result<SearchResult, IndexingError> {
         if query.trim().is_empty() {
             return Err(SemanticError::InvalidValue(
                 "query is empty; say in words what you are looking for".to_owned(),
-            ));
+            )
+            .into());
         }
+        let (index, _) = self.index()?;
         let embedder = self.embedder()?;
-        let index = self.index()?;
         let scope = scope.map(ToString::to_string);
         let results = index.search_text(&embedder, query, top_k, scope.as_deref())?;
         Ok(SearchResult {
@@ -308,14 +382,16 @@ impl Semantic {
     }
 
     /// What the index holds; does not need the model.
-    pub fn status(&self) -> Result<StatusResult, SemanticError> {
-        let status = self.index()?.status()?;
+    pub fn status(&self) -> Result<StatusResult, IndexingError> {
+        let (index, root) = self.index()?;
+        let status = index.status()?;
         let model_loaded = self
             .embedder
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some();
         Ok(StatusResult {
+            root,
             files: status.files,
             chunks: status.chunks,
             model: status.model,
@@ -468,11 +544,11 @@ fn watch_loop(
 
 impl Semantic {
     /// Re-indexes a watched directory (no progress, not cancellable).
-    fn refresh(&self, path: &VirtualPath) -> Result<Counters, SemanticError> {
+    fn refresh(&self, path: &VirtualPath) -> Result<Counters, IndexingError> {
         let embedder = self.embedder()?;
-        let index = self.index()?;
+        let (index, _) = self.index()?;
         let shown = path.to_string();
-        index.update(
+        Ok(index.update(
             &embedder,
             Target {
                 source: &self.source,
@@ -482,6 +558,6 @@ impl Semantic {
             &self.settings,
             &mut |_| {},
             &|| false,
-        )
+        )?)
     }
 }

@@ -12,6 +12,8 @@
 //!   and the one mapping from the operations' error to a handler error.
 //! - [`indexing`]: semantic search (the `semantic` library) over the root,
 //!   read through the same handle; model and index opened on first use.
+//! - [`root_index`]: the root's own index directory beneath `index_dir`,
+//!   recorded for that root and locked by one server.
 //! - [`uri`]: `file:///` URIs of virtual paths, for MCP resources.
 //! - [`config`]: `/etc/llmbasedos/fs.yaml` and its environment overrides.
 
@@ -19,6 +21,7 @@ pub mod config;
 pub mod handlers;
 pub mod indexing;
 pub mod ops;
+pub mod root_index;
 pub mod uri;
 pub mod vpath;
 

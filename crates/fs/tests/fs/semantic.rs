@@ -688,3 +688,50 @@ fn an_index_of_another_root_or_of_no_known_root_is_never_used() {
         "the foreign index was deleted"
     );
 }
+
+/// Issue 12: the indexer's walk keeps the one depth bound of every walk:
+/// a tree 3,000 levels deep is indexed down to the bound, the log says
+/// what was left out, and the server goes on.
+#[test]
+fn embedding_a_deep_tree_stops_at_the_depth_bound() {
+    let fixture = Fixture::new();
+    let _cleanup = crate::limits::RemoveFirst(fixture.root());
+    crate::limits::deep_tree(
+        &fixture.at("/deep"),
+        3000,
+        "d",
+        &[
+            (
+                5,
+                "shallow.md",
+                "# Lighthouse\n\nThe keeper trims the lamp at dusk.\n",
+            ),
+            (300, "deep.md", "# Deep\n\nBelow the bound.\n"),
+        ],
+    );
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    let embedded = client.ok("mcp.fs.embed", json!({}));
+    assert_eq!(embedded["files_embedded"], 1, "{embedded}");
+    let found = client.ok(
+        "mcp.fs.search",
+        json!({"query": "lighthouse keeper", "top_k": 1}),
+    );
+    assert!(
+        found["results"][0]["path"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("/shallow.md")),
+        "{found}"
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("levels beneath the root are not indexed"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(
+        client.ok("mcp.fs.stat", json!({"path": "/deep"}))["type"],
+        "directory"
+    );
+}
