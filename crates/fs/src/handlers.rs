@@ -46,7 +46,9 @@ pub fn handler_error(error: FsError) -> HandlerError {
         FsError::TooLarge { .. } => service(TOO_LARGE, message),
         FsError::NotEmpty { .. } => service(NOT_EMPTY, message),
         FsError::TooDeep { .. } => HandlerError::InvalidValue(message),
-        FsError::Cancelled | FsError::NoSpace { .. } => HandlerError::Failed(message),
+        FsError::Cancelled | FsError::NoSpace { .. } | FsError::PartlyAppended { .. } => {
+            HandlerError::Failed(message)
+        }
         FsError::Io { ref source, .. } => {
             tracing::warn!(error = %source, "{message}");
             HandlerError::Failed(message)
@@ -179,7 +181,10 @@ fn code_of(error: &FsError) -> i32 {
         FsError::AlreadyExists { .. } => CODES.custom(ALREADY_EXISTS),
         FsError::TooLarge { .. } => CODES.custom(TOO_LARGE),
         FsError::NotEmpty { .. } => CODES.custom(NOT_EMPTY),
-        FsError::Cancelled | FsError::NoSpace { .. } | FsError::Io { .. } => CODES.failed(),
+        FsError::Cancelled
+        | FsError::NoSpace { .. }
+        | FsError::PartlyAppended { .. }
+        | FsError::Io { .. } => CODES.failed(),
     }
 }
 

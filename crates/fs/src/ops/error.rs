@@ -44,6 +44,10 @@ pub enum FsError {
         "cannot {action} {path}: no space left on the device (or the disk quota is used up); nothing was written, {path} is as it was; free some space, then try again"
     )]
     NoSpace { path: String, action: &'static str },
+    #[error(
+        "appending to {path} failed ({source}), and the file could not be cut back to its length before: part of the content may have been added; check its end before trying again"
+    )]
+    PartlyAppended { path: String, source: io::Error },
     #[error("the operation was cancelled")]
     Cancelled,
     #[error("cannot {action} {path}: {source}")]

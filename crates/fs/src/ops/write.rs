@@ -107,25 +107,38 @@ fn append(path: &VirtualPath, mut file: cap_std::fs::File, content: &[u8]) -> Re
         .map_err(|error| FsError::io(path, "inspect", error))?;
     let length = metadata.len();
     // Content appended by a client must not run with the file's setuid or
-    // setgid bits (the kernel clears them on write only for unprivileged
-    // writers, and the server may run as root).
+    // setgid bits. The kernel clears them on write only for writers without
+    // CAP_FSETID, and the server may run as root. A writer that may not
+    // change the mode (not the owner) is such a writer.
     let mode = metadata.permissions().mode();
     if mode & SPECIAL_BITS != 0 {
-        file.set_permissions(cap_std::fs::Permissions::from_mode(mode & !SPECIAL_BITS))
-            .map_err(|error| FsError::io(path, "clear the setuid/setgid bits of", error))?;
+        match file.set_permissions(cap_std::fs::Permissions::from_mode(mode & !SPECIAL_BITS)) {
+            Err(error) if error.kind() != io::ErrorKind::PermissionDenied => {
+                return Err(FsError::io(path, "clear the setuid/setgid bits of", error));
+            }
+            _ => {}
+        }
     }
     let written = reserve(&file, length, content.len())
         .and_then(|()| file.write_all(content))
         .and_then(|()| file.sync_data());
     match written {
         Ok(()) => Ok(()),
-        Err(error) => {
-            if let Err(undo) = file.set_len(length).and_then(|()| file.sync_data()) {
-                tracing::error!(path = %proto::text::escaped(&path.to_string()), %undo, "a failed append could not be undone");
-                return Err(FsError::io(path, "append to", error));
+        Err(error) => match file.set_len(length).and_then(|()| file.sync_data()) {
+            Ok(()) => Err(FsError::io(path, "append to", error)),
+            Err(undo) => {
+                tracing::error!(
+                    path = %proto::text::escaped(&path.to_string()),
+                    %error,
+                    %undo,
+                    "a failed append could not be undone"
+                );
+                Err(FsError::PartlyAppended {
+                    path: path.to_string(),
+                    source: error,
+                })
             }
-            Err(FsError::io(path, "append to", error))
-        }
+        },
     }
 }
 
