@@ -34,8 +34,12 @@ use crate::vpath::VirtualPath;
 
 /// Ignore files honoured in every directory, in increasing precedence.
 const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
-/// Ignore files larger than this are not read.
+/// Ignore files are read up to this size.
 const MAX_IGNORE_FILE: u64 = 1024 * 1024;
+/// Most bytes of ignore files the open directories of one search hold
+/// (each of 256 levels may have its own). Compiled, 1 MiB of patterns
+/// took about 75 MiB; real ignore files are a few KiB.
+const IGNORE_BUDGET: u64 = 1024 * 1024;
 /// Longest line text returned, in characters.
 const MAX_LINE_CHARS: usize = 500;
 
@@ -156,9 +160,9 @@ fn walk(
     }
     let ignores = state
         .honour_ignore_files
-        .then(|| ignore_matcher(root, &dir, path));
+        .then(|| ignore_matcher(root, &dir, path, IGNORE_BUDGET));
     let entries = children(root, &dir, path, false)?;
-    let mut walk: DepthFirst<Child, Option<Gitignore>> =
+    let mut walk: DepthFirst<Child, Option<IgnoreRules>> =
         DepthFirst::new(dir, path.clone(), entries, ignores);
     let mut seen = 0_u64;
     while let Some(step) = walk.next() {
@@ -178,7 +182,8 @@ fn walk(
         if is_dir && child.name == ".git" {
             continue;
         }
-        if is_ignored(walk.extras().flatten(), &child.path, is_dir) {
+        let rules = walk.extras().flatten().map(|rules| &rules.matcher);
+        if is_ignored(rules, &child.path, is_dir) {
             continue;
         }
         match child.entry_type {
@@ -195,9 +200,23 @@ fn walk(
                 {
                     continue;
                 }
-                let ignores = state
-                    .honour_ignore_files
-                    .then(|| ignore_matcher(root, &sub, &child.path));
+                let ignores = state.honour_ignore_files.then(|| {
+                    let held: u64 = walk.extras().flatten().map(|rules| rules.bytes).sum();
+                    let rules = ignore_matcher(
+                        root,
+                        &sub,
+                        &child.path,
+                        IGNORE_BUDGET.saturating_sub(held),
+                    );
+                    if rules.cut {
+                        skip(
+                            &mut state.result.skipped,
+                            &child.path,
+                            format!("its .gitignore/.ignore were read only in part: the directories above hold {held} bytes of them, and a search keeps at most {IGNORE_BUDGET}; files they would leave out may be searched"),
+                        );
+                    }
+                    rules
+                });
                 let entries = children(root, &sub, &child.path, false)?;
                 walk.enter(sub, child.path, entries, ignores);
             }
@@ -296,29 +315,48 @@ fn search(
     Ok(())
 }
 
-/// The ignore rules of one directory, read through its handle.
-fn ignore_matcher(root: &Root, dir: &Dir, path: &VirtualPath) -> Gitignore {
+/// The ignore rules of one directory, read through its handle, and the
+/// bytes they took. At most `allowance` bytes are read; `cut` says whether
+/// a file held more (its further lines do not apply: more is searched,
+/// never less).
+fn ignore_matcher(root: &Root, dir: &Dir, path: &VirtualPath, allowance: u64) -> IgnoreRules {
     let shown = path.to_string();
     let mut builder = GitignoreBuilder::new(Path::new(&shown));
+    let mut bytes = 0_u64;
+    let mut cut = false;
     for name in IGNORE_FILES {
         // Opened and checked like any file: a FIFO or a link cannot hang or leak.
         let Ok((file, _)) = root.open_read_in(dir, name, &path.join(name)) else {
             continue;
         };
-        let mut text = String::new();
-        if file
-            .take(MAX_IGNORE_FILE)
-            .read_to_string(&mut text)
-            .is_err()
-        {
+        let limit = MAX_IGNORE_FILE.min(allowance.saturating_sub(bytes));
+        let mut data = Vec::new();
+        if file.take(limit + 1).read_to_end(&mut data).is_err() {
             continue;
         }
-        for line in text.lines() {
+        if data.len() as u64 > limit {
+            cut = limit < MAX_IGNORE_FILE;
+            data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        bytes += data.len() as u64;
+        for line in String::from_utf8_lossy(&data).lines() {
             // A bad line is skipped, as git does.
             let _ = builder.add_line(None, line);
         }
     }
-    builder.build().unwrap_or_else(|_| Gitignore::empty())
+    IgnoreRules {
+        matcher: builder.build().unwrap_or_else(|_| Gitignore::empty()),
+        bytes,
+        cut,
+    }
+}
+
+/// One directory's ignore rules on the walk's stack.
+struct IgnoreRules {
+    matcher: Gitignore,
+    /// Bytes of ignore files read, counted against [`IGNORE_BUDGET`].
+    bytes: u64,
+    cut: bool,
 }
 
 /// The deepest rule that matches decides: a whitelist (`!pattern`) in a

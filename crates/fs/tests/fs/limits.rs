@@ -288,3 +288,36 @@ fn heavy_operations_queue_for_their_slots() {
     }
     assert_eq!(order, [grep, glob], "the glob ran beside the grep");
 }
+
+/// The ignore files of the directories a search has open are held within
+/// one budget (1 MiB): compiled, each MiB of patterns costs tens of MiB,
+/// and each of 256 levels may have its own. What the budget cuts is
+/// reported, and searched rather than left out.
+#[test]
+fn ignore_files_are_held_within_one_budget() {
+    let fixture = Fixture::new();
+    let rules: String = (0..45_000)
+        .map(|index| format!("rule-{index:07}\n"))
+        .collect();
+    assert!(rules.len() > 512 * 1024);
+    fixture.write("/tree/.gitignore", &rules);
+    fixture.write("/tree/a/.gitignore", format!("{rules}ignored.txt\n"));
+    fixture.write("/tree/a/ignored.txt", "needle\n");
+    fixture.write("/tree/a/b/kept.txt", "needle\n");
+    let server = Server::start(&fixture);
+    let mut client = server.connect();
+    let grepped = client.ok("mcp.fs.grep", json!({"pattern": "needle", "path": "/tree"}));
+    assert_eq!(
+        paths(&grepped, "matches"),
+        ["/tree/a/b/kept.txt", "/tree/a/ignored.txt"],
+        "{}",
+        crate::support::shorten(&grepped)
+    );
+    assert_eq!(grepped["skipped"][0]["path"], "/tree/a", "{grepped}");
+    assert!(
+        reasons(&grepped)[0].contains("read only in part"),
+        "{grepped}"
+    );
+    let peak = server.peak_rss_kib();
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
+}
