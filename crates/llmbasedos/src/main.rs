@@ -11,6 +11,7 @@
 //!   gateway's UNIX socket and prints the result.
 
 mod call;
+mod runtime_dir;
 mod stack;
 mod up;
 
