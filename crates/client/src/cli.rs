@@ -48,6 +48,9 @@ pub enum Untrusted {
     /// The path is not a directory.
     #[error("{} is not a directory", path.display())]
     NotDirectory { path: PathBuf },
+    /// The kernel would not say who serves the socket.
+    #[error("cannot learn who serves it: {0}")]
+    PeerUnknown(std::io::Error),
     /// The checks themselves failed.
     #[error("cannot check {}: {error}", path.display())]
     Io {
@@ -163,10 +166,7 @@ pub fn peer_credentials(stream: &impl AsFd) -> std::io::Result<libc::ucred> {
 /// root.
 pub fn check_server(stream: &impl AsFd) -> Result<(), Untrusted> {
     let me = current_uid();
-    let peer = peer_credentials(stream).map_err(|error| Untrusted::Io {
-        path: PathBuf::from("the socket's peer"),
-        error,
-    })?;
+    let peer = peer_credentials(stream).map_err(Untrusted::PeerUnknown)?;
     if peer.uid == me || peer.uid == 0 {
         Ok(())
     } else {

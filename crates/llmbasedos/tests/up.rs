@@ -772,3 +772,31 @@ fn children_get_only_their_own_environment() {
     );
     assert_eq!(mode_of(&key_file), 0o600);
 }
+
+#[test]
+fn call_refuses_a_gateway_socket_in_a_directory_others_can_write_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_dir = dir.path().join("run");
+    std::fs::create_dir(&runtime_dir).expect("mkdir");
+    chmod(&runtime_dir, 0o777);
+    // Served by this very user: only the directory is wrong, and anyone
+    // could have put the socket there.
+    let listener =
+        std::os::unix::net::UnixListener::bind(runtime_dir.join("gateway.sock")).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let output = call(
+        &runtime_dir,
+        &["--timeout", "2", "mcp.test.echo", "text=hi"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        listener.accept().is_err(),
+        "call connected to a socket in a directory others can write to: {stderr}"
+    );
+    assert!(
+        stderr.contains("is writable by other users (mode 777)")
+            && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+}
