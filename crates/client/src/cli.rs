@@ -359,6 +359,47 @@ mod tests {
     }
 
     #[test]
+    fn directories_others_can_write_to_are_untrusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("tempdir");
+        let make = |name: &str, mode: u32| {
+            let dir = base.path().join(name);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            dir
+        };
+        let private = make("private", 0o700);
+        let readable = make("readable", 0o755);
+        let open = make("open", 0o777);
+        let group = make("group", 0o770);
+        let below_open = make("open/below", 0o700);
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&private, &link).expect("symlink");
+        let link_to_open = base.path().join("link-to-open");
+        std::os::unix::fs::symlink(&open, &link_to_open).expect("symlink");
+        let cases = [
+            (&private, true),
+            (&readable, true),
+            (&link, true),
+            (&open, false),
+            (&group, false),
+            (&below_open, false),
+            (&link_to_open, false),
+        ];
+        for (dir, trusted) in cases {
+            let outcome = check_directory_chain(dir);
+            assert_eq!(outcome.is_ok(), trusted, "{}: {outcome:?}", dir.display());
+            if let Err(error) = outcome {
+                assert!(
+                    matches!(error, Untrusted::Writable { .. }),
+                    "{}: {error}",
+                    dir.display()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn runtime_dirs() {
         assert_eq!(
             runtime_dir_from(Some("/run/user/7".into()), 7),
