@@ -62,10 +62,15 @@ struct Shared {
     notifications: Option<mpsc::UnboundedSender<Notification>>,
 }
 
-/// A connection; cheap to clone, all clones share it.
+/// A connection; cheap to clone, all clones share it. When the last clone
+/// is dropped the reader stops and the socket closes: the reader holds the
+/// shared state but not `_handles`, so a connection nobody can call through
+/// never lingers as an open descriptor (on both sides).
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
+    /// Dropping the last one drops the sender, which ends the reader.
+    _handles: Arc<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -126,8 +131,9 @@ impl Connection {
             notifications: options.notifications,
         });
         let reader_shared = shared.clone();
+        let (handles, unused) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let mut frames = FramedRead::new(reader, codec);
+            let mut frames = FramedRead::new(reader, codec).take_until(unused);
             while let Some(Ok(frame)) = frames.next().await {
                 match frame {
                     Frame::Message(bytes) => reader_shared.dispatch(&reader_shared, &bytes),
@@ -138,7 +144,10 @@ impl Connection {
             }
             reader_shared.close();
         });
-        Connection { shared }
+        Connection {
+            shared,
+            _handles: Arc::new(handles),
+        }
     }
 
     /// Whether no call is waiting for an answer.
@@ -218,20 +227,7 @@ impl Connection {
     }
 
     async fn send(&self, message: &Message) -> Result<(), CallError> {
-        // Room for a typical request up front: growing from nothing costs
-        // several reallocations per message.
-        let mut frame = BytesMut::with_capacity(512);
-        self.shared
-            .codec
-            .encode_json(message, &mut frame)
-            .map_err(|error| CallError::TooLarge(error.to_string()))?;
-        let mut writer = self.shared.writer.lock().await;
-        if let Err(error) = writer.write_all(&frame).await {
-            drop(writer);
-            self.shared.close();
-            return Err(CallError::Send(error));
-        }
-        Ok(())
+        self.shared.send(message).await
     }
 }
 
@@ -268,6 +264,22 @@ fn with_progress_token(params: Option<Value>, id: i64) -> Option<Value> {
 }
 
 impl Shared {
+    async fn send(&self, message: &Message) -> Result<(), CallError> {
+        // Room for a typical request up front: growing from nothing costs
+        // several reallocations per message.
+        let mut frame = BytesMut::with_capacity(512);
+        self.codec
+            .encode_json(message, &mut frame)
+            .map_err(|error| CallError::TooLarge(error.to_string()))?;
+        let mut writer = self.writer.lock().await;
+        if let Err(error) = writer.write_all(&frame).await {
+            drop(writer);
+            self.close();
+            return Err(CallError::Send(error));
+        }
+        Ok(())
+    }
+
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<i64, Pending>> {
         // A panic while holding this lock leaves the map consistent.
         self.pending
@@ -339,15 +351,15 @@ impl Shared {
                 } else {
                     Err(ErrorObject::method_not_found(&request.method))
                 };
-                let connection = Connection {
-                    shared: this.clone(),
-                };
+                // The shared state, not a handle: answering a ping must not
+                // keep a connection alive that its users have dropped.
+                let shared = this.clone();
                 let response = Message::Response(proto::Response {
                     id: Some(request.id),
                     outcome,
                 });
                 tokio::spawn(async move {
-                    let _ = connection.send(&response).await;
+                    let _ = shared.send(&response).await;
                 });
             }
             Err(invalid) => tracing::warn!(error = %invalid, "unreadable message from the server"),

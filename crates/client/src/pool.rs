@@ -5,6 +5,15 @@
 //! connections, retries a call once when the request could not even be
 //! written, and closes connections unused for a while so that the server
 //! can go idle.
+//!
+//! One connect per slot at a time: callers that find a slot empty while its
+//! connection is being opened wait for that one and share it. Without this,
+//! a burst of concurrent calls opened a socket per call, and the ones that
+//! lost the race for the slot stayed open with nobody to close them (the
+//! gateway's descriptors grew by 28 per burst of 32 calls, and their
+//! connections kept a socket-activated server from ever going idle). A
+//! connection leaving the pool is closed, and dropping the last handle of
+//! a [`Connection`] closes its socket in any case.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +34,8 @@ struct Slot {
 pub struct Pool {
     path: PathBuf,
     slots: Mutex<Vec<Option<Slot>>>,
+    /// Held while a slot's connection is being opened, one per slot.
+    connecting: Box<[tokio::sync::Mutex<()>]>,
     next: AtomicUsize,
     max_message: usize,
 }
@@ -40,9 +51,11 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool of up to `size` connections to `path`, none opened yet.
     pub fn new(path: &Path, size: usize, max_message: usize) -> Pool {
+        let size = size.max(1);
         Pool {
             path: path.to_owned(),
-            slots: Mutex::new((0..size.max(1)).map(|_| None).collect()),
+            slots: Mutex::new((0..size).map(|_| None).collect()),
+            connecting: (0..size).map(|_| tokio::sync::Mutex::new(())).collect(),
             next: AtomicUsize::new(0),
             max_message,
         }
@@ -60,17 +73,14 @@ impl Pool {
 
     /// A live connection, opened if the chosen slot has none.
     pub async fn connection(&self) -> Result<Connection, CallError> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut slots = self.lock();
-            let count = slots.len();
-            if let Some(slot) = slots[index % count]
-                .as_mut()
-                .filter(|slot| !slot.connection.is_closed())
-            {
-                slot.last_used = Instant::now();
-                return Ok(slot.connection.clone());
-            }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connecting.len();
+        if let Some(connection) = self.live(index) {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting[index].lock().await;
+        // Another caller may have opened it while this one waited.
+        if let Some(connection) = self.live(index) {
+            return Ok(connection);
         }
         let options = ConnectOptions {
             max_message: Some(self.max_message),
@@ -79,13 +89,24 @@ impl Pool {
         let connection = Connection::connect(&self.path, options)
             .await
             .map_err(CallError::Connect)?;
-        let mut slots = self.lock();
-        let count = slots.len();
-        slots[index % count] = Some(Slot {
+        let replaced = self.lock()[index].replace(Slot {
             connection: connection.clone(),
             last_used: Instant::now(),
         });
+        if let Some(replaced) = replaced {
+            replaced.connection.close().await;
+        }
         Ok(connection)
+    }
+
+    /// The slot's connection if it is open, marked as used.
+    fn live(&self, index: usize) -> Option<Connection> {
+        let mut slots = self.lock();
+        let slot = slots[index]
+            .as_mut()
+            .filter(|slot| !slot.connection.is_closed())?;
+        slot.last_used = Instant::now();
+        Some(slot.connection.clone())
     }
 
     /// Calls through the pool. A request that could not be written on a

@@ -152,3 +152,113 @@ async fn the_pool_reconnects_and_lets_an_idle_server_exit() {
         .expect("echo after restart");
     assert_eq!(result, json!({"text": "back"}));
 }
+
+/// Connections a counting server accepted, and how many are still open.
+#[derive(Default)]
+struct Accepted {
+    total: std::sync::atomic::AtomicUsize,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+/// A minimal NUL-framed JSON-RPC server that answers every request with
+/// `{}` after a short pause (so that calls overlap) and counts its
+/// connections: what the pool opens and closes, seen from the other side.
+fn counting_server(path: &Path) -> Arc<Accepted> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::UnixListener::bind(path).expect("bind");
+    let accepted = Arc::new(Accepted::default());
+    let counts = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counts.total.fetch_add(1, Ordering::SeqCst);
+            counts.open.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let (read, write) = stream.into_split();
+                let write = Arc::new(tokio::sync::Mutex::new(write));
+                let mut read = BufReader::new(read);
+                loop {
+                    let mut frame = Vec::new();
+                    match read.read_until(0, &mut frame).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    frame.pop();
+                    let request: Value = serde_json::from_slice(&frame).expect("a request");
+                    let write = write.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let mut answer = serde_json::to_vec(
+                            &json!({"jsonrpc": "2.0", "id": request["id"], "result": {}}),
+                        )
+                        .expect("answer");
+                        answer.push(0);
+                        let _ = write.lock().await.write_all(&answer).await;
+                    });
+                }
+                counts.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_an_empty_pool_open_one_connection_per_slot_and_idle_close_closes_them()
+{
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("counting.sock");
+    let accepted = counting_server(&path);
+    let pool = Arc::new(Pool::new(&path, 4, proto::DEFAULT_MAX_MESSAGE));
+    for burst in 0..3 {
+        let calls: Vec<_> = (0..64)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.call("anything", None, None).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("task").expect("call");
+        }
+        assert_eq!(
+            accepted.total.load(Ordering::SeqCst),
+            4 * (burst + 1),
+            "64 concurrent calls on an empty pool of 4 opened more than 4 connections (burst {burst})"
+        );
+        pool.close_idle(Duration::ZERO).await;
+        assert_eq!(pool.open_connections(), 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while accepted.open.load(Ordering::SeqCst) != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} connections still open after the pool closed its idle ones (burst {burst})",
+                accepted.open.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_closes_the_socket() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("counting.sock");
+    let accepted = counting_server(&path);
+    let connection = Connection::connect(&path, ConnectOptions::default())
+        .await
+        .expect("connect");
+    connection.call("anything", None, None).await.expect("call");
+    assert_eq!(accepted.open.load(Ordering::SeqCst), 1);
+    drop(connection);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while accepted.open.load(Ordering::SeqCst) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server still sees the connection after its last handle was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

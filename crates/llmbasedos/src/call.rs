@@ -1,7 +1,6 @@
 //! `llmbasedos call`: one request to one service, straight to its socket.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,12 +30,15 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
         .and_then(client::cli::Params::into_value)
         .map_err(anyhow::Error::msg)?;
     let socket = Layout::new(runtime_dir).gateway_socket();
-    let mut stream = UnixStream::connect(&socket).with_context(|| {
-        format!(
-            "cannot connect to the gateway at {} (is `llmbasedos up` running?)",
-            socket.display()
-        )
-    })?;
+    // Nothing is sent before the socket's directory and the process
+    // serving it are known to be this user's (or root's).
+    let mut stream = match client::cli::connect_gateway_blocking(&socket) {
+        Ok(stream) => stream,
+        Err(error @ client::cli::GatewayError::Connect { .. }) => {
+            bail!("{error} (is `llmbasedos up` running?)")
+        }
+        Err(error) => bail!("{error}"),
+    };
     stream.set_read_timeout(Some(Duration::from_secs(args.timeout)))?;
     let request = Message::Request(Request {
         id: RequestId::Number(1),

@@ -5,12 +5,16 @@
 //!   installed system (caps files and sockets in `mcp/`, the gateway's socket,
 //!   configuration and bearer token beside them), supervises them, prints the
 //!   endpoints and a ready-to-paste host configuration, and stops them all on
-//!   Ctrl-C or SIGTERM. It is the "try it now" and development path;
-//!   packaged installs use systemd socket activation instead.
+//!   Ctrl-C or SIGTERM (they die with it on SIGKILL too). The runtime
+//!   directory must be the user's alone, and one `up` at a time runs in it.
+//!   It is the "try it now" and development path; packaged installs use
+//!   systemd socket activation instead.
 //! - `llmbasedos call METHOD key=value…` sends one request through the
-//!   gateway's UNIX socket and prints the result.
+//!   gateway's UNIX socket, once it knows the socket is served by the user
+//!   or root, and prints the result.
 
 mod call;
+mod runtime_dir;
 mod stack;
 mod up;
 

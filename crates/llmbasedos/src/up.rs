@@ -1,5 +1,14 @@
 //! `llmbasedos up`: the whole stack as supervised child processes, laid out
 //! in one runtime directory as an installed system lays it out under /run.
+//!
+//! The runtime directory is made private and locked before anything is
+//! written to it (`runtime_dir`). Every child gets only its own environment
+//! (nothing else of `up`'s: not the LLM API key, which reaches the gateway
+//! as a private file, nor any other secret the shell holds), and dies with
+//! `up` (`PR_SET_PDEATHSIG`): a child outliving a SIGKILLed `up` kept its
+//! port and socket, and the next `up` took the orphan for its own. A child
+//! counts as ready when its socket is served by that very process (the
+//! listener's pid by SO_PEERCRED), not when something answers there.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -14,6 +23,7 @@ use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::runtime_dir;
 use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout};
 
 #[derive(clap::Args, Debug)]
@@ -85,14 +95,49 @@ struct ChildSpec {
     name: String,
     program: PathBuf,
     args: Vec<OsString>,
-    env: Vec<(&'static str, OsString)>,
-    /// The socket that accepts once the child serves.
+    /// Its whole environment.
+    env: Vec<(OsString, OsString)>,
+    /// The socket the child listens on once it serves.
     ready: PathBuf,
+}
+
+/// What every child takes from `up`'s environment: where it runs, its
+/// locale, how it logs. Nothing else is passed on unless named for it.
+const COMMON_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "JOURNAL_STREAM",
+    "RUST_BACKTRACE",
+    "LLMBASEDOS_LOG",
+    "LLMBASEDOS_LOG_FORMAT",
+];
+
+/// The common variables, the locale's `LC_*`, and those of `names` and
+/// `prefixes` that are set, from this process's environment.
+fn inherited_env(names: &[&str], prefixes: &[&str]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            let Some(name) = name.to_str() else {
+                return false;
+            };
+            COMMON_ENV.contains(&name)
+                || name.starts_with("LC_")
+                || names.contains(&name)
+                || prefixes.iter().any(|prefix| name.starts_with(prefix))
+        })
+        .collect()
 }
 
 pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode> {
     server_kit::logging::init("llmbasedos");
     let layout = Layout::new(runtime_dir);
+    // First of all: a second `up` on this directory stops here, before it
+    // writes anything the running stack uses.
+    let _lock = runtime_dir::prepare_and_lock(runtime_dir)?;
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -112,7 +157,6 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     std::fs::create_dir_all(&root)
         .with_context(|| format!("cannot create the fs root {}", root.display()))?;
     let root = root.canonicalize()?;
-    prepare_private_dir(runtime_dir)?;
     prepare_private_dir(&layout.caps_dir())?;
     let token = load_or_create_token(&layout.token_file())?;
     let config = gateway_config(&layout, &args.listen, &token) + &llm_config(args, &layout)?;
@@ -146,11 +190,19 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 args.drain_timeout.to_string().into(),
             ],
             env: if backend.name == "fs" {
-                let mut env = vec![("LLMBASEDOS_FS_ROOT", root.clone().into())];
+                let mut env = inherited_env(
+                    &[
+                        "ORT_DYLIB_PATH",
+                        "XDG_CACHE_HOME",
+                        "LLMBASEDOS_WORKER_THREADS",
+                    ],
+                    &["LLMBASEDOS_FS_"],
+                );
+                env.push(("LLMBASEDOS_FS_ROOT".into(), root.clone().into()));
                 env.extend(semantic.env());
                 env
             } else {
-                vec![("LLMBASEDOS_FS_ROOT", root.clone().into())]
+                inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])
             },
             ready: socket,
         });
@@ -163,7 +215,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         name: "gateway".to_owned(),
         program: gateway.clone(),
         args: gateway_args,
-        env: Vec::new(),
+        env: inherited_env(&["LLMBASEDOS_GATEWAY_THREADS"], &[]),
         ready: layout.gateway_socket(),
     });
 
@@ -186,7 +238,8 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     ))
 }
 
-/// Creates a directory reachable only by this user (mode 0700).
+/// Creates a directory reachable only by this user (mode 0700), inside the
+/// runtime directory (already checked and locked).
 fn prepare_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -303,8 +356,11 @@ impl SemanticSetup {
         SemanticSetup { env, summary }
     }
 
-    fn env(&self) -> Vec<(&'static str, OsString)> {
-        self.env.clone()
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        self.env
+            .iter()
+            .map(|(name, value)| (OsString::from(name), value.clone()))
+            .collect()
     }
 }
 
@@ -365,24 +421,27 @@ async fn supervise(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<String>();
     let mut published = Vec::new();
     let mut supervisors = Vec::new();
-    let mut ready = Vec::new();
+    let mut names = Vec::new();
     for child in children {
         if child.name != "gateway" {
             published.push(publish_caps(layout, &child).await?);
         }
-        ready.push((child.name.clone(), child.ready.clone()));
+        names.push(child.name.clone());
         supervisors.push(tokio::spawn(supervise_one(
             child,
             drain,
             stop_rx.clone(),
             fatal_tx.clone(),
+            ready_tx.clone(),
         )));
     }
     drop(fatal_tx);
+    drop(ready_tx);
     let failure = tokio::select! {
-        () = wait_ready(&ready) => {
+        () = wait_ready(names, ready_rx) => {
             banner.print();
             tokio::select! {
                 _ = terminate.recv() => None,
@@ -411,26 +470,83 @@ async fn supervise(
     }
 }
 
-async fn wait_ready(ready: &[(String, PathBuf)]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (name, socket) in ready {
-        while tokio::net::UnixStream::connect(socket).await.is_err() {
-            if Instant::now() > deadline {
-                tracing::warn!(service = %name, "not ready after 30 s; see its log above");
-                break;
+/// Completes once every child has reported that it serves (a child that
+/// dies first is restarted and reports later); says which are late.
+async fn wait_ready(mut waiting: Vec<String>, mut ready: mpsc::UnboundedReceiver<String>) {
+    let late = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(late);
+    let mut warned = false;
+    while !waiting.is_empty() {
+        tokio::select! {
+            name = ready.recv() => match name {
+                Some(name) => waiting.retain(|waiting| *waiting != name),
+                // Every supervisor gave up: the failure is reported elsewhere.
+                None => std::future::pending().await,
+            },
+            () = &mut late, if !warned => {
+                warned = true;
+                tracing::warn!(services = ?waiting, "not serving after 30 s; see their logs above");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Completes once `socket` is served by the process `pid`: the listener's
+/// credentials, which the kernel recorded when it called listen(), name
+/// that process. Another process answering on the path (an orphan of an
+/// earlier stack, an impostor) does not count.
+async fn served_by(socket: &Path, pid: u32) {
+    loop {
+        if let Ok(stream) = tokio::net::UnixStream::connect(socket).await
+            && client::cli::peer_credentials(&stream)
+                .is_ok_and(|peer| u32::try_from(peer.pid) == Ok(pid))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process with only its own environment, its stdin closed, that
+/// dies with this process.
+///
+/// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits:
+/// every child is forked from the main thread (the runtime is
+/// current-thread), which lives as long as `up`. A parent that died between
+/// the fork and the prctl is caught by comparing the parent pid.
+fn child_command(program: &Path, env: &[(OsString, OsString)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    // SAFETY: getpid is async-signal-safe; so are prctl and getppid, all the
+    // pre-exec hook calls, and it allocates nothing.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: see above.
+    unsafe {
+        command.pre_exec(move || {
+            // SIGKILL: nobody is left to supervise a graceful stop, and the
+            // next `up` must find the port and sockets free.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Writes the server's caps next to its socket, as tmpfiles.d links them
 /// into /run/mcp on an installed system. Written to a temporary file and
 /// renamed, so that the gateway never reads half a file.
 async fn publish_caps(layout: &Layout, child: &ChildSpec) -> anyhow::Result<PathBuf> {
-    let output = Command::new(&child.program)
+    let output = child_command(&child.program, &child.env)
         .arg("--print-caps")
-        .stdin(Stdio::null())
         .output()
         .await
         .with_context(|| format!("cannot run {} --print-caps", child.program.display()))?;
@@ -455,24 +571,21 @@ async fn publish_caps(layout: &Layout, child: &ChildSpec) -> anyhow::Result<Path
 /// Keeps one child running until `stop` turns true, then stops it with
 /// SIGTERM (SIGKILL after the drain time and a grace second). A child that
 /// reports a configuration error (status 78) is not restarted: the stack
-/// stops and says why.
+/// stops and says why. `ready` hears the child's name the first time it
+/// serves.
 async fn supervise_one(
     child: ChildSpec,
     drain: Duration,
     mut stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
+    ready: mpsc::UnboundedSender<String>,
 ) {
     let mut backoff = Duration::from_millis(500);
+    let mut announced = false;
     loop {
         let started = Instant::now();
-        let mut command = Command::new(&child.program);
-        command
-            .args(&child.args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        for (name, value) in &child.env {
-            command.env(name, value);
-        }
+        let mut command = child_command(&child.program, &child.env);
+        command.args(&child.args);
         let mut process = match command.spawn() {
             Ok(process) => process,
             Err(error) => {
@@ -482,11 +595,17 @@ async fn supervise_one(
         };
         let pid = process.id().unwrap_or_default();
         println!("started {} (pid {pid})", child.name);
-        let status = tokio::select! {
-            status = process.wait() => status,
-            () = stopped(&mut stop) => {
-                stop_child(&mut process, pid, drain).await;
-                return;
+        let status = loop {
+            tokio::select! {
+                status = process.wait() => break status,
+                () = stopped(&mut stop) => {
+                    stop_child(&mut process, pid, drain).await;
+                    return;
+                }
+                () = served_by(&child.ready, pid), if !announced => {
+                    announced = true;
+                    let _ = ready.send(child.name.clone());
+                }
             }
         };
         match status {

@@ -129,9 +129,15 @@ impl Gateway {
             return Ok(connection.clone());
         }
         let connection = match &self.endpoint {
-            Endpoint::Unix(socket) => Connection::connect(socket, ConnectOptions::default())
-                .await
-                .map_err(|error| Failure::Unavailable(self.cannot_connect(&error)))?,
+            // Nothing is sent before the socket is known to be served by
+            // this user or root (`client::cli`'s checks).
+            Endpoint::Unix(socket) => match client::cli::connect_gateway(socket).await {
+                Ok(stream) => Connection::from_stream(stream, ConnectOptions::default()),
+                Err(client::cli::GatewayError::Connect { error, .. }) => {
+                    return Err(Failure::Unavailable(self.cannot_connect(&error)));
+                }
+                Err(untrusted) => return Err(Failure::Unavailable(untrusted.to_string())),
+            },
             Endpoint::WebSocket { url, token } => {
                 client::connect_websocket(url, token.as_deref(), ConnectOptions::default())
                     .await
