@@ -16,6 +16,7 @@ use proto::mcp::{
     ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta, ServerCapabilities,
     ToolsCapability, method,
 };
+use proto::text::{echo, escaped};
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -413,7 +414,7 @@ impl Gateway {
                     session.cancel(&id);
                 }
             }
-            other => tracing::debug!(method = other, "ignoring notification"),
+            other => tracing::debug!(method = %escaped(other), "ignoring notification"),
         }
     }
 
@@ -446,7 +447,7 @@ impl Gateway {
         {
             Ok(result) => Answer::Raw { id, result },
             Err(error) => {
-                tracing::debug!(request = %id, method, error = %error.message, "backend call failed");
+                tracing::debug!(request = %escaped(&id.to_string()), method, error = %escaped(&error.message), "backend call failed");
                 Answer::Response(Response::error(Some(id), error))
             }
         }
@@ -478,7 +479,7 @@ impl Gateway {
         if let Some(only) = method::exclusive_era(name)
             && only != era
         {
-            return Err(ErrorObject::method_not_found(name).with_data(json!({
+            return Err(ErrorObject::method_not_found(&echo(name)).with_data(json!({
                 "reason": match era {
                     Era::Modern => "removed in protocol 2026-07-28",
                     Era::Legacy => "exists only in protocol 2026-07-28: send _meta with the protocol version",
@@ -518,11 +519,11 @@ impl Gateway {
                             .call_backend(session, service, name, params, progress_token)
                             .await;
                         if let Err(failure) = &outcome {
-                            tracing::debug!(request = %id, method = name, error = %failure.message, "backend call failed");
+                            tracing::debug!(request = %escaped(&id.to_string()), method = name, error = %escaped(&failure.message), "backend call failed");
                         }
                         outcome
                     }
-                    None => Err(ErrorObject::method_not_found(name)),
+                    None => Err(ErrorObject::method_not_found(&echo(name))),
                 }
             }
         };
@@ -570,12 +571,17 @@ impl Gateway {
     fn initialize(&self, session: &Session, params: Option<Value>) -> Result<Value, ErrorObject> {
         let params: InitializeParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
             .map_err(|error| {
-                ErrorObject::invalid_params(format!("invalid initialize params: {error}"))
+                ErrorObject::invalid_params(format!(
+                    "invalid initialize params: {}",
+                    echo(&error.to_string())
+                ))
             })?;
         let version = ProtocolVersion::negotiate_legacy(&params.protocol_version);
         session.state().legacy_version = Some(version);
         tracing::info!(
-            client = %params.client_info.name, requested = %params.protocol_version,
+            client = %escaped(&params.client_info.name),
+            client_version = %escaped(&params.client_info.version),
+            requested = %escaped(&params.protocol_version),
             version = version.as_str(), identity = %session.identity(), "client initialized"
         );
         let mut result = InitializeResult::new(version, self.capabilities(), self.info.clone());
@@ -637,7 +643,8 @@ impl Gateway {
         let result = match snapshot.tool_targets.get(name) {
             None => {
                 return Err(ErrorObject::invalid_params(format!(
-                    "unknown tool: {name}; tools/list names the available ones"
+                    "unknown tool: {}; tools/list names the available ones",
+                    echo(name)
                 )));
             }
             Some(ToolTarget::Upstream { link, name }) => {
@@ -872,7 +879,7 @@ impl Gateway {
                 .map(|spec| (service, spec))
         });
         let Some((service, spec)) = owner else {
-            return Err(mcp::resource_not_found_error(era, &uri));
+            return Err(mcp::resource_not_found_error(era, &echo(&uri)));
         };
         self.call_backend(
             session,
@@ -929,7 +936,8 @@ impl Gateway {
                 });
         let Some((service, spec, prompt)) = owner else {
             return Err(ErrorObject::invalid_params(format!(
-                "no such prompt: {name}; prompts/list names the available ones"
+                "no such prompt: {}; prompts/list names the available ones",
+                echo(name)
             )));
         };
         let arguments = params
@@ -975,7 +983,10 @@ impl Gateway {
         };
         let params: ChatParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
             .map_err(|error| {
-                ErrorObject::invalid_params(format!("invalid params for mcp.llm.chat: {error}"))
+                ErrorObject::invalid_params(format!(
+                    "invalid params for mcp.llm.chat: {}",
+                    echo(&error.to_string())
+                ))
             })?;
         let (pieces, forwarder) = if params.stream {
             let (sender, mut receiver) = mpsc::unbounded_channel::<String>();

@@ -223,32 +223,67 @@ struct HttpSession {
 
 /// A session unused this long is forgotten (its client must initialize again).
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
-/// Sessions kept at most; past this the least recently used goes.
+/// Sessions kept at most, for all clients together.
 const MAX_SESSIONS: usize = 1024;
+/// Sessions one client (one token) may have open: one token cannot take
+/// the whole store, and no client's session is ever dropped to make room
+/// for another's.
+const MAX_SESSIONS_PER_CLIENT: usize = 128;
+
+/// Why no session was opened.
+enum SessionRefusal {
+    ClientFull,
+    GatewayFull,
+}
+
+impl IntoResponse for SessionRefusal {
+    fn into_response(self) -> HttpResponse {
+        let (status, message) = match self {
+            SessionRefusal::ClientFull => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this client has {MAX_SESSIONS_PER_CLIENT} open sessions: end unused ones (DELETE /mcp with their Mcp-Session-Id) or use stateless requests; idle sessions expire after {} min",
+                    SESSION_IDLE.as_secs() / 60
+                ),
+            ),
+            SessionRefusal::GatewayFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the gateway holds its maximum of {MAX_SESSIONS} sessions; retry later or use stateless requests"
+                ),
+            ),
+        };
+        json_error(status, None, ErrorObject::invalid_request(message))
+    }
+}
 
 impl HttpState {
-    /// Forgets idle sessions, and the oldest ones past the cap.
-    fn prune_sessions(&self) {
+    /// Forgets idle sessions; then whether `identity` may open one more.
+    fn room_for_session(&self, identity: &str) -> Result<(), SessionRefusal> {
         let mut sessions = self.sessions();
-        let last_used = |session: &HttpSession| {
-            *session
+        sessions.retain(|_, session| {
+            let idle = session
                 .last_used
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        sessions.retain(|_, session| last_used(session).elapsed() < SESSION_IDLE);
-        while sessions.len() >= MAX_SESSIONS {
-            let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, session)| last_used(session))
-                .map(|(id, _)| id.clone())
-            else {
-                break;
-            };
-            if let Some(session) = sessions.remove(&oldest) {
+                .elapsed()
+                >= SESSION_IDLE;
+            if idle {
                 session.session.cancel_all();
             }
+            !idle
+        });
+        let own = sessions
+            .values()
+            .filter(|session| session.identity == identity)
+            .count();
+        if own >= MAX_SESSIONS_PER_CLIENT {
+            return Err(SessionRefusal::ClientFull);
         }
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(SessionRefusal::GatewayFull);
+        }
+        Ok(())
     }
 }
 
@@ -486,7 +521,8 @@ async fn post_message(
             StatusCode::BAD_REQUEST,
             None,
             ErrorObject::invalid_request(format!(
-                "unsupported MCP-Protocol-Version {version:?}; this gateway speaks {}",
+                "unsupported MCP-Protocol-Version {:?}; this gateway speaks {}",
+                proto::text::echo(version),
                 proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
             )),
         );
@@ -512,6 +548,9 @@ async fn post_message(
         }
     };
     if request.method == proto::mcp::method::INITIALIZE {
+        if let Err(refusal) = state.room_for_session(&identity) {
+            return refusal.into_response();
+        }
         let (notifications_tx, notifications_rx) = mpsc::channel(256);
         let session = gateway.session(identity.clone(), notifications_tx);
         let id = new_session_id();
@@ -522,7 +561,6 @@ async fn post_message(
             notifications: Mutex::new(Some(notifications_rx)),
             last_used: Mutex::new(Instant::now()),
         });
-        state.prune_sessions();
         state.sessions().insert(id.clone(), http_session);
         let mut reply = json_reply(response);
         if let Ok(value) = HeaderValue::from_str(&id) {
