@@ -86,10 +86,7 @@ impl Budget {
         let http = config
             .max_http_connections
             .map_or(clients.saturating_sub(unix), |cap| cap as u64);
-        if unix + http > clients
-            || unix.min(http) < MIN_CONNECTIONS.min(clients)
-            || clients < MIN_CONNECTIONS
-        {
+        if clients < MIN_CONNECTIONS || unix == 0 || http == 0 || unix + http > clients {
             return Err(format!(
                 "the descriptor limit ({limit}) leaves {clients} for clients after {reserve} kept for backends and the gateway itself, \
                  which cannot hold limits.max_http_connections ({http}) and limits.max_unix_connections ({unix}): \
