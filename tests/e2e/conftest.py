@@ -205,3 +205,31 @@ def jsonrpc(method: str, params=None, id=1) -> str:
     if params is not None:
         message["params"] = params
     return json.dumps(message)
+
+
+def start_gateway_with_descriptors(stack: Stack, nofile: int, overrides: dict | None = None) -> Process:
+    """The stack's gateway under a descriptor limit of `nofile` (soft and
+    hard, set by prlimit, which execs the gateway: the pid is the gateway's)."""
+    prlimit = require_tool("prlimit", "apt-get install util-linux")
+    config = stack.write_config(overrides)
+    stack.gateway = Process(
+        [prlimit, f"--nofile={nofile}:{nofile}", str(binary("llmbasedos-gateway")), "--config", str(config)],
+        stack.root / "gateway.log",
+        env={"LLMBASEDOS_LOG": "debug"},
+    )
+    wait_for(lambda: connectable_tcp(stack.port) and connectable_unix(stack.gateway_socket), "the gateway")
+    return stack.gateway
+
+
+def unix_call(path: Path, message: str, timeout: float = 10.0) -> dict:
+    """One request on a new connection to a NUL-delimited UNIX socket."""
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(timeout)
+        client.connect(str(path))
+        client.sendall(message.encode() + b"\0")
+        data = b""
+        while b"\0" not in data:
+            chunk = client.recv(65536)
+            assert chunk, f"the socket closed after {data!r}"
+            data += chunk
+        return json.loads(data.split(b"\0")[0])

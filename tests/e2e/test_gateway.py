@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Stack, binary, connectable_tcp, free_port, jsonrpc, require_tool, wait_for
+from conftest import ROOT, Stack, binary, connectable_tcp, free_port, jsonrpc, require_tool, unix_call, wait_for
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -402,12 +402,15 @@ def test_a_client_may_run_only_so_many_requests_at_once(tmp_path):
             for id in (1, 2):
                 first.send(jsonrpc("mcp.test.sleep", {"ms": 1500}, id=id))
             time.sleep(0.3)
-            # The limit is the client's (its token), not the connection's.
+            # The limit is the client's (its token), not the connection's:
+            # the third request waits for a slot instead of being refused.
             second.send(jsonrpc("mcp.test.sleep", {"ms": 10}, id=3))
-            refused = json.loads(second.recv(timeout=10))
-            assert refused["id"] == 3
-            assert refused["error"]["code"] == -32005
-            assert "too many requests at once" in refused["error"]["message"]
+            time.sleep(0.3)
+            # Another client (the UNIX socket's uid) sees only two running.
+            stats = unix_call(stack.gateway_socket, jsonrpc("mcp.test.stats"))["result"]
+            assert stats["started"] - stats["completed"] - stats["cancelled"] == 2, stats
+            waited = json.loads(second.recv(timeout=10))
+            assert waited == {"jsonrpc": "2.0", "id": 3, "result": {"slept_ms": 10}}
             answers = {json.loads(first.recv(timeout=10))["id"] for _ in range(2)}
             assert answers == {1, 2}
             second.send(jsonrpc("mcp.test.echo", {"text": "now"}, id=4))

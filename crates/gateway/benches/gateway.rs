@@ -15,6 +15,10 @@
 //!   loopback ping-pong of the direct call's bytes with an echo process);
 //! - throughput with 64 WebSocket clients, each calling sequentially with
 //!   a bearer token of its own (the gateway limits requests per client);
+//! - 64 Streamable HTTP clients sharing one token, as under `llmbasedos
+//!   up` (one keep-alive connection each, sequential calls): calls/s, p99,
+//!   and how many calls were refused with -32005 (the budget of one token
+//!   is shared: requests past it wait their turn, none is refused);
 //! - the gateway's RSS idle (just started) and loaded (right after the
 //!   64-client run, its connections still open).
 //!
@@ -192,7 +196,9 @@ fn measure(placement: &'static str, binaries: &Binaries, settings: &Settings) ->
     let websocket = sequential(iterations, || websocket_client.call());
     drop(websocket_client);
     let mut http_client = HttpClient::connect(stack.port, &stack.tokens[0]);
-    let http = sequential(iterations, || http_client.call());
+    let http = sequential(iterations, || {
+        assert!(http_client.call(), "a sequential call was refused");
+    });
     drop(http_client);
     let mut direct_client = NulClient::new(connect_unix(&stack.backend_socket));
     let direct = sequential(iterations, || direct_client.call());
@@ -204,6 +210,7 @@ fn measure(placement: &'static str, binaries: &Binaries, settings: &Settings) ->
     let (throughput, clients) = throughput(&stack, settings.calls_per_client);
     let loaded = stack.gateway.memory();
     drop(clients);
+    let shared = shared_token_http(&stack, settings.calls_per_client / 4);
 
     println!("{placement}");
     println!("  sequential round trip                      p50        p99");
@@ -244,6 +251,13 @@ fn measure(placement: &'static str, binaries: &Binaries, settings: &Settings) ->
         micros(direct.p99) - micros(unix_floor.p99)
     );
     println!("  throughput, {CLIENTS} WebSocket clients          {throughput:>10.0} calls/s");
+    println!(
+        "  {CLIENTS} HTTP clients, one token       {:>10.0} calls/s   p99 {:>8.1} µs   refused {} of {}",
+        shared.calls_per_second,
+        micros(shared.p99),
+        shared.refused,
+        shared.calls
+    );
     println!(
         "  gateway RSS      idle {:>6.1} MiB   loaded {:>6.1} MiB   peak {:>6.1} MiB\n",
         mib(idle_rss_kib),
@@ -337,6 +351,53 @@ fn throughput(stack: &Stack, calls_per_client: usize) -> (f64, Vec<WsClient>) {
     let elapsed = start.elapsed();
     let calls = (CLIENTS * calls_per_client) as f64;
     (calls / elapsed.as_secs_f64(), clients)
+}
+
+struct SharedToken {
+    calls_per_second: f64,
+    p99: Duration,
+    refused: usize,
+    calls: usize,
+}
+
+/// 64 Streamable HTTP clients with the same token, each on its own
+/// keep-alive connection and thread, calling sequentially.
+fn shared_token_http(stack: &Stack, calls_per_client: usize) -> SharedToken {
+    let start_line = Arc::new(Barrier::new(CLIENTS + 1));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = HttpClient::connect(stack.port, &stack.tokens[0]);
+            let start_line = start_line.clone();
+            std::thread::spawn(move || {
+                start_line.wait();
+                let mut samples = Vec::with_capacity(calls_per_client);
+                let mut refused = 0;
+                for _ in 0..calls_per_client {
+                    let start = Instant::now();
+                    refused += usize::from(!client.call());
+                    samples.push(start.elapsed());
+                }
+                (samples, refused)
+            })
+        })
+        .collect();
+    start_line.wait();
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(CLIENTS * calls_per_client);
+    let mut refused = 0;
+    for thread in threads {
+        let (own, own_refused) = thread.join().expect("a client thread failed");
+        samples.extend(own);
+        refused += own_refused;
+    }
+    let elapsed = start.elapsed();
+    let calls = samples.len();
+    SharedToken {
+        calls_per_second: calls as f64 / elapsed.as_secs_f64(),
+        p99: percentiles(samples).p99,
+        refused,
+        calls,
+    }
 }
 
 /// NUL-delimited JSON-RPC, as backends speak it.
@@ -468,7 +529,8 @@ impl HttpClient {
         self.line.trim_end()
     }
 
-    fn call(&mut self) {
+    /// One call; `false` if the gateway refused it (-32005).
+    fn call(&mut self) -> bool {
         self.stream
             .get_mut()
             .write_all(&self.request)
@@ -504,6 +566,12 @@ impl HttpClient {
         let length = length.expect("the answer has no Content-Length");
         self.body.resize(length, 0);
         self.stream.read_exact(&mut self.body).expect("read a body");
+        if self.expected.as_ref() != Some(&self.body) {
+            let answer: Value = serde_json::from_slice(&self.body).expect("a JSON answer");
+            if answer["error"]["code"] == -32005 {
+                return false;
+            }
+        }
         match &self.expected {
             Some(expected) => assert_eq!(
                 &self.body,
@@ -516,6 +584,7 @@ impl HttpClient {
                 self.expected = Some(self.body.clone());
             }
         }
+        true
     }
 }
 

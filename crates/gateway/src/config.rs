@@ -101,6 +101,14 @@ pub struct RawLimits {
     pub backend_timeout_secs: Option<u64>,
     pub backend_connections: Option<usize>,
     pub backend_idle_close_secs: Option<u64>,
+    /// TCP connections (HTTP and WebSocket) open at once [default: derived
+    /// from the descriptor limit, see `crate::front`].
+    pub max_http_connections: Option<usize>,
+    /// UNIX-socket connections open at once [default: derived likewise].
+    pub max_unix_connections: Option<usize>,
+    /// Seconds an HTTP client has to send a request's headers, and that an
+    /// idle keep-alive connection stays open [default: 10].
+    pub http_header_timeout_secs: Option<u64>,
 }
 
 /// What the gateway runs with.
@@ -119,6 +127,11 @@ pub struct Config {
     pub backend_timeout: Duration,
     pub backend_connections: usize,
     pub backend_idle_close: Duration,
+    /// Configured connection caps; `None`: derived from the descriptor
+    /// limit at start ([`crate::front::Budget`]).
+    pub max_http_connections: Option<usize>,
+    pub max_unix_connections: Option<usize>,
+    pub http_header_timeout: Duration,
     pub upstreams: Vec<Upstream>,
     pub llm: Option<Llm>,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
@@ -281,6 +294,25 @@ impl RawConfig {
                 "must be at least 1".to_owned(),
             ));
         }
+        if limits.max_http_connections == Some(0) {
+            return Err(error(
+                "limits.max_http_connections",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if limits.max_unix_connections == Some(0) {
+            return Err(error(
+                "limits.max_unix_connections",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let http_header_timeout = limits.http_header_timeout_secs.unwrap_or(10);
+        if http_header_timeout == 0 {
+            return Err(error(
+                "limits.http_header_timeout_secs",
+                "must be at least 1".to_owned(),
+            ));
+        }
         let mut upstreams: Vec<Upstream> = Vec::with_capacity(self.upstreams.len());
         for (index, upstream) in self.upstreams.into_iter().enumerate() {
             let simple = |text: &str| {
@@ -415,6 +447,9 @@ impl RawConfig {
             backend_timeout: Duration::from_secs(backend_timeout),
             backend_connections,
             backend_idle_close: Duration::from_secs(limits.backend_idle_close_secs.unwrap_or(60)),
+            max_http_connections: limits.max_http_connections,
+            max_unix_connections: limits.max_unix_connections,
+            http_header_timeout: Duration::from_secs(http_header_timeout),
             no_auth: false,
         })
     }

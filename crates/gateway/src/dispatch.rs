@@ -16,10 +16,11 @@ use proto::mcp::{
     ListToolsResult, LoggingLevel, ProtocolVersion, RequestMeta, ServerCapabilities,
     ToolsCapability, method,
 };
+use proto::text::{echo, escaped};
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::Config;
 use crate::llm::{ChatParams, LlmError, LlmProxy};
@@ -30,7 +31,8 @@ use crate::registry::{Registry, Service, ToolTarget, UpstreamLink};
 pub mod code {
     /// The service's server is not running or not reachable.
     pub const SERVICE_UNAVAILABLE: i32 = -32001;
-    /// This client already has as many requests running as it may.
+    /// This client had as many requests running as it may for longer than
+    /// the backend timeout, and this one found no slot.
     pub const TOO_MANY_REQUESTS: i32 = -32005;
     /// The service did not answer within the backend timeout.
     pub const SERVICE_TIMEOUT: i32 = -32003;
@@ -113,6 +115,8 @@ pub struct Gateway {
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The language model behind `mcp.llm.chat`, when one is configured.
     llm: Option<LlmProxy>,
+    /// Every transport's refused clients, logged at a bounded rate.
+    pub refusals: crate::front::RefusalLog,
 }
 
 /// One client's state: its protocol era, log level, running requests.
@@ -225,6 +229,26 @@ impl Session {
         }
     }
 
+    /// One of the client's request slots, if one is free now.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.shared.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits for one of the client's request slots, in turn (the semaphore
+    /// is FIFO), at most `wait`; `None` when none came.
+    pub fn permit(
+        &self,
+        wait: Duration,
+    ) -> impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static {
+        let permits = self.shared.permits.clone();
+        async move {
+            tokio::time::timeout(wait, permits.acquire_owned())
+                .await
+                .ok()?
+                .ok()
+        }
+    }
+
     /// How many requests are running.
     pub fn running_count(&self) -> usize {
         self.running().len()
@@ -252,6 +276,7 @@ impl Gateway {
             info,
             permits: Mutex::new(HashMap::new()),
             llm,
+            refusals: crate::front::RefusalLog::default(),
         })
     }
 
@@ -285,7 +310,13 @@ impl Gateway {
     /// transport to poll (stream transports poll it on the connection's own
     /// task: no task spawn and no hand-off per request). The future yields
     /// `None` when the request was cancelled: MCP sends no answer then.
-    /// A request that cannot be admitted gets its error response at once.
+    /// A request whose id is in use gets its error response at once.
+    ///
+    /// `permit` is one of the client's request slots, when the transport
+    /// waited for it itself (stream transports do, so that a connection
+    /// reads its next request only once this one has a slot); without it,
+    /// the future waits for a slot in turn, at most the backend timeout,
+    /// then answers [`code::TOO_MANY_REQUESTS`].
     ///
     /// With `raw_results`, a seed call of a backend method may be answered
     /// with the backend's result text as it came ([`Answer::Raw`]), never
@@ -296,24 +327,15 @@ impl Gateway {
         session: &Arc<Session>,
         request: Request,
         raw_results: bool,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<RequestFuture, Response> {
-        let Ok(permit) = session.shared.permits.clone().try_acquire_owned() else {
-            let error = ErrorObject::new(
-                code::TOO_MANY_REQUESTS,
-                format!(
-                    "too many requests at once: this client may have {} running; wait for answers before sending more",
-                    self.config.max_concurrent_requests
-                ),
-            );
-            return Err(Response::error(Some(request.id), error));
-        };
         let (abort, registration) = AbortHandle::new_pair();
         {
             let mut running = session.running();
             if running.contains_key(&request.id) {
                 let error = ErrorObject::invalid_request(format!(
                     "request id {} is already in use by a running request",
-                    request.id
+                    proto::text::echo(&request.id.to_string())
                 ));
                 return Err(Response::error(Some(request.id), error));
             }
@@ -324,6 +346,15 @@ impl Gateway {
         Ok(Box::pin(async move {
             let id = request.id.clone();
             let answer = async {
+                // Without a slot yet, the request waits its turn (and can
+                // be cancelled meanwhile).
+                let _permit = match permit {
+                    Some(permit) => permit,
+                    None => match session.permit(gateway.config.backend_timeout).await {
+                        Some(permit) => permit,
+                        None => return Answer::Response(gateway.too_many(request.id)),
+                    },
+                };
                 if raw_results {
                     gateway.request_raw(&session, request).await
                 } else {
@@ -332,9 +363,22 @@ impl Gateway {
             };
             let outcome = Abortable::new(answer, registration).await;
             session.running().remove(&id);
-            drop(permit);
             outcome.ok()
         }))
+    }
+
+    /// The answer to a request that waited longer than the backend timeout
+    /// for one of its client's request slots.
+    pub fn too_many(&self, id: RequestId) -> Response {
+        let error = ErrorObject::new(
+            code::TOO_MANY_REQUESTS,
+            format!(
+                "this client had {} requests running for {} and this one found no slot: wait for answers before sending more",
+                self.config.max_concurrent_requests,
+                human(self.config.backend_timeout)
+            ),
+        );
+        Response::error(Some(id), error)
     }
 
     /// Runs a request as its own task (for transports with no connection
@@ -344,7 +388,7 @@ impl Gateway {
     where
         F: FnOnce(Response) + Send + 'static,
     {
-        match self.start_request(session, request, false) {
+        match self.start_request(session, request, false, None) {
             Ok(answer) => {
                 tokio::spawn(async move {
                     if let Some(answer) = answer.await {
@@ -370,7 +414,7 @@ impl Gateway {
                     session.cancel(&id);
                 }
             }
-            other => tracing::debug!(method = other, "ignoring notification"),
+            other => tracing::debug!(method = %escaped(other), "ignoring notification"),
         }
     }
 
@@ -403,7 +447,7 @@ impl Gateway {
         {
             Ok(result) => Answer::Raw { id, result },
             Err(error) => {
-                tracing::debug!(request = %id, method, error = %error.message, "backend call failed");
+                tracing::debug!(request = %escaped(&id.to_string()), method, error = %escaped(&error.message), "backend call failed");
                 Answer::Response(Response::error(Some(id), error))
             }
         }
@@ -435,7 +479,7 @@ impl Gateway {
         if let Some(only) = method::exclusive_era(name)
             && only != era
         {
-            return Err(ErrorObject::method_not_found(name).with_data(json!({
+            return Err(ErrorObject::method_not_found(&echo(name)).with_data(json!({
                 "reason": match era {
                     Era::Modern => "removed in protocol 2026-07-28",
                     Era::Legacy => "exists only in protocol 2026-07-28: send _meta with the protocol version",
@@ -475,11 +519,11 @@ impl Gateway {
                             .call_backend(session, service, name, params, progress_token)
                             .await;
                         if let Err(failure) = &outcome {
-                            tracing::debug!(request = %id, method = name, error = %failure.message, "backend call failed");
+                            tracing::debug!(request = %escaped(&id.to_string()), method = name, error = %escaped(&failure.message), "backend call failed");
                         }
                         outcome
                     }
-                    None => Err(ErrorObject::method_not_found(name)),
+                    None => Err(ErrorObject::method_not_found(&echo(name))),
                 }
             }
         };
@@ -527,12 +571,17 @@ impl Gateway {
     fn initialize(&self, session: &Session, params: Option<Value>) -> Result<Value, ErrorObject> {
         let params: InitializeParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
             .map_err(|error| {
-                ErrorObject::invalid_params(format!("invalid initialize params: {error}"))
+                ErrorObject::invalid_params(format!(
+                    "invalid initialize params: {}",
+                    echo(&error.to_string())
+                ))
             })?;
         let version = ProtocolVersion::negotiate_legacy(&params.protocol_version);
         session.state().legacy_version = Some(version);
         tracing::info!(
-            client = %params.client_info.name, requested = %params.protocol_version,
+            client = %escaped(&params.client_info.name),
+            client_version = %escaped(&params.client_info.version),
+            requested = %escaped(&params.protocol_version),
             version = version.as_str(), identity = %session.identity(), "client initialized"
         );
         let mut result = InitializeResult::new(version, self.capabilities(), self.info.clone());
@@ -594,7 +643,8 @@ impl Gateway {
         let result = match snapshot.tool_targets.get(name) {
             None => {
                 return Err(ErrorObject::invalid_params(format!(
-                    "unknown tool: {name}; tools/list names the available ones"
+                    "unknown tool: {}; tools/list names the available ones",
+                    echo(name)
                 )));
             }
             Some(ToolTarget::Upstream { link, name }) => {
@@ -829,7 +879,7 @@ impl Gateway {
                 .map(|spec| (service, spec))
         });
         let Some((service, spec)) = owner else {
-            return Err(mcp::resource_not_found_error(era, &uri));
+            return Err(mcp::resource_not_found_error(era, &echo(&uri)));
         };
         self.call_backend(
             session,
@@ -886,7 +936,8 @@ impl Gateway {
                 });
         let Some((service, spec, prompt)) = owner else {
             return Err(ErrorObject::invalid_params(format!(
-                "no such prompt: {name}; prompts/list names the available ones"
+                "no such prompt: {}; prompts/list names the available ones",
+                echo(name)
             )));
         };
         let arguments = params
@@ -932,7 +983,10 @@ impl Gateway {
         };
         let params: ChatParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
             .map_err(|error| {
-                ErrorObject::invalid_params(format!("invalid params for mcp.llm.chat: {error}"))
+                ErrorObject::invalid_params(format!(
+                    "invalid params for mcp.llm.chat: {}",
+                    echo(&error.to_string())
+                ))
             })?;
         let (pieces, forwarder) = if params.stream {
             let (sender, mut receiver) = mpsc::unbounded_channel::<String>();

@@ -5,6 +5,8 @@
 //!   methods, MCP tools and a reconnecting connection pool per service.
 //! - [`dispatch`]: the one dispatcher every transport feeds: the seed's
 //!   vocabulary and standard MCP of both eras (2025-11-25, 2026-07-28).
+//! - [`front`]: the descriptor budget the connection caps come from,
+//!   the backoff of failing accepts, rate-limited refusal logs.
 //! - [`transport`]: Streamable HTTP and WebSocket (with the Host/Origin and
 //!   bearer-token guard), the UNIX socket (SO_PEERCRED), the stdio bridge.
 //! - [`upstream`]: third-party MCP servers run as stdio children, their
@@ -17,6 +19,7 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod front;
 pub mod llm;
 pub mod registry;
 pub mod transport;

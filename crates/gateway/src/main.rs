@@ -195,6 +195,12 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
             bound_socket = Some(path.clone());
         }
     }
+    let descriptors = gateway::front::raise_descriptor_limit().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the descriptor limit; assuming 1024");
+        1024
+    });
+    let budget = gateway::front::Budget::plan(&config, descriptors).map_err(anyhow::Error::msg)?;
+    tracing::debug!(?budget, "descriptor budget");
     let config = Arc::new(config);
     let registry = Arc::new(Registry::new(
         &config.caps_dir,
@@ -224,16 +230,12 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
                 "http://{}/mcp and ws://{0}/ws",
                 listener.local_addr()?
             ));
-            let app = transport::http::router(gateway.clone());
-            let token = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "the HTTP server failed");
-                }
-            }));
+            tasks.push(tokio::spawn(transport::http::serve(
+                gateway.clone(),
+                listener,
+                shutdown.clone(),
+                budget.http_connections,
+            )));
         }
         if let Some(listener) = unix {
             let listener = tokio::net::UnixListener::from_std(listener)?;
@@ -245,6 +247,7 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
                 gateway.clone(),
                 listener,
                 shutdown.clone(),
+                budget.unix_connections,
             )));
         }
         let snapshot = registry.snapshot();

@@ -257,11 +257,11 @@ impl Registry {
                     tool.name
                 );
                 if !valid_tool_name(&exposed) {
-                    tracing::warn!(upstream = %name, tool = %tool.name, "skipping a tool whose name {exposed:?} hosts would refuse");
+                    tracing::warn!(upstream = %name, tool = %proto::text::escaped(&tool.name), "skipping a tool whose name hosts would refuse");
                     continue;
                 }
                 if snapshot.tool_targets.contains_key(&exposed) {
-                    tracing::error!(upstream = %name, "refusing tool {exposed}: another service already provides it; choose another prefix");
+                    tracing::error!(upstream = %name, tool = %proto::text::escaped(&exposed), "refusing a tool: another service already provides it; choose another prefix");
                     continue;
                 }
                 snapshot.tool_targets.insert(

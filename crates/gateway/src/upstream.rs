@@ -221,7 +221,7 @@ async fn connect(
         client,
     });
     let tools = list_tools(&link.client).await?;
-    tracing::info!(upstream = %upstream.name, server = %server, tools = tools.len(), prefix = %upstream.prefix, "upstream connected");
+    tracing::info!(upstream = %upstream.name, server = %proto::text::escaped(&server), tools = tools.len(), prefix = %upstream.prefix, "upstream connected");
     registry.set_upstream(link.clone(), &upstream.prefix, tools);
     Ok(link)
 }

@@ -5,12 +5,14 @@ pub mod http;
 pub mod stdio;
 pub mod unix;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use proto::{ErrorObject, Message, Response};
-use tokio::sync::mpsc;
+use proto::{ErrorObject, Message, Request, Response};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::dispatch::{Answer, Gateway, RequestFuture, Session};
 
@@ -18,14 +20,34 @@ use crate::dispatch::{Answer, Gateway, RequestFuture, Session};
 /// before the transport blocks the requests that produce them.
 const OUTGOING_QUEUE: usize = 1024;
 
+/// Encoded output a stream transport holds for a peer that does not read
+/// before it stops reading that peer's requests: the requests running
+/// finish (their answers join the buffer) and give their slots back, so a
+/// peer that never reads holds none of its identity's budget.
+pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// A request waiting for one of its identity's slots.
+type Waiting = (
+    Request,
+    Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>,
+);
+
 /// A client on a message-stream transport (UNIX socket, WebSocket): its
 /// session, the queue of notifications its transport writes from, and its
 /// running requests, which the transport polls on the connection's task
 /// ([`StreamClient::next_answer`]).
+///
+/// Admission is fair across connections: the identity's slots are a FIFO
+/// semaphore, and a connection whose request finds no free slot reads no
+/// further request until that one has its slot
+/// ([`StreamClient::reads_frames`]). Each connection has at most one waiter
+/// in the queue, so slots go round-robin among the connections that want
+/// them, and a connection that floods the gateway only slows itself.
 pub struct StreamClient {
     pub session: Arc<Session>,
     outgoing: mpsc::Sender<Message>,
     in_flight: FuturesUnordered<RequestFuture>,
+    waiting: Option<Waiting>,
 }
 
 impl std::fmt::Debug for StreamClient {
@@ -64,6 +86,7 @@ impl StreamClient {
             session,
             outgoing,
             in_flight: FuturesUnordered::new(),
+            waiting: None,
         };
         (client, receiver)
     }
@@ -73,12 +96,13 @@ impl StreamClient {
     /// cancellation.
     pub fn on_frame(&mut self, gateway: &Arc<Gateway>, bytes: &[u8]) {
         match Message::from_slice(bytes) {
-            Ok(Message::Request(request)) => {
-                match gateway.start_request(&self.session, request, true) {
-                    Ok(answer) => self.in_flight.push(answer),
-                    Err(refusal) => self.reply(refusal),
+            Ok(Message::Request(request)) => match self.session.try_permit() {
+                Some(permit) => self.run(gateway, request, permit),
+                None => {
+                    let wait = self.session.permit(gateway.config.backend_timeout);
+                    self.waiting = Some((request, Box::pin(wait)));
                 }
-            }
+            },
             Ok(Message::Notification(notification)) => {
                 gateway.notification(&self.session, &notification);
             }
@@ -89,21 +113,43 @@ impl StreamClient {
         }
     }
 
+    fn run(&mut self, gateway: &Arc<Gateway>, request: Request, permit: OwnedSemaphorePermit) {
+        match gateway.start_request(&self.session, request, true, Some(permit)) {
+            Ok(answer) => self.in_flight.push(answer),
+            Err(refusal) => self.reply(refusal),
+        }
+    }
+
+    /// Whether the transport may read the next frame: not while a request
+    /// waits for a slot.
+    pub fn reads_frames(&self) -> bool {
+        self.waiting.is_none()
+    }
+
     /// Runs the client's requests until one is answered (what it gets may
-    /// be raw result text: written as it is). Pending forever
-    /// while none runs, so that it can sit in a `select!`; cancel-safe.
-    /// Before writing the answer, the transport writes what
+    /// be raw result text: written as it is), or until the waiting request
+    /// got its slot (`None`: the transport may read again). Pending forever
+    /// while nothing runs or waits, so that it can sit in a `select!`;
+    /// cancel-safe. Before writing the answer, the transport writes what
     /// [`StreamClient::start`]'s receiver holds: a request's progress
     /// notifications are queued there before its answer is ready.
-    pub async fn next_answer(&mut self) -> Answer {
-        loop {
-            match self.in_flight.next().await {
-                Some(Some(answer)) => return answer,
-                // Cancelled: no answer.
-                Some(None) => {}
-                None => std::future::pending().await,
-            }
+    pub async fn next_answer(&mut self, gateway: &Arc<Gateway>) -> Option<Answer> {
+        if self.waiting.is_none() {
+            return Some(next_of(&mut self.in_flight).await);
         }
+        let admitted = {
+            let (_, wait) = self.waiting.as_mut().expect("checked above");
+            tokio::select! {
+                answer = next_of(&mut self.in_flight) => return Some(answer),
+                permit = wait => permit,
+            }
+        };
+        let (request, _) = self.waiting.take().expect("checked above");
+        match admitted {
+            Some(permit) => self.run(gateway, request, permit),
+            None => self.reply(gateway.too_many(request.id)),
+        }
+        None
     }
 
     /// How many requests are running.
@@ -124,6 +170,18 @@ impl StreamClient {
     /// Queues an answer made without running anything (a refusal).
     fn reply(&self, response: Response) {
         let _ = self.outgoing.try_send(Message::Response(response));
+    }
+}
+
+/// The next answer of the running requests; pending forever while none runs.
+async fn next_of(in_flight: &mut FuturesUnordered<RequestFuture>) -> Answer {
+    loop {
+        match in_flight.next().await {
+            Some(Some(answer)) => return answer,
+            // Cancelled: no answer.
+            Some(None) => {}
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -27,6 +27,21 @@ pub async fn bridge(socket: &Path, max_message: usize) -> anyhow::Result<()> {
         let mut stdout_errors = tokio::io::stdout();
         while let Some(frame) = lines.next().await {
             match frame? {
+                // One line is one message: a NUL inside it would frame
+                // a second message on the socket (`garbage\0{…}` ran
+                // the second half). The line is answered as what it is,
+                // not JSON.
+                Frame::Message(bytes) if bytes.contains(&0) => {
+                    let error = ErrorObject::new(
+                        proto::code::PARSE_ERROR,
+                        "parse error: a NUL byte inside a line; send one JSON-RPC message per line",
+                    );
+                    let mut line = BytesMut::new();
+                    DelimitedCodec::newline(max_message)
+                        .encode_json(&Response::error(None, error), &mut line)?;
+                    stdout_errors.write_all(&line).await?;
+                    stdout_errors.flush().await?;
+                }
                 Frame::Message(bytes) => {
                     let mut framed = BytesMut::with_capacity(bytes.len() + 1);
                     tokio_util::codec::Encoder::encode(&mut nul.clone(), &bytes[..], &mut framed)?;

@@ -6,33 +6,53 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures::StreamExt;
+use bytes::{Buf, BytesMut};
+use futures::{FutureExt, StreamExt};
 use proto::{DelimitedCodec, ErrorObject, Frame, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Gateway;
-use crate::transport::StreamClient;
+use crate::front::AcceptBackoff;
+use crate::transport::{OUTPUT_HIGH_WATER, StreamClient};
 
-/// Serves the socket until `shutdown` fires.
-pub async fn serve(gateway: Arc<Gateway>, listener: UnixListener, shutdown: CancellationToken) {
+/// Serves the socket until `shutdown` fires, with at most
+/// `max_connections` clients at once: past that, new ones wait in the
+/// kernel's backlog, and the descriptors the budget keeps for backends
+/// stay free ([`crate::front::Budget`]).
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: UnixListener,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut backoff = AcceptBackoff::new("unix");
     loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, _)) => {
+                backoff.succeeded();
                 let gateway = gateway.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move { serve_connection(gateway, stream, shutdown).await });
+                tokio::spawn(async move {
+                    serve_connection(gateway, stream, shutdown).await;
+                    drop(permit);
+                });
             }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed on the UNIX socket");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(error) => backoff.failed(&error).await,
         }
     }
 }
@@ -86,7 +106,12 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
     let identity = match admit(&gateway, &stream) {
         Ok(identity) => identity,
         Err(reason) => {
-            tracing::warn!("refusing a UNIX-socket client: {reason}");
+            let peer = stream
+                .peer_cred()
+                .ok()
+                .and_then(|credentials| credentials.pid())
+                .map_or_else(|| "unknown".to_owned(), |pid| format!("pid {pid}"));
+            gateway.refusals.refused("unix", &peer, &reason);
             let mut stream = stream;
             let codec = DelimitedCodec::nul(gateway.config.max_message);
             let mut frame = BytesMut::new();
@@ -125,9 +150,13 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
     // finish, within the backend timeout.
     let mut deadline = None;
     loop {
+        // A peer that does not read its answers gets no more requests
+        // read ([`OUTPUT_HIGH_WATER`]): what runs finishes into the buffer
+        // and gives its slots back.
+        let read_more = reading && client.reads_frames() && buffer.len() < OUTPUT_HIGH_WATER;
         tokio::select! {
             () = shutdown.cancelled() => break,
-            frame = frames.next(), if reading => match frame {
+            frame = frames.next(), if read_more => match frame {
                 Some(Ok(Frame::Message(bytes))) => client.on_frame(&gateway, &bytes),
                 Some(Ok(Frame::TooLarge { limit })) => client.on_too_large(limit),
                 Some(Err(_)) | None => {
@@ -135,11 +164,11 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
                     deadline = Some(tokio::time::Instant::now() + gateway.config.backend_timeout);
                 }
             },
-            message = outgoing.recv() => {
+            message = outgoing.recv(), if buffer.len() < OUTPUT_HIGH_WATER => {
                 let Some(message) = message else { break };
                 let _ = codec.encode_json(&message, &mut buffer);
             }
-            answer = client.next_answer() => {
+            answer = client.next_answer(&gateway) => if let Some(answer) = answer {
                 // The request's progress notifications first.
                 while let Ok(message) = outgoing.try_recv() {
                     let _ = codec.encode_json(&message, &mut buffer);
@@ -152,7 +181,12 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
                     );
                     let _ = codec.encode_json(&refusal, &mut buffer);
                 }
-            }
+            },
+            // The peer's buffer was full: wait for room.
+            written = write_half.write(&buffer), if !buffer.is_empty() => match written {
+                Ok(0) | Err(_) => break,
+                Ok(sent) => buffer.advance(sent),
+            },
             () = sleep_until(deadline) => break,
         }
         // Whatever else is ready goes out in the same write.
@@ -163,12 +197,17 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
             let _ = codec.encode_json(&message, &mut buffer);
         }
         if !buffer.is_empty() {
-            if write_half.write_all(&buffer).await.is_err() {
-                break;
+            // As much as fits now; the rest waits in the select above.
+            match write_half.write(&buffer).now_or_never() {
+                Some(Ok(0) | Err(_)) => break,
+                Some(Ok(sent)) => buffer.advance(sent),
+                None => {}
             }
-            buffer.clear();
+            if buffer.is_empty() {
+                buffer.clear();
+            }
         }
-        if !reading && client.running() == 0 {
+        if !reading && client.running() == 0 && buffer.is_empty() {
             break;
         }
     }
