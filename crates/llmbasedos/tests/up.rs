@@ -672,6 +672,26 @@ fn clients_send_nothing_to_a_socket_served_by_another_user() {
                 .output()
                 .expect("run luca-shell")
         }),
+        ("the stdio bridge", |runtime_dir, shell| {
+            let gateway = shell.with_file_name("llmbasedos-gateway");
+            let mut bridge = Command::new(gateway)
+                .arg("stdio")
+                .arg("--unix-socket")
+                .arg(runtime_dir.join("gateway.sock"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run llmbasedos-gateway stdio");
+            // What a host sends first; the bridge must not pass it on.
+            let mut stdin = bridge.stdin.take().expect("stdin");
+            let _ = std::io::Write::write_all(
+                &mut stdin,
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}\n",
+            );
+            drop(stdin);
+            bridge.wait_with_output().expect("the bridge's output")
+        }),
     ];
     for (name, client) in clients {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -9,17 +9,22 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use proto::{DelimitedCodec, ErrorObject, Frame, Response};
 use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 
 /// Relays until stdin ends (the host closed it) or the gateway goes away.
 pub async fn bridge(socket: &Path, max_message: usize) -> anyhow::Result<()> {
-    let stream = UnixStream::connect(socket).await.map_err(|error| {
-        anyhow::anyhow!(
-            "cannot reach the llmbasedos gateway at {}: {error}; start it (systemctl start llmbasedos-gateway.socket, or `llmbasedos up`) and check that you may use its socket",
-            socket.display()
-        )
-    })?;
+    // Who serves the socket is checked before the host's first byte goes
+    // out: a socket in a directory others can write to, or served by
+    // another user, could be an impostor collecting what the host sends.
+    let stream = client::cli::connect_gateway(socket)
+        .await
+        .map_err(|error| match error {
+            client::cli::GatewayError::Connect { error, .. } => anyhow::anyhow!(
+                "cannot reach the llmbasedos gateway at {}: {error}; start it (systemctl start llmbasedos-gateway.socket, or `llmbasedos up`) and check that you may use its socket",
+                socket.display()
+            ),
+            untrusted => anyhow::Error::new(untrusted),
+        })?;
     let (gateway_read, mut gateway_write) = stream.into_split();
     let to_gateway = async move {
         let mut lines = FramedRead::new(tokio::io::stdin(), DelimitedCodec::newline(max_message));
