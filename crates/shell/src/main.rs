@@ -177,7 +177,7 @@ fn run_script(
         let commands = match parse_line(&line) {
             Ok(commands) => commands,
             Err(error) => {
-                eprintln!("{}", error.message);
+                error.print();
                 return error.kind.exit_status();
             }
         };
@@ -194,7 +194,7 @@ fn run_script(
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit(status)) => return status,
                 Err(error) => {
-                    eprintln!("{}", error.message);
+                    error.print();
                     return error.kind.exit_status();
                 }
             }
