@@ -113,6 +113,42 @@ fn the_socket_can_come_from_the_environment() {
 }
 
 #[test]
+fn without_up_s_socket_the_shell_tries_the_system_gateway_s() {
+    // No --socket, no --runtime-dir: `up`'s runtime directory (from
+    // XDG_RUNTIME_DIR) holds no socket, so the shell goes on to the socket
+    // the packaged units listen on.
+    let xdg = tempfile::tempdir().expect("runtime dir");
+    let output = std::process::Command::new(crate::stack::LUCA_SHELL)
+        .args(["-c", "ls /"])
+        .env("XDG_RUNTIME_DIR", xdg.path())
+        .env_remove("LLMBASEDOS_GATEWAY_SOCKET")
+        .env_remove("LLMBASEDOS_GATEWAY_URL")
+        .env_remove("LLMBASEDOS_RUNTIME_DIR")
+        .output()
+        .expect("run luca-shell");
+    let system = std::path::Path::new("/run/llmbasedos/gateway.sock");
+    if system.exists() {
+        // A system gateway runs on this machine: the shell reached it.
+        assert!(
+            output.status.success()
+                || String::from_utf8_lossy(&output.stderr).contains(&system.display().to_string()),
+            "{output:?}"
+        );
+        return;
+    }
+    assert_eq!(output.status.code(), Some(69), "{output:?}");
+    let up = xdg.path().join("llmbasedos/gateway.sock");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "cannot connect to the gateway at {} nor at {} (no such socket); start it with `llmbasedos up` or `systemctl start llmbasedos-gateway.socket`\n",
+            up.display(),
+            system.display()
+        )
+    );
+}
+
+#[test]
 fn edit_writes_back_what_the_editor_saved_and_nothing_when_it_fails() {
     let stack = Stack::up();
     stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
