@@ -333,7 +333,11 @@ impl Shell {
                         "semantic search needs the fs server's index",
                     )
                     .await?;
-                json_line(out, &result);
+                if self.json {
+                    json_line(out, &result);
+                } else {
+                    render::search(out, &result);
+                }
             }
             Command::Llm { prompt } => self.llm(out, &prompt).await?,
             Command::Tools => {

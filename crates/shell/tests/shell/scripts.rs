@@ -302,3 +302,73 @@ fn a_websocket_url_with_a_token_reaches_the_same_gateway() {
         }
     }
 }
+
+/// A path the environment must give: `scripts/test` exports both.
+fn required_env(name: &str, how: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: {how}"))
+}
+
+#[test]
+fn search_lists_its_results_with_path_lines_score_and_snippet() {
+    let model = required_env(
+        "LLMBASEDOS_FS_MODEL_DIR",
+        "export LLMBASEDOS_FS_MODEL_DIR=$(./scripts/fetch-model) (./scripts/install-test-deps fetches it)",
+    );
+    let runtime = required_env(
+        "ORT_DYLIB_PATH",
+        "export ORT_DYLIB_PATH=$(./scripts/fetch-onnxruntime) (./scripts/install-test-deps fetches it)",
+    );
+    let stack = Stack::up_with(
+        &[],
+        &[
+            ("LLMBASEDOS_FS_MODEL_DIR", model.as_str()),
+            ("ORT_DYLIB_PATH", runtime.as_str()),
+        ],
+    );
+    stack.reset_files(&[
+        (
+            "bills/invoice.md",
+            "Invoice 2026-11 from the plumber\nTotal due: 120 euros, pay by December\n",
+        ),
+        ("notes/garden.md", "Tomatoes need water every evening\n"),
+    ]);
+    let embed = stack.shell(&["-c", "mcp.fs.embed path=/"], None);
+    assert!(embed.status.success(), "{embed:?}");
+
+    let output = stack.shell(&["-c", "search how much do I owe the plumber"], None);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(
+        first.starts_with("/bills/invoice.md  lines 1-2  score 0."),
+        "the best result first, with its lines and score:\n{stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("    Invoice 2026-11 from the plumber"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("    Total due: 120 euros, pay by December"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n/notes/garden.md  line 1  score "),
+        "{stdout}"
+    );
+
+    // --json keeps the answer as it is.
+    let output = stack.shell(&["--json", "-c", "search plumber"], None);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON answer");
+    assert_eq!(answer["query"], "plumber", "{answer}");
+    assert_eq!(
+        answer["results"][0]["path"], "/bills/invoice.md",
+        "{answer}"
+    );
+}
