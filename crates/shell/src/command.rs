@@ -80,19 +80,14 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         summary: "edit a file in $VISUAL or $EDITOR (default vi) and write it back",
     },
     Builtin {
-        name: "licence",
-        usage: "licence",
-        summary: "show the licence tier and what it allows",
-    },
-    Builtin {
         name: "search",
         usage: "search QUERY...",
-        summary: "semantic search over the files (needs the search server)",
+        summary: "search the files by meaning, from the current directory (the fs service's index: `mcp.fs.embed` builds it)",
     },
     Builtin {
         name: "llm",
         usage: "llm PROMPT...",
-        summary: "ask the language model (needs the llm server)",
+        summary: "ask the language model (the gateway's llm proxy, mcp.llm.chat)",
     },
     Builtin {
         name: "tools",
@@ -190,7 +185,6 @@ pub(crate) enum Command {
     Edit {
         path: String,
     },
-    Licence,
     Search {
         query: String,
     },
@@ -336,10 +330,6 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
                 return Err(usage(name)("a path is needed".to_owned()));
             };
             Ok(Command::Edit { path })
-        }
-        "licence" => {
-            no_args(args).map_err(usage(name))?;
-            Ok(Command::Licence)
         }
         "search" | "llm" => {
             if args.is_empty() {
@@ -717,5 +707,26 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn help_lists_only_commands_the_shell_has() {
+        for builtin in BUILTINS {
+            // A name that is not a built-in is taken as a method or tool
+            // of the gateway; every listed one must be the shell's own.
+            let parsed = parse(&words(builtin.name));
+            assert!(
+                !matches!(parsed, Ok(Command::Call { .. })),
+                "help lists {} but the shell has no such command",
+                builtin.name
+            );
+        }
+        assert!(matches!(
+            parse(&words("licence")),
+            Ok(Command::Call {
+                explicit: false,
+                ..
+            })
+        ));
     }
 }

@@ -2,11 +2,16 @@
 //! names, a method's param names (`key=`), remote paths. Pure: the
 //! gateway's catalog and a directory lister are passed in, so the rules
 //! are tested without a gateway.
+//!
+//! The word under the cursor is read as [`crate::words`] reads it (quotes
+//! and escapes removed), matched against names, and replaced whole by
+//! each candidate written back as a word ([`crate::words::word`]): a name
+//! with spaces or quotes completes to text that runs as that name.
 
 use crate::command::{BUILTINS, PATH_COMMANDS};
 use crate::gateway::Catalog;
 use crate::path::resolve;
-use crate::words::last_statement;
+use crate::words::{last_statement, word};
 
 /// One entry of a remote directory: its name and whether it is a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +20,8 @@ pub(crate) struct Entry {
     pub(crate) directory: bool,
 }
 
-/// Where the replaced text starts, and the candidates, sorted.
+/// Where the replaced text starts (a byte offset of `line`, as `cursor`),
+/// and the candidates as words to type, sorted by name.
 pub(crate) fn complete(
     line: &str,
     cursor: usize,
@@ -23,21 +29,25 @@ pub(crate) fn complete(
     cwd: &str,
     list: &mut dyn FnMut(&str) -> Vec<Entry>,
 ) -> (usize, Vec<String>) {
-    let before = &line[..cursor];
-    let mut words = last_statement(before);
-    let at_new_word = before.ends_with([' ', '\t', ';']) || words.is_empty();
-    let (start, partial) = if at_new_word {
-        (cursor, String::new())
-    } else {
-        let Some(word) = words.pop() else {
-            return (cursor, Vec::new());
-        };
-        // A word typed with quotes is left alone: its offsets and its text
-        // no longer match.
-        if line[word.start..cursor] != word.text {
-            return (cursor, Vec::new());
-        }
-        (word.start, word.text)
+    let Some(before) = line.get(..cursor) else {
+        return (cursor, Vec::new());
+    };
+    let (start, names) = complete_names(before, catalog, cwd, list);
+    (start, names.iter().map(|name| word(name)).collect())
+}
+
+/// [`complete`] before the names are written as words.
+fn complete_names(
+    before: &str,
+    catalog: Option<&Catalog>,
+    cwd: &str,
+    list: &mut dyn FnMut(&str) -> Vec<Entry>,
+) -> (usize, Vec<String>) {
+    let cursor = before.len();
+    let (mut words, in_word) = last_statement(before);
+    let (start, partial) = match words.pop_if(|_| in_word) {
+        Some(word) => (word.start, word.text),
+        None => (cursor, String::new()),
     };
     let position = words.len();
     let first = words.first().map(|word| word.text.as_str());
@@ -158,7 +168,11 @@ mod tests {
                 entry("notes", true),
                 entry("hello.txt", false),
                 entry(".hidden", false),
+                entry("my file.txt", false),
+                entry("my; 'odd'", false),
+                entry("café", true),
             ],
+            "/café" => vec![entry("crème brûlée.md", false)],
             "/notes" => vec![entry("todo.md", false), entry("ideas.md", false)],
             _ => Vec::new(),
         }
@@ -169,7 +183,7 @@ mod tests {
         let catalog = catalog();
         let cases: &[(&str, &str, usize, &[&str])] = &[
             // line, cwd, replaced from, candidates
-            ("l", "/", 0, &["licence", "llm", "ls"]),
+            ("l", "/", 0, &["llm", "ls"]),
             ("mcp.t", "/", 0, &["mcp.test.echo"]),
             ("test_", "/", 0, &["test_echo"]),
             ("call te", "/", 5, &["test_echo"]),
@@ -178,7 +192,18 @@ mod tests {
             ("call mcp.test.echo text=hi ", "/", 27, &["repeat="]),
             ("test_echo r", "/", 10, &["repeat="]),
             ("test_echo text=", "/", 10, &[]),
-            ("cat ", "/", 4, &["hello.txt", "notes/"]),
+            (
+                "cat ",
+                "/",
+                4,
+                &[
+                    "café/",
+                    "hello.txt",
+                    r"my\ file.txt",
+                    r"my\;\ \'odd\'",
+                    "notes/",
+                ],
+            ),
             ("cat n", "/", 4, &["notes/"]),
             ("cat notes/t", "/", 4, &["notes/todo.md"]),
             (
@@ -191,7 +216,18 @@ mod tests {
             ("cat ../h", "/notes", 4, &["../hello.txt"]),
             ("cat .h", "/", 4, &[".hidden"]),
             ("ls; cat h", "/", 8, &["hello.txt"]),
-            ("cat 'no", "/", 7, &[]),
+            // Names are read as typed, quotes and escapes removed, and
+            // written back escaped; the whole word is replaced.
+            ("cat 'no", "/", 4, &["notes/"]),
+            ("cat \"notes/t", "/", 4, &["notes/todo.md"]),
+            ("cat my", "/", 4, &[r"my\ file.txt", r"my\;\ \'odd\'"]),
+            (r"cat my\ ", "/", 4, &[r"my\ file.txt"]),
+            (r"cat my\", "/", 4, &[r"my\ file.txt", r"my\;\ \'odd\'"]),
+            ("cat 'my f", "/", 4, &[r"my\ file.txt"]),
+            ("cat \"my f", "/", 4, &[r"my\ file.txt"]),
+            ("cat café/", "/", 4, &[r"café/crème\ brûlée.md"]),
+            ("cat café/crè", "/", 4, &[r"café/crème\ brûlée.md"]),
+            ("cat ü", "/", 4, &[]),
         ];
         for (line, cwd, start, expected) in cases {
             let (from, candidates) = complete(line, line.len(), Some(&catalog), cwd, &mut |dir| {

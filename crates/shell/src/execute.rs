@@ -60,6 +60,42 @@ impl ShellError {
             message: message.into(),
         }
     }
+
+    /// A failure whose messages the command printed already (`cat` with
+    /// several missing files): it only sets the exit status.
+    fn reported(kind: ErrorKind) -> ShellError {
+        ShellError {
+            kind,
+            message: String::new(),
+        }
+    }
+
+    /// Prints the message on standard error, unless it was printed already.
+    pub(crate) fn print(&self) {
+        if !self.message.is_empty() {
+            eprintln!("{}", self.message);
+        }
+    }
+
+    /// The error on one line, prefixed with the command's name.
+    fn of_command(self, name: &str) -> ShellError {
+        if self.message.is_empty() {
+            return self;
+        }
+        let message = one_line(&self.message);
+        // "cannot connect …" and "unknown command: …" stand alone.
+        let alone = self.kind == ErrorKind::Unavailable
+            || message.starts_with(&format!("{name}: "))
+            || message.starts_with("unknown command: ");
+        ShellError {
+            kind: self.kind,
+            message: if alone {
+                message
+            } else {
+                format!("{name}: {message}")
+            },
+        }
+    }
 }
 
 /// What the shell does after a command.
@@ -105,21 +141,9 @@ impl Shell {
         out: &mut String,
     ) -> Result<Flow, ShellError> {
         let name = command_name(&command).to_owned();
-        self.execute(command, out).await.map_err(|error| {
-            let message = one_line(&error.message);
-            // "cannot connect …" and "unknown command: …" stand alone.
-            let alone = error.kind == ErrorKind::Unavailable
-                || message.starts_with(&format!("{name}: "))
-                || message.starts_with("unknown command: ");
-            ShellError {
-                kind: error.kind,
-                message: if alone {
-                    message
-                } else {
-                    format!("{name}: {message}")
-                },
-            }
-        })
+        self.execute(command, out)
+            .await
+            .map_err(|error| error.of_command(&name))
     }
 
     async fn execute(&mut self, command: Command, out: &mut String) -> Result<Flow, ShellError> {
@@ -168,10 +192,27 @@ impl Shell {
                 }
             }
             Command::Cat { paths } => {
+                // As cat: every file that can be read is printed, each one
+                // that cannot is named on standard error in its turn, and
+                // the command fails at the end.
+                let mut failed = None;
                 for path in paths {
                     let path = self.path(&path);
-                    self.read(out, &path, json!({ "path": path, "encoding": "auto" }))
-                        .await?;
+                    let params = json!({ "path": path, "encoding": "auto" });
+                    match self.read(out, &path, params).await {
+                        Ok(()) => {}
+                        // Without a gateway the other files cannot be read either.
+                        Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
+                        Err(error) => {
+                            crate::emit(&std::mem::take(out));
+                            let error = error.of_command("cat");
+                            error.print();
+                            failed = Some(error.kind);
+                        }
+                    }
+                }
+                if let Some(kind) = failed {
+                    return Err(ShellError::reported(kind));
                 }
             }
             Command::Lines { end, count, path } => {
@@ -283,16 +324,6 @@ impl Shell {
                 let path = self.path(&path);
                 self.edit(out, &path).await?;
             }
-            Command::Licence => {
-                let result = self
-                    .optional(
-                        "mcp.licence.check",
-                        json!({}),
-                        "the licence needs the gateway's licence support",
-                    )
-                    .await?;
-                json_line(out, &result);
-            }
             Command::Search { query } => {
                 let params = json!({ "query": query, "scope": self.cwd });
                 let result = self
@@ -302,7 +333,11 @@ impl Shell {
                         "semantic search needs the fs server's index",
                     )
                     .await?;
-                json_line(out, &result);
+                if self.json {
+                    json_line(out, &result);
+                } else {
+                    render::search(out, &result);
+                }
             }
             Command::Llm { prompt } => self.llm(out, &prompt).await?,
             Command::Tools => {
@@ -842,7 +877,6 @@ fn command_name(command: &Command) -> &str {
         Command::Copy { .. } => "cp",
         Command::Grep { .. } => "grep",
         Command::Edit { .. } => "edit",
-        Command::Licence => "licence",
         Command::Search { .. } => "search",
         Command::Llm { .. } => "llm",
         Command::Tools => "tools",

@@ -3,7 +3,7 @@
 //! use and opened again after the gateway restarted, and what the gateway offers (methods with their params
 //! schemas, tools), fetched once per connection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use client::{CallError, ConnectOptions, Connection, ProgressSender};
@@ -79,8 +79,12 @@ struct State {
 /// Where the gateway is.
 #[derive(Clone)]
 pub(crate) enum Endpoint {
-    /// Its UNIX socket (NUL-delimited JSON-RPC; the peer is known by uid).
-    Unix(PathBuf),
+    /// Its UNIX socket (NUL-delimited JSON-RPC; the peer is known by uid),
+    /// and the one to use instead while that one is absent.
+    Unix {
+        socket: PathBuf,
+        fallback: Option<PathBuf>,
+    },
     /// Its WebSocket endpoint, `ws://host:port/ws`, with a bearer token.
     WebSocket { url: String, token: Option<String> },
 }
@@ -89,7 +93,11 @@ impl std::fmt::Debug for Endpoint {
     /// Never shows the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Unix(path) => f.debug_tuple("Unix").field(path).finish(),
+            Endpoint::Unix { socket, fallback } => f
+                .debug_struct("Unix")
+                .field("socket", socket)
+                .field("fallback", fallback)
+                .finish(),
             Endpoint::WebSocket { url, token } => f
                 .debug_struct("WebSocket")
                 .field("url", url)
@@ -129,15 +137,23 @@ impl Gateway {
             return Ok(connection.clone());
         }
         let connection = match &self.endpoint {
-            // Nothing is sent before the socket is known to be served by
-            // this user or root (`client::cli`'s checks).
-            Endpoint::Unix(socket) => match client::cli::connect_gateway(socket).await {
-                Ok(stream) => Connection::from_stream(stream, ConnectOptions::default()),
-                Err(client::cli::GatewayError::Connect { error, .. }) => {
-                    return Err(Failure::Unavailable(self.cannot_connect(&error)));
+            Endpoint::Unix { socket, fallback } => {
+                // Chosen at each connection: `llmbasedos up` may be
+                // started (or stopped) while the shell runs.
+                let socket = match fallback {
+                    Some(fallback) if absent(socket) && !absent(fallback) => fallback,
+                    _ => socket,
+                };
+                // Nothing is sent before the socket is known to be served
+                // by this user or root (`client::cli`'s checks).
+                match client::cli::connect_gateway(socket).await {
+                    Ok(stream) => Connection::from_stream(stream, ConnectOptions::default()),
+                    Err(client::cli::GatewayError::Connect { error, .. }) => {
+                        return Err(Failure::Unavailable(self.cannot_connect(&error)));
+                    }
+                    Err(untrusted) => return Err(Failure::Unavailable(untrusted.to_string())),
                 }
-                Err(untrusted) => return Err(Failure::Unavailable(untrusted.to_string())),
-            },
+            }
             Endpoint::WebSocket { url, token } => {
                 client::connect_websocket(url, token.as_deref(), ConnectOptions::default())
                     .await
@@ -162,7 +178,16 @@ impl Gateway {
             _ => error.to_string(),
         };
         let at = match &self.endpoint {
-            Endpoint::Unix(socket) => socket.display().to_string(),
+            Endpoint::Unix {
+                socket,
+                fallback: Some(fallback),
+            } if absent(socket) && absent(fallback) => {
+                format!("{} nor at {}", socket.display(), fallback.display())
+            }
+            Endpoint::Unix { socket, fallback } => match fallback {
+                Some(fallback) if absent(socket) => fallback.display().to_string(),
+                _ => socket.display().to_string(),
+            },
             Endpoint::WebSocket { url, .. } => url.clone(),
         };
         format!(
@@ -268,5 +293,50 @@ impl Gateway {
                 _ => return Ok(tools),
             }
         }
+    }
+}
+
+/// Whether nothing is at `path`. A path that cannot be looked at (a
+/// directory the user may not enter) is not absent: connecting says why.
+fn absent(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_socket_is_used_while_the_first_is_absent() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let first = dir.path().join("up/gateway.sock");
+        let system = dir.path().join("system.sock");
+        let gateway = || {
+            Gateway::new(Endpoint::Unix {
+                socket: first.clone(),
+                fallback: Some(system.clone()),
+            })
+        };
+        runtime.block_on(async {
+            let listener = tokio::net::UnixListener::bind(&system).expect("bind");
+            gateway()
+                .connection()
+                .await
+                .expect("connects to the fallback");
+            listener.accept().await.expect("the fallback was reached");
+
+            // Once `up`'s socket is there, a new connection goes to it.
+            std::fs::create_dir_all(first.parent().expect("dir")).expect("mkdir");
+            let up = tokio::net::UnixListener::bind(&first).expect("bind");
+            gateway()
+                .connection()
+                .await
+                .expect("connects to up's socket");
+            up.accept().await.expect("up's socket was reached");
+        });
     }
 }

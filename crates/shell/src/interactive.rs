@@ -92,7 +92,7 @@ pub(crate) fn run(mut shell: Shell, runtime: &Runtime) -> anyhow::Result<u8> {
         let commands = match parse_line(&line) {
             Ok(commands) => commands,
             Err(error) => {
-                eprintln!("{}", error.message);
+                error.print();
                 continue;
             }
         };
@@ -111,7 +111,7 @@ pub(crate) fn run(mut shell: Shell, runtime: &Runtime) -> anyhow::Result<u8> {
                 Some(Ok(Flow::Continue)) => {}
                 Some(Ok(Flow::Exit(status))) => return Ok(status),
                 Some(Err(error)) => {
-                    eprintln!("{}", error.message);
+                    error.print();
                     break;
                 }
                 None => {

@@ -44,7 +44,8 @@ failed, 2 for a mistyped command, 69 when the gateway cannot be reached. \
 Scripts (-c, standard input) stop at the first failing command."
 )]
 struct Cli {
-    /// The gateway's UNIX socket [default: <runtime dir>/gateway.sock].
+    /// The gateway's UNIX socket [default: <runtime dir>/gateway.sock; without
+    /// --runtime-dir, /run/llmbasedos/gateway.sock while that one is absent].
     #[arg(long, env = "LLMBASEDOS_GATEWAY_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// The gateway's WebSocket endpoint instead of its UNIX socket, e.g.
@@ -67,22 +68,31 @@ struct Cli {
     json: bool,
 }
 
+/// Where the packaged units (`llmbasedos-gateway.socket`) put the system
+/// gateway's socket.
+const SYSTEM_SOCKET: &str = "/run/llmbasedos/gateway.sock";
+
 /// Where the gateway's socket is: `--socket`, else `gateway.sock` in the
-/// runtime directory as `llmbasedos up` and the packaged units lay it out.
+/// runtime directory as `llmbasedos up` lays it out. With neither
+/// `--socket` nor `--runtime-dir`, the system gateway's socket is the
+/// fallback, used while `up`'s is absent (a system installed from the
+/// packages, where nothing runs `up`).
 fn gateway_socket(
     socket: Option<&Path>,
     runtime_dir: Option<&Path>,
     xdg_runtime_dir: Option<OsString>,
     uid: u32,
-) -> PathBuf {
+) -> (PathBuf, Option<PathBuf>) {
     if let Some(socket) = socket {
-        return socket.to_owned();
+        return (socket.to_owned(), None);
     }
-    let runtime_dir = match runtime_dir {
-        Some(dir) => dir.to_owned(),
-        None => client::cli::runtime_dir_from(xdg_runtime_dir, uid),
-    };
-    client::cli::gateway_socket(&runtime_dir)
+    match runtime_dir {
+        Some(dir) => (client::cli::gateway_socket(dir), None),
+        None => (
+            client::cli::gateway_socket(&client::cli::runtime_dir_from(xdg_runtime_dir, uid)),
+            Some(PathBuf::from(SYSTEM_SOCKET)),
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -128,12 +138,13 @@ fn endpoint(cli: &Cli) -> anyhow::Result<Endpoint> {
     let uid = unsafe { libc::getuid() };
     let xdg_runtime_dir = std::env::var_os("XDG_RUNTIME_DIR");
     let Some(url) = &cli.url else {
-        return Ok(Endpoint::Unix(gateway_socket(
+        let (socket, fallback) = gateway_socket(
             cli.socket.as_deref(),
             cli.runtime_dir.as_deref(),
             xdg_runtime_dir,
             uid,
-        )));
+        );
+        return Ok(Endpoint::Unix { socket, fallback });
     };
     let token = match (std::env::var("LLMBASEDOS_TOKEN"), &cli.token_file) {
         (Ok(token), _) if !token.trim().is_empty() => Some(token.trim().to_owned()),
@@ -177,7 +188,7 @@ fn run_script(
         let commands = match parse_line(&line) {
             Ok(commands) => commands,
             Err(error) => {
-                eprintln!("{}", error.message);
+                error.print();
                 return error.kind.exit_status();
             }
         };
@@ -194,7 +205,7 @@ fn run_script(
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit(status)) => return status,
                 Err(error) => {
-                    eprintln!("{}", error.message);
+                    error.print();
                     return error.kind.exit_status();
                 }
             }
@@ -235,19 +246,33 @@ mod tests {
     #[test]
     fn the_socket_is_found_where_llmbasedos_up_lays_it_out() {
         let path = |text: &str| Some(PathBuf::from(text));
+        let system = Some(SYSTEM_SOCKET);
         let cases = [
-            (path("/s.sock"), path("/r"), Some("/x"), "/s.sock"),
-            (None, path("/r"), Some("/x"), "/r/gateway.sock"),
+            (path("/s.sock"), path("/r"), Some("/x"), "/s.sock", None),
+            (None, path("/r"), Some("/x"), "/r/gateway.sock", None),
             (
                 None,
                 None,
                 Some("/run/user/1000"),
                 "/run/user/1000/llmbasedos/gateway.sock",
+                system,
             ),
-            (None, None, Some(""), "/tmp/llmbasedos-1000/gateway.sock"),
-            (None, None, None, "/tmp/llmbasedos-1000/gateway.sock"),
+            (
+                None,
+                None,
+                Some(""),
+                "/tmp/llmbasedos-1000/gateway.sock",
+                system,
+            ),
+            (
+                None,
+                None,
+                None,
+                "/tmp/llmbasedos-1000/gateway.sock",
+                system,
+            ),
         ];
-        for (socket, runtime_dir, xdg, expected) in cases {
+        for (socket, runtime_dir, xdg, expected, fallback) in cases {
             let found = gateway_socket(
                 socket.as_deref(),
                 runtime_dir.as_deref(),
@@ -256,7 +281,7 @@ mod tests {
             );
             assert_eq!(
                 found,
-                Path::new(expected),
+                (PathBuf::from(expected), fallback.map(PathBuf::from)),
                 "{socket:?} {runtime_dir:?} {xdg:?}"
             );
         }

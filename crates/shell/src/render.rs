@@ -104,6 +104,43 @@ pub(crate) fn grep(out: &mut String, result: &Value) {
     }
 }
 
+/// `search`: each result's path, lines and score on one line, its
+/// snippet indented below, results apart by a blank line, the best first
+/// (as the service ranks them).
+pub(crate) fn search(out: &mut String, result: &Value) {
+    let results = result
+        .get("results")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if results.is_empty() {
+        let _ = writeln!(
+            out,
+            "nothing found; `mcp.fs.embed` indexes files not indexed yet"
+        );
+        return;
+    }
+    for (number, found) in results.iter().enumerate() {
+        let path = found.get("path").and_then(Value::as_str).unwrap_or("");
+        let line = |key: &str| found.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let (start, end) = (line("start_line"), line("end_line"));
+        let lines = if end > start {
+            format!("lines {start}-{end}")
+        } else {
+            format!("line {start}")
+        };
+        let score = found.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+        if number > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{path}  {lines}  score {score:.2}");
+        let snippet = found.get("snippet").and_then(Value::as_str).unwrap_or("");
+        for text in snippet.trim_matches('\n').lines() {
+            let _ = writeln!(out, "    {}", text.trim_end());
+        }
+    }
+}
+
 /// `help`: every command's usage and summary, in two columns.
 pub(crate) fn help(out: &mut String, builtins: &[Builtin]) {
     // A usage longer than this gets its summary on the next line.
@@ -164,6 +201,27 @@ pub(crate) fn tool_text(result: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn search_results_are_a_list_of_path_lines_score_and_snippet() {
+        let result = json!({"query": "q", "results": [
+            {"path": "/a.md", "score": 0.8123, "start_line": 3, "end_line": 5,
+             "snippet": "first\nsecond  \n"},
+            {"path": "/b.md", "score": 0.25, "start_line": 7, "end_line": 7, "snippet": "only"},
+        ]});
+        let mut out = String::new();
+        search(&mut out, &result);
+        assert_eq!(
+            out,
+            "/a.md  lines 3-5  score 0.81\n    first\n    second\n\n/b.md  line 7  score 0.25\n    only\n"
+        );
+        let mut none = String::new();
+        search(&mut none, &json!({"query": "q", "results": []}));
+        assert_eq!(
+            none,
+            "nothing found; `mcp.fs.embed` indexes files not indexed yet\n"
+        );
+    }
 
     #[test]
     fn listings_show_names_or_long_rows() {

@@ -1,7 +1,9 @@
 //! Splitting a command line into statements and words, as a POSIX shell
 //! would for the small part of its syntax the shell needs: whitespace
 //! separates words, `'…'` is literal, `"…"` and `\` escape, `;` ends a
-//! statement and `#` at the start of a word begins a comment.
+//! statement and `#` at the start of a word begins a comment. [`word`]
+//! is the inverse: the text Tab completion writes for a name, which this
+//! module reads back as that name.
 
 /// One word after quote removal, and where it started in the line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,7 +16,11 @@ pub(crate) struct Word {
 /// The statements of a line, each a list of words; empty statements are
 /// dropped. Fails on an unterminated quote.
 pub(crate) fn statements(line: &str) -> Result<Vec<Vec<Word>>, String> {
-    let (statements, open_quote) = lex(line);
+    let Lexed {
+        statements,
+        open_quote,
+        ..
+    } = lex(line);
     if let Some(quote) = open_quote {
         return Err(format!(
             "unterminated {quote} quote; close it or escape it with \\"
@@ -26,13 +32,56 @@ pub(crate) fn statements(line: &str) -> Result<Vec<Vec<Word>>, String> {
         .collect())
 }
 
-/// The words of the statement the end of `line` is in, for completion:
-/// never fails, an open quote is taken as closed.
-pub(crate) fn last_statement(line: &str) -> Vec<Word> {
-    lex(line).0.pop().unwrap_or_default()
+/// The words of the statement the end of `line` is in, for completion,
+/// and whether the end of `line` is inside the last of them (not after a
+/// separator). Never fails: an open quote is taken as closed, and a
+/// backslash at the very end as the escape of what is typed next.
+pub(crate) fn last_statement(line: &str) -> (Vec<Word>, bool) {
+    let lexed = lex(line);
+    let mut words = lexed.statements.into_iter().last().unwrap_or_default();
+    if lexed.dangling_escape
+        && let Some(word) = words.last_mut()
+    {
+        word.text.pop();
+    }
+    (words, lexed.in_word)
 }
 
-fn lex(line: &str) -> (Vec<Vec<Word>>, Option<char>) {
+/// The text of a word that [`statements`] reads back as `text`: special
+/// characters escaped with `\`, as shells complete names; a name with a
+/// line break (which `\` cannot escape: it joins lines) in `'…'`.
+pub(crate) fn word(text: &str) -> String {
+    if text.contains(['\n', '\r']) {
+        return format!("'{}'", text.replace('\'', r"'\''"));
+    }
+    let mut word = String::with_capacity(text.len());
+    for (index, character) in text.chars().enumerate() {
+        let special = matches!(character, ' ' | '\t' | ';' | '\'' | '"' | '\\')
+            || (index == 0 && character == '#');
+        if special {
+            word.push('\\');
+        }
+        word.push(character);
+    }
+    if word.is_empty() {
+        word.push_str("''");
+    }
+    word
+}
+
+/// What [`lex`] found.
+struct Lexed {
+    statements: Vec<Vec<Word>>,
+    /// The quote left open at the end.
+    open_quote: Option<char>,
+    /// Whether the line ends inside a word.
+    in_word: bool,
+    /// Whether the line ends with a lone `\` (taken as itself).
+    dangling_escape: bool,
+}
+
+fn lex(line: &str) -> Lexed {
+    let mut dangling_escape = false;
     let mut statements = vec![Vec::new()];
     let mut current: Option<Word> = None;
     let mut quote: Option<char> = None;
@@ -80,7 +129,10 @@ fn lex(line: &str) -> (Vec<Vec<Word>>, Option<char>) {
             '\\' => match chars.next() {
                 Some((_, '\n')) => {}
                 Some((_, escaped)) => push(&mut current, index, escaped),
-                None => push(&mut current, index, '\\'),
+                None => {
+                    dangling_escape = true;
+                    push(&mut current, index, '\\');
+                }
             },
             other => push(&mut current, index, other),
         }
@@ -88,8 +140,14 @@ fn lex(line: &str) -> (Vec<Vec<Word>>, Option<char>) {
             statements.push(Vec::new());
         }
     }
+    let in_word = current.is_some();
     finish(&mut current, &mut statements);
-    (statements, quote)
+    Lexed {
+        statements,
+        open_quote: quote,
+        in_word,
+        dangling_escape,
+    }
 }
 
 fn push(current: &mut Option<Word>, index: usize, character: char) {
@@ -155,9 +213,41 @@ mod tests {
     #[test]
     fn an_open_quote_is_an_error_but_not_for_completion() {
         assert!(texts("cat 'a b").is_err());
-        let words = last_statement("ls; cat 'my fi");
+        let (words, in_word) = last_statement("ls; cat 'my fi");
+        assert!(in_word);
         assert_eq!(words.len(), 2);
         assert_eq!(words[1].text, "my fi");
         assert_eq!(words[1].start, 8);
+        let (words, in_word) = last_statement(r"cat my\");
+        assert!(in_word);
+        assert_eq!(words[1].text, "my");
+        assert!(last_statement(r"cat my\ ").1);
+        assert!(!last_statement("cat my ").1);
+        assert!(!last_statement("cat my;").1);
+    }
+
+    #[test]
+    fn a_completed_word_reads_back_as_the_name() {
+        let names = [
+            "plain.txt",
+            "name with spaces.txt",
+            "café crème.md",
+            "it's; \"odd\" \\ #1.txt",
+            "#hash",
+            "tab\there",
+            "line\nbreak's",
+            "Ünïcödé/résumé.txt",
+            "",
+        ];
+        for name in names {
+            let typed = word(name);
+            assert_eq!(
+                texts(&format!("cat {typed} x")).expect(&typed),
+                vec![vec!["cat".to_owned(), name.to_owned(), "x".to_owned()]],
+                "{name:?} as {typed:?}"
+            );
+        }
+        assert_eq!(word("name with spaces.txt"), r"name\ with\ spaces.txt");
+        assert_eq!(word("a#b"), "a#b");
     }
 }

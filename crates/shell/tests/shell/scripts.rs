@@ -113,6 +113,42 @@ fn the_socket_can_come_from_the_environment() {
 }
 
 #[test]
+fn without_up_s_socket_the_shell_tries_the_system_gateway_s() {
+    // No --socket, no --runtime-dir: `up`'s runtime directory (from
+    // XDG_RUNTIME_DIR) holds no socket, so the shell goes on to the socket
+    // the packaged units listen on.
+    let xdg = tempfile::tempdir().expect("runtime dir");
+    let output = std::process::Command::new(crate::stack::LUCA_SHELL)
+        .args(["-c", "ls /"])
+        .env("XDG_RUNTIME_DIR", xdg.path())
+        .env_remove("LLMBASEDOS_GATEWAY_SOCKET")
+        .env_remove("LLMBASEDOS_GATEWAY_URL")
+        .env_remove("LLMBASEDOS_RUNTIME_DIR")
+        .output()
+        .expect("run luca-shell");
+    let system = std::path::Path::new("/run/llmbasedos/gateway.sock");
+    if system.exists() {
+        // A system gateway runs on this machine: the shell reached it.
+        assert!(
+            output.status.success()
+                || String::from_utf8_lossy(&output.stderr).contains(&system.display().to_string()),
+            "{output:?}"
+        );
+        return;
+    }
+    assert_eq!(output.status.code(), Some(69), "{output:?}");
+    let up = xdg.path().join("llmbasedos/gateway.sock");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "cannot connect to the gateway at {} nor at {} (no such socket); start it with `llmbasedos up` or `systemctl start llmbasedos-gateway.socket`\n",
+            up.display(),
+            system.display()
+        )
+    );
+}
+
+#[test]
 fn edit_writes_back_what_the_editor_saved_and_nothing_when_it_fails() {
     let stack = Stack::up();
     stack.reset_files(&[("notes/todo.md", "buy milk\n")]);
@@ -265,4 +301,74 @@ fn a_websocket_url_with_a_token_reaches_the_same_gateway() {
             );
         }
     }
+}
+
+/// A path the environment must give: `scripts/test` exports both.
+fn required_env(name: &str, how: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: {how}"))
+}
+
+#[test]
+fn search_lists_its_results_with_path_lines_score_and_snippet() {
+    let model = required_env(
+        "LLMBASEDOS_FS_MODEL_DIR",
+        "export LLMBASEDOS_FS_MODEL_DIR=$(./scripts/fetch-model) (./scripts/install-test-deps fetches it)",
+    );
+    let runtime = required_env(
+        "ORT_DYLIB_PATH",
+        "export ORT_DYLIB_PATH=$(./scripts/fetch-onnxruntime) (./scripts/install-test-deps fetches it)",
+    );
+    let stack = Stack::up_with(
+        &[],
+        &[
+            ("LLMBASEDOS_FS_MODEL_DIR", model.as_str()),
+            ("ORT_DYLIB_PATH", runtime.as_str()),
+        ],
+    );
+    stack.reset_files(&[
+        (
+            "bills/invoice.md",
+            "Invoice 2026-11 from the plumber\nTotal due: 120 euros, pay by December\n",
+        ),
+        ("notes/garden.md", "Tomatoes need water every evening\n"),
+    ]);
+    let embed = stack.shell(&["-c", "mcp.fs.embed path=/"], None);
+    assert!(embed.status.success(), "{embed:?}");
+
+    let output = stack.shell(&["-c", "search how much do I owe the plumber"], None);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(
+        first.starts_with("/bills/invoice.md  lines 1-2  score 0."),
+        "the best result first, with its lines and score:\n{stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("    Invoice 2026-11 from the plumber"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("    Total due: 120 euros, pay by December"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n/notes/garden.md  line 1  score "),
+        "{stdout}"
+    );
+
+    // --json keeps the answer as it is.
+    let output = stack.shell(&["--json", "-c", "search plumber"], None);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON answer");
+    assert_eq!(answer["query"], "plumber", "{answer}");
+    assert_eq!(
+        answer["results"][0]["path"], "/bills/invoice.md",
+        "{answer}"
+    );
 }

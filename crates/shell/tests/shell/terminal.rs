@@ -1,5 +1,6 @@
 //! The interactive shell in a pseudo-terminal, driven by tmux as a person
-//! types: Tab completion, Ctrl-C, history across restarts, exit statuses.
+//! types: Tab completion, Ctrl-C, history across restarts, exit statuses,
+//! type-ahead and pasted lines.
 
 use std::path::Path;
 use std::process::Command;
@@ -103,9 +104,8 @@ impl Terminal {
         self.wait_for_count(text, 1)
     }
 
-    /// Types a command at `prompt` and waits for the next prompt: keys
-    /// typed while a command runs may be lost (rustyline reads the line
-    /// and its type-ahead in one go and keeps only the line).
+    /// Types a command at `prompt` and waits for the next prompt, so that
+    /// what follows on the screen is this command's.
     fn command(&self, prompt: &str, text: &str) -> String {
         let before = self.screen().matches(prompt).count();
         self.line(text);
@@ -275,4 +275,102 @@ fn the_shell_reconnects_after_the_gateway_restarts() {
     assert_eq!(screen.matches("\nhi\n").count(), 2, "{screen}");
     let screen = terminal.screen();
     assert!(!screen.contains("panicked"), "{screen}");
+}
+
+impl Terminal {
+    /// Presses several keys in one tmux command, as fast as a person who
+    /// types ahead: `["cd /notes", "Enter", "pwd", "Enter"]`.
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "luca"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Pastes `text` as a terminal does without bracketed paste: all at
+    /// once, each newline a carriage return.
+    fn paste(&self, text: &str) {
+        self.tmux(&["set-buffer", "-b", "paste", "--", text]);
+        self.tmux(&["paste-buffer", "-b", "paste", "-d", "-t", "luca"]);
+    }
+}
+
+#[test]
+fn keys_typed_while_a_command_runs_are_kept() {
+    let stack = Stack::up();
+    stack.reset_files(&[("notes/todo.md", "buy milk\n"), ("hello.txt", "hi\n")]);
+    let state = tempfile::tempdir().expect("state dir");
+    let terminal = Terminal::start(&stack, state.path());
+
+    // Three lines typed in one go: the second and third arrive while the
+    // first runs.
+    terminal.keys(&["cd /notes", "Enter", "pwd", "Enter", "ls", "Enter"]);
+    let screen = terminal.wait_for("todo.md\nluca:/notes$ ");
+    assert!(screen.contains("\n/notes\n"), "pwd ran:\n{screen}");
+
+    // A slow call, then keys typed while it runs.
+    terminal.line("mcp.test.sleep ms=1500");
+    terminal.keys(&["cd /", "Enter", "cat hello.txt", "Enter"]);
+    let screen = terminal.wait_for("\nhi\nluca:/$ ");
+    assert!(!screen.contains("panicked"), "{screen}");
+
+    // A multi-line paste runs every line.
+    terminal.paste("write pasted.md one\nmkdir pasted-dir\ncat pasted.md\n");
+    let screen = terminal.wait_for("\none\nluca:/$ ");
+    assert!(
+        stack.root().join("pasted.md").is_file() && stack.root().join("pasted-dir").is_dir(),
+        "every pasted line ran:\n{screen}"
+    );
+    terminal.line("exit");
+    terminal.wait_for("luca-shell exited with 0");
+}
+
+#[test]
+fn tab_completes_names_with_spaces_quotes_and_non_ascii_letters() {
+    let stack = Stack::up();
+    stack.reset_files(&[
+        ("name with spaces.txt", "spaced out\n"),
+        ("café crème.md", "non-ascii\n"),
+        ("it's; odd.txt", "quoted\n"),
+        ("Ünïcödé/résumé.txt", "nested\n"),
+    ]);
+    let state = tempfile::tempdir().expect("state dir");
+    let terminal = Terminal::start(&stack, state.path());
+
+    terminal.type_text("cat nam");
+    terminal.press("Tab");
+    terminal.wait_for(r"luca:/$ cat name\ with\ spaces.txt");
+    terminal.press("Enter");
+    terminal.wait_for("\nspaced out\n");
+
+    terminal.type_text("cat caf");
+    terminal.press("Tab");
+    terminal.wait_for(r"luca:/$ cat café\ crème.md");
+    terminal.press("Enter");
+    terminal.wait_for("\nnon-ascii\n");
+
+    terminal.type_text("cat it");
+    terminal.press("Tab");
+    terminal.wait_for(r"luca:/$ cat it\'s\;\ odd.txt");
+    terminal.press("Enter");
+    terminal.wait_for("\nquoted\n");
+
+    // Completion goes on inside a name already escaped, and after
+    // non-ASCII letters typed before the cursor.
+    terminal.type_text(r"cat Ünï");
+    terminal.press("Tab");
+    terminal.wait_for("luca:/$ cat Ünïcödé/");
+    terminal.type_text("ré");
+    terminal.press("Tab");
+    terminal.wait_for("luca:/$ cat Ünïcödé/résumé.txt");
+    terminal.press("Enter");
+    terminal.wait_for("\nnested\n");
+
+    terminal.type_text(r"cat name\ w");
+    terminal.press("Tab");
+    terminal.wait_for_count(r"luca:/$ cat name\ with\ spaces.txt", 2);
+    terminal.press("Enter");
+    let screen = terminal.wait_for_count("\nspaced out\n", 2);
+    assert!(!screen.contains("not found"), "{screen}");
+    terminal.line("exit");
+    terminal.wait_for("luca-shell exited with 0");
 }
