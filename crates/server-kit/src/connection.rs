@@ -251,7 +251,7 @@ impl Connection<'_> {
         if self.active.contains_key(&request.id) {
             let error = ErrorObject::invalid_request(format!(
                 "request id {} is already in use by a request in progress on this connection",
-                request.id
+                proto::text::echo(&request.id.to_string())
             ));
             self.respond(Response::error(Some(request.id), error));
             return;
@@ -411,7 +411,16 @@ impl Connection<'_> {
         }
     }
 
-    fn respond(&mut self, response: Response) {
+    fn respond(&mut self, mut response: Response) {
+        // Every error leaves through here: whatever made it, it is bounded.
+        if let Err(error) = response.outcome {
+            let had_data = error.data.is_some();
+            let error = error.bounded();
+            if had_data && error.data.is_none() {
+                tracing::warn!(id = ?response.id, code = error.code, "an error's data is over {} bytes; sent without it", proto::error::DATA_LIMIT);
+            }
+            response.outcome = Err(error);
+        }
         match self.codec.encode_json(&response, &mut self.write_buffer) {
             Ok(()) => {}
             Err(CodecError::OutgoingTooLarge { len, limit }) => {
