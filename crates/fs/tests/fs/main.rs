@@ -14,6 +14,7 @@
 mod atomicity;
 mod bad_input;
 mod containment;
+mod echo;
 mod lifecycle;
 mod methods;
 mod semantic;
