@@ -15,6 +15,23 @@ use tokio_util::codec::{Decoder, Encoder};
 /// 16 MiB: the default bound on one message, in either direction.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
+/// A frame longer than this leaves its reader with a new, small buffer.
+///
+/// A frame is split off the read buffer without a copy, so the buffer
+/// grows to hold the largest message and, once that message is dropped,
+/// takes its whole allocation back for the next reads: a connection that
+/// once received 8 MB kept 8-16 MB for as long as it lived (issue 12:
+/// the gateway's backend connections after a burst of large reads). After
+/// a frame over this size the rest of the buffer moves to a fresh one (see
+/// `release`), and the large allocation goes away with the frame. Smaller
+/// frames (every request and answer of the hot path) cost one flag test;
+/// a buffer that only ever held frames up to this size stays within a few
+/// times this size.
+pub const LARGE_FRAME: usize = 64 * 1024;
+
+/// The capacity a read buffer starts over with after a large frame.
+const FRESH_BUFFER: usize = 16 * 1024;
+
 /// What the decoder found in the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -45,6 +62,9 @@ pub struct DelimitedCodec {
     scanned: usize,
     /// Inside an over-long frame: drop bytes until the next delimiter.
     discarding: bool,
+    /// The read buffer's allocation held a frame over [`LARGE_FRAME`]: it
+    /// starts over once what is left in it is small.
+    oversized: bool,
 }
 
 impl DelimitedCodec {
@@ -65,6 +85,7 @@ impl DelimitedCodec {
             max_message,
             scanned: 0,
             discarding: false,
+            oversized: false,
         }
     }
 
@@ -96,6 +117,22 @@ impl DelimitedCodec {
         }
         dst.put_u8(self.delimiter);
         Ok(())
+    }
+
+    /// Gives up a read buffer's large allocation once little is left in it:
+    /// the rest moves to a fresh buffer, and the large one is freed when
+    /// the frames split off it are dropped. (After a split, `capacity`
+    /// shows only what is left past the frame, not the allocation the
+    /// buffer takes back on its next reserve, hence the flag.) What is left
+    /// is copied only when it is small, so a burst of large frames read
+    /// together is not copied over and over.
+    fn release(&mut self, src: &mut BytesMut) {
+        if self.oversized && src.len() <= LARGE_FRAME {
+            self.oversized = false;
+            let mut fresh = BytesMut::with_capacity(FRESH_BUFFER.max(src.len()));
+            fresh.extend_from_slice(src);
+            *src = fresh;
+        }
     }
 
     fn trim(&self, mut frame: BytesMut) -> BytesMut {
@@ -131,6 +168,8 @@ impl Decoder for DelimitedCodec {
                     let end = self.scanned + offset;
                     self.scanned = 0;
                     let frame = self.trim(src.split_to(end + 1));
+                    self.oversized |= frame.len() > LARGE_FRAME;
+                    self.release(src);
                     if frame.len() > self.max_message {
                         return Ok(Some(Frame::TooLarge {
                             limit: self.max_message,
@@ -144,6 +183,8 @@ impl Decoder for DelimitedCodec {
                 // A newline frame may still lose a `\r`, so it gets one byte of grace.
                 None if src.len() > self.max_message + usize::from(self.delimiter == b'\n') => {
                     src.clear();
+                    self.oversized = true;
+                    self.release(src);
                     self.scanned = 0;
                     self.discarding = true;
                     return Ok(Some(Frame::TooLarge {
@@ -151,6 +192,7 @@ impl Decoder for DelimitedCodec {
                     }));
                 }
                 None => {
+                    self.release(src);
                     self.scanned = src.len();
                     return Ok(None);
                 }
@@ -248,6 +290,43 @@ mod tests {
     fn newline_frames_drop_carriage_returns_and_blank_lines() {
         let frames = decode_all(&mut DelimitedCodec::newline(100), &[b"{}\r\n\n  \r\n[1]\n"]);
         assert_eq!(frames, vec![message("{}"), message("[1]")]);
+    }
+
+    /// What a reader's buffer can hold after `frames` were decoded from it
+    /// and dropped: its allocation, as the next read's reserve sees it.
+    fn capacity_after(codec: &mut DelimitedCodec, chunks: &[&[u8]]) -> usize {
+        let mut buffer = BytesMut::with_capacity(FRESH_BUFFER);
+        for chunk in chunks {
+            buffer.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buffer).expect("decode") {
+                drop(frame);
+            }
+        }
+        buffer.reserve(1);
+        buffer.capacity()
+    }
+
+    /// Issue 12: a connection kept its largest message's allocation for
+    /// good. (sizes of the chunks read, what the buffer may keep)
+    #[test]
+    fn a_large_frame_does_not_leave_its_allocation_to_the_buffer() {
+        let large = [vec![b'x'; 1 << 20], vec![0]].concat();
+        let many_large = [large.clone(), large.clone(), large.clone()].concat();
+        let over_the_limit = vec![b'y'; 3 << 20];
+        let cases: &[(&str, Vec<&[u8]>)] = &[
+            ("one large frame", vec![&large]),
+            ("one large frame and a partial one", vec![&large, b"{\"a\""]),
+            ("large frames read together", vec![&many_large, b"{}\0"]),
+            ("a frame over the limit", vec![&over_the_limit, b"\0{}\0"]),
+        ];
+        for (what, chunks) in cases {
+            let mut codec = DelimitedCodec::nul(2 << 20);
+            let capacity = capacity_after(&mut codec, chunks);
+            assert!(
+                capacity <= 4 * FRESH_BUFFER,
+                "{what}: the buffer keeps {capacity} bytes"
+            );
+        }
     }
 
     #[test]

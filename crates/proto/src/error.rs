@@ -61,6 +61,16 @@ impl ServiceCodes {
     }
 }
 
+/// The longest message an error object carries on the wire
+/// ([`ErrorObject::bounded`]): a few sentences saying what was wrong and
+/// what to do, with any quoted client value cut short by
+/// [`crate::text::echo`] long before this.
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// The most compact-JSON bytes of `data` an error object carries on the
+/// wire; larger data is left out ([`ErrorObject::bounded`]).
+pub const DATA_LIMIT: usize = 1024;
+
 /// A JSON-RPC error object. The message is for people: it says what was
 /// wrong and what to do, and never carries secrets or internals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,7 +98,7 @@ impl ErrorObject {
     pub fn method_not_found(method: &str) -> ErrorObject {
         ErrorObject::new(
             code::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
+            format!("method not found: {}", crate::text::echo(method)),
         )
     }
 
@@ -103,6 +113,47 @@ impl ErrorObject {
     pub fn internal(message: impl Into<String>) -> ErrorObject {
         ErrorObject::new(code::INTERNAL_ERROR, message)
     }
+
+    /// This error as it may go on the wire: the message cut to
+    /// [`MESSAGE_LIMIT`] bytes (at a character boundary, saying how long it
+    /// was), and `data` left out when its JSON exceeds [`DATA_LIMIT`].
+    /// Errors quote client values through [`crate::text`] already; this is
+    /// the last line of defence, so that no error path can send a megabyte
+    /// back.
+    #[must_use]
+    pub fn bounded(mut self) -> ErrorObject {
+        if self.message.len() > MESSAGE_LIMIT {
+            self.message = crate::text::bounded(&self.message, MESSAGE_LIMIT).into_owned();
+        }
+        if self
+            .data
+            .as_ref()
+            .is_some_and(|data| !json_fits(data, DATA_LIMIT))
+        {
+            self.data = None;
+        }
+        self
+    }
+}
+
+/// Whether `value`'s compact JSON takes at most `limit` bytes; stops
+/// serializing as soon as it does not.
+fn json_fits(value: &Value, limit: usize) -> bool {
+    struct Budget(usize);
+    impl std::io::Write for Budget {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(bytes.len())
+                .ok_or(std::io::ErrorKind::FileTooLarge)?;
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Budget(limit), value).is_ok()
 }
 
 impl fmt::Display for ErrorObject {
@@ -116,6 +167,37 @@ impl std::error::Error for ErrorObject {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bounded_cuts_long_messages_and_drops_large_data() {
+        let long = "é".repeat(MESSAGE_LIMIT); // twice the limit in bytes
+        let object = ErrorObject::new(-32010, long)
+            .with_data(json!({ "paths": vec!["/a/long/path"; 10_000] }))
+            .bounded();
+        assert_eq!(object.data, None);
+        assert!(
+            object.message.len() <= MESSAGE_LIMIT + 32,
+            "{}",
+            object.message.len()
+        );
+        assert!(
+            object
+                .message
+                .ends_with(&format!("({} bytes)", 2 * MESSAGE_LIMIT))
+        );
+
+        let small = ErrorObject::new(-32010, "no such file").with_data(json!({ "hint": "ls" }));
+        assert_eq!(small.clone().bounded(), small);
+    }
+
+    #[test]
+    fn a_method_not_found_quotes_the_name_in_part() {
+        let name = "m".repeat(1 << 20);
+        let message = ErrorObject::method_not_found(&name).message;
+        assert!(message.len() < 300, "{}", message.len());
+        assert!(message.starts_with("method not found: mmm"), "{message}");
+    }
 
     #[test]
     fn service_codes_follow_the_design() {

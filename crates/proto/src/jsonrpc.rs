@@ -197,7 +197,10 @@ impl Message {
             Some(other) => {
                 return Err(invalid(
                     id,
-                    format!("\"jsonrpc\" must be \"2.0\", not {other}"),
+                    format!(
+                        "\"jsonrpc\" must be \"2.0\", not {}",
+                        crate::text::echo_value(other)
+                    ),
                 ));
             }
             None => return Err(invalid(id, "missing \"jsonrpc\": \"2.0\"")),

@@ -62,6 +62,18 @@ impl Default for ConnectionLimits {
 /// Write what is buffered once this much is waiting, even if more answers are ready.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// The write buffer a connection starts with, and goes back to after a
+/// large answer.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// The most write buffer a connection keeps between batches. A batch of
+/// small answers stops at [`FLUSH_AT`] plus one answer, which the buffer's
+/// doubling fits in 128 KiB, so the hot path never gives its buffer up; a
+/// buffer past this held a large answer, and keeping it would pin that
+/// answer's size for the connection's life (issue 12: 32 connections that
+/// each sent 8 MB once kept about 290 MiB).
+const WRITE_BUFFER_KEPT: usize = 2 * FLUSH_AT;
+
 /// Queue of progress notifications from handlers to the connection.
 const OUTGOING_QUEUE: usize = 256;
 
@@ -136,7 +148,7 @@ pub(crate) async fn serve_connection(
         in_flight: FuturesUnordered::new(),
         queued: VecDeque::new(),
         active: HashMap::new(),
-        write_buffer: BytesMut::with_capacity(16 * 1024),
+        write_buffer: BytesMut::with_capacity(WRITE_BUFFER),
     };
     let shutdown_signal = shutdown.cancelled();
     tokio::pin!(shutdown_signal);
@@ -210,7 +222,11 @@ pub(crate) async fn serve_connection(
                     tracing::debug!(%error, "write failed; dropping the connection's requests");
                     break;
                 }
-                connection.write_buffer.clear();
+                if connection.write_buffer.capacity() > WRITE_BUFFER_KEPT {
+                    connection.write_buffer = BytesMut::with_capacity(WRITE_BUFFER);
+                } else {
+                    connection.write_buffer.clear();
+                }
             }
             Event::Finished => break,
         }
@@ -235,7 +251,7 @@ impl Connection<'_> {
         if self.active.contains_key(&request.id) {
             let error = ErrorObject::invalid_request(format!(
                 "request id {} is already in use by a request in progress on this connection",
-                request.id
+                proto::text::echo(&request.id.to_string())
             ));
             self.respond(Response::error(Some(request.id), error));
             return;
@@ -395,7 +411,16 @@ impl Connection<'_> {
         }
     }
 
-    fn respond(&mut self, response: Response) {
+    fn respond(&mut self, mut response: Response) {
+        // Every error leaves through here: whatever made it, it is bounded.
+        if let Err(error) = response.outcome {
+            let had_data = error.data.is_some();
+            let error = error.bounded();
+            if had_data && error.data.is_none() {
+                tracing::warn!(id = ?response.id, code = error.code, "an error's data is over {} bytes; sent without it", proto::error::DATA_LIMIT);
+            }
+            response.outcome = Err(error);
+        }
         match self.codec.encode_json(&response, &mut self.write_buffer) {
             Ok(()) => {}
             Err(CodecError::OutgoingTooLarge { len, limit }) => {

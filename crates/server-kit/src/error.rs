@@ -39,12 +39,15 @@ impl HandlerError {
 
     /// The one place where a handler error becomes a wire error.
     /// `reference` identifies the request in the log for internal errors.
+    /// The message and data are bounded ([`ErrorObject::bounded`]): a
+    /// handler that quotes a client's value whole still sends a short
+    /// error.
     pub(crate) fn to_error_object(
         &self,
         codes: ServiceCodes,
         reference: &dyn fmt::Display,
     ) -> ErrorObject {
-        match self {
+        let object = match self {
             HandlerError::InvalidParams(message) => ErrorObject::invalid_params(message.clone()),
             HandlerError::InvalidValue(message) => {
                 ErrorObject::new(codes.invalid_value(), message.clone())
@@ -66,7 +69,8 @@ impl HandlerError {
             HandlerError::Internal(_) => ErrorObject::internal(format!(
                 "internal error while handling the request; the server log has the details under request {reference}"
             )),
-        }
+        };
+        object.bounded()
     }
 }
 
@@ -134,6 +138,19 @@ mod tests {
             let object = error.to_error_object(codes, &"7");
             assert_eq!((object.code, object.message.as_str()), (code, message));
         }
+        let careless = HandlerError::Service {
+            offset: 5,
+            message: format!("cannot use {}", "x".repeat(12 << 20)),
+            data: Some(serde_json::json!({ "content": "y".repeat(12 << 20) })),
+        };
+        let object = careless.to_error_object(codes, &"8");
+        assert!(object.message.len() <= proto::error::MESSAGE_LIMIT + 32);
+        assert!(
+            object.message.starts_with("cannot use xxx"),
+            "{}",
+            &object.message[..40]
+        );
+        assert_eq!(object.data, None);
         let secret = HandlerError::internal("password=hunter2 in /etc/secret");
         let object = secret.to_error_object(codes, &"42");
         assert_eq!(object.code, -32603);

@@ -25,12 +25,15 @@
 //! - [`listener`], [`notify`], [`logging`], [`service`]: socket activation or a
 //!   bound path, the sd-notify protocol, journald or stderr logging, and the
 //!   `main` that wires them.
+//! - [`memory`]: the allocator setting that gives large message buffers
+//!   back to the system after a burst.
 
 pub mod connection;
 pub mod context;
 pub mod error;
 pub mod listener;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod serve;
 pub mod server;

@@ -9,8 +9,11 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use jsonschema::ValidationError;
+use jsonschema::error::ValidationErrorKind;
 use proto::caps::CompiledMethod;
 use proto::jsonrpc::kind_of;
+use proto::text::{bounded, echo, echo_value};
 use proto::{CompiledCaps, ErrorObject, ServiceCodes};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,15 +138,58 @@ impl Server {
             let location = if path.is_empty() {
                 String::new()
             } else {
-                format!(" at {path}")
+                format!(" at {}", echo(&path))
             };
             return Err(ErrorObject::invalid_params(format!(
-                "invalid params for {}{location}: {error}",
-                spec.name
+                "invalid params for {}{location}: {}",
+                spec.name,
+                describe(&error)
             )));
         }
         Ok(object)
     }
+}
+
+/// What a schema violation says, quoting the client's value only in part.
+/// jsonschema's own `Display` quotes the whole instance (a 12 MiB string
+/// where a number belongs came back whole); its masked form takes the
+/// value's summary from [`echo_value`] instead, and the kinds that list the
+/// client's property names are written here with the list bounded.
+fn describe(error: &ValidationError<'_>) -> String {
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            format!(
+                "additional properties are not allowed: {}",
+                names(unexpected)
+            )
+        }
+        ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            format!(
+                "unevaluated properties are not allowed: {}",
+                names(unexpected)
+            )
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            format!("a property name is invalid: {}", describe(error))
+        }
+        _ => error.masked_with(echo_value(error.instance())).to_string(),
+    }
+}
+
+/// The first few of a client's property names, each bounded, and how many
+/// more there are.
+fn names(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("\"{}\"", echo(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }
 
 impl ServerBuilder {
@@ -171,10 +217,12 @@ impl ServerBuilder {
                     .boxed()
                 }
                 Err(error) => {
+                    // serde quotes the value it refused (a string, an
+                    // unknown variant) whole: bounded like any echo.
                     let message = format!(
                         "invalid params for {name}: at {}: {}",
-                        error.path(),
-                        error.inner()
+                        echo(&error.path().to_string()),
+                        bounded(&error.inner().to_string(), 2 * proto::text::ECHO_LIMIT)
                     );
                     futures::future::ready(Err(HandlerError::InvalidParams(message))).boxed()
                 }

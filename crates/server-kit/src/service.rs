@@ -155,11 +155,13 @@ where
 }
 
 /// The async runtime every server runs on (also used by the benchmark, so
-/// that it measures what ships).
+/// that it measures what ships). Building it first sets the allocator up
+/// to give large buffers back ([`crate::memory`]), before its threads exist.
 pub fn runtime(
     identifier: &str,
     worker_threads: Option<usize>,
 ) -> std::io::Result<tokio::runtime::Runtime> {
+    crate::memory::return_large_blocks_when_freed();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = worker_threads {
         builder.worker_threads(threads.max(1));

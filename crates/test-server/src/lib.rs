@@ -75,6 +75,9 @@ struct ProgressParams {
 #[derive(Deserialize)]
 struct Fail {
     kind: String,
+    /// Quoted whole in the message, as a careless handler would quote a
+    /// client's value: the framework must bound what goes out.
+    detail: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,15 +179,27 @@ pub fn server() -> Result<Server, BuildError> {
         .method(
             "mcp.test.fail",
             |_context: Context, params: Fail| async move {
+                let detail = params
+                    .detail
+                    .map(|detail| format!(": {detail}"))
+                    .unwrap_or_default();
                 Err::<Value, _>(match params.kind.as_str() {
-                    "invalid_value" => HandlerError::InvalidValue("the value is not usable".into()),
-                    "permission_denied" => HandlerError::PermissionDenied("not allowed".into()),
-                    "not_found" => HandlerError::NotFound("no such thing".into()),
-                    "failed" => HandlerError::Failed("the operation failed".into()),
+                    "invalid_value" => {
+                        HandlerError::InvalidValue(format!("the value is not usable{detail}"))
+                    }
+                    "permission_denied" => {
+                        HandlerError::PermissionDenied(format!("not allowed{detail}"))
+                    }
+                    "not_found" => HandlerError::NotFound(format!("no such thing{detail}")),
+                    "failed" => HandlerError::Failed(format!("the operation failed{detail}")),
                     "custom" => HandlerError::Service {
                         offset: 4,
-                        message: "a documented service failure".into(),
-                        data: Some(json!({ "hint": "see caps.json" })),
+                        message: format!("a documented service failure{detail}"),
+                        data: Some(if detail.is_empty() {
+                            json!({ "hint": "see caps.json" })
+                        } else {
+                            json!({ "hint": "see caps.json", "detail": detail })
+                        }),
                     },
                     "panic" => panic!("the test server was asked to panic"),
                     _ => {

@@ -18,6 +18,7 @@
 mod atomicity;
 mod bad_input;
 mod containment;
+mod echo;
 mod lifecycle;
 mod limits;
 mod methods;

@@ -8,8 +8,10 @@
 //!   progress, many connections.
 //! - [`lifecycle`]: socket activation, sd-notify, idle exit, signals and
 //!   drain, start-up errors, the socket file, logging.
+//! - [`memory`]: what a server keeps after a burst of large answers.
 
 mod concurrency;
 mod lifecycle;
+mod memory;
 mod support;
 mod wire;

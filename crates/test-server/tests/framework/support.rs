@@ -336,6 +336,9 @@ pub(crate) enum Received {
 pub(crate) struct Client {
     stream: UnixStream,
     pending: Vec<u8>,
+    /// How much of `pending` holds no NUL: a large answer arriving in
+    /// pieces is scanned once, not from its start for every piece.
+    scanned: usize,
 }
 
 impl Client {
@@ -349,6 +352,7 @@ impl Client {
         Client {
             stream,
             pending: Vec::new(),
+            scanned: 0,
         }
     }
 
@@ -406,7 +410,12 @@ impl Client {
         let deadline = Instant::now() + within;
         let mut chunk = vec![0_u8; 64 * 1024];
         loop {
-            if let Some(end) = self.pending.iter().position(|byte| *byte == 0) {
+            if let Some(offset) = self.pending[self.scanned..]
+                .iter()
+                .position(|byte| *byte == 0)
+            {
+                let end = self.scanned + offset;
+                self.scanned = 0;
                 let mut frame: Vec<u8> = self.pending.drain(..=end).collect();
                 frame.pop();
                 let message = Message::from_slice(&frame).unwrap_or_else(|invalid| {
@@ -417,6 +426,7 @@ impl Client {
                 });
                 return Received::Message(message);
             }
+            self.scanned = self.pending.len();
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Received::Timeout;

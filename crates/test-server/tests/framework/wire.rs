@@ -544,3 +544,94 @@ fn echo_streams_are_answered_exactly_whatever_the_write_boundaries() {
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
 }
+
+/// The most an error message may take on the wire, whatever the client sent.
+const SHORT_MESSAGE: usize = 2048;
+
+/// Issue 12: an error text used to quote the whole invalid value back (a 12
+/// MiB string where a number belongs came back as a 12 MiB message).
+/// Every case still says what was wrong, in a short message, and the
+/// server keeps serving.
+#[test]
+fn error_messages_quote_huge_values_only_in_part() {
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    let huge = "9".repeat(12 << 20);
+    let many_keys: serde_json::Map<String, Value> = (0..100_000)
+        .map(|key| (format!("key{key}"), json!(1)))
+        .collect();
+    // (what, method, params, expected code, what the message must say)
+    let cases: Vec<(&str, &str, Value, i32, &[&str])> = vec![
+        (
+            "a 12 MiB string where a number is expected",
+            "mcp.test.sleep",
+            json!({ "ms": huge }),
+            code::INVALID_PARAMS,
+            &["mcp.test.sleep", "/ms", "integer", "bytes)"],
+        ),
+        (
+            "a 12 MiB string outside an enum",
+            "mcp.test.fail",
+            json!({ "kind": huge }),
+            code::INVALID_PARAMS,
+            &["/kind", "invalid_value"],
+        ),
+        (
+            "a property with a 12 MiB name",
+            "mcp.test.echo",
+            json!({ "text": "a", huge.clone(): 1 }),
+            code::INVALID_PARAMS,
+            &["mcp.test.echo", "not allowed", "bytes)"],
+        ),
+        (
+            "100 000 unexpected properties",
+            "mcp.test.noop",
+            Value::Object(many_keys),
+            code::INVALID_PARAMS,
+            &["mcp.test.noop", "not allowed", "key0"],
+        ),
+        (
+            "a 12 MiB method name",
+            &huge,
+            json!({}),
+            code::METHOD_NOT_FOUND,
+            &["method not found", "bytes)"],
+        ),
+        (
+            "a handler that quotes a 12 MiB value in its message and data",
+            "mcp.test.fail",
+            json!({ "kind": "custom", "detail": huge }),
+            -32094,
+            &["a documented service failure"],
+        ),
+        (
+            "a handler that quotes a 12 MiB value in its message",
+            "mcp.test.fail",
+            json!({ "kind": "not_found", "detail": huge }),
+            -32093,
+            &["no such thing"],
+        ),
+    ];
+    for (id, (what, method, params, expected_code, says)) in (1..).zip(cases) {
+        let error = client.call(id, method, params).expect_err(what);
+        let wire = serde_json::to_string(&error).expect("serialize the error");
+        assert!(
+            wire.len() < SHORT_MESSAGE,
+            "{what}: the error takes {} bytes on the wire: {}…",
+            wire.len(),
+            &wire[..300.min(wire.len())]
+        );
+        assert_eq!(error.code, expected_code, "{what}: {error:?}");
+        for text in says {
+            assert!(
+                error.message.contains(text),
+                "{what}: expected {text:?} in {error:?}"
+            );
+        }
+        assert_eq!(
+            client.call(100 + id, "mcp.test.echo", json!({"text": "alive"})),
+            Ok(json!({"text": "alive"})),
+            "the connection after {what}"
+        );
+    }
+}
