@@ -31,21 +31,28 @@ def rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
+def call_on(
+    connection: socket.socket, method: str, params: dict, request_id: int = 1, timeout: float = BURST_PATIENCE
+) -> dict:
+    """One request on an open connection; the answer's frame parsed."""
+    connection.settimeout(timeout)
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    connection.sendall(json.dumps(message).encode() + b"\0")
+    pieces = []
+    while True:
+        piece = connection.recv(1 << 20)
+        assert piece, "the gateway closed the connection before answering"
+        pieces.append(piece)
+        if piece.endswith(b"\0"):
+            break
+    return json.loads(b"".join(pieces)[:-1])
+
+
 def call(path: Path, method: str, params: dict, request_id: int = 1, timeout: float = BURST_PATIENCE) -> dict:
     """One request on its own connection; the answer's frame parsed."""
     with socket.socket(socket.AF_UNIX) as connection:
-        connection.settimeout(timeout)
         connection.connect(str(path))
-        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        connection.sendall(json.dumps(message).encode() + b"\0")
-        pieces = []
-        while True:
-            piece = connection.recv(1 << 20)
-            assert piece, "the gateway closed the connection before answering"
-            pieces.append(piece)
-            if piece.endswith(b"\0"):
-                break
-    return json.loads(b"".join(pieces)[:-1])
+        return call_on(connection, method, params, request_id, timeout)
 
 
 @pytest.fixture
@@ -63,17 +70,28 @@ def fs_stack(tmp_path: Path):
     stack.stop()
 
 
-def test_memory_goes_back_after_32_concurrent_8_mb_reads(fs_stack: Stack):
+# Clients that close after their read, and clients that keep their
+# connection open (the gateway's per-client write buffer held 250 MiB
+# until the clients left).
+@pytest.mark.parametrize("clients", ["close", "stay"])
+def test_memory_goes_back_after_32_concurrent_8_mb_reads(fs_stack: Stack, clients: str):
     fs, gateway = fs_stack.backends["fs"], fs_stack.gateway
     # One read first: what a warm stack costs is the baseline.
     assert "result" in call(fs_stack.gateway_socket, "mcp.fs.read", {"path": "/big.txt", "encoding": "text"})
     before = {"fs": rss(fs.pid), "gateway": rss(gateway.pid)}
 
     failures: list[str] = []
+    kept_open: list[socket.socket] = []
 
     def read(request_id: int):
         try:
-            answer = call(fs_stack.gateway_socket, "mcp.fs.read", {"path": "/big.txt", "encoding": "text"}, request_id)
+            if clients == "stay":
+                connection = socket.socket(socket.AF_UNIX)
+                kept_open.append(connection)
+                connection.connect(str(fs_stack.gateway_socket))
+                answer = call_on(connection, "mcp.fs.read", {"path": "/big.txt", "encoding": "text"}, request_id)
+            else:
+                answer = call(fs_stack.gateway_socket, "mcp.fs.read", {"path": "/big.txt", "encoding": "text"}, request_id)
             if len(answer.get("result", {}).get("content", "")) < FILE_BYTES - 64:
                 failures.append(json.dumps(answer)[:300])
         except Exception as error:  # noqa: BLE001 - every failure is reported below
@@ -102,6 +120,8 @@ def test_memory_goes_back_after_32_concurrent_8_mb_reads(fs_stack: Stack):
     )
     small = call(fs_stack.gateway_socket, "mcp.fs.read", {"path": "/small.txt"}, 99)
     assert small["result"]["content"] == "small\n"
+    for connection in kept_open:
+        connection.close()
 
 
 def test_an_error_about_a_huge_value_is_short_through_the_gateway(fs_stack: Stack):

@@ -163,6 +163,8 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = if cli.worker_threads == Some(1) {
+        // What server_kit::runtime does for the multi-threaded one.
+        server_kit::memory::return_large_blocks_when_freed();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
