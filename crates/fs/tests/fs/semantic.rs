@@ -735,3 +735,32 @@ fn embedding_a_deep_tree_stops_at_the_depth_bound() {
         "directory"
     );
 }
+
+#[test]
+fn a_search_scope_that_does_not_exist_is_an_error_not_empty_results() {
+    let fixture = Fixture::new();
+    for (path, text) in NOTES {
+        fixture.write(path, text);
+    }
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    client.ok("mcp.fs.embed", json!({}));
+    let found = client.ok(
+        "mcp.fs.search",
+        json!({"query": "baking bread", "scope": "/notes"}),
+    );
+    assert!(
+        !found["results"].as_array().expect("results").is_empty(),
+        "{found}"
+    );
+    let error = client.err(
+        "mcp.fs.search",
+        json!({"query": "baking bread", "scope": "/nots"}),
+    );
+    assert_eq!(error.code, NOT_FOUND, "{}", error.message);
+    assert!(
+        error.message.contains("/nots does not exist"),
+        "{}",
+        error.message
+    );
+}
