@@ -121,6 +121,7 @@ impl Heavy {
 pub fn indexing_error(error: IndexingError) -> HandlerError {
     match error {
         IndexingError::Semantic(error) => semantic_error(error),
+        IndexingError::Path(error) => handler_error(error),
         IndexingError::Owner(error) => {
             let message = error.to_string();
             tracing::warn!("{message}");
@@ -375,7 +376,10 @@ struct GrepParams {
     case_insensitive: bool,
     #[serde(default)]
     fixed_strings: bool,
-    include: Option<String>,
+    /// Glob patterns, an array like every list of globs of the service
+    /// (`mcp.fs.tree`'s exclude): one shape for one kind of value.
+    #[serde(default)]
+    include: Vec<String>,
     ignore_files: Option<bool>,
     max_results: Option<usize>,
 }

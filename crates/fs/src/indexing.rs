@@ -33,6 +33,9 @@ pub enum IndexingError {
     Semantic(#[from] SemanticError),
     #[error(transparent)]
     Owner(#[from] OwnerError),
+    /// A path the request named (a search's scope) is not usable.
+    #[error(transparent)]
+    Path(#[from] FsError),
 }
 
 /// The indexer's view of the root: listing, metadata and reads through the
@@ -370,6 +373,11 @@ impl Semantic {
                 "query is empty; say in words what you are looking for".to_owned(),
             )
             .into());
+        }
+        // A scope that does not exist is a mistake to report, not a place
+        // that happens to hold no results (issue 13).
+        if let Some(scope) = scope {
+            self.source.root.stat(scope)?;
         }
         let (index, _) = self.index()?;
         let embedder = self.embedder()?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use proto::{Message, Request, RequestId};
 use serde_json::Value;
 
@@ -51,7 +51,20 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
     let mut reader = BufReader::new(stream);
     loop {
         let mut answer = Vec::new();
-        reader.read_until(0, &mut answer).context("no answer")?;
+        if let Err(error) = reader.read_until(0, &mut answer) {
+            // A read timeout shows as EAGAIN (WouldBlock) on a UNIX socket.
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                bail!(
+                    "no answer arrived within {} s (--timeout {}); the request may still be running: give it longer with --timeout SECONDS",
+                    args.timeout,
+                    args.timeout
+                );
+            }
+            bail!("no answer: the connection to the gateway failed: {error}");
+        }
         if answer.pop() != Some(0) {
             bail!("the server closed the connection without answering");
         }

@@ -7,6 +7,7 @@
 //!   endpoints and a ready-to-paste host configuration, and stops them all on
 //!   Ctrl-C or SIGTERM (they die with it on SIGKILL too). The runtime
 //!   directory must be the user's alone, and one `up` at a time runs in it.
+//!   `--fs-config FILE` gives the fs server an fs.yaml, checked first.
 //!   It is the "try it now" and development path; packaged installs use
 //!   systemd socket activation instead.
 //! - `llmbasedos call METHOD key=value…` sends one request through the

@@ -28,9 +28,17 @@ use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct UpArgs {
-    /// The fs server's virtual root [default: ~/.local/share/llmbasedos/files].
+    /// The fs server's virtual root [default: root in --fs-config, else
+    /// ~/.local/share/llmbasedos/files].
     #[arg(long)]
     root: Option<PathBuf>,
+    /// An fs.yaml for the fs server (allow_hard_links, exclude, read_only,
+    /// …; see config/fs.yaml). Checked before anything starts. Flags of
+    /// `up` win over it: --root over its root; its index_dir and
+    /// model_dir win over what `up` would choose, $LLMBASEDOS_FS_* over
+    /// everything.
+    #[arg(long, value_name = "FILE")]
+    fs_config: Option<PathBuf>,
     /// Address of the gateway's Streamable HTTP and WebSocket endpoints.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: String,
@@ -153,7 +161,12 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             gateway.display()
         );
     }
-    let root = args.root.clone().unwrap_or_else(stack::default_fs_root);
+    let fs_config = FsConfig::load(args.fs_config.as_deref())?;
+    let root = args
+        .root
+        .clone()
+        .or_else(|| fs_config.file.root.clone())
+        .unwrap_or_else(stack::default_fs_root);
     std::fs::create_dir_all(&root)
         .with_context(|| format!("cannot create the fs root {}", root.display()))?;
     let root = root.canonicalize()?;
@@ -162,7 +175,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     let config = gateway_config(&layout, &args.listen, &token) + &llm_config(args, &layout)?;
     write_private(&layout.gateway_config(), config.as_bytes())?;
 
-    let semantic = SemanticSetup::find();
+    let semantic = SemanticSetup::find(&fs_config.file);
     let mut children = Vec::new();
     for backend in BACKENDS
         .iter()
@@ -178,17 +191,23 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             continue;
         }
         let socket = layout.backend_socket(backend.name);
+        let mut child_args: Vec<OsString> = vec![
+            "--socket".into(),
+            socket.clone().into(),
+            "--idle-timeout".into(),
+            "0".into(),
+            "--drain-timeout".into(),
+            args.drain_timeout.to_string().into(),
+        ];
+        if backend.name == "fs"
+            && let Some(path) = &fs_config.path
+        {
+            child_args.extend(["--config".into(), path.clone().into_os_string()]);
+        }
         children.push(ChildSpec {
             name: backend.name.to_owned(),
             program: binary,
-            args: vec![
-                "--socket".into(),
-                socket.clone().into(),
-                "--idle-timeout".into(),
-                "0".into(),
-                "--drain-timeout".into(),
-                args.drain_timeout.to_string().into(),
-            ],
+            args: child_args,
             env: if backend.name == "fs" {
                 let mut env = inherited_env(
                     &[
@@ -206,6 +225,9 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             },
             ready: socket,
         });
+    }
+    if let Some(fs) = children.iter().find(|child| child.name == "fs") {
+        fs_config.check(&fs.env)?;
     }
     let mut gateway_args: Vec<OsString> = vec!["--config".into(), layout.gateway_config().into()];
     if args.no_auth {
@@ -303,6 +325,50 @@ fn yaml_string(path: &Path) -> String {
     serde_json::to_string(&path.display().to_string()).unwrap_or_default()
 }
 
+/// The fs server's configuration file given to `up`, if any.
+struct FsConfig {
+    /// Absolute, so the child finds it whatever its directory.
+    path: Option<PathBuf>,
+    file: fs::config::FileConfig,
+}
+
+impl FsConfig {
+    /// Reads and parses the file with the fs server's own parser: a typo
+    /// stops `up` here, with the file's error, not in a restart loop.
+    fn load(path: Option<&Path>) -> anyhow::Result<FsConfig> {
+        let Some(path) = path else {
+            return Ok(FsConfig {
+                path: None,
+                file: fs::config::FileConfig::default(),
+            });
+        };
+        let path =
+            std::path::absolute(path).with_context(|| format!("--fs-config {}", path.display()))?;
+        let file = fs::config::FileConfig::load(&path, true)
+            .map_err(|error| anyhow::anyhow!("--fs-config: {error}"))?;
+        Ok(FsConfig {
+            path: Some(path),
+            file,
+        })
+    }
+
+    /// Resolves the file as the fs server will, with the environment it
+    /// will have, so that values out of range and bad globs stop `up` too.
+    fn check(&self, env: &[(OsString, OsString)]) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let variable = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .and_then(|(_, value)| value.to_str().map(str::to_owned))
+        };
+        fs::config::Config::resolve(self.file.clone(), &path.display().to_string(), variable)
+            .map(drop)
+            .map_err(|error| anyhow::anyhow!("--fs-config: {error}"))
+    }
+}
+
 /// Where the fs server's semantic search finds its model, ONNX Runtime and
 /// index: what the environment or the system provides, else what
 /// `scripts/fetch-model` and `scripts/fetch-onnxruntime` cached; the index
@@ -320,11 +386,14 @@ const SYSTEM_MODEL_DIR: &str = "/usr/share/llmbasedos/models/all-MiniLM-L6-v2";
 const SYSTEM_RUNTIME: &str = "/usr/lib/libonnxruntime.so";
 
 impl SemanticSetup {
-    fn find() -> SemanticSetup {
+    /// `file` is the fs configuration given to `up`: what it sets, `up`
+    /// does not choose.
+    fn find(file: &fs::config::FileConfig) -> SemanticSetup {
         let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         let mut env = Vec::new();
         let mut missing = Vec::new();
         if set("LLMBASEDOS_FS_MODEL_DIR").is_none()
+            && file.model_dir.is_none()
             && !Path::new(SYSTEM_MODEL_DIR).join("model.onnx").is_file()
         {
             match semantic::locate::cached_model() {
@@ -338,7 +407,7 @@ impl SemanticSetup {
                 None => missing.push("ONNX Runtime (scripts/fetch-onnxruntime)"),
             }
         }
-        if set("LLMBASEDOS_FS_INDEX_DIR").is_none() {
+        if set("LLMBASEDOS_FS_INDEX_DIR").is_none() && file.index_dir.is_none() {
             let state_home = set("XDG_STATE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| set("HOME").map(|home| Path::new(&home).join(".local/state")))

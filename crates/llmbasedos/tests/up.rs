@@ -820,3 +820,130 @@ fn call_refuses_a_gateway_socket_in_a_directory_others_can_write_to() {
         "{stderr}"
     );
 }
+
+#[test]
+fn call_says_how_long_it_waited_when_no_answer_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_dir = dir.path().join("run");
+    std::fs::create_dir(&runtime_dir).expect("mkdir");
+    chmod(&runtime_dir, 0o700);
+    // A gateway of this user that takes the request and never answers.
+    let listener =
+        std::os::unix::net::UnixListener::bind(runtime_dir.join("gateway.sock")).expect("bind");
+    let holder = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let output = call(
+        &runtime_dir,
+        &["--timeout", "1", "mcp.test.echo", "text=hi"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        stderr.contains("no answer arrived within 1 s") && stderr.contains("--timeout"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
+    drop(holder.join().expect("accept thread"));
+}
+
+/// A root holding a file with two names (hard links), whose text says
+/// carbonara.
+fn root_with_hard_link(dir: &Path) -> PathBuf {
+    let root = dir.join("files");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(root.join("recipe.txt"), "spaghetti carbonara\n").expect("write");
+    std::fs::hard_link(root.join("recipe.txt"), root.join("recipe-copy.txt")).expect("link");
+    root
+}
+
+fn grep_carbonara(runtime_dir: &Path) -> serde_json::Value {
+    let output = call(
+        runtime_dir,
+        &["mcp.fs.grep", "pattern=carbonara", r#"include=["*.txt"]"#],
+    );
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("grep answers JSON")
+}
+
+#[test]
+fn grep_under_up_lists_hard_linked_files_and_fs_config_allows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_dir = dir.path().join("run");
+    let root = root_with_hard_link(dir.path());
+    let root_arg = root.display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+
+    // By default hard-linked files are refused: grep says which and why,
+    // and how an `up` user allows them.
+    let mut stack = Stack::up(&runtime_dir, &["--listen", &listen, "--root", &root_arg]);
+    stack.line_starting("Claude Desktop");
+    let result = grep_carbonara(&runtime_dir);
+    assert_eq!(result["matches"], serde_json::json!([]), "{result}");
+    assert_eq!(result["skipped_count"], 2, "{result}");
+    let skipped = result["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 2, "{result}");
+    for entry in skipped {
+        let reason = entry["reason"].as_str().expect("reason");
+        assert!(
+            reason.contains("hard link") && reason.contains("llmbasedos up --fs-config"),
+            "{result}"
+        );
+    }
+    stack.signal(libc::SIGTERM);
+    assert!(wait_exit(&mut stack).success());
+
+    // With an fs.yaml that allows them, passed by --fs-config, they are searched.
+    let config = dir.path().join("fs.yaml");
+    std::fs::write(&config, "allow_hard_links: true\n").expect("write fs.yaml");
+    let config_arg = config.display().to_string();
+    let mut stack = Stack::up(
+        &runtime_dir,
+        &[
+            "--listen",
+            &listen,
+            "--root",
+            &root_arg,
+            "--fs-config",
+            &config_arg,
+        ],
+    );
+    stack.line_starting("Claude Desktop");
+    let result = grep_carbonara(&runtime_dir);
+    assert_eq!(
+        result["matches"].as_array().map(Vec::len),
+        Some(2),
+        "{result}"
+    );
+    assert_eq!(result["skipped_count"], 0, "{result}");
+    stack.signal(libc::SIGTERM);
+    assert!(wait_exit(&mut stack).success());
+}
+
+#[test]
+fn up_refuses_an_fs_config_the_fs_server_would_refuse_before_starting_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs_root_arg(dir.path());
+    let cases = [
+        ("allow_hard_link: true\n", "allow_hard_link"),
+        ("exclude: [\"[z-a]\"]\n", "exclude[0]"),
+    ];
+    for (text, expected) in cases {
+        let config = dir.path().join("fs.yaml");
+        std::fs::write(&config, text).expect("write fs.yaml");
+        let config_arg = config.display().to_string();
+        let mut stack = Stack::up(
+            &dir.path().join("run"),
+            &["--root", &root, "--fs-config", &config_arg],
+        );
+        let line = stack.line_starting("llmbasedos: --fs-config");
+        assert!(
+            line.contains(&config_arg) && line.contains(expected),
+            "{text:?}: {line}"
+        );
+        let status = wait_exit(&mut stack);
+        assert!(!status.success(), "{text:?}: {status:?}");
+        assert!(
+            !dir.path().join("run/gateway.sock").exists(),
+            "{text:?}: the gateway was started"
+        );
+    }
+}

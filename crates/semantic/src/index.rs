@@ -80,8 +80,19 @@ impl Default for Settings {
     }
 }
 
+/// Most skipped files one update lists; all of them are counted.
+pub const SKIPPED_LIMIT: usize = 100;
+
+/// A file an update did not index, and why: a file left out in silence
+/// cannot be found and reads as "not there" (issue 13).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
 /// What one update did, file by file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// Files the walk found.
     pub files_seen: u64,
@@ -96,8 +107,22 @@ pub struct Counters {
     pub files_removed: u64,
     /// Files not indexed: binary, too large or unreadable.
     pub files_skipped: u64,
+    /// The first [`SKIPPED_LIMIT`] of them, with why.
+    pub skipped: Vec<SkippedFile>,
     pub chunks_embedded: u64,
     pub chunks_removed: u64,
+}
+
+impl Counters {
+    fn skip(&mut self, path: &str, reason: String) {
+        self.files_skipped += 1;
+        if self.skipped.len() < SKIPPED_LIMIT {
+            self.skipped.push(SkippedFile {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+    }
 }
 
 /// What an update indexes: a file or directory (virtual path) of a source.
@@ -459,21 +484,30 @@ impl Index {
                     continue;
                 }
                 let content = if file.size > settings.max_file_bytes {
-                    None
+                    Err(format!(
+                        "it is {} bytes, more than the {}-byte read limit (max_read_bytes)",
+                        file.size, settings.max_file_bytes
+                    ))
                 } else {
                     source
                         .read(&file.path, settings.max_file_bytes)
-                        .ok()
-                        .and_then(text_of)
+                        .map_err(|error| error.to_string())
+                        .and_then(|bytes| {
+                            text_of(bytes)
+                                .ok_or_else(|| "it is not text (binary, or not UTF-8)".to_owned())
+                        })
                 };
-                let Some(text) = content else {
-                    counters.files_skipped += 1;
-                    if previous.is_some() {
-                        pending.push(Change::Remove {
-                            path: file.path.clone(),
-                        });
+                let text = match content {
+                    Ok(text) => text,
+                    Err(reason) => {
+                        counters.skip(&file.path, reason);
+                        if previous.is_some() {
+                            pending.push(Change::Remove {
+                                path: file.path.clone(),
+                            });
+                        }
+                        continue;
                     }
-                    continue;
                 };
                 let sha256 = hex_sha256(text.as_bytes());
                 if let Some(previous) = previous

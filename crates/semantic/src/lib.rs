@@ -23,5 +23,5 @@ pub mod source;
 
 pub use embed::Embedder;
 pub use error::SemanticError;
-pub use index::{Counters, Hit, Index, Progress, Settings, Status, Target};
+pub use index::{Counters, Hit, Index, Progress, Settings, SkippedFile, Status, Target};
 pub use source::{DirSource, Source};

@@ -59,7 +59,10 @@ pub enum FsError {
 }
 
 /// Why a path reached outside the root, in words for the client.
-pub(crate) const OUTSIDE_ROOT: &str = "it leads outside the file service's root (through \"..\", an absolute or escaping symbolic link, or /proc magic links) or the service user may not access it";
+/// Paths are resolved beneath the root (RESOLVE_BENEATH), so an absolute
+/// symbolic link is refused even when it names a place inside the root:
+/// the kernel cannot tell where "/" of the link is meant to be.
+pub(crate) const OUTSIDE_ROOT: &str = "it leads outside the file service's root (through \"..\", a symbolic link that escapes it, or /proc magic links), or the service user may not access it. Absolute symbolic links are refused even when they point inside the root; make the link relative (e.g. `ln -sfr TARGET LINK`)";
 
 impl FsError {
     /// Maps an I/O error of `action` on `path` to the error a client can act on.

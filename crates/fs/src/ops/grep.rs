@@ -18,7 +18,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use cap_std::fs::Dir;
-use globset::GlobMatcher;
+use globset::{GlobSet, GlobSetBuilder};
 use grep_regex::{RegexMatcher, RegexMatcherBuilder};
 use grep_searcher::sinks::Lossy;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder};
@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use super::manage::open_dir_nofollow;
 use super::root::identity;
-use super::walk::{Child, DepthFirst, Skipped, Step, WALK_LIMIT, children, skip, too_deep_reason};
+use super::walk::{Child, DepthFirst, Skips, Step, WALK_LIMIT, children, too_deep_reason};
 use super::{EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
 
@@ -49,8 +49,9 @@ pub struct GrepOptions {
     pub case_insensitive: bool,
     /// Treat the pattern as literal text, not a regular expression.
     pub fixed_strings: bool,
-    /// Only search files whose name matches this glob.
-    pub include: Option<String>,
+    /// Only search files whose name matches one of these globs (all
+    /// files when empty).
+    pub include: Vec<String>,
     pub max_results: usize,
     pub honour_ignore_files: bool,
 }
@@ -70,14 +71,16 @@ pub struct GrepResult {
     pub files_searched: u64,
     /// Whether the result limit (or the walk limit) stopped the search.
     pub truncated: bool,
-    /// Files not searched to the end and directories not walked, with why.
-    pub skipped: Vec<Skipped>,
+    /// Files not searched (or not to the end) and directories not walked,
+    /// with why.
+    #[serde(flatten)]
+    pub skips: Skips,
 }
 
 struct GrepState {
     matcher: RegexMatcher,
     searcher: Searcher,
-    include: Option<GlobMatcher>,
+    include: Option<GlobSet>,
     max_results: usize,
     max_line_bytes: usize,
     honour_ignore_files: bool,
@@ -101,17 +104,21 @@ pub fn grep(
                 options.pattern
             ))
         })?;
-    let include = match &options.include {
-        Some(pattern) => Some(
-            globset::Glob::new(pattern)
-                .map_err(|error| {
-                    FsError::InvalidValue(format!(
-                        "include {pattern:?} is not a valid glob pattern: {error}"
-                    ))
-                })?
-                .compile_matcher(),
-        ),
-        None => None,
+    let include = if options.include.is_empty() {
+        None
+    } else {
+        let mut set = GlobSetBuilder::new();
+        for (index, pattern) in options.include.iter().enumerate() {
+            set.add(globset::Glob::new(pattern).map_err(|error| {
+                FsError::InvalidValue(format!(
+                    "include[{index}] {:?} is not a valid glob pattern: {error}",
+                    proto::text::echo(pattern)
+                ))
+            })?);
+        }
+        Some(set.build().map_err(|error| {
+            FsError::InvalidValue(format!("include is not a valid set of globs: {error}"))
+        })?)
     };
     let max_line_bytes = root.policy().grep_max_line_bytes;
     let searcher = SearcherBuilder::new()
@@ -132,7 +139,7 @@ pub fn grep(
             matches: Vec::new(),
             files_searched: 0,
             truncated: false,
-            skipped: Vec::new(),
+            skips: Skips::default(),
         },
     };
     let metadata = root.stat(path)?;
@@ -189,7 +196,7 @@ fn walk(
         match child.entry_type {
             EntryType::Directory => {
                 if walk.is_full() {
-                    skip(&mut state.result.skipped, &child.path, too_deep_reason());
+                    state.result.skips.add(&child.path, too_deep_reason());
                     continue;
                 }
                 let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {
@@ -209,8 +216,7 @@ fn walk(
                         IGNORE_BUDGET.saturating_sub(held),
                     );
                     if rules.cut {
-                        skip(
-                            &mut state.result.skipped,
+                        state.result.skips.add(
                             &child.path,
                             format!("its .gitignore/.ignore were read only in part: the directories above hold {held} bytes of them, and a search keeps at most {IGNORE_BUDGET}; files they would leave out may be searched"),
                         );
@@ -228,11 +234,12 @@ fn walk(
                 {
                     continue;
                 }
-                // Hard-linked, vanished or unreadable files are skipped, not fatal.
-                if let Ok((file, _)) =
-                    root.open_read_in(&walk.current().dir, &child.name, &child.path)
-                {
-                    search(state, file, &child.path)?;
+                // Hard-linked, vanished or unreadable files are skipped, not
+                // fatal, and listed with why: a file left out in silence
+                // reads as "no match" (issue 13).
+                match root.open_read_in(&walk.current().dir, &child.name, &child.path) {
+                    Ok((file, _)) => search(state, file, &child.path)?,
+                    Err(error) => state.result.skips.add(&child.path, error.to_string()),
                 }
             }
             // Symlinks are not followed in walks; special files are never opened.
@@ -310,7 +317,7 @@ fn search(
                 state.max_line_bytes
             ),
         };
-        skip(&mut state.result.skipped, path, reason);
+        state.result.skips.add(path, reason);
     }
     Ok(())
 }

@@ -317,10 +317,7 @@ impl Root {
             return Err(FsError::denied(path, "it is not a regular file"));
         }
         if metadata.nlink() > 1 && !self.policy.allow_hard_links {
-            return Err(FsError::denied(
-                path,
-                "it has more than one hard link, so its other names may lie outside the root (allow_hard_links: true in fs.yaml permits it)",
-            ));
+            return Err(FsError::denied(path, HARD_LINK_REFUSED));
         }
         Ok(())
     }
@@ -335,6 +332,11 @@ impl Root {
         !(self.policy.exclude.is_match(name) || self.policy.exclude.is_match(relative))
     }
 }
+
+/// Why a hard-linked file is refused, and how each kind of install allows
+/// it: `llmbasedos up` has no fs.yaml of its own, a systemd install has
+/// /etc/llmbasedos/fs.yaml.
+pub(crate) const HARD_LINK_REFUSED: &str = "it has more than one hard link, so its other names may lie outside the root; to open such files, set allow_hard_links: true in a file given to `llmbasedos up --fs-config FILE`, or in /etc/llmbasedos/fs.yaml for the systemd service (then restart it)";
 
 /// The (device, inode) of a directory, to refuse visiting it twice.
 pub(crate) fn identity(metadata: &Metadata) -> (u64, u64) {

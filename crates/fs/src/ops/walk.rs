@@ -42,15 +42,26 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Adds `path` to `skipped` unless the list is full.
-pub(crate) fn skip(skipped: &mut Vec<Skipped>, path: &VirtualPath, reason: String) {
-    if skipped.len() < SKIPPED_LIMIT {
-        skipped.push(Skipped {
-            // A path this deep may be longer than any a client can send.
-            path: proto::text::bounded(&path.to_string(), crate::vpath::MAX_PATH_BYTES)
-                .into_owned(),
-            reason,
-        });
+/// What a walk left out, with why: the first [`SKIPPED_LIMIT`] listed, all
+/// of them counted (so a client knows when the list is not the whole story).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Skips {
+    pub skipped: Vec<Skipped>,
+    pub skipped_count: u64,
+}
+
+impl Skips {
+    /// Counts `path`, and lists it unless the list is full.
+    pub(crate) fn add(&mut self, path: &VirtualPath, reason: String) {
+        self.skipped_count += 1;
+        if self.skipped.len() < SKIPPED_LIMIT {
+            self.skipped.push(Skipped {
+                // A path this deep may be longer than any a client can send.
+                path: proto::text::bounded(&path.to_string(), crate::vpath::MAX_PATH_BYTES)
+                    .into_owned(),
+                reason,
+            });
+        }
     }
 }
 
@@ -517,7 +528,8 @@ pub struct GlobResult {
     /// Whether the result limit (or the walk limit) was reached.
     pub truncated: bool,
     /// Directories not walked (deeper than [`DEPTH_LIMIT`]).
-    pub skipped: Vec<Skipped>,
+    #[serde(flatten)]
+    pub skips: Skips,
 }
 
 /// Finds names matching `pattern` beneath `path`. A pattern without `/`
@@ -538,7 +550,7 @@ pub fn glob(
         pattern: pattern.to_owned(),
         matches: Vec::new(),
         truncated: false,
-        skipped: Vec::new(),
+        skips: Skips::default(),
     };
     let mut visited = HashSet::new();
     if let Ok(metadata) = dir.dir_metadata() {
@@ -576,7 +588,7 @@ pub fn glob(
             continue;
         }
         if walk.is_full() {
-            skip(&mut result.skipped, &child.path, too_deep_reason());
+            result.skips.add(&child.path, too_deep_reason());
             continue;
         }
         let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {

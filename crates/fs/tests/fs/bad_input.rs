@@ -173,9 +173,9 @@ fn each_malformed_request_is_refused_usefully_and_changes_nothing() {
         ),
         (
             "mcp.fs.grep",
-            json!({"pattern": "x", "include": "[z-a]"}),
+            json!({"pattern": "x", "include": ["*.rs", "[z-a]"]}),
             INVALID_VALUE,
-            "include \"[z-a]\" is not a valid glob",
+            "include[1] \"[z-a]\" is not a valid glob",
         ),
         (
             "mcp.fs.glob",

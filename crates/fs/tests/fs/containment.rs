@@ -904,3 +904,29 @@ fn symlink_loops_do_not_hang_tree_glob_grep_or_list() {
     assert_eq!(error.code, INVALID_VALUE, "{error}");
     assert!(error.message.contains("loop"), "{error}");
 }
+
+#[test]
+fn an_absolute_symlink_inside_the_root_is_refused_and_the_error_says_why_and_what_to_do() {
+    let fixture = Fixture::new();
+    fixture.write("/docs/guide.md", "inside the root");
+    // Absolute, but naming a file inside the root: RESOLVE_BENEATH cannot
+    // tell, and refuses it; a relative link to the same file works.
+    fixture.symlink(fixture.at("/docs/guide.md"), "/absolute-link.md");
+    fixture.symlink("docs/guide.md", "/relative-link.md");
+    let server = Server::start(&fixture);
+    let mut client = server.connect();
+    let error = client.err("mcp.fs.read", json!({"path": "/absolute-link.md"}));
+    assert_eq!(error.code, DENIED, "{}", error.message);
+    for needle in [
+        "Absolute symbolic links are refused even when they point inside the root",
+        "make the link relative",
+    ] {
+        assert!(
+            error.message.contains(needle),
+            "{needle:?} not in {}",
+            error.message
+        );
+    }
+    let read = client.ok("mcp.fs.read", json!({"path": "/relative-link.md"}));
+    assert_eq!(read["content"], "inside the root", "{read}");
+}

@@ -605,7 +605,7 @@ fn tree_glob_and_grep() {
         "{grep}"
     );
     assert_eq!(grep["matches"][2]["text"], "    // TODO: start");
-    let insensitive = client.ok("mcp.fs.grep", json!({"pattern": "todo", "path": "/proj/src", "case_insensitive": true, "include": "*.rs"}));
+    let insensitive = client.ok("mcp.fs.grep", json!({"pattern": "todo", "path": "/proj/src", "case_insensitive": true, "include": ["*.rs"]}));
     assert_eq!(
         paths(&insensitive, "matches"),
         ["/proj/src/lib.rs", "/proj/src/main.rs"]
@@ -886,4 +886,114 @@ fn images_and_audio_come_back_as_media_content() {
         (Some("<svg/>"), Some("image/svg+xml"))
     );
     server.assert_results_match_schemas();
+}
+
+#[test]
+fn grep_lists_the_files_it_could_not_open_with_why_and_counts_them() {
+    let fixture = Fixture::new();
+    fixture.write("/recipes/carbonara.txt", "spaghetti carbonara\n");
+    fixture.write("/recipes/plain.txt", "carbonara again\n");
+    std::fs::hard_link(
+        fixture.at("/recipes/carbonara.txt"),
+        fixture.at("/recipes/second-name.txt"),
+    )
+    .expect("hard link");
+    let (server, mut client) = start(&fixture);
+    let result = client.ok("mcp.fs.grep", json!({"pattern": "carbonara"}));
+    assert_eq!(
+        paths(&result, "matches"),
+        ["/recipes/plain.txt"],
+        "{result}"
+    );
+    assert_eq!(result["skipped_count"], 2, "{result}");
+    let mut skipped = paths(&result, "skipped");
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        ["/recipes/carbonara.txt", "/recipes/second-name.txt"],
+        "{result}"
+    );
+    // The reason says how each kind of install allows such files.
+    let reason = result["skipped"][0]["reason"].as_str().expect("reason");
+    for needle in [
+        "more than one hard link",
+        "allow_hard_links: true",
+        "llmbasedos up --fs-config FILE",
+        "/etc/llmbasedos/fs.yaml",
+    ] {
+        assert!(reason.contains(needle), "{needle:?} not in {reason:?}");
+    }
+    // The same policy read directly gives the same hint.
+    let read = client.err("mcp.fs.read", json!({"path": "/recipes/carbonara.txt"}));
+    assert_eq!(read.code, DENIED);
+    assert!(
+        read.message.contains("llmbasedos up --fs-config"),
+        "{}",
+        read.message
+    );
+    server.assert_results_match_schemas();
+}
+
+#[test]
+fn lists_of_globs_have_one_shape_in_every_tool() {
+    let fixture = Fixture::new();
+    fixture.write("/src/main.rs", "// TODO rust\n");
+    fixture.write("/Cargo.toml", "# TODO toml\n");
+    fixture.write("/notes.md", "TODO markdown\n");
+    let (server, mut client) = start(&fixture);
+    let result = client.ok(
+        "mcp.fs.grep",
+        json!({"pattern": "TODO", "include": ["*.rs", "*.toml"]}),
+    );
+    let mut found = paths(&result, "matches");
+    found.sort();
+    assert_eq!(found, ["/Cargo.toml", "/src/main.rs"], "{result}");
+    let caps = printed_caps();
+    let mut shapes = Vec::new();
+    for method in caps["methods"].as_array().expect("methods") {
+        for (name, schema) in method["params_schema"]["properties"]
+            .as_object()
+            .expect("properties")
+        {
+            if name == "include" || name == "exclude" {
+                shapes.push((
+                    method["name"].as_str().expect("name").to_owned(),
+                    schema["type"].clone(),
+                    schema["items"]["type"].clone(),
+                ));
+            }
+        }
+    }
+    assert!(shapes.len() >= 2, "{shapes:?}");
+    for (method, kind, items) in &shapes {
+        assert_eq!(
+            (kind, items),
+            (&json!("array"), &json!("string")),
+            "{method}: {shapes:?}"
+        );
+    }
+    server.assert_results_match_schemas();
+}
+
+#[test]
+fn copy_is_annotated_destructive_since_overwrite_replaces_files() {
+    let caps = printed_caps();
+    let copy = caps["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .find(|method| method["name"] == "mcp.fs.copy")
+        .expect("mcp.fs.copy");
+    assert_eq!(copy["annotations"]["destructiveHint"], true, "{copy}");
+    assert!(copy["params_schema"]["properties"]["overwrite"].is_object());
+}
+
+/// The caps the binary prints (what `llmbasedos up` publishes).
+fn printed_caps() -> Value {
+    let output = std::process::Command::new(crate::support::BINARY)
+        .arg("--print-caps")
+        .output()
+        .expect("run llmbasedos-fs --print-caps");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("the printed caps are JSON")
 }

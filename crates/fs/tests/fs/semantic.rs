@@ -735,3 +735,83 @@ fn embedding_a_deep_tree_stops_at_the_depth_bound() {
         "directory"
     );
 }
+
+#[test]
+fn a_search_scope_that_does_not_exist_is_an_error_not_empty_results() {
+    let fixture = Fixture::new();
+    for (path, text) in NOTES {
+        fixture.write(path, text);
+    }
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    client.ok("mcp.fs.embed", json!({}));
+    let found = client.ok(
+        "mcp.fs.search",
+        json!({"query": "baking bread", "scope": "/notes"}),
+    );
+    assert!(
+        !found["results"].as_array().expect("results").is_empty(),
+        "{found}"
+    );
+    let error = client.err(
+        "mcp.fs.search",
+        json!({"query": "baking bread", "scope": "/nots"}),
+    );
+    assert_eq!(error.code, NOT_FOUND, "{}", error.message);
+    assert!(
+        error.message.contains("/nots does not exist"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn embed_lists_the_files_it_skipped_with_why() {
+    let fixture = Fixture::new();
+    fixture.write("/notes/bread.md", NOTES[0].1);
+    fixture.write(
+        "/notes/recipe.md",
+        "Spaghetti carbonara with eggs and cheese.",
+    );
+    std::fs::hard_link(
+        fixture.at("/notes/recipe.md"),
+        fixture.at("/notes/recipe-again.md"),
+    )
+    .expect("hard link");
+    fixture.write("/notes/blob.dat", b"\0\x01\x02binary");
+    let server = launch(&fixture).spawn(&fixture);
+    let mut client = server.connect();
+    let result = client.ok("mcp.fs.embed", json!({}));
+    assert_eq!(result["files_embedded"], 1, "{result}");
+    assert_eq!(result["files_skipped"], 3, "{result}");
+    let mut skipped: Vec<(String, String)> = result["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|entry| {
+            (
+                entry["path"].as_str().expect("path").to_owned(),
+                entry["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect();
+    skipped.sort();
+    let paths: Vec<&str> = skipped.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/notes/blob.dat",
+            "/notes/recipe-again.md",
+            "/notes/recipe.md"
+        ],
+        "{result}"
+    );
+    assert!(skipped[0].1.contains("not text"), "{result}");
+    for (_, reason) in &skipped[1..] {
+        assert!(
+            reason.contains("hard link") && reason.contains("llmbasedos up --fs-config"),
+            "{result}"
+        );
+    }
+    server.assert_results_match_schemas();
+}
