@@ -35,7 +35,9 @@ pub enum WebSocketError {
     Connect { url: String, source: std::io::Error },
     #[error("{url}: the gateway wants a bearer token (--token-file or LLMBASEDOS_TOKEN)")]
     NoToken { url: String },
-    #[error("{url}: the gateway refused the bearer token")]
+    #[error(
+        "{url}: the gateway refused the bearer token; check the one given (--token-file, LLMBASEDOS_TOKEN; under llmbasedos up it is in <runtime dir>/gateway.token)"
+    )]
     BadToken { url: String },
     #[error("{url}: the gateway refused the connection ({status}); {hint}")]
     Refused {

@@ -27,6 +27,10 @@ pub(crate) enum ErrorKind {
     Usage,
     /// The gateway cannot be reached: 69 (EX_UNAVAILABLE).
     Unavailable,
+    /// The gateway (or its socket) was reached but refused us, or was not
+    /// trusted: a missing or wrong token, a socket served by someone else:
+    /// 77 (EX_NOPERM).
+    Refused,
 }
 
 impl ErrorKind {
@@ -35,6 +39,7 @@ impl ErrorKind {
             ErrorKind::Failed => 1,
             ErrorKind::Usage => 2,
             ErrorKind::Unavailable => 69,
+            ErrorKind::Refused => 77,
         }
     }
 }
@@ -832,6 +837,10 @@ fn from_failure(failure: Failure) -> ShellError {
     match failure {
         Failure::Unavailable(message) => ShellError {
             kind: ErrorKind::Unavailable,
+            message,
+        },
+        Failure::Refused(message) => ShellError {
+            kind: ErrorKind::Refused,
             message,
         },
         Failure::Server(error) => ShellError::failed(error.message),

@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 pub(crate) enum Failure {
     /// The gateway is not there: the message says what to start.
     Unavailable(String),
+    /// The gateway is there but refused us (no token, a wrong one), or the
+    /// socket is not the gateway's: the message says what to check.
+    Refused(String),
     /// The gateway (or a service behind it) answered with an error.
     Server(ErrorObject),
     /// The connection broke after the request was sent.
@@ -26,7 +29,9 @@ pub(crate) enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Unavailable(message) | Failure::Lost(message) => f.write_str(message),
+            Failure::Unavailable(message) | Failure::Refused(message) | Failure::Lost(message) => {
+                f.write_str(message)
+            }
             Failure::Server(error) => f.write_str(&error.message),
         }
     }
@@ -151,7 +156,7 @@ impl Gateway {
                     Err(client::cli::GatewayError::Connect { error, .. }) => {
                         return Err(Failure::Unavailable(self.cannot_connect(&error)));
                     }
-                    Err(untrusted) => return Err(Failure::Unavailable(untrusted.to_string())),
+                    Err(untrusted) => return Err(Failure::Refused(untrusted.to_string())),
                 }
             }
             Endpoint::WebSocket { url, token } => {
@@ -160,6 +165,10 @@ impl Gateway {
                     .map_err(|error| match error {
                         client::WebSocketError::Connect { source, .. } => {
                             Failure::Unavailable(self.cannot_connect(&source))
+                        }
+                        refused @ (client::WebSocketError::NoToken { .. }
+                        | client::WebSocketError::BadToken { .. }) => {
+                            Failure::Refused(refused.to_string())
                         }
                         other => Failure::Unavailable(other.to_string()),
                     })?

@@ -40,7 +40,8 @@ use crate::gateway::{Endpoint, Gateway};
     args_override_self = true,
     about = "The llmbasedos shell: files, tools and methods of the gateway",
     after_help = "Exit status: 0 when every command succeeded (or `exit N`), 1 when a command \
-failed, 2 for a mistyped command, 69 when the gateway cannot be reached. \
+failed, 2 for a mistyped command, 69 when the gateway cannot be reached, 77 when it refused \
+the token (or its socket is not the user's or root's). \
 Scripts (-c, standard input) stop at the first failing command."
 )]
 struct Cli {

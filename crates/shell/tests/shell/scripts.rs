@@ -255,15 +255,15 @@ fn a_websocket_url_with_a_token_reaches_the_same_gateway() {
             "no token",
             &["--url", &url, "--runtime-dir", nowhere, "-c", "ls"],
             &[],
-            Some(69),
+            Some(77),
             "the gateway wants a bearer token (--token-file or LLMBASEDOS_TOKEN)\n",
         ),
         (
             "a wrong token",
             &["--url", &url, "-c", "ls"],
             &[("LLMBASEDOS_TOKEN", "not-the-token")],
-            Some(69),
-            "the gateway refused the bearer token\n",
+            Some(77),
+            "the gateway refused the bearer token; check the one given",
         ),
         (
             "nothing listening",
