@@ -63,3 +63,53 @@ def test_a_call_in_flight_during_a_restart_gets_a_clear_error(stack: Stack):
             assert after.structured_content == {"text": "next"}
 
     asyncio.run(run())
+
+
+@pytest.fixture
+def fs_stack(tmp_path):
+    root = tmp_path / "files"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "todo.md").write_text("todo\n")
+    (root / "novel.txt").write_text("once\n")
+    (root / "other.txt").write_text("other\n")
+    (root / ".nosy").write_text("hidden\n")
+    (root / "many").mkdir()
+    for index in range(150):
+        (root / "many" / f"item{index:03}.txt").write_text("x\n")
+    stack = Stack(tmp_path)
+    stack.publish_caps("fs", "llmbasedos-fs")
+    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
+    stack.start_gateway()
+    yield stack
+    stack.stop()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_completion_completes_file_paths_one_level_at_a_time(fs_stack: Stack, mode: str):
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp_types import ResourceTemplateReference
+
+    target = streamable_http_client(fs_stack.url, http_client=create_mcp_http_client(headers=fs_stack.auth))
+    template = ResourceTemplateReference(type="ref/resource", uri="file:///{+path}")
+
+    async def run():
+        async with Client(target, mode=mode) as client:
+            top = await client.complete(template, {"name": "path", "value": "/no"})
+            assert top.completion.values == ["/notes/", "/novel.txt"]
+            assert not top.completion.has_more
+            inner = await client.complete(template, {"name": "path", "value": "/notes/"})
+            assert inner.completion.values == ["/notes/todo.md"]
+            relative = await client.complete(template, {"name": "path", "value": "notes/t"})
+            assert relative.completion.values == ["notes/todo.md"]
+            hidden = await client.complete(template, {"name": "path", "value": "/.n"})
+            assert hidden.completion.values == ["/.nosy"]
+            missing = await client.complete(template, {"name": "path", "value": "/nowhere/x"})
+            assert missing.completion.values == []
+            cut = await client.complete(template, {"name": "path", "value": "/many/item"})
+            assert len(cut.completion.values) == 100
+            assert cut.completion.values[0] == "/many/item000.txt"
+            assert cut.completion.has_more is True
+            assert cut.completion.total == 150
+
+    asyncio.run(run())

@@ -76,6 +76,12 @@ pub struct ResourcesSpec {
     /// Resource templates (RFC 6570) announced by `resources/templates/list`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<crate::mcp::ResourceTemplate>,
+    /// The method (declared in `methods`) that completes a template's
+    /// argument for `completion/complete`: it takes `{uri, argument: {name,
+    /// value}}` (`uri` is the template) and returns a `completion/complete`
+    /// result. Without it, template arguments get no suggestions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<String>,
 }
 
 /// One method of a service.
@@ -249,7 +255,11 @@ impl CompiledCaps {
                     resources.uri_prefix
                 )));
             }
-            for (key, method) in [("list", &resources.list), ("read", &resources.read)] {
+            let complete = resources.complete.iter().map(|method| ("complete", method));
+            for (key, method) in [("list", &resources.list), ("read", &resources.read)]
+                .into_iter()
+                .chain(complete)
+            {
                 if !methods.contains_key(method) {
                     return Err(file_error(format!(
                         "resources.{key} names {method:?}, which is not a declared method"
