@@ -1,6 +1,7 @@
 """The stdio bridge outlives the gateway it relays to (a restart between two
 calls of one host session is invisible to the host; a call in flight gets a
-clear error), and completion as hosts use it: the official MCP SDK."""
+clear error), and completion of resource-template and prompt arguments, as
+hosts use them: the official MCP SDK."""
 
 from __future__ import annotations
 
@@ -111,5 +112,26 @@ def test_completion_completes_file_paths_one_level_at_a_time(fs_stack: Stack, mo
             assert cut.completion.values[0] == "/many/item000.txt"
             assert cut.completion.has_more is True
             assert cut.completion.total == 150
+
+    asyncio.run(run())
+
+
+def test_completion_completes_prompt_arguments(stack: Stack):
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp_types import PromptReference
+
+    target = streamable_http_client(stack.url, http_client=create_mcp_http_client(headers=stack.auth))
+
+    async def run():
+        async with Client(target, mode="legacy") as client:
+            greet = PromptReference(type="ref/prompt", name="test_greet")
+            names = await client.complete(greet, {"name": "who", "value": "A"})
+            assert names.completion.values == ["Ada", "Alan"]
+            other = await client.complete(greet, {"name": "nobody", "value": ""})
+            assert other.completion.values == []
+            with pytest.raises(Exception) as unknown:
+                await client.complete(PromptReference(type="ref/prompt", name="test_nothing"), {"name": "x", "value": ""})
+            assert "no such prompt" in str(unknown.value)
 
     asyncio.run(run())

@@ -950,8 +950,9 @@ impl Gateway {
     /// `completion/complete`. A resource template's argument goes to the
     /// `complete` method the owning service's caps name in `resources`
     /// (the gateway knows no service's internals); the answer is cut to
-    /// MCP's 100 values. Nothing else declares completions yet: prompt
-    /// arguments and templates without a `complete` method get no values.
+    /// MCP's 100 values. A prompt's argument goes to the method its
+    /// service's caps name in `prompts.complete`. Without such a method
+    /// there are no values.
     async fn complete(
         &self,
         session: &Arc<Session>,
@@ -973,10 +974,36 @@ impl Gateway {
             result_type: None,
             meta: None,
         };
-        let mcp::CompletionReference::ResourceTemplate { uri } = &request.reference else {
-            return to_value(&none());
-        };
         let snapshot = self.registry.snapshot();
+        let uri = match &request.reference {
+            mcp::CompletionReference::ResourceTemplate { uri } => uri,
+            mcp::CompletionReference::Prompt { name, .. } => {
+                let owner = name.split_once(proto::caps::TOOL_NAME_SEPARATOR).and_then(
+                    |(service, prompt)| {
+                        let service = snapshot.services.get(service)?;
+                        let spec = service.prompts.as_ref()?;
+                        spec.prompts
+                            .iter()
+                            .any(|known| known.name == prompt)
+                            .then_some((service, spec, prompt))
+                    },
+                );
+                let Some((service, spec, prompt)) = owner else {
+                    return Err(ErrorObject::invalid_params(format!(
+                        "no such prompt: {}; prompts/list names the available ones",
+                        echo(name)
+                    )));
+                };
+                let Some(method) = &spec.complete else {
+                    return to_value(&none());
+                };
+                let mut call = json!({ "name": prompt, "argument": request.argument });
+                if let Some(context) = &request.context {
+                    call["context"] = json!(context);
+                }
+                return self.completion_from(session, service, method, call).await;
+            }
+        };
         let owner = snapshot.services.values().find_map(|service| {
             let spec = service.resources.as_ref()?;
             let owns = spec
@@ -990,6 +1017,18 @@ impl Gateway {
             return to_value(&none());
         };
         let call = json!({ "uri": uri, "argument": request.argument });
+        self.completion_from(session, service, method, call).await
+    }
+
+    /// Asks a service's completion method; the answer is cut to MCP's
+    /// 100 values.
+    async fn completion_from(
+        &self,
+        session: &Arc<Session>,
+        service: &Arc<Service>,
+        method: &str,
+        call: Value,
+    ) -> Result<Value, ErrorObject> {
         let answer = self
             .call_backend(session, service, method, Some(call), None)
             .await?;
