@@ -25,6 +25,8 @@ use crate::ops::{EntryType, FsError, Root, Watch, grep, manage, read, walk, writ
 use crate::uri;
 use crate::vpath::VirtualPath;
 
+pub mod complete;
+
 /// The fs service's error codes (DESIGN.md 4.1).
 pub const CODES: ServiceCodes = ServiceCodes::new(proto::code::FS_BASE);
 /// Offsets of the further codes documented in fs.cap.json.

@@ -46,5 +46,10 @@ pub fn server(
     let root = Arc::new(root);
     let semantic = Arc::new(indexing::Semantic::new(semantic, root.clone()));
     let heavy = handlers::Heavy::new(max_heavy_operations);
-    handlers::register(Server::builder(caps, CAPS_ORIGIN), root, semantic, heavy).build()
+    let builder = handlers::complete::register(
+        Server::builder(caps, CAPS_ORIGIN),
+        root.clone(),
+        heavy.clone(),
+    );
+    handlers::register(builder, root, semantic, heavy).build()
 }

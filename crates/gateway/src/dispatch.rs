@@ -505,9 +505,7 @@ impl Gateway {
             method::PROMPTS_LIST => Ok(self.list_prompts()),
             method::PROMPTS_GET => self.get_prompt(session, params).await,
             method::LOGGING_SET_LEVEL => self.set_level(session, params.as_ref()),
-            method::COMPLETION_COMPLETE => {
-                Ok(json!({ "completion": { "values": [], "hasMore": false } }))
-            }
+            method::COMPLETION_COMPLETE => self.complete(session, params).await,
             "mcp.hello" => Ok(self.hello()),
             "mcp.listCapabilities" => Ok(self.list_capabilities()),
             "mcp.llm.chat" => self.chat(session, id, params, progress_token).await,
@@ -947,6 +945,105 @@ impl Gateway {
         let call = json!({ "name": prompt, "arguments": arguments });
         self.call_backend(session, service, &spec.get, Some(call), None)
             .await
+    }
+
+    /// `completion/complete`. A resource template's argument goes to the
+    /// `complete` method the owning service's caps name in `resources`
+    /// (the gateway knows no service's internals); the answer is cut to
+    /// MCP's 100 values. A prompt's argument goes to the method its
+    /// service's caps name in `prompts.complete`. Without such a method
+    /// there are no values.
+    async fn complete(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let params = params.unwrap_or_else(|| json!({}));
+        let request: mcp::CompleteParams = serde_json::from_value(params).map_err(|error| {
+            ErrorObject::invalid_params(format!(
+                "invalid completion/complete params: {}",
+                echo(&error.to_string())
+            ))
+        })?;
+        let none = || mcp::CompleteResult {
+            completion: mcp::Completion {
+                values: Vec::new(),
+                total: None,
+                has_more: Some(false),
+            },
+            result_type: None,
+            meta: None,
+        };
+        let snapshot = self.registry.snapshot();
+        let uri = match &request.reference {
+            mcp::CompletionReference::ResourceTemplate { uri } => uri,
+            mcp::CompletionReference::Prompt { name, .. } => {
+                let owner = name.split_once(proto::caps::TOOL_NAME_SEPARATOR).and_then(
+                    |(service, prompt)| {
+                        let service = snapshot.services.get(service)?;
+                        let spec = service.prompts.as_ref()?;
+                        spec.prompts
+                            .iter()
+                            .any(|known| known.name == prompt)
+                            .then_some((service, spec, prompt))
+                    },
+                );
+                let Some((service, spec, prompt)) = owner else {
+                    return Err(ErrorObject::invalid_params(format!(
+                        "no such prompt: {}; prompts/list names the available ones",
+                        echo(name)
+                    )));
+                };
+                let Some(method) = &spec.complete else {
+                    return to_value(&none());
+                };
+                let mut call = json!({ "name": prompt, "argument": request.argument });
+                if let Some(context) = &request.context {
+                    call["context"] = json!(context);
+                }
+                return self.completion_from(session, service, method, call).await;
+            }
+        };
+        let owner = snapshot.services.values().find_map(|service| {
+            let spec = service.resources.as_ref()?;
+            let owns = spec
+                .templates
+                .iter()
+                .any(|template| template.uri_template == *uri)
+                || uri.starts_with(&spec.uri_prefix);
+            Some((service, spec.complete.as_ref()?)).filter(|_| owns)
+        });
+        let Some((service, method)) = owner else {
+            return to_value(&none());
+        };
+        let call = json!({ "uri": uri, "argument": request.argument });
+        self.completion_from(session, service, method, call).await
+    }
+
+    /// Asks a service's completion method; the answer is cut to MCP's
+    /// 100 values.
+    async fn completion_from(
+        &self,
+        session: &Arc<Session>,
+        service: &Arc<Service>,
+        method: &str,
+        call: Value,
+    ) -> Result<Value, ErrorObject> {
+        let answer = self
+            .call_backend(session, service, method, Some(call), None)
+            .await?;
+        let mut result: mcp::CompleteResult = serde_json::from_value(answer).map_err(|error| {
+            ErrorObject::internal(format!(
+                "the {} service's completion cannot be read: {error}",
+                service.name
+            ))
+        })?;
+        let values = &mut result.completion.values;
+        if values.len() > mcp::Completion::MAX_VALUES {
+            values.truncate(mcp::Completion::MAX_VALUES);
+            result.completion.has_more = Some(true);
+        }
+        to_value(&result)
     }
 
     fn set_level(&self, session: &Session, params: Option<&Value>) -> Result<Value, ErrorObject> {

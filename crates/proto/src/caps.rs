@@ -60,6 +60,13 @@ pub struct Caps {
 pub struct PromptsSpec {
     pub get: String,
     pub prompts: Vec<crate::mcp::Prompt>,
+    /// The method (declared in `methods`) that completes a prompt's
+    /// argument for `completion/complete`: it takes `{name, argument: {name,
+    /// value}, context?}` (`name` is the prompt's, without the service) and
+    /// returns a `completion/complete` result. Without it, prompt arguments
+    /// get no suggestions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<String>,
 }
 
 /// How a service serves MCP resources: the URIs it owns and the two methods
@@ -76,6 +83,12 @@ pub struct ResourcesSpec {
     /// Resource templates (RFC 6570) announced by `resources/templates/list`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<crate::mcp::ResourceTemplate>,
+    /// The method (declared in `methods`) that completes a template's
+    /// argument for `completion/complete`: it takes `{uri, argument: {name,
+    /// value}}` (`uri` is the template) and returns a `completion/complete`
+    /// result. Without it, template arguments get no suggestions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<String>,
 }
 
 /// One method of a service.
@@ -249,7 +262,11 @@ impl CompiledCaps {
                     resources.uri_prefix
                 )));
             }
-            for (key, method) in [("list", &resources.list), ("read", &resources.read)] {
+            let complete = resources.complete.iter().map(|method| ("complete", method));
+            for (key, method) in [("list", &resources.list), ("read", &resources.read)]
+                .into_iter()
+                .chain(complete)
+            {
                 if !methods.contains_key(method) {
                     return Err(file_error(format!(
                         "resources.{key} names {method:?}, which is not a declared method"
@@ -258,11 +275,14 @@ impl CompiledCaps {
             }
         }
         if let Some(prompts) = &caps.prompts {
-            if !methods.contains_key(&prompts.get) {
-                return Err(file_error(format!(
-                    "prompts.get names {:?}, which is not a declared method",
-                    prompts.get
-                )));
+            for (key, method) in std::iter::once(("get", &prompts.get))
+                .chain(prompts.complete.iter().map(|method| ("complete", method)))
+            {
+                if !methods.contains_key(method) {
+                    return Err(file_error(format!(
+                        "prompts.{key} names {method:?}, which is not a declared method"
+                    )));
+                }
             }
             let mut names = HashSet::new();
             for prompt in &prompts.prompts {

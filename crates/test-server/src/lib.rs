@@ -96,6 +96,18 @@ struct Cursor {
 }
 
 #[derive(Deserialize)]
+struct PromptComplete {
+    name: String,
+    argument: CompleteArgument,
+}
+
+#[derive(Deserialize)]
+struct CompleteArgument {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
 struct PromptRequest {
     name: String,
     #[serde(default)]
@@ -238,6 +250,15 @@ pub fn server() -> Result<Server, BuildError> {
                 "description": "A greeting",
                 "messages": [{ "role": "user", "content": { "type": "text", "text": format!("Say hello to {who}.") } }]
             }))
+        })
+        .method("mcp.test.prompt_complete", |_context: Context, params: PromptComplete| async move {
+            const NAMES: [&str; 3] = ["Ada", "Alan", "Grace"];
+            if params.name != "greet" || params.argument.name != "who" {
+                return Ok::<_, HandlerError>(json!({ "completion": { "values": [] } }));
+            }
+            let values: Vec<&str> =
+                NAMES.into_iter().filter(|name| name.starts_with(&params.argument.value)).collect();
+            Ok(json!({ "completion": { "values": values, "hasMore": false } }))
         })
         .method("mcp.test.resources_list", |_context: Context, _params: Cursor| async move {
             Ok::<_, HandlerError>(json!({
