@@ -1,6 +1,7 @@
 //! HTTP: Streamable HTTP at `/mcp` (MCP 2025-11-25 and 2026-07-28) and
 //! WebSocket at `/ws` (the seed's transport), behind one guard that checks
-//! `Host` and `Origin` (DNS-rebinding protection) and the bearer token.
+//! `Host` and `Origin` (DNS-rebinding protection), then the path (404 for
+//! any other, before any token is asked for), then the bearer token.
 //!
 //! [`serve`] is the accept loop (hyper's HTTP/1 connections, not
 //! `axum::serve`, which has neither a header timeout nor a connection
@@ -315,6 +316,9 @@ impl HttpState {
     }
 }
 
+/// The paths the gateway serves; the guard answers 404 for any other.
+const ROUTES: [&str; 2] = ["/mcp", "/ws"];
+
 /// The HTTP application: `/mcp` and `/ws`, guarded.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let max_message = gateway.config.max_message;
@@ -434,6 +438,23 @@ async fn guard(
             return refuse(&state, &request, StatusCode::FORBIDDEN, message);
         }
     }
+    // Only now, past the Host and Origin checks (a foreign page learns
+    // nothing), are unknown paths told apart: 404, not 401, so that a host
+    // following the MCP authorization specification, which probes
+    // `/.well-known/oauth-protected-resource`, finds no OAuth to start.
+    if !ROUTES.contains(&request.uri().path()) {
+        let message = format!("no such path: this gateway serves {}", ROUTES.join(" and "));
+        let mut response = json_error(
+            StatusCode::NOT_FOUND,
+            None,
+            ErrorObject::invalid_request(message),
+        );
+        // Not admitted: the connection ends, as after a refusal.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let identity = if config.no_auth {
         "local (no auth)".to_owned()
     } else {
@@ -444,26 +465,36 @@ async fn guard(
         match presented.and_then(|token| config.token_holder(token.trim())) {
             Some(holder) => format!("token:{holder}"),
             None => {
-                let (challenge, message) = match presented {
-                    None => (
-                        r#"Bearer realm="llmbasedos""#,
-                        "a bearer token is required: send Authorization: Bearer <token> (llmbasedos up prints where it is)",
-                    ),
+                // No `resource_metadata`: the gateway offers no OAuth; the
+                // challenge says, as the body does, how to pass the token.
+                let (error, message) = match presented {
+                    None => ("", "a bearer token is required"),
                     Some(_) => (
-                        r#"Bearer realm="llmbasedos", error="invalid_token""#,
+                        r#", error="invalid_token""#,
                         "the bearer token is not valid",
                     ),
                 };
+                let how = format!("send Authorization: Bearer <token>; {}", config.token_hint);
+                let challenge = format!(
+                    r#"Bearer realm="llmbasedos"{error}, error_description="{}""#,
+                    how.replace(['"', '\\'], "'")
+                );
                 let mut response = refuse(
                     &state,
                     &request,
                     StatusCode::UNAUTHORIZED,
-                    message.to_owned(),
+                    format!("{message}: {how}"),
                 );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+                if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, challenge);
+                } else {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Bearer realm="llmbasedos""#),
+                    );
+                }
                 return response;
             }
         }
