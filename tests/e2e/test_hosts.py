@@ -108,8 +108,8 @@ def check_classic_image_read(read: dict, many: dict):
     assert base64.b64decode(result["content"]) == PNG_PIXEL
     assert result["mime_type"] == "image/png"
     assert result["encoding"] == "base64"
-    [entry] = many["result"]["files"]
-    assert entry["content"] == result["content"] and entry["mime_type"] == result["mime_type"]
+    [entry] = many["result"]["results"]
+    assert entry["ok"] and entry["result"] == result
 
 
 def test_classic_read_of_an_image_has_content_over_the_unix_socket(fs_stack: Stack):

@@ -658,6 +658,15 @@ impl Gateway {
                         "the tool's service vanished; list the tools again",
                     ));
                 };
+                // Only an MCP host gets media as content blocks (`_content`);
+                // classic callers keep the backend's own shape.
+                let mut arguments = arguments;
+                if let Value::Object(object) = &mut arguments {
+                    object.insert(
+                        "_meta".to_owned(),
+                        json!({ mcp::meta_key::CONTENT_BLOCKS: true }),
+                    );
+                }
                 match self
                     .call_backend(session, service, method, Some(arguments), progress_token)
                     .await

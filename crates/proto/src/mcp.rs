@@ -155,6 +155,10 @@ pub mod meta_key {
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     /// 2025-11-25 tasks: `{taskId}` of the task a message belongs to.
     pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+    /// llmbasedos, gateway to backend: the call is an MCP `tools/call`, so
+    /// media may come as MCP content blocks in `_content`. Without it (a
+    /// classic caller) a backend answers in its own shape only.
+    pub const CONTENT_BLOCKS: &str = "io.llmbasedos/contentBlocks";
 }
 
 /// Error codes MCP defines on top of JSON-RPC's (which are in
