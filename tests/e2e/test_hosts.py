@@ -7,12 +7,14 @@ shape for every file."""
 from __future__ import annotations
 
 import base64
+import re
+import subprocess
 import http.client
 import json
 from pathlib import Path
 
 import pytest
-from conftest import Stack, jsonrpc, unix_call
+from conftest import Stack, jsonrpc, node_tool, unix_call
 from websockets.sync.client import connect as ws_connect
 
 PNG_PIXEL = base64.b64decode(
@@ -146,3 +148,88 @@ def test_an_mcp_host_still_gets_the_image_as_image_content(fs_stack: Stack):
     [block] = json.loads(body)["result"]["content"]
     assert block["type"] == "image" and block["mimeType"] == "image/png"
     assert base64.b64decode(block["data"]) == PNG_PIXEL
+
+
+# ---- item 1: hosts of every revision in use ----
+
+INITIALIZE_PARAMS = {"capabilities": {}, "clientInfo": {"name": "old-host", "version": "1"}}
+
+
+def mcp_post(stack: Stack, message: str, headers: dict[str, str] | None = None):
+    base = {**stack.auth, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    return request(stack, "POST", "/mcp", {**base, **(headers or {})}, message)
+
+
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-06-18", "2025-11-25"])
+def test_a_host_of_each_revision_gets_its_own(stack: Stack, version: str):
+    status, headers, body = mcp_post(stack, jsonrpc("initialize", {**INITIALIZE_PARAMS, "protocolVersion": version}))
+    assert status == 200, body
+    assert json.loads(body)["result"]["protocolVersion"] == version
+    session = {"Mcp-Session-Id": headers["mcp-session-id"]}
+    # 2025-03-26 defines no header (the server assumes that revision without
+    # one); later hosts send theirs.
+    header = {} if version == "2025-03-26" else {"MCP-Protocol-Version": version}
+    assert mcp_post(stack, json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), {**session, **header})[0] == 202
+    status, _, body = mcp_post(stack, jsonrpc("tools/list", id=2), {**session, **header})
+    assert status == 200, body
+    tools = {tool["name"]: tool for tool in json.loads(body)["result"]["tools"]}
+    assert "test_echo" in tools
+    status, _, body = mcp_post(stack, jsonrpc("tools/call", {"name": "test_echo", "arguments": {"text": "hi"}}, id=3), {**session, **header})
+    assert status == 200, body
+    result = json.loads(body)["result"]
+    assert json.loads(result["content"][0]["text"]) == {"text": "hi"}
+    if version == "2025-03-26":
+        # structuredContent and outputSchema came with 2025-06-18.
+        assert "structuredContent" not in result
+        assert not any("outputSchema" in tool for tool in tools.values())
+    else:
+        assert result["structuredContent"] == {"text": "hi"}
+    # Every supported revision is accepted in the header on the same session,
+    # an unknown one is refused.
+    for other in ["2025-03-26", "2025-06-18", "2025-11-25"]:
+        assert mcp_post(stack, jsonrpc("ping", id=4), {**session, "MCP-Protocol-Version": other})[0] == 200, other
+    assert mcp_post(stack, jsonrpc("ping", id=5), {**session, "MCP-Protocol-Version": "2024-01-01"})[0] == 400
+
+
+# Scenarios that need the suite's own fixture server (its tool, resource
+# and prompt names: test_simple_text, test://static-text, test_simple_prompt
+# …), which the gateway does not and should not serve.
+FIXTURE_SCENARIOS = {
+    "tools-call-simple-text", "tools-call-image", "tools-call-audio", "tools-call-embedded-resource",
+    "tools-call-mixed-content", "tools-call-with-logging", "tools-call-error", "tools-call-with-progress",
+    "tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
+    "json-schema-2020-12", "resources-read-text", "resources-read-binary", "resources-templates-read",
+    "resources-subscribe", "resources-unsubscribe", "prompts-get-simple", "prompts-get-with-args", "server-sse-polling",
+    "prompts-get-embedded-resource", "prompts-get-with-image",
+}  # fmt: skip
+
+
+def conformance_scenarios(conformance: list[str]) -> list[str]:
+    listing = subprocess.run([*conformance, "list"], check=True, capture_output=True, text=True, timeout=60).stdout
+    server_part = listing.split("Client scenarios")[0]
+    return re.findall(r"^\s*- (\S+)", server_part, re.MULTILINE)
+
+
+def test_the_mcp_conformance_suite_passes(tmp_path: Path):
+    conformance = node_tool("conformance")
+    scenarios = conformance_scenarios(conformance)
+    assert "server-sse-multiple-streams" in scenarios and "server-initialize" in scenarios, scenarios
+    applicable = [scenario for scenario in scenarios if scenario not in FIXTURE_SCENARIOS]
+    # The suite sends no token: a loopback gateway without auth.
+    stack = Stack(tmp_path)
+    stack.publish_caps()
+    stack.start_backend()
+    stack.start_gateway("--no-auth")
+    failed = {}
+    try:
+        for scenario in applicable:
+            run = subprocess.run(
+                [*conformance, "server", "--url", stack.url, "--scenario", scenario],
+                capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            )  # fmt: skip
+            summary = re.search(r"Passed: (\d+)/(\d+), (\d+) failed", run.stdout)
+            if run.returncode != 0 or summary is None or summary.group(3) != "0" or summary.group(1) == "0":
+                failed[scenario] = run.stdout[-1500:] + run.stderr[-500:]
+    finally:
+        stack.stop()
+    assert not failed, "\n\n".join(f"== {name}\n{output}" for name, output in failed.items())
