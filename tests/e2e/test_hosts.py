@@ -233,3 +233,14 @@ def test_the_mcp_conformance_suite_passes(tmp_path: Path):
     finally:
         stack.stop()
     assert not failed, "\n\n".join(f"== {name}\n{output}" for name, output in failed.items())
+
+
+def test_an_unsupported_protocol_header_is_refused_on_every_method(stack: Stack):
+    status, headers, _ = mcp_post(stack, jsonrpc("initialize", {**INITIALIZE_PARAMS, "protocolVersion": "2025-06-18"}))
+    assert status == 200
+    session = {**stack.auth, "Mcp-Session-Id": headers["mcp-session-id"]}
+    for method in ["GET", "DELETE"]:
+        status, _, body = request(stack, method, "/mcp", {**session, "MCP-Protocol-Version": "1999-01-01"})
+        assert status == 400, (method, status)
+        assert "2025-03-26" in json.loads(body)["error"]["message"]
+    assert request(stack, "DELETE", "/mcp", {**session, "MCP-Protocol-Version": "2025-06-18"})[0] == 204

@@ -555,22 +555,8 @@ async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
-    if let Some(version) = headers
-        .get(PROTOCOL_HEADER)
-        .and_then(|value| value.to_str().ok())
-        && !ProtocolVersion::SUPPORTED
-            .iter()
-            .any(|supported| supported.as_str() == version)
-    {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            ErrorObject::invalid_request(format!(
-                "unsupported MCP-Protocol-Version {:?}; this gateway speaks {}",
-                proto::text::echo(version),
-                proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-            )),
-        );
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
     }
     let message = match Message::from_slice(&body) {
         Ok(message) => message,
@@ -653,6 +639,28 @@ async fn post_message(
     }
 }
 
+/// The 400 for an `MCP-Protocol-Version` header that names no revision we
+/// speak (on every method); without a header the session's negotiated
+/// revision holds (a 2025-03-26 host sends none).
+fn refuse_protocol_header(headers: &HeaderMap) -> Option<HttpResponse> {
+    let version = headers.get(PROTOCOL_HEADER)?.to_str().unwrap_or("");
+    if ProtocolVersion::SUPPORTED
+        .iter()
+        .any(|supported| supported.as_str() == version)
+    {
+        return None;
+    }
+    Some(json_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorObject::invalid_request(format!(
+            "unsupported MCP-Protocol-Version {:?}; this gateway speaks {}",
+            proto::text::echo(version),
+            proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+        )),
+    ))
+}
+
 fn json_reply(response: Option<Response>) -> HttpResponse {
     match response {
         Some(response) => {
@@ -719,6 +727,9 @@ async fn open_stream(
     axum::Extension(Identity(identity)): axum::Extension<Identity>,
     headers: HeaderMap,
 ) -> HttpResponse {
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
+    }
     let session = match find_session(&state, &headers, &identity) {
         Ok(Some(session)) => session,
         Ok(None) => {
@@ -780,6 +791,9 @@ async fn end_session(
     axum::Extension(Identity(identity)): axum::Extension<Identity>,
     headers: HeaderMap,
 ) -> HttpResponse {
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
+    }
     match find_session(&state, &headers, &identity) {
         Ok(Some(_)) => {
             if let Some(session) = session_id(&headers).and_then(|id| state.sessions().remove(id)) {
