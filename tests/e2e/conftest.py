@@ -233,3 +233,14 @@ def unix_call(path: Path, message: str, timeout: float = 10.0) -> dict:
             assert chunk, f"the socket closed after {data!r}"
             data += chunk
         return json.loads(data.split(b"\0")[0])
+
+
+def node_tool(package_bin: str) -> list[str]:
+    """argv running an npm package's command with the pinned Node 22, both
+    from target/test-node (scripts/install-test-deps installs them)."""
+    bin_dir = ROOT / "target" / "test-node" / "node_modules" / ".bin"
+    node, tool = bin_dir / "node", bin_dir / package_bin
+    for path in (node, tool):
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run scripts/install-test-deps (it installs tests/node-packages.txt)")
+    return [str(node), str(tool)]

@@ -489,9 +489,16 @@ pub fn register(
                 let path = path(&params.path)?;
                 let selection = selection(&params)?;
                 let requested = encoding(params.encoding.as_deref());
+                let blocks = context
+                    .meta()
+                    .is_some_and(|meta| meta.contains_key(proto::mcp::meta_key::CONTENT_BLOCKS));
                 let result =
                     run_in_place(&context, move || read::read(&root, &path, requested, selection))?;
-                Ok(with_media_content(result, requested))
+                Ok(if blocks {
+                    with_media_content(result, requested)
+                } else {
+                    serde_json::to_value(&result).unwrap_or(Value::Null)
+                })
             }
         })
         .method(
@@ -818,10 +825,12 @@ const RESOURCE_DEPTH: usize = 4;
 /// Resources per `resources/list` page.
 const RESOURCE_PAGE: usize = 200;
 
-/// A read result as the wire carries it. An image or audio file read with
-/// encoding `auto` travels as an MCP content block in `_content` (the
-/// gateway hands it to the host as image/audio content) instead of as
-/// base64 text in `content`, which a host would show the model as text.
+/// A read result for an MCP host (the gateway's `tools/call` says so with
+/// `_meta` [`proto::mcp::meta_key::CONTENT_BLOCKS`]). An image or audio
+/// file read with encoding `auto` travels as an MCP content block in
+/// `_content` (the gateway hands it to the host as image/audio content)
+/// instead of as base64 text in `content`, which a host would show the
+/// model as text. Classic callers get `content` for every file.
 fn with_media_content(result: ReadResult, requested: Encoding) -> Value {
     let media_kind = if result.mime_type.starts_with("image/") {
         Some("image")

@@ -82,6 +82,9 @@ pub struct RawAuth {
     pub allowed_origins: Vec<String>,
     /// Host header values allowed besides the loopback ones.
     pub allowed_hosts: Vec<String>,
+    /// Where the token's holders find the token (`llmbasedos up` writes
+    /// `<runtime dir>/gateway.token`): named in the 401 answer, never read.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +139,9 @@ pub struct Config {
     pub llm: Option<Llm>,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
     pub no_auth: bool,
+    /// Where a client finds the token, for the 401 answer: `auth.token_file`,
+    /// or else the configuration file whose `auth.tokens` hold its SHA-256.
+    pub token_hint: String,
 }
 
 /// The language model API, resolved.
@@ -451,6 +457,10 @@ impl RawConfig {
             max_unix_connections: limits.max_unix_connections,
             http_header_timeout: Duration::from_secs(http_header_timeout),
             no_auth: false,
+            token_hint: match &self.auth.token_file {
+                Some(path) => format!("the token is in {}", path.display()),
+                None => format!("use a token whose SHA-256 is in auth.tokens of {file}"),
+            },
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The one dispatcher every transport feeds: the seed's vocabulary
 //! (`mcp.hello`, `mcp.listCapabilities`, `mcp.<service>.<method>`) and
-//! standard MCP of both eras (2025-11-25 sessions, 2026-07-28 stateless
-//! requests), on the same connection.
+//! standard MCP of both eras (2025-03-26 to 2025-11-25 sessions,
+//! 2026-07-28 stateless requests), on the same connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -527,7 +527,13 @@ impl Gateway {
         };
         result.map(|value| match era {
             Era::Modern => self.modern_result(name, value),
-            Era::Legacy => value,
+            Era::Legacy => {
+                let version = session
+                    .state()
+                    .legacy_version
+                    .unwrap_or(ProtocolVersion::LATEST_LEGACY);
+                legacy_result(version, name, value)
+            }
         })
     }
 
@@ -656,6 +662,15 @@ impl Gateway {
                         "the tool's service vanished; list the tools again",
                     ));
                 };
+                // Only an MCP host gets media as content blocks (`_content`);
+                // classic callers keep the backend's own shape.
+                let mut arguments = arguments;
+                if let Value::Object(object) = &mut arguments {
+                    object.insert(
+                        "_meta".to_owned(),
+                        json!({ mcp::meta_key::CONTENT_BLOCKS: true }),
+                    );
+                }
                 match self
                     .call_backend(session, service, method, Some(arguments), progress_token)
                     .await
@@ -1151,6 +1166,68 @@ impl Gateway {
 
 const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
 Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
+
+/// A result shaped for the revision a session negotiated: fields a revision
+/// does not define are left out (a 2025-03-26 host gets no
+/// `structuredContent`, `outputSchema` nor `title`; hosts before 2025-11-25
+/// no `icons` nor `execution`). Only the MCP methods that carry such fields
+/// are looked at; the classic vocabulary passes untouched.
+fn legacy_result(version: ProtocolVersion, name: &str, mut value: Value) -> Value {
+    if version >= ProtocolVersion::LATEST_LEGACY {
+        return value;
+    }
+    let mut drop: Vec<&str> = Vec::with_capacity(4);
+    if !version.has_structured_content() {
+        drop.push("title");
+    }
+    if !version.has_icons() {
+        drop.push("icons");
+    }
+    let Value::Object(object) = &mut value else {
+        return value;
+    };
+    let list = match name {
+        method::TOOLS_LIST => {
+            if !version.has_structured_content() {
+                drop.push("outputSchema");
+            }
+            if !version.has_icons() {
+                drop.push("execution");
+            }
+            "tools"
+        }
+        method::RESOURCES_LIST => "resources",
+        method::RESOURCES_TEMPLATES_LIST => "resourceTemplates",
+        method::PROMPTS_LIST => "prompts",
+        method::TOOLS_CALL => {
+            if !version.has_structured_content() {
+                object.remove("structuredContent");
+            }
+            return value;
+        }
+        method::INITIALIZE => {
+            if let Some(Value::Object(info)) = object.get_mut("serverInfo") {
+                for key in &drop {
+                    info.remove(*key);
+                }
+                if !version.has_icons() {
+                    info.remove("websiteUrl");
+                    info.remove("description");
+                }
+            }
+            return value;
+        }
+        _ => return value,
+    };
+    if let Some(Value::Array(items)) = object.get_mut(list) {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            for key in &drop {
+                item.remove(*key);
+            }
+        }
+    }
+    value
+}
 
 /// A backend's result as an MCP tool result. An object may carry
 /// `_content`, MCP content blocks (an image, audio) meant for the host; the

@@ -222,6 +222,11 @@ fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
     assert_eq!(mode_of(&runtime_dir.join("gateway.yaml")), 0o600);
     let token = std::fs::read_to_string(runtime_dir.join("gateway.token")).expect("token");
     assert!(token.trim().len() >= 32);
+    // A host without the token is told where it is.
+    let unauthorized = http_get(&listen, "/mcp");
+    assert!(unauthorized.starts_with("HTTP/1.1 401"), "{unauthorized}");
+    let token_file = runtime_dir.join("gateway.token").display().to_string();
+    assert!(unauthorized.contains(&token_file), "{unauthorized}");
 
     let output = call(&runtime_dir, &["mcp.test.echo", "text=hello", "repeat=2"]);
     assert!(output.status.success(), "{output:?}");
@@ -274,6 +279,23 @@ fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
         std::fs::read_to_string(runtime_dir.join("gateway.token")).expect("token"),
         token
     );
+}
+
+/// The whole answer to one HTTP/1.1 GET without a token.
+fn http_get(listen: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(listen).expect("connect to the gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }
 
 fn wait_exit(stack: &mut Stack) -> std::process::ExitStatus {

@@ -155,6 +155,10 @@ pub mod meta_key {
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     /// 2025-11-25 tasks: `{taskId}` of the task a message belongs to.
     pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+    /// llmbasedos, gateway to backend: the call is an MCP `tools/call`, so
+    /// media may come as MCP content blocks in `_content`. Without it (a
+    /// classic caller) a backend answers in its own shape only.
+    pub const CONTENT_BLOCKS: &str = "io.llmbasedos/contentBlocks";
 }
 
 /// Error codes MCP defines on top of JSON-RPC's (which are in
@@ -343,7 +347,7 @@ mod tests {
         );
 
         let built = InitializeResult::new(
-            ProtocolVersion::negotiate_legacy("2025-06-18"),
+            ProtocolVersion::negotiate_legacy("2024-11-05"),
             ServerCapabilities {
                 tools: Some(ToolsCapability {
                     list_changed: Some(true),
@@ -481,7 +485,7 @@ mod tests {
     fn mcp_discover_result() {
         let wire = json!({
             "resultType": "complete",
-            "supportedVersions": ["2026-07-28", "2025-11-25"],
+            "supportedVersions": ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"],
             "capabilities": {
                 "tools": { "listChanged": true },
                 "resources": { "subscribe": true, "listChanged": true },
@@ -965,7 +969,8 @@ mod tests {
         // initialize: echo a legacy version we speak, otherwise our newest legacy one.
         let legacy = [
             ("2025-11-25", ProtocolVersion::V2025_11_25),
-            ("2025-06-18", ProtocolVersion::V2025_11_25),
+            ("2025-06-18", ProtocolVersion::V2025_06_18),
+            ("2025-03-26", ProtocolVersion::V2025_03_26),
             ("2024-11-05", ProtocolVersion::V2025_11_25),
             ("2026-07-28", ProtocolVersion::V2025_11_25),
             ("2099-01-01", ProtocolVersion::V2025_11_25),
@@ -998,7 +1003,9 @@ mod tests {
         assert_eq!(error.code, code::UNSUPPORTED_PROTOCOL_VERSION);
         assert_eq!(
             error.data,
-            Some(json!({ "supported": ["2026-07-28", "2025-11-25"], "requested": "1900-01-01" }))
+            Some(
+                json!({ "supported": ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"], "requested": "1900-01-01" })
+            )
         );
 
         assert_eq!(

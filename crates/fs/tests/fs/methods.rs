@@ -861,7 +861,14 @@ fn images_and_audio_come_back_as_media_content() {
     fixture.write("/sound.wav", [b'R', b'I', b'F', b'F', 0, 0, 0, 0]);
     fixture.write("/icon.svg", "<svg/>");
     let (server, mut client) = start(&fixture);
-    let image = client.ok("mcp.fs.read", json!({"path": "/pic.png"}));
+    // Content blocks only for an MCP host (the gateway's tools/call asks).
+    let blocks = json!({ proto::mcp::meta_key::CONTENT_BLOCKS: true });
+    let classic = client.ok("mcp.fs.read", json!({"path": "/pic.png"}));
+    assert!(
+        classic.get("_content").is_none() && classic["content"].is_string(),
+        "{classic}"
+    );
+    let image = client.ok("mcp.fs.read", json!({"path": "/pic.png", "_meta": blocks}));
     assert!(image.get("content").is_none(), "{image}");
     assert_eq!(image["_content"][0]["type"], "image");
     assert_eq!(image["_content"][0]["mimeType"], "image/png");
@@ -869,12 +876,15 @@ fn images_and_audio_come_back_as_media_content() {
         .decode(image["_content"][0]["data"].as_str().expect("data"))
         .expect("base64");
     assert_eq!(data, png);
-    let audio = client.ok("mcp.fs.read", json!({"path": "/sound.wav"}));
+    let audio = client.ok(
+        "mcp.fs.read",
+        json!({"path": "/sound.wav", "_meta": blocks}),
+    );
     assert_eq!(audio["_content"][0]["type"], "audio");
     // Asked for base64, a client gets base64 text; a text image stays text.
     let explicit = client.ok(
         "mcp.fs.read",
-        json!({"path": "/pic.png", "encoding": "base64"}),
+        json!({"path": "/pic.png", "encoding": "base64", "_meta": blocks}),
     );
     assert!(
         explicit.get("_content").is_none() && explicit["content"].is_string(),

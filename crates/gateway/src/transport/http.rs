@@ -1,6 +1,7 @@
-//! HTTP: Streamable HTTP at `/mcp` (MCP 2025-11-25 and 2026-07-28) and
+//! HTTP: Streamable HTTP at `/mcp` (MCP 2025-03-26 to 2025-11-25, and 2026-07-28) and
 //! WebSocket at `/ws` (the seed's transport), behind one guard that checks
-//! `Host` and `Origin` (DNS-rebinding protection) and the bearer token.
+//! `Host` and `Origin` (DNS-rebinding protection), then the path (404 for
+//! any other, before any token is asked for), then the bearer token.
 //!
 //! [`serve`] is the accept loop (hyper's HTTP/1 connections, not
 //! `axum::serve`, which has neither a header timeout nor a connection
@@ -315,6 +316,9 @@ impl HttpState {
     }
 }
 
+/// The paths the gateway serves; the guard answers 404 for any other.
+const ROUTES: [&str; 2] = ["/mcp", "/ws"];
+
 /// The HTTP application: `/mcp` and `/ws`, guarded.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let max_message = gateway.config.max_message;
@@ -434,6 +438,23 @@ async fn guard(
             return refuse(&state, &request, StatusCode::FORBIDDEN, message);
         }
     }
+    // Only now, past the Host and Origin checks (a foreign page learns
+    // nothing), are unknown paths told apart: 404, not 401, so that a host
+    // following the MCP authorization specification, which probes
+    // `/.well-known/oauth-protected-resource`, finds no OAuth to start.
+    if !ROUTES.contains(&request.uri().path()) {
+        let message = format!("no such path: this gateway serves {}", ROUTES.join(" and "));
+        let mut response = json_error(
+            StatusCode::NOT_FOUND,
+            None,
+            ErrorObject::invalid_request(message),
+        );
+        // Not admitted: the connection ends, as after a refusal.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let identity = if config.no_auth {
         "local (no auth)".to_owned()
     } else {
@@ -444,26 +465,36 @@ async fn guard(
         match presented.and_then(|token| config.token_holder(token.trim())) {
             Some(holder) => format!("token:{holder}"),
             None => {
-                let (challenge, message) = match presented {
-                    None => (
-                        r#"Bearer realm="llmbasedos""#,
-                        "a bearer token is required: send Authorization: Bearer <token> (llmbasedos up prints where it is)",
-                    ),
+                // No `resource_metadata`: the gateway offers no OAuth; the
+                // challenge says, as the body does, how to pass the token.
+                let (error, message) = match presented {
+                    None => ("", "a bearer token is required"),
                     Some(_) => (
-                        r#"Bearer realm="llmbasedos", error="invalid_token""#,
+                        r#", error="invalid_token""#,
                         "the bearer token is not valid",
                     ),
                 };
+                let how = format!("send Authorization: Bearer <token>; {}", config.token_hint);
+                let challenge = format!(
+                    r#"Bearer realm="llmbasedos"{error}, error_description="{}""#,
+                    how.replace(['"', '\\'], "'")
+                );
                 let mut response = refuse(
                     &state,
                     &request,
                     StatusCode::UNAUTHORIZED,
-                    message.to_owned(),
+                    format!("{message}: {how}"),
                 );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+                if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, challenge);
+                } else {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Bearer realm="llmbasedos""#),
+                    );
+                }
                 return response;
             }
         }
@@ -524,22 +555,8 @@ async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
-    if let Some(version) = headers
-        .get(PROTOCOL_HEADER)
-        .and_then(|value| value.to_str().ok())
-        && !ProtocolVersion::SUPPORTED
-            .iter()
-            .any(|supported| supported.as_str() == version)
-    {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            ErrorObject::invalid_request(format!(
-                "unsupported MCP-Protocol-Version {:?}; this gateway speaks {}",
-                proto::text::echo(version),
-                proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-            )),
-        );
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
     }
     let message = match Message::from_slice(&body) {
         Ok(message) => message,
@@ -622,6 +639,28 @@ async fn post_message(
     }
 }
 
+/// The 400 for an `MCP-Protocol-Version` header that names no revision we
+/// speak (on every method); without a header the session's negotiated
+/// revision holds (a 2025-03-26 host sends none).
+fn refuse_protocol_header(headers: &HeaderMap) -> Option<HttpResponse> {
+    let version = headers.get(PROTOCOL_HEADER)?.to_str().unwrap_or("");
+    if ProtocolVersion::SUPPORTED
+        .iter()
+        .any(|supported| supported.as_str() == version)
+    {
+        return None;
+    }
+    Some(json_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorObject::invalid_request(format!(
+            "unsupported MCP-Protocol-Version {:?}; this gateway speaks {}",
+            proto::text::echo(version),
+            proto::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+        )),
+    ))
+}
+
 fn json_reply(response: Option<Response>) -> HttpResponse {
     match response {
         Some(response) => {
@@ -688,6 +727,9 @@ async fn open_stream(
     axum::Extension(Identity(identity)): axum::Extension<Identity>,
     headers: HeaderMap,
 ) -> HttpResponse {
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
+    }
     let session = match find_session(&state, &headers, &identity) {
         Ok(Some(session)) => session,
         Ok(None) => {
@@ -749,6 +791,9 @@ async fn end_session(
     axum::Extension(Identity(identity)): axum::Extension<Identity>,
     headers: HeaderMap,
 ) -> HttpResponse {
+    if let Some(refusal) = refuse_protocol_header(&headers) {
+        return refusal;
+    }
     match find_session(&state, &headers, &identity) {
         Ok(Some(_)) => {
             if let Some(session) = session_id(&headers).and_then(|id| state.sessions().remove(id)) {

@@ -1,7 +1,8 @@
 //! Protocol revisions, the era each belongs to, and version negotiation.
 //!
-//! The two eras negotiate differently. A legacy (2025-11-25) client proposes
-//! a version in `initialize` and the server answers with one it speaks, so
+//! The two eras negotiate differently. A legacy (2025-03-26, 2025-06-18,
+//! 2025-11-25) client proposes a version in `initialize` and the server
+//! answers with the same when it speaks it, else its newest legacy one, so
 //! negotiation never fails. A modern (2026-07-28) client names its version
 //! on every request and the server either accepts it or answers
 //! `-32022 UnsupportedProtocolVersion` with the list it speaks.
@@ -15,13 +16,25 @@ use serde_json::json;
 use super::code;
 use crate::error::ErrorObject;
 
-/// The stateful revision: `initialize` handshake, then a session.
+/// The first Streamable HTTP revision (no `MCP-Protocol-Version` header:
+/// a server that receives none assumes it).
+pub const PROTOCOL_2025_03_26: &str = "2025-03-26";
+/// Adds `structuredContent`, `outputSchema`, `title`, resource links,
+/// elicitation, the `MCP-Protocol-Version` header.
+pub const PROTOCOL_2025_06_18: &str = "2025-06-18";
+/// The newest stateful revision: `initialize` handshake, then a session;
+/// adds icons, tasks, URL elicitation.
 pub const PROTOCOL_2025_11_25: &str = "2025-11-25";
 /// The stateless revision: version and capabilities in every request's `_meta`.
 pub const PROTOCOL_2026_07_28: &str = "2026-07-28";
 /// Every revision llmbasedos speaks, newest first: the order advertised in
 /// `server/discover` and in `-32022` errors.
-pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 2] = [PROTOCOL_2026_07_28, PROTOCOL_2025_11_25];
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] = [
+    PROTOCOL_2026_07_28,
+    PROTOCOL_2025_11_25,
+    PROTOCOL_2025_06_18,
+    PROTOCOL_2025_03_26,
+];
 
 /// How a revision learns who it is talking to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +49,10 @@ pub enum Era {
 /// A protocol revision llmbasedos speaks. Ordered oldest to newest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ProtocolVersion {
+    #[serde(rename = "2025-03-26")]
+    V2025_03_26,
+    #[serde(rename = "2025-06-18")]
+    V2025_06_18,
     #[serde(rename = "2025-11-25")]
     V2025_11_25,
     #[serde(rename = "2026-07-28")]
@@ -47,11 +64,20 @@ impl ProtocolVersion {
     /// The newest revision that uses the `initialize` handshake.
     pub const LATEST_LEGACY: ProtocolVersion = ProtocolVersion::V2025_11_25;
     /// Newest first, like [`SUPPORTED_PROTOCOL_VERSIONS`].
-    pub const SUPPORTED: [ProtocolVersion; 2] =
-        [ProtocolVersion::V2026_07_28, ProtocolVersion::V2025_11_25];
+    pub const SUPPORTED: [ProtocolVersion; 4] = [
+        ProtocolVersion::V2026_07_28,
+        ProtocolVersion::V2025_11_25,
+        ProtocolVersion::V2025_06_18,
+        ProtocolVersion::V2025_03_26,
+    ];
+    /// What a Streamable HTTP server assumes of a request without an
+    /// `MCP-Protocol-Version` header.
+    pub const WITHOUT_HEADER: ProtocolVersion = ProtocolVersion::V2025_03_26;
 
     pub const fn as_str(self) -> &'static str {
         match self {
+            ProtocolVersion::V2025_03_26 => PROTOCOL_2025_03_26,
+            ProtocolVersion::V2025_06_18 => PROTOCOL_2025_06_18,
             ProtocolVersion::V2025_11_25 => PROTOCOL_2025_11_25,
             ProtocolVersion::V2026_07_28 => PROTOCOL_2026_07_28,
         }
@@ -59,9 +85,24 @@ impl ProtocolVersion {
 
     pub const fn era(self) -> Era {
         match self {
-            ProtocolVersion::V2025_11_25 => Era::Legacy,
+            ProtocolVersion::V2025_03_26
+            | ProtocolVersion::V2025_06_18
+            | ProtocolVersion::V2025_11_25 => Era::Legacy,
             ProtocolVersion::V2026_07_28 => Era::Modern,
         }
+    }
+
+    /// Whether results may carry `structuredContent` and tools an
+    /// `outputSchema`, and tools, resources and prompts a `title`
+    /// (2025-06-18 on).
+    pub fn has_structured_content(self) -> bool {
+        self >= ProtocolVersion::V2025_06_18
+    }
+
+    /// Whether tools, resources, prompts and implementations may carry
+    /// `icons`, and tools `execution` (2025-11-25 on).
+    pub fn has_icons(self) -> bool {
+        self >= ProtocolVersion::V2025_11_25
     }
 
     /// The answer to an `initialize` request (2025-11-25 lifecycle rules):
