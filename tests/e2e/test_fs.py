@@ -107,3 +107,53 @@ def test_errors_come_back_as_tool_errors_with_clear_messages(fs_stack: Stack, to
     asyncio.run(scenario())
     assert (fs_stack.fs_root / "notes" / "todo.md").read_text().startswith("# Todo")
     assert (fs_stack.root / "outside.txt").read_text() == "secret outside the root\n"
+
+
+def unix_call(stack: Stack, method: str, params: dict, request_id: int = 1) -> dict:
+    """One JSON-RPC request on the gateway's UNIX socket."""
+    import json
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(15)
+        connection.connect(str(stack.gateway_socket))
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        connection.sendall(json.dumps(message).encode() + b"\0")
+        received = b""
+        while not received.endswith(b"\0"):
+            piece = connection.recv(1 << 16)
+            assert piece, "the gateway closed the connection before answering"
+            received += piece
+    return json.loads(received[:-1])
+
+
+def test_a_missing_resource_has_one_code_whatever_the_service(fs_stack: Stack):
+    # A URI no service owns (the gateway answers) and a file the fs server
+    # does not find: one code, MCP's, with the URI in data; each message
+    # says what is missing.
+    unowned = unix_call(fs_stack, "resources/read", {"uri": "nowhere:///x"})["error"]
+    missing = unix_call(fs_stack, "resources/read", {"uri": "file:///notes/nope.md"}, 2)["error"]
+    assert unowned["code"] == missing["code"] == -32002, (unowned, missing)
+    assert missing["data"] == {"uri": "file:///notes/nope.md"}, missing
+    assert "nope.md" in missing["message"], missing
+    # The classic vocabulary keeps the service's own code.
+    classic = unix_call(fs_stack, "mcp.fs.read", {"path": "/notes/nope.md"}, 3)["error"]
+    assert classic["code"] == -32013, classic
+
+
+@pytest.mark.parametrize(
+    ("supervisor", "says"),
+    [(None, "systemctl start llmbasedos-fs.socket"), ("up", "llmbasedos up restarts it")],
+)
+def test_a_service_that_is_not_running_is_explained_for_what_starts_it(tmp_path: Path, supervisor, says):
+    stack = Stack(tmp_path)
+    stack.publish_caps("fs", "llmbasedos-fs")
+    stack.start_gateway(overrides={"supervisor": supervisor} if supervisor else None)
+    try:
+        error = unix_call(stack, "mcp.fs.list", {"path": "/"})["error"]
+        assert "the fs service is not running" in error["message"], error
+        assert says in error["message"], error
+        other = "systemctl" if supervisor == "up" else "llmbasedos up"
+        assert other not in error["message"], error
+    finally:
+        stack.stop()

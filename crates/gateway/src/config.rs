@@ -27,6 +27,34 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     /// The language model behind `mcp.llm.chat` (none: the method says so).
     pub llm: Option<RawLlm>,
+    /// What starts the services: what a client is told to do when one is
+    /// not running.
+    pub supervisor: Supervisor,
+}
+
+/// What starts (and restarts) the services behind the gateway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    /// Socket-activated systemd units (the packages).
+    #[default]
+    Systemd,
+    /// `llmbasedos up`, which restarts a server that stopped.
+    Up,
+}
+
+impl Supervisor {
+    /// What to do when `service` is not running.
+    pub fn start_hint(self, service: &str) -> String {
+        match self {
+            Supervisor::Systemd => {
+                format!("start it (systemctl start llmbasedos-{service}.socket) and retry")
+            }
+            Supervisor::Up => format!(
+                "llmbasedos up restarts it after a delay (its terminal says why the {service} server stopped); retry in a moment"
+            ),
+        }
+    }
 }
 
 /// An OpenAI-compatible chat completions API: OpenAI, llama.cpp's
@@ -142,6 +170,7 @@ pub struct Config {
     /// Where a client finds the token, for the 401 answer: `auth.token_file`,
     /// or else the configuration file whose `auth.tokens` hold its SHA-256.
     pub token_hint: String,
+    pub supervisor: Supervisor,
 }
 
 /// The language model API, resolved.
@@ -461,6 +490,7 @@ impl RawConfig {
                 Some(path) => format!("the token is in {}", path.display()),
                 None => format!("use a token whose SHA-256 is in auth.tokens of {file}"),
             },
+            supervisor: self.supervisor,
         })
     }
 }

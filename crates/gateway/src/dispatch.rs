@@ -759,8 +759,9 @@ impl Gateway {
                 Err(ErrorObject::new(
                     code::SERVICE_UNAVAILABLE,
                     format!(
-                        "the {} service is not running; start it (systemctl start llmbasedos-{}.socket) and retry",
-                        service.name, service.name
+                        "the {} service is not running; {}",
+                        service.name,
+                        self.config.supervisor.start_hint(&service.name)
                     ),
                 ))
             }
@@ -894,14 +895,28 @@ impl Gateway {
         let Some((service, spec)) = owner else {
             return Err(mcp::resource_not_found_error(era, &echo(&uri)));
         };
-        self.call_backend(
-            session,
-            service,
-            &spec.read,
-            Some(json!({ "uri": uri })),
-            None,
-        )
-        .await
+        let read = self
+            .call_backend(
+                session,
+                service,
+                &spec.read,
+                Some(json!({ "uri": uri })),
+                None,
+            )
+            .await;
+        // A missing resource has MCP's one code whatever the service: the
+        // service's own "not found" (its base - 3) is recognised by code
+        // and re-coded, its message (which says what is missing) kept.
+        read.map_err(|mut error| {
+            let not_found = service
+                .error_base
+                .map(|base| proto::ServiceCodes::new(base).not_found());
+            if not_found == Some(error.code) {
+                error.code = mcp::code::resource_not_found(era);
+                error.data = Some(json!({ "uri": echo(&uri) }));
+            }
+            error
+        })
     }
 
     /// Every service's prompts, named `<service>_<prompt>`.

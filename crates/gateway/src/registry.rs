@@ -32,6 +32,10 @@ pub struct Service {
     pub methods: Vec<MethodSpec>,
     pub resources: Option<ResourcesSpec>,
     pub prompts: Option<PromptsSpec>,
+    /// The service's error base (caps `error_base`): its codes for "not
+    /// found" and the like are derived from it, so the gateway can map
+    /// them to MCP's by code, never by message.
+    pub error_base: Option<i32>,
 }
 
 /// A consistent view of every service, method and tool.
@@ -314,6 +318,7 @@ impl Registry {
             methods: caps.methods,
             resources: caps.resources,
             prompts: caps.prompts,
+            error_base: caps.error_base,
         }))
     }
 

@@ -314,6 +314,7 @@ fn gateway_config(layout: &Layout, listen: &str, token: &str) -> String {
          listen: {listen}\n\
          unix_socket: {}\n\
          caps_dir: {}\n\
+         supervisor: up\n\
          auth:\n  token_file: {}\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n",
         yaml_string(&layout.gateway_socket()),
         yaml_string(&layout.caps_dir()),

@@ -220,6 +220,14 @@ fn up_serves_restarts_crashed_servers_and_stops_cleanly() {
     assert_eq!(mode_of(&runtime_dir), 0o700);
     assert_eq!(mode_of(&runtime_dir.join("gateway.token")), 0o600);
     assert_eq!(mode_of(&runtime_dir.join("gateway.yaml")), 0o600);
+    // A client is told that up restarts a stopped server, not to use
+    // systemctl (the gateway's side is tested end to end).
+    let gateway_yaml =
+        std::fs::read_to_string(runtime_dir.join("gateway.yaml")).expect("gateway.yaml");
+    assert!(
+        gateway_yaml.contains("\nsupervisor: up\n"),
+        "{gateway_yaml}"
+    );
     let token = std::fs::read_to_string(runtime_dir.join("gateway.token")).expect("token");
     assert!(token.trim().len() >= 32);
     // A host without the token is told where it is.
