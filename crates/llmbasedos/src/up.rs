@@ -322,6 +322,19 @@ fn gateway_config(layout: &Layout, listen: &str, token: &str) -> String {
     )
 }
 
+/// The entry for `claude_desktop_config.json`, laid out as people write it
+/// (and as the README shows it): `command` before `args`, the arguments on
+/// one line. `serde_json` would sort the keys and break the list up.
+fn desktop_entry(gateway: &Path, socket: &Path) -> String {
+    let quoted =
+        |path: &Path| serde_json::to_string(&path.display().to_string()).unwrap_or_default();
+    format!(
+        "{{\n  \"mcpServers\": {{\n    \"llmbasedos\": {{\n      \"command\": {},\n      \"args\": [\"stdio\", \"--unix-socket\", {}]\n    }}\n  }}\n}}",
+        quoted(gateway),
+        quoted(socket)
+    )
+}
+
 /// A path as a YAML double-quoted string.
 fn yaml_string(path: &Path) -> String {
     serde_json::to_string(&path.display().to_string()).unwrap_or_default()
@@ -447,14 +460,7 @@ struct Banner<'a> {
 impl Banner<'_> {
     fn print(&self) {
         let layout = self.layout;
-        let desktop = serde_json::json!({
-            "mcpServers": {
-                "llmbasedos": {
-                    "command": self.gateway.display().to_string(),
-                    "args": ["stdio", "--unix-socket", layout.gateway_socket().display().to_string()],
-                }
-            }
-        });
+        let desktop = desktop_entry(self.gateway, &layout.gateway_socket());
         let token = if self.no_auth {
             "none (--no-auth)".to_owned()
         } else {
@@ -477,7 +483,7 @@ impl Banner<'_> {
             self.listen,
             self.listen,
             layout.gateway_socket().display(),
-            serde_json::to_string_pretty(&desktop).unwrap_or_default(),
+            desktop,
         );
     }
 }
@@ -722,5 +728,32 @@ async fn stop_child(child: &mut tokio::process::Child, pid: u32, drain: Duration
     {
         tracing::warn!(pid, "server did not stop in time; killing it");
         let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_desktop_entry_is_json_laid_out_as_the_readme_shows_it() {
+        let entry = desktop_entry(
+            Path::new("/path/to/target/release/llmbasedos-gateway"),
+            Path::new("/run/user/1000/llmbasedos/gateway.sock"),
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&entry).expect("valid JSON");
+        assert_eq!(
+            parsed["mcpServers"]["llmbasedos"]["args"],
+            serde_json::json!([
+                "stdio",
+                "--unix-socket",
+                "/run/user/1000/llmbasedos/gateway.sock"
+            ])
+        );
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&entry),
+            "README.md should show this entry:\n{entry}"
+        );
     }
 }
