@@ -140,3 +140,31 @@ def test_subscribing_needs_a_session(fs_stack: Stack):
         answer = json.loads(response.read())
     assert "needs a session" in answer["error"]["message"], answer
     assert "initialize" in answer["error"]["message"], answer
+
+
+def test_the_file_service_watches_a_bounded_number_of_files(fs_stack: Stack):
+    for index in range(33):
+        (fs_stack.files / f"file{index:02}.md").write_text("x\n")
+
+    async def run():
+        async with Client(http_target(fs_stack), mode="legacy") as client:
+            for index in range(32):
+                await client.subscribe_resource(f"file:///file{index:02}.md")
+            with pytest.raises(Exception) as refused:
+                await client.subscribe_resource("file:///file32.md")
+            message = str(refused.value)
+            assert "watching as many files as it may (32)" in message, message
+            # One freed, one more fits; and other calls still run.
+            await client.unsubscribe_resource("file:///file00.md")
+            for _ in range(WAIT_STEPS):
+                try:
+                    await client.subscribe_resource("file:///file32.md")
+                    break
+                except Exception:
+                    await asyncio.sleep(STEP)
+            else:
+                raise AssertionError("no watch was freed by the unsubscribe")
+            read = await client.read_resource("file:///file01.md")
+            assert read.contents[0].text == "x\n"
+
+    asyncio.run(run())

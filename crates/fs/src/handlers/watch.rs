@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{UriParams, path, run};
 use crate::ops::Root;
@@ -27,13 +27,28 @@ use crate::uri;
 /// several events).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// Files watched at once. Each watch is one inotify instance (a user has
+/// 128 by default, shared with watch mode and every other program) and
+/// holds one of a connection's request slots for as long as it runs, so
+/// the watches of many subscribers must not starve the other calls.
+const MAX_WATCHES: usize = 32;
+
 /// Registers `mcp.fs.watch_resource` on `builder`.
 pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
+    let watches = Arc::new(Semaphore::new(MAX_WATCHES));
     builder.method(
         "mcp.fs.watch_resource",
         move |context: Context, params: UriParams| {
             let root = root.clone();
-            async move { watch_resource(&context, root, &params.uri).await }
+            let watches = watches.clone();
+            async move {
+                let Ok(_watching) = watches.try_acquire_owned() else {
+                    return Err(HandlerError::Failed(format!(
+                        "the file service is watching as many files as it may ({MAX_WATCHES}); unsubscribe from one and retry"
+                    )));
+                };
+                watch_resource(&context, root, &params.uri).await
+            }
         },
     )
 }
