@@ -168,3 +168,23 @@ def test_the_file_service_watches_a_bounded_number_of_files(fs_stack: Stack):
             assert read.contents[0].text == "x\n"
 
     asyncio.run(run())
+
+
+def test_a_subscription_survives_a_file_service_restart(fs_stack: Stack):
+    import signal
+
+    async def run():
+        updates = Updates()
+        async with Client(http_target(fs_stack), mode="legacy", message_handler=updates.handler) as client:
+            await client.subscribe_resource(URI)
+            fs_stack.backends["fs"].stop(signal.SIGKILL)
+            await asyncio.to_thread(
+                fs_stack.start_backend, "fs", "llmbasedos-fs", {"LLMBASEDOS_FS_ROOT": str(fs_stack.files)}
+            )
+            # Watching again, the gateway says the file may have changed meanwhile.
+            await updates.wait_for(1)
+            (fs_stack.files / "notes.md").write_text("after the restart\n")
+            await updates.wait_for(2)
+            assert set(updates.uris) == {URI}
+
+    asyncio.run(run())
