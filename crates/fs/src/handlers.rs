@@ -26,6 +26,7 @@ use crate::uri;
 use crate::vpath::VirtualPath;
 
 pub mod complete;
+pub mod watch;
 
 /// The fs service's error codes (DESIGN.md 4.1).
 pub const CODES: ServiceCodes = ServiceCodes::new(proto::code::FS_BASE);

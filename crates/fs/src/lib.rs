@@ -51,5 +51,6 @@ pub fn server(
         root.clone(),
         heavy.clone(),
     );
+    let builder = handlers::watch::register(builder, root.clone());
     handlers::register(builder, root, semantic, heavy).build()
 }

@@ -136,6 +136,12 @@ struct SessionShared {
     /// foldhash: a client's own ids, at most `max_concurrent_requests` of them.
     running: Mutex<foldhash::HashMap<RequestId, AbortHandle>>,
     permits: Arc<Semaphore>,
+    /// The session's own notification channel (for Streamable HTTP the GET
+    /// stream, for UNIX and WebSocket the connection): where
+    /// `notifications/resources/updated` goes, whichever request subscribed.
+    home: mpsc::Sender<Message>,
+    /// The live `resources/subscribe` watches, by URI.
+    subscriptions: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +162,8 @@ impl Session {
                 state: Mutex::new(SessionState::default()),
                 running: Mutex::new(foldhash::HashMap::default()),
                 permits,
+                home: outgoing.clone(),
+                subscriptions: Mutex::new(HashMap::new()),
             }),
             outgoing,
         })
@@ -259,6 +267,7 @@ impl Session {
         for (_, handle) in self.running().drain() {
             handle.abort();
         }
+        self.shared.end_subscriptions();
     }
 }
 
@@ -502,6 +511,8 @@ impl Gateway {
             method::RESOURCES_LIST => self.list_resources(session, params.as_ref()).await,
             method::RESOURCES_TEMPLATES_LIST => Ok(self.resource_templates()),
             method::RESOURCES_READ => self.read_resource(session, params, era).await,
+            method::RESOURCES_SUBSCRIBE => self.subscribe(session, params).await,
+            method::RESOURCES_UNSUBSCRIBE => self.unsubscribe(session, params),
             method::PROMPTS_LIST => Ok(self.list_prompts()),
             method::PROMPTS_GET => self.get_prompt(session, params).await,
             method::LOGGING_SET_LEVEL => self.set_level(session, params.as_ref()),
@@ -588,7 +599,11 @@ impl Gateway {
             requested = %escaped(&params.protocol_version),
             version = version.as_str(), identity = %session.identity(), "client initialized"
         );
-        let mut result = InitializeResult::new(version, self.capabilities(), self.info.clone());
+        let mut capabilities = self.capabilities();
+        if let Some(resources) = &mut capabilities.resources {
+            resources.subscribe = self.serves_subscriptions().then_some(true);
+        }
+        let mut result = InitializeResult::new(version, capabilities, self.info.clone());
         result.instructions = Some(INSTRUCTIONS.to_owned());
         to_value(&result)
     }
@@ -1300,4 +1315,246 @@ fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
 
 fn human(duration: Duration) -> String {
     format!("{} s", duration.as_secs())
+}
+
+/// Subscriptions one session may hold at once.
+const MAX_SUBSCRIPTIONS: usize = 64;
+/// How often a watch whose service connection was lost is started again
+/// before it is given up (with a log line).
+const RESUBSCRIBE_ATTEMPTS: u32 = 5;
+/// The wait before the first new attempt; each next one waits longer.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+
+impl SessionShared {
+    fn subscriptions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn end_subscriptions(&self) {
+        for (_, handle) in self.subscriptions().drain() {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for SessionShared {
+    /// A session that is gone leaves no watch running (the watch tasks hold
+    /// only the notification channel, never the session).
+    fn drop(&mut self) {
+        self.end_subscriptions();
+    }
+}
+
+/// `resources/subscribe` (DESIGN.md: the gateway knows services only by
+/// their caps): the owning service's caps name a `resources.subscribe`
+/// method, a long-running call that sends a progress once its watch is in
+/// place and one per change. The gateway runs it on a task of the session,
+/// without the backend timeout, turns each change into
+/// `notifications/resources/updated` on the session's own channel, and
+/// cancels it on `resources/unsubscribe` or when the session ends.
+impl Gateway {
+    /// Whether some service's resources can be subscribed to, which
+    /// `initialize` advertises.
+    fn serves_subscriptions(&self) -> bool {
+        self.registry.snapshot().services.values().any(|service| {
+            service
+                .resources
+                .as_ref()
+                .is_some_and(|spec| spec.subscribe.is_some())
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let uri = subscription_uri(method::RESOURCES_SUBSCRIBE, params)?;
+        let shared = &session.shared;
+        {
+            let mut live = shared.subscriptions();
+            live.retain(|_, handle| !handle.is_finished());
+            if live.contains_key(&uri) {
+                return Ok(json!({}));
+            }
+            if live.len() >= MAX_SUBSCRIPTIONS {
+                return Err(ErrorObject::invalid_request(format!(
+                    "this session already holds {MAX_SUBSCRIPTIONS} resource subscriptions, the most it may; resources/unsubscribe one first"
+                )));
+            }
+        }
+        if shared.home.is_closed() {
+            return Err(ErrorObject::invalid_request(
+                "resources/subscribe needs a session to send notifications/resources/updated on: send initialize first (over Streamable HTTP, send its Mcp-Session-Id with every request)",
+            ));
+        }
+        let snapshot = self.registry.snapshot();
+        let owner = snapshot.services.values().find_map(|service| {
+            service
+                .resources
+                .as_ref()
+                .filter(|spec| uri.starts_with(&spec.uri_prefix))
+                .map(|spec| (service, spec))
+        });
+        let Some((service, spec)) = owner else {
+            return Err(mcp::resource_not_found_error(Era::Legacy, &echo(&uri)));
+        };
+        let Some(watch) = spec.subscribe.clone() else {
+            return Err(ErrorObject::invalid_params(format!(
+                "the {} service's resources cannot be subscribed to; read {} again to see changes",
+                service.name,
+                echo(&uri)
+            )));
+        };
+        let (ready, watching) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(keep_watching(
+            service.clone(),
+            watch,
+            uri.clone(),
+            shared.home.clone(),
+            ready,
+        ));
+        let timeout = self.config.backend_timeout;
+        let outcome = match tokio::time::timeout(timeout, watching).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(ErrorObject::internal("the watch ended before it started")),
+            Err(_) => Err(ErrorObject::new(
+                code::SERVICE_TIMEOUT,
+                format!(
+                    "the {} service did not start watching within {}",
+                    service.name,
+                    human(timeout)
+                ),
+            )),
+        };
+        if let Err(error) = outcome {
+            task.abort();
+            return Err(error);
+        }
+        let mut live = shared.subscriptions();
+        // A concurrent subscribe to the same URI won: one watch is enough.
+        match live.entry(uri) {
+            std::collections::hash_map::Entry::Occupied(_) => task.abort(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(task.abort_handle());
+            }
+        }
+        Ok(json!({}))
+    }
+
+    /// `resources/unsubscribe`: stops the watch; unknown URIs are fine
+    /// (the subscription may have ended already).
+    fn unsubscribe(
+        &self,
+        session: &Arc<Session>,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let uri = subscription_uri(method::RESOURCES_UNSUBSCRIBE, params)?;
+        if let Some(handle) = session.shared.subscriptions().remove(&uri) {
+            handle.abort();
+        }
+        Ok(json!({}))
+    }
+}
+
+fn subscription_uri(name: &str, params: Option<Value>) -> Result<String, ErrorObject> {
+    let params: mcp::SubscribeParams = serde_json::from_value(params.unwrap_or(Value::Null))
+        .map_err(|_| ErrorObject::invalid_params(format!("{name} needs a string \"uri\"")))?;
+    Ok(params.uri)
+}
+
+/// Runs one subscription's backend watch: the first progress means the
+/// watch is in place (reported on `ready`), each later one is a change.
+/// A lost service connection starts the watch again (a bounded number of
+/// times; the subscriber then gets one update, since changes may have been
+/// missed meanwhile); anything else ends it with a log line.
+async fn keep_watching(
+    service: Arc<Service>,
+    watch: String,
+    uri: String,
+    home: mpsc::Sender<Message>,
+    ready: tokio::sync::oneshot::Sender<Result<(), ErrorObject>>,
+) {
+    let mut ready = Some(ready);
+    let mut attempts = 0;
+    let updated = || {
+        let params = mcp::ResourceUpdatedNotificationParams {
+            uri: uri.clone(),
+            meta: None,
+        };
+        if let Ok(params) = serde_json::to_value(params) {
+            let _ = home.try_send(Message::Notification(Notification {
+                method: method::NOTIFICATIONS_RESOURCES_UPDATED.to_owned(),
+                params: Some(params),
+            }));
+        }
+    };
+    loop {
+        let (progress, mut updates) = mpsc::unbounded_channel::<Value>();
+        let call = service
+            .pool
+            .call_raw(&watch, Some(json!({ "uri": uri })), Some(progress));
+        tokio::pin!(call);
+        let mut watching = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut call => break outcome,
+                Some(_) = updates.recv() => {
+                    if watching {
+                        updated();
+                    } else {
+                        watching = true;
+                        attempts = 0;
+                        match ready.take() {
+                            Some(ready) => {
+                                let _ = ready.send(Ok(()));
+                            }
+                            None => updated(),
+                        }
+                    }
+                }
+            }
+        };
+        let lost = matches!(
+            outcome,
+            Err(CallError::Closed | CallError::Send(_) | CallError::Connect(_))
+        );
+        let error = match outcome {
+            Ok(_) => ErrorObject::internal(format!(
+                "the {} service ended the watch without a reason",
+                service.name
+            )),
+            Err(CallError::Server(error)) => error,
+            Err(CallError::Connect(_)) => ErrorObject::new(
+                code::SERVICE_UNAVAILABLE,
+                format!(
+                    "the {} service is not running; start it (systemctl start llmbasedos-{}.socket) and retry",
+                    service.name, service.name
+                ),
+            ),
+            Err(CallError::TooLarge(message)) => ErrorObject::invalid_request(message),
+            Err(CallError::Closed | CallError::Send(_)) => ErrorObject::new(
+                code::SERVICE_UNAVAILABLE,
+                format!(
+                    "the {} service stopped while starting the watch; retry",
+                    service.name
+                ),
+            ),
+        };
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Err(error));
+            return;
+        }
+        if lost && attempts < RESUBSCRIBE_ATTEMPTS && !home.is_closed() {
+            attempts += 1;
+            tokio::time::sleep(RESUBSCRIBE_DELAY * attempts).await;
+            continue;
+        }
+        tracing::warn!(service = %service.name, uri = %escaped(&uri), error = %escaped(&error.message), "a resource subscription ended");
+        return;
+    }
 }

@@ -89,6 +89,13 @@ pub struct ResourcesSpec {
     /// result. Without it, template arguments get no suggestions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete: Option<String>,
+    /// The method (declared in `methods`) behind `resources/subscribe`: a
+    /// long-running call taking `{uri}` that refuses a URI it cannot watch,
+    /// sends one `notifications/progress` when the watch is in place, one
+    /// more each time the resource changes, and runs until cancelled.
+    /// Without it, the service's resources cannot be subscribed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<String>,
 }
 
 /// One method of a service.
@@ -263,9 +270,14 @@ impl CompiledCaps {
                 )));
             }
             let complete = resources.complete.iter().map(|method| ("complete", method));
+            let subscribe = resources
+                .subscribe
+                .iter()
+                .map(|method| ("subscribe", method));
             for (key, method) in [("list", &resources.list), ("read", &resources.read)]
                 .into_iter()
                 .chain(complete)
+                .chain(subscribe)
             {
                 if !methods.contains_key(method) {
                     return Err(file_error(format!(
