@@ -678,7 +678,7 @@ impl Gateway {
                     Ok(Value::Object(object)) => tool_result(object),
                     Ok(other) => CallToolResult::text(other.to_string()),
                     // The model reads the message and can correct its call.
-                    Err(error) => CallToolResult::error(error.message),
+                    Err(error) => CallToolResult::error(tool_error_message(&error)),
                 }
             }
         };
@@ -1285,4 +1285,28 @@ fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
 
 fn human(duration: Duration) -> String {
     format!("{} s", duration.as_secs())
+}
+
+/// A backend error's message for an MCP host: a hint in the error's data
+/// ([`proto::ErrorHint`]) is rendered with the tool's name instead of
+/// the method's, so a host that follows it calls a tool that exists.
+fn tool_error_message(error: &ErrorObject) -> String {
+    let hint = error
+        .data
+        .as_ref()
+        .and_then(|data| data.get("hint"))
+        .and_then(|hint| serde_json::from_value::<proto::ErrorHint>(hint.clone()).ok());
+    let Some(hint) = hint else {
+        return error.message.clone();
+    };
+    let Some(tool) = proto::caps::tool_name(&hint.method) else {
+        return error.message.clone();
+    };
+    // The classic message ends with the hint in method names.
+    let classic = format!("; {}", hint.render(&hint.method));
+    let plain = error
+        .message
+        .strip_suffix(&classic)
+        .unwrap_or(&error.message);
+    format!("{plain}; {}", hint.render(&format!("the {tool} tool")))
 }
