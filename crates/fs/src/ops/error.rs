@@ -131,7 +131,7 @@ impl FsError {
                 &[("path", parent.as_str().into()), ("parents", true.into())],
             )),
             FsError::NotEmpty { path, action } if *action == "delete" => Some(hint(
-                "delete it with its contents",
+                "delete it and its contents",
                 "mcp.fs.delete",
                 &[("path", path.as_str().into()), ("recursive", true.into())],
             )),
