@@ -100,7 +100,7 @@ pub fn grep(
         .build(&options.pattern)
         .map_err(|error| {
             FsError::InvalidValue(format!(
-                "{} is not a valid regular expression: {error}",
+                "{:?} is not a valid regular expression: {error}",
                 proto::text::echo(&options.pattern)
             ))
             .with_hint(super::error::hint(

@@ -89,7 +89,7 @@ pub fn mkdir(root: &Root, path: &VirtualPath, parents: bool) -> Result<MkdirResu
         let error = FsError::AlreadyExists {
             path: path.to_string(),
             hint: if existing.is_dir() {
-                "it is a directory already"
+                "it is a directory"
             } else {
                 "it is not a directory; choose another name"
             },
@@ -330,7 +330,7 @@ fn copy_unhinted(
             Some(_) if !overwrite => {
                 return Err(FsError::AlreadyExists {
                     path: to.to_string(),
-                    hint: "pass overwrite: true to replace it, or choose another destination",
+                    hint: "choose another destination, or replace what is there",
                 });
             }
             Some(_) => true,
