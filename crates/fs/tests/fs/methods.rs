@@ -244,7 +244,7 @@ fn write_modes_parents_and_base64() {
         no_parent.message.contains("/a/b does not exist")
             && no_parent
                 .message
-                .contains("create it with mcp.fs.mkdir (path: \"/a/b\", parents: true)")
+                .contains("create it with mcp.fs.mkdir (parents: true, path: \"/a/b\")")
             && no_parent.data.as_ref().and_then(|data| data.get("kind"))
                 == Some(&json!("not_found")),
         "{no_parent}"
