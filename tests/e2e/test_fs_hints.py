@@ -121,3 +121,4 @@ def test_classic_callers_get_method_names_and_every_error_its_kind_as_data(fs_st
         method = "mcp.fs." + tool.removeprefix("fs_")
         answer = unix_call(fs_stack.gateway_socket, jsonrpc(method, arguments))
         assert answer["error"]["data"]["kind"] == kind, answer
+
