@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Stack
+from conftest import Stack, jsonrpc, unix_call
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -155,3 +155,12 @@ def test_without_the_model_embed_and_search_say_what_to_install(modelless_stack:
             assert status.is_error is False and status.structured_content["files"] == 0
 
     asyncio.run(scenario())
+
+
+def test_a_missing_path_to_index_is_not_found_as_data(semantic_stack: Stack):
+    # semantic's SourceMissing is typed; fs maps it without reading its text.
+    answer = unix_call(semantic_stack.gateway_socket, jsonrpc("mcp.fs.embed", {"path": "/nope"}))
+    error = answer["error"]
+    assert "data" in error, error
+    assert error["data"]["kind"] == "not_found", error
+    assert error["data"]["hint"]["method"] == "mcp.fs.list", error

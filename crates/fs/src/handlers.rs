@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use proto::ErrorData;
 use proto::ServiceCodes;
 use semantic::SemanticError;
 use serde::{Deserialize, Serialize};
@@ -36,10 +37,21 @@ const TOO_LARGE: i32 = 5;
 const NOT_EMPTY: i32 = 6;
 const SEMANTIC_UNAVAILABLE: i32 = 7;
 
-/// The one place a file-operation error becomes a handler error.
+/// The one place a file-operation error becomes a handler error: its kind
+/// and hint go into the wire error's `data` ([`ErrorData`]), and the
+/// message gets the hint in method names for classic callers (an MCP
+/// host's gateway renders it in tool names instead, from `data`).
 pub fn handler_error(error: FsError) -> HandlerError {
-    let message = error.to_string();
-    match error {
+    let hint = error.hint();
+    let data = ErrorData {
+        kind: error.kind().to_owned(),
+        hint: hint.clone(),
+    };
+    let mut message = error.to_string();
+    if let Some(hint) = &hint {
+        message = format!("{message}; {}", hint.render(&hint.method));
+    }
+    let handler = match error.unhinted() {
         FsError::NotFound { .. } | FsError::MissingParent { .. } => HandlerError::NotFound(message),
         FsError::Denied { .. } => HandlerError::PermissionDenied(message),
         FsError::InvalidPath { .. } | FsError::InvalidValue(_) => {
@@ -52,11 +64,13 @@ pub fn handler_error(error: FsError) -> HandlerError {
         FsError::Cancelled | FsError::NoSpace { .. } | FsError::PartlyAppended { .. } => {
             HandlerError::Failed(message)
         }
-        FsError::Io { ref source, .. } => {
+        FsError::Io { source, .. } => {
             tracing::warn!(error = %source, "{message}");
             HandlerError::Failed(message)
         }
-    }
+        FsError::Hinted { .. } => unreachable!("unhinted returns no hinted error"),
+    };
+    handler.with_data(&data)
 }
 
 /// The one place a semantic-search error becomes a handler error.
@@ -67,11 +81,7 @@ pub fn semantic_error(error: SemanticError) -> HandlerError {
         | SemanticError::ModelMissing { .. }
         | SemanticError::ModelInvalid { .. } => service(SEMANTIC_UNAVAILABLE, message),
         SemanticError::InvalidValue(_) => HandlerError::InvalidValue(message),
-        SemanticError::Source { ref reason, .. } if reason == "does not exist" => {
-            HandlerError::NotFound(format!(
-                "{message}; check the path with mcp.fs.list or mcp.fs.glob"
-            ))
-        }
+        SemanticError::SourceMissing { path } => handler_error(FsError::NotFound { path }),
         SemanticError::Source { .. } => HandlerError::InvalidValue(message),
         SemanticError::Cancelled => HandlerError::Failed("the operation was cancelled".to_owned()),
         SemanticError::Index { .. } => {
@@ -176,7 +186,7 @@ fn service(offset: i32, message: String) -> HandlerError {
 /// The wire code of an error, for per-item errors inside a result
 /// (read_many). Follows [`handler_error`].
 fn code_of(error: &FsError) -> i32 {
-    match error {
+    match error.unhinted() {
         FsError::NotFound { .. } | FsError::MissingParent { .. } => CODES.not_found(),
         FsError::Denied { .. } => CODES.permission_denied(),
         FsError::InvalidPath { .. } | FsError::InvalidValue(_) | FsError::TooDeep { .. } => {
@@ -189,6 +199,7 @@ fn code_of(error: &FsError) -> i32 {
         | FsError::NoSpace { .. }
         | FsError::PartlyAppended { .. }
         | FsError::Io { .. } => CODES.failed(),
+        FsError::Hinted { .. } => unreachable!("unhinted returns no hinted error"),
     }
 }
 

@@ -693,7 +693,7 @@ impl Gateway {
                     Ok(Value::Object(object)) => tool_result(object),
                     Ok(other) => CallToolResult::text(other.to_string()),
                     // The model reads the message and can correct its call.
-                    Err(error) => CallToolResult::error(error.message),
+                    Err(error) => CallToolResult::error(tool_error_message(&error)),
                 }
             }
         };
@@ -1417,6 +1417,7 @@ impl Gateway {
             uri.clone(),
             shared.home.clone(),
             ready,
+            self.config.supervisor,
         ));
         let timeout = self.config.backend_timeout;
         let outcome = match tokio::time::timeout(timeout, watching).await {
@@ -1478,6 +1479,7 @@ async fn keep_watching(
     uri: String,
     home: mpsc::Sender<Message>,
     ready: tokio::sync::oneshot::Sender<Result<(), ErrorObject>>,
+    supervisor: crate::config::Supervisor,
 ) {
     let mut ready = Some(ready);
     let mut attempts = 0;
@@ -1532,8 +1534,9 @@ async fn keep_watching(
             Err(CallError::Connect(_)) => ErrorObject::new(
                 code::SERVICE_UNAVAILABLE,
                 format!(
-                    "the {} service is not running; start it (systemctl start llmbasedos-{}.socket) and retry",
-                    service.name, service.name
+                    "the {} service is not running; {}",
+                    service.name,
+                    supervisor.start_hint(&service.name)
                 ),
             ),
             Err(CallError::TooLarge(message)) => ErrorObject::invalid_request(message),
@@ -1557,4 +1560,28 @@ async fn keep_watching(
         tracing::warn!(service = %service.name, uri = %escaped(&uri), error = %escaped(&error.message), "a resource subscription ended");
         return;
     }
+}
+
+/// A backend error's message for an MCP host: a hint in the error's data
+/// ([`proto::ErrorHint`]) is rendered with the tool's name instead of
+/// the method's, so a host that follows it calls a tool that exists.
+fn tool_error_message(error: &ErrorObject) -> String {
+    let hint = error
+        .data
+        .as_ref()
+        .and_then(|data| data.get("hint"))
+        .and_then(|hint| serde_json::from_value::<proto::ErrorHint>(hint.clone()).ok());
+    let Some(hint) = hint else {
+        return error.message.clone();
+    };
+    let Some(tool) = proto::caps::tool_name(&hint.method) else {
+        return error.message.clone();
+    };
+    // The classic message ends with the hint in method names.
+    let classic = format!("; {}", hint.render(&hint.method));
+    let plain = error
+        .message
+        .strip_suffix(&classic)
+        .unwrap_or(&error.message);
+    format!("{plain}; {}", hint.render(&format!("the {tool} tool")))
 }

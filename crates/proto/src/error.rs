@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Standard JSON-RPC 2.0 codes and llmbasedos' per-service bases.
 pub mod code {
@@ -212,5 +212,45 @@ mod tests {
             ],
             [-32010, -32011, -32012, -32013, -32014]
         );
+    }
+}
+
+/// What a domain error carries in the JSON-RPC error's `data`, so clients
+/// match data, never text: the error's kind (`not_found`, `already_exists`,
+/// ...) and, when there is one, what the caller can do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorData {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<ErrorHint>,
+}
+
+/// A next step as data: the method to call and the arguments to call it
+/// with (every one a param of that method). Each vocabulary renders it in
+/// its own words: method names for classic callers, tool names for MCP
+/// hosts, commands in the shell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorHint {
+    /// What following the hint does, for people: "create it", "see what exists".
+    pub action: String,
+    /// The wire method, e.g. `mcp.fs.mkdir`.
+    pub method: String,
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
+impl ErrorHint {
+    /// The hint in words, calling the method `name` (a method name or a
+    /// tool name): `create it with mcp.fs.mkdir (path: "/a", parents: true)`.
+    pub fn render(&self, name: &str) -> String {
+        if self.arguments.is_empty() {
+            return format!("{} with {name}", self.action);
+        }
+        let arguments: Vec<String> = self
+            .arguments
+            .iter()
+            .map(|(key, value)| format!("{key}: {value}"))
+            .collect();
+        format!("{} with {name} ({})", self.action, arguments.join(", "))
     }
 }

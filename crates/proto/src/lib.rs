@@ -21,5 +21,5 @@ pub mod text;
 
 pub use caps::{Caps, CapsError, CompiledCaps, CompiledMethod, MethodSpec};
 pub use codec::{DEFAULT_MAX_MESSAGE, DelimitedCodec, Frame};
-pub use error::{ErrorObject, ServiceCodes, code};
+pub use error::{ErrorData, ErrorHint, ErrorObject, ServiceCodes, code};
 pub use jsonrpc::{Message, Notification, Request, RequestId, Response};

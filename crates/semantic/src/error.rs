@@ -28,7 +28,10 @@ pub enum SemanticError {
     /// A caller's value is wrong (an empty query, a bad scope).
     #[error("{0}")]
     InvalidValue(String),
-    /// The path to index does not exist or is not a directory/file.
+    /// The path to index does not exist.
+    #[error("{path} does not exist")]
+    SourceMissing { path: String },
+    /// The path to index is not a directory/file, or cannot be inspected.
     #[error("{path} {reason}")]
     Source { path: String, reason: String },
     /// The caller gave up.

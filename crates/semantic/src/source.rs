@@ -118,11 +118,13 @@ pub fn walk(
     })?;
     let top = source
         .metadata(&start)
-        .map_err(|error| SemanticError::Source {
-            path: start.clone(),
-            reason: match error.kind() {
-                io::ErrorKind::NotFound => "does not exist".to_owned(),
-                _ => format!("cannot be inspected: {error}"),
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => SemanticError::SourceMissing {
+                path: start.clone(),
+            },
+            _ => SemanticError::Source {
+                path: start.clone(),
+                reason: format!("cannot be inspected: {error}"),
             },
         })?;
     match top.kind {

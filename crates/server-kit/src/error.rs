@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use proto::{ErrorObject, ServiceCodes};
+use proto::{ErrorData, ErrorObject, ServiceCodes};
 use serde_json::Value;
 
 /// What a handler returns when it fails. The variant chooses the code
@@ -30,11 +30,22 @@ pub enum HandlerError {
     },
     /// A bug or an unexpected failure: logged, never shown.
     Internal(Box<dyn std::error::Error + Send + Sync>),
+    /// Another handler error (its code and message) with `data` for the
+    /// client to match ([`ErrorData`]).
+    WithData(Box<HandlerError>, Value),
 }
 
 impl HandlerError {
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HandlerError {
         HandlerError::Internal(error.into())
+    }
+
+    /// This error with [`ErrorData`] in the wire error's `data`.
+    pub fn with_data(self, data: &ErrorData) -> HandlerError {
+        match serde_json::to_value(data) {
+            Ok(data) => HandlerError::WithData(Box::new(self), data),
+            Err(_) => self,
+        }
     }
 
     /// The one place where a handler error becomes a wire error.
@@ -69,6 +80,10 @@ impl HandlerError {
             HandlerError::Internal(_) => ErrorObject::internal(format!(
                 "internal error while handling the request; the server log has the details under request {reference}"
             )),
+            HandlerError::WithData(error, data) => ErrorObject {
+                data: Some(data.clone()),
+                ..error.to_error_object(codes, reference)
+            },
         };
         object.bounded()
     }
@@ -84,6 +99,7 @@ impl fmt::Display for HandlerError {
             | HandlerError::Failed(message)
             | HandlerError::Service { message, .. } => f.write_str(message),
             HandlerError::Internal(error) => write!(f, "internal error: {error}"),
+            HandlerError::WithData(error, _) => error.fmt(f),
         }
     }
 }

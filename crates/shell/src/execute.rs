@@ -13,8 +13,6 @@ use crate::gateway::{Catalog, Failure, Gateway};
 use crate::path::resolve;
 use crate::render;
 
-/// The file service's "not found" code (its error base -32010, minus 3).
-const FS_NOT_FOUND: i32 = -32013;
 /// JSON-RPC's "method not found".
 const METHOD_NOT_FOUND: i32 = -32601;
 
@@ -381,16 +379,18 @@ impl Shell {
             .call(method, Some(params))
             .await
             .map_err(|failure| match failure {
+                // A missing parent has a hint to create it; the path
+                // itself missing has none worth more than these words.
                 Failure::Server(error)
-                    if error.code == FS_NOT_FOUND
-                        && error.message.starts_with(&format!("{path} does not exist")) =>
+                    if kind_of(&error) == Some("not_found")
+                        && hint_of(&error).is_none_or(|hint| hint.method != "mcp.fs.mkdir") =>
                 {
                     ShellError::failed(format!("no such file or directory: {path}"))
                 }
                 Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(
                     format!("the file server is not available on this gateway ({method} is unknown to it)"),
                 ),
-                Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
+                Failure::Server(error) => ShellError::failed(in_shell_words(&error)),
                 other => from_failure(other),
             })
     }
@@ -412,9 +412,9 @@ impl Shell {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            Err(Failure::Server(error)) if error.code == FS_NOT_FOUND => String::new(),
+            Err(Failure::Server(error)) if kind_of(&error) == Some("not_found") => String::new(),
             Err(Failure::Server(error)) => {
-                return Err(ShellError::failed(in_shell_words(&error.message)));
+                return Err(ShellError::failed(in_shell_words(&error)));
             }
             Err(other) => return Err(from_failure(other)),
         };
@@ -813,24 +813,84 @@ fn name_positional(
     Ok(named)
 }
 
-/// The file service's hints name its params; the shell's commands have
-/// flags for them.
-fn in_shell_words(message: &str) -> String {
-    const HINTS: &[(&str, &str)] = &[
-        ("pass recursive: true", "use -r"),
-        ("pass parents: true", "use -p"),
-        ("pass overwrite: true", "use -f"),
-        ("set fixed_strings: true", "use -F"),
-        (
-            "create it with mcp.fs.mkdir, or pass create_parents: true",
-            "create it with mkdir -p",
+/// The kind of a server's error (`error.data.kind`), which clients match
+/// instead of its text.
+fn kind_of(error: &proto::ErrorObject) -> Option<&str> {
+    error.data.as_ref()?.get("kind")?.as_str()
+}
+
+/// The next step a server's error suggests (`error.data.hint`).
+fn hint_of(error: &proto::ErrorObject) -> Option<proto::ErrorHint> {
+    serde_json::from_value(error.data.as_ref()?.get("hint")?.clone()).ok()
+}
+
+/// A server's error in the shell's words: a hint that calls a file
+/// service method becomes the shell command that calls it.
+fn in_shell_words(error: &proto::ErrorObject) -> String {
+    let Some(hint) = hint_of(error) else {
+        return error.message.clone();
+    };
+    let Some(command) = shell_command(&hint) else {
+        return error.message.clone();
+    };
+    // The server's message ends with the hint in method names.
+    let classic = format!("; {}", hint.render(&hint.method));
+    let plain = error
+        .message
+        .strip_suffix(&classic)
+        .unwrap_or(&error.message);
+    format!("{plain}; {} with {command}", hint.action)
+}
+
+/// The built-in command that makes the hint's call, if there is one.
+fn shell_command(hint: &proto::ErrorHint) -> Option<String> {
+    let text = |key: &str| hint.arguments.get(key).and_then(Value::as_str);
+    let flag = |key: &str, flag: &str| {
+        if hint.arguments.get(key).and_then(Value::as_bool) == Some(true) {
+            format!(" {flag}")
+        } else {
+            String::new()
+        }
+    };
+    let quoted = |word: &str| {
+        if !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+,=:@".contains(c))
+        {
+            word.to_owned()
+        } else {
+            format!("'{}'", word.replace('\'', "'\\''"))
+        }
+    };
+    let path = text("path").map(quoted);
+    Some(match hint.method.as_str() {
+        "mcp.fs.mkdir" => format!("mkdir{} {}", flag("parents", "-p"), path?),
+        "mcp.fs.delete" => format!("rm{} {}", flag("recursive", "-r"), path?),
+        "mcp.fs.list" => path.map_or_else(|| "ls".to_owned(), |path| format!("ls {path}")),
+        "mcp.fs.read" if hint.arguments.contains_key("length") => format!("head {}", path?),
+        "mcp.fs.read" => format!("cat {}", path?),
+        "mcp.fs.write" => format!("write {}", path?),
+        "mcp.fs.copy" => format!(
+            "cp{}{} {} {}",
+            flag("recursive", "-r"),
+            flag("overwrite", "-f"),
+            quoted(text("from")?),
+            quoted(text("to")?)
         ),
-    ];
-    HINTS
-        .iter()
-        .fold(message.to_owned(), |message, (server, shell)| {
-            message.replace(server, shell)
-        })
+        "mcp.fs.move" => format!(
+            "mv{} {} {}",
+            flag("overwrite", "-f"),
+            quoted(text("from")?),
+            quoted(text("to")?)
+        ),
+        "mcp.fs.grep" => format!(
+            "grep{} {}",
+            flag("fixed_strings", "-F"),
+            quoted(text("pattern")?)
+        ),
+        _ => return None,
+    })
 }
 
 fn from_failure(failure: Failure) -> ShellError {
@@ -953,7 +1013,7 @@ fn optional_failure(failure: Failure, method: &str, missing: &str) -> ShellError
         Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(format!(
             "{missing}, which this gateway does not offer ({method} is unknown to it)"
         )),
-        Failure::Server(error) => ShellError::failed(in_shell_words(&error.message)),
+        Failure::Server(error) => ShellError::failed(in_shell_words(&error)),
         other => from_failure(other),
     }
 }

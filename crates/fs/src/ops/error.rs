@@ -1,17 +1,21 @@
 //! The one error type of the file operations. Every message names the
-//! virtual path (never a host path) and says what to do.
+//! virtual path (never a host path) and says what to do. A next step that
+//! is a call of another method is not text but data ([`FsError::hint`]):
+//! the handler layer renders it in the caller's vocabulary, so no message
+//! names a wire method.
 
 use std::io;
+
+use proto::ErrorHint;
+use serde_json::{Map, Value};
 
 use crate::vpath::{PathProblem, VirtualPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    #[error("{path} does not exist; check the path with mcp.fs.list or mcp.fs.glob")]
+    #[error("{path} does not exist")]
     NotFound { path: String },
-    #[error(
-        "{parent} does not exist (it would hold {path}); create it with mcp.fs.mkdir, or pass create_parents: true"
-    )]
+    #[error("{parent} does not exist (it would hold {path})")]
     MissingParent { parent: String, path: String },
     #[error("{path} already exists; {hint}")]
     AlreadyExists { path: String, hint: &'static str },
@@ -28,9 +32,7 @@ pub enum FsError {
         limit: u64,
         hint: &'static str,
     },
-    #[error(
-        "{path} is a directory that is not empty; pass recursive: true to {action} it with its contents"
-    )]
+    #[error("{path} is a directory that is not empty")]
     NotEmpty { path: String, action: &'static str },
     #[error(
         "{path} lies {limit} levels beneath the start of the walk, the deepest the file service goes; {hint}"
@@ -50,6 +52,12 @@ pub enum FsError {
     PartlyAppended { path: String, source: io::Error },
     #[error("the operation was cancelled")]
     Cancelled,
+    /// Another error with a next step the caller can take.
+    #[error("{error}")]
+    Hinted {
+        error: Box<FsError>,
+        hint: ErrorHint,
+    },
     #[error("cannot {action} {path}: {source}")]
     Io {
         path: String,
@@ -64,7 +72,73 @@ pub enum FsError {
 /// the kernel cannot tell where "/" of the link is meant to be.
 pub(crate) const OUTSIDE_ROOT: &str = "it leads outside the file service's root (through \"..\", a symbolic link that escapes it, or /proc magic links), or the service user may not access it. Absolute symbolic links are refused even when they point inside the root; make the link relative (e.g. `ln -sfr TARGET LINK`)";
 
+/// A next step: call `method` with `arguments` (every one a param of it).
+pub(crate) fn hint(action: &str, method: &str, arguments: &[(&str, Value)]) -> ErrorHint {
+    let arguments: Map<String, Value> = arguments
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), value.clone()))
+        .collect();
+    ErrorHint {
+        action: action.to_owned(),
+        method: method.to_owned(),
+        arguments,
+    }
+}
+
 impl FsError {
+    /// This error with `hint` as the next step.
+    pub fn with_hint(self, hint: ErrorHint) -> FsError {
+        FsError::Hinted {
+            error: Box::new(self),
+            hint,
+        }
+    }
+
+    /// The error without its hint.
+    pub fn unhinted(&self) -> &FsError {
+        match self {
+            FsError::Hinted { error, .. } => error.unhinted(),
+            other => other,
+        }
+    }
+
+    /// What kind of error this is, for clients to match (`error.data.kind`).
+    pub fn kind(&self) -> &'static str {
+        match self.unhinted() {
+            FsError::NotFound { .. } | FsError::MissingParent { .. } => "not_found",
+            FsError::AlreadyExists { .. } => "already_exists",
+            FsError::Denied { .. } => "permission",
+            FsError::InvalidPath { .. } | FsError::InvalidValue(_) => "invalid",
+            FsError::TooLarge { .. } => "too_large",
+            FsError::NotEmpty { .. } => "not_empty",
+            FsError::TooDeep { .. } => "too_deep",
+            FsError::NoSpace { .. } => "no_space",
+            FsError::PartlyAppended { .. } | FsError::Io { .. } => "failed",
+            FsError::Cancelled => "cancelled",
+            FsError::Hinted { .. } => unreachable!("unhinted returns no hinted error"),
+        }
+    }
+
+    /// The next step the caller can take, as a call: the one given with
+    /// [`FsError::with_hint`], or the one each kind implies.
+    pub fn hint(&self) -> Option<ErrorHint> {
+        match self {
+            FsError::Hinted { hint, .. } => Some(hint.clone()),
+            FsError::NotFound { .. } => Some(hint("see what exists", "mcp.fs.list", &[])),
+            FsError::MissingParent { parent, .. } => Some(hint(
+                "create it",
+                "mcp.fs.mkdir",
+                &[("path", parent.as_str().into()), ("parents", true.into())],
+            )),
+            FsError::NotEmpty { path, action } if *action == "delete" => Some(hint(
+                "delete it and its contents",
+                "mcp.fs.delete",
+                &[("path", path.as_str().into()), ("recursive", true.into())],
+            )),
+            _ => None,
+        }
+    }
+
     /// Maps an I/O error of `action` on `path` to the error a client can act on.
     pub fn io(path: &VirtualPath, action: &'static str, error: io::Error) -> FsError {
         let shown = path.to_string();

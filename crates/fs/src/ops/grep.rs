@@ -100,8 +100,16 @@ pub fn grep(
         .build(&options.pattern)
         .map_err(|error| {
             FsError::InvalidValue(format!(
-                "{:?} is not a valid regular expression: {error}; set fixed_strings: true to search for the text as written",
-                options.pattern
+                "{:?} is not a valid regular expression: {error}",
+                proto::text::echo(&options.pattern)
+            ))
+            .with_hint(super::error::hint(
+                "search for the text as written",
+                "mcp.fs.grep",
+                &[
+                    ("pattern", options.pattern.as_str().into()),
+                    ("fixed_strings", true.into()),
+                ],
             ))
         })?;
     let include = if options.include.is_empty() {

@@ -86,13 +86,22 @@ pub fn mkdir(root: &Root, path: &VirtualPath, parents: bool) -> Result<MkdirResu
                 created: false,
             });
         }
-        return Err(FsError::AlreadyExists {
+        let error = FsError::AlreadyExists {
             path: path.to_string(),
             hint: if existing.is_dir() {
-                "pass parents: true to accept an existing directory"
+                "it is a directory"
             } else {
                 "it is not a directory; choose another name"
             },
+        };
+        return Err(if existing.is_dir() {
+            error.with_hint(super::error::hint(
+                "accept the existing directory",
+                "mcp.fs.mkdir",
+                &[("path", path.to_string().into()), ("parents", true.into())],
+            ))
+        } else {
+            error
         });
     }
     if parents {
@@ -123,6 +132,38 @@ pub fn rename(
     to: &VirtualPath,
     overwrite: bool,
 ) -> Result<MoveResult, FsError> {
+    rename_unhinted(root, from, to, overwrite)
+        .map_err(|error| replace_hint(error, "mcp.fs.move", from, to, &[]))
+}
+
+/// An existing destination's error with the call that replaces it.
+fn replace_hint(
+    error: FsError,
+    method: &str,
+    from: &VirtualPath,
+    to: &VirtualPath,
+    extra: &[(&str, serde_json::Value)],
+) -> FsError {
+    match error {
+        FsError::AlreadyExists { .. } => {
+            let mut arguments = vec![
+                ("from", from.to_string().into()),
+                ("to", to.to_string().into()),
+                ("overwrite", true.into()),
+            ];
+            arguments.extend_from_slice(extra);
+            error.with_hint(super::error::hint("replace it", method, &arguments))
+        }
+        other => other,
+    }
+}
+
+fn rename_unhinted(
+    root: &Root,
+    from: &VirtualPath,
+    to: &VirtualPath,
+    overwrite: bool,
+) -> Result<MoveResult, FsError> {
     root.check_writable(from)?;
     if to.starts_with(from) {
         return Err(FsError::InvalidValue(format!(
@@ -146,7 +187,7 @@ pub fn rename(
         {
             io::ErrorKind::AlreadyExists => FsError::AlreadyExists {
                 path: to.to_string(),
-                hint: "pass overwrite: true to replace it, or choose another destination",
+                hint: "choose another destination, or replace what is there",
             },
             _ => FsError::io(to, "move", error),
         })?;
@@ -209,6 +250,19 @@ pub fn copy(
     overwrite: bool,
     watch: &Watch,
 ) -> Result<CopyResult, FsError> {
+    let extra = [("recursive", recursive.into())];
+    copy_unhinted(root, from, to, recursive, overwrite, watch)
+        .map_err(|error| replace_hint(error, "mcp.fs.copy", from, to, &extra))
+}
+
+fn copy_unhinted(
+    root: &Root,
+    from: &VirtualPath,
+    to: &VirtualPath,
+    recursive: bool,
+    overwrite: bool,
+    watch: &Watch,
+) -> Result<CopyResult, FsError> {
     root.check_writable(to)?;
     if to.starts_with(from) {
         return Err(FsError::InvalidValue(format!(
@@ -223,16 +277,26 @@ pub fn copy(
     };
     if source.is_dir() {
         if !recursive {
-            return Err(FsError::InvalidValue(format!(
-                "{from} is a directory; pass recursive: true to copy it with its contents"
-            )));
+            return Err(
+                FsError::InvalidValue(format!("{from} is a directory")).with_hint(
+                    super::error::hint(
+                        "copy it with its contents",
+                        "mcp.fs.copy",
+                        &[
+                            ("from", from.to_string().into()),
+                            ("to", to.to_string().into()),
+                            ("recursive", true.into()),
+                        ],
+                    ),
+                ),
+            );
         }
         if let Some(existing) = root.lstat(to)?
             && !(overwrite && existing.is_dir())
         {
             return Err(FsError::AlreadyExists {
                 path: to.to_string(),
-                hint: "pass overwrite: true to copy into an existing directory, or choose another destination",
+                hint: "choose another destination, or replace what is there",
             });
         }
         let source_dir = root.open_dir(from)?;
@@ -266,7 +330,7 @@ pub fn copy(
             Some(_) if !overwrite => {
                 return Err(FsError::AlreadyExists {
                     path: to.to_string(),
-                    hint: "pass overwrite: true to replace it, or choose another destination",
+                    hint: "choose another destination, or replace what is there",
                 });
             }
             Some(_) => true,
@@ -350,7 +414,7 @@ fn copy_tree(
                     return Err(FsError::TooDeep {
                         path: proto::text::echo(&from.to_string()).into_owned(),
                         limit: DEPTH_LIMIT,
-                        hint: "the copy stopped there, and what it copied before stays in the destination (remove it with mcp.fs.delete); copy the deeper part on its own",
+                        hint: "the copy stopped there, and what it copied before stays in the destination (delete it if you do not want it); copy the deeper part on its own",
                     });
                 }
                 match target.create_dir(&name) {
@@ -382,7 +446,7 @@ fn copy_tree(
                     Ok(_) => {
                         return Err(FsError::AlreadyExists {
                             path: to.to_string(),
-                            hint: "pass overwrite: true to replace files in the destination",
+                            hint: "choose another destination, or replace what is there",
                         });
                     }
                     Err(_) => false,

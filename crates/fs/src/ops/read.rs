@@ -66,8 +66,13 @@ pub fn read(
                     path: path.to_string(),
                     size,
                     limit,
-                    hint: "read part of it with offset/length or head/tail, or search it with mcp.fs.grep",
-                });
+                    hint: "read part of it with offset/length or head/tail, or search it for a pattern",
+                }
+                .with_hint(super::error::hint(
+                    "read its start",
+                    "mcp.fs.read",
+                    &[("path", path.to_string().into()), ("length", limit.into())],
+                )));
             }
             let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
             (0, data, more)

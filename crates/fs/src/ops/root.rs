@@ -298,9 +298,12 @@ impl Root {
     pub fn check_regular(&self, path: &VirtualPath, metadata: &Metadata) -> Result<(), FsError> {
         let file_type = metadata.file_type();
         if file_type.is_dir() {
-            return Err(FsError::invalid_path(
-                path,
-                "it is a directory; use mcp.fs.list or mcp.fs.tree to see what it holds",
+            return Err(FsError::invalid_path(path, "it is a directory").with_hint(
+                super::error::hint(
+                    "see what it holds",
+                    "mcp.fs.list",
+                    &[("path", path.to_string().into())],
+                ),
             ));
         }
         if file_type.is_fifo()

@@ -425,14 +425,22 @@ pub fn edit(
             path: path.to_string(),
             size: metadata.len(),
             limit,
-            hint: "edit smaller files, or rewrite it with mcp.fs.write",
-        });
+            hint: "edit smaller files, or write it whole",
+        }
+        .with_hint(super::error::hint(
+            "replace it",
+            "mcp.fs.write",
+            &[
+                ("path", path.to_string().into()),
+                ("mode", "overwrite".into()),
+            ],
+        )));
     }
     let mut original = String::new();
     file.read_to_string(&mut original)
         .map_err(|error| match error.kind() {
             io::ErrorKind::InvalidData => FsError::InvalidValue(format!(
-                "{path} is not UTF-8 text; mcp.fs.edit edits text files only"
+                "{path} is not UTF-8 text; only text files can be edited"
             )),
             _ => FsError::io(path, "read", error),
         })?;
@@ -448,7 +456,12 @@ pub fn edit(
         let count = text.matches(edit.old_text.as_str()).count();
         if count == 0 {
             return Err(FsError::InvalidValue(format!(
-                "edit {number} for {path}: old_text was not found (after the edits before it); copy it exactly from mcp.fs.read, whitespace included"
+                "edit {number} for {path}: old_text was not found (after the edits before it); copy it exactly from the file, whitespace included"
+            ))
+            .with_hint(super::error::hint(
+                "read the file",
+                "mcp.fs.read",
+                &[("path", path.to_string().into())],
             )));
         }
         if count > 1 && !edit.replace_all {

@@ -73,7 +73,7 @@ fn each_malformed_request_is_refused_usefully_and_changes_nothing() {
             "mcp.fs.read",
             json!({"path": "/dir"}),
             INVALID_VALUE,
-            "/dir: it is a directory; use mcp.fs.list",
+            "/dir: it is a directory; see what it holds with mcp.fs.list (path: \"/dir\")",
         ),
         (
             "mcp.fs.read",

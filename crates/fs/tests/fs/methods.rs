@@ -242,7 +242,11 @@ fn write_modes_parents_and_base64() {
     assert_eq!(no_parent.code, NOT_FOUND);
     assert!(
         no_parent.message.contains("/a/b does not exist")
-            && no_parent.message.contains("create_parents"),
+            && no_parent
+                .message
+                .contains("create it with mcp.fs.mkdir (parents: true, path: \"/a/b\")")
+            && no_parent.data.as_ref().and_then(|data| data.get("kind"))
+                == Some(&json!("not_found")),
         "{no_parent}"
     );
     client.ok(
