@@ -201,6 +201,10 @@ FIXTURE_SCENARIOS = {
     "json-schema-2020-12", "resources-read-text", "resources-read-binary", "resources-templates-read",
     "resources-subscribe", "resources-unsubscribe", "prompts-get-simple", "prompts-get-with-args", "server-sse-polling",
     "prompts-get-embedded-resource", "prompts-get-with-image",
+    # Completes an argument of the fixture's prompt test_prompt_with_arguments:
+    # the gateway answers an unknown prompt with -32602, as the specification
+    # says; completion itself is tested in test_bridge_and_subscriptions.py.
+    "completion-complete",
 }  # fmt: skip
 
 
