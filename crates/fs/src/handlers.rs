@@ -49,7 +49,7 @@ pub fn handler_error(error: FsError) -> HandlerError {
     };
     let mut message = error.to_string();
     if let Some(hint) = &hint {
-        message = format!("{message}; {}", hint.render(&hint.method));
+        message = hint.classic_message(&message);
     }
     let handler = match error.unhinted() {
         FsError::NotFound { .. } | FsError::MissingParent { .. } => HandlerError::NotFound(message),

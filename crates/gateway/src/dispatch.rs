@@ -900,13 +900,7 @@ impl Gateway {
             .ok_or_else(|| ErrorObject::invalid_params("resources/read needs a string \"uri\""))?
             .to_owned();
         let snapshot = self.registry.snapshot();
-        let owner = snapshot.services.values().find_map(|service| {
-            service
-                .resources
-                .as_ref()
-                .filter(|spec| uri.starts_with(&spec.uri_prefix))
-                .map(|spec| (service, spec))
-        });
+        let owner = snapshot.resource_owner(&uri);
         let Some((service, spec)) = owner else {
             return Err(mcp::resource_not_found_error(era, &echo(&uri)));
         };
@@ -967,17 +961,7 @@ impl Gateway {
             .and_then(Value::as_str)
             .ok_or_else(|| ErrorObject::invalid_params("prompts/get needs a string \"name\""))?;
         let snapshot = self.registry.snapshot();
-        let owner =
-            name.split_once(proto::caps::TOOL_NAME_SEPARATOR)
-                .and_then(|(service, prompt)| {
-                    let service = snapshot.services.get(service)?;
-                    let spec = service.prompts.as_ref()?;
-                    spec.prompts
-                        .iter()
-                        .any(|known| known.name == prompt)
-                        .then_some((service, spec, prompt))
-                });
-        let Some((service, spec, prompt)) = owner else {
+        let Some((service, spec, prompt)) = snapshot.prompt(name) else {
             return Err(ErrorObject::invalid_params(format!(
                 "no such prompt: {}; prompts/list names the available ones",
                 echo(name)
@@ -1023,17 +1007,7 @@ impl Gateway {
         let uri = match &request.reference {
             mcp::CompletionReference::ResourceTemplate { uri } => uri,
             mcp::CompletionReference::Prompt { name, .. } => {
-                let owner = name.split_once(proto::caps::TOOL_NAME_SEPARATOR).and_then(
-                    |(service, prompt)| {
-                        let service = snapshot.services.get(service)?;
-                        let spec = service.prompts.as_ref()?;
-                        spec.prompts
-                            .iter()
-                            .any(|known| known.name == prompt)
-                            .then_some((service, spec, prompt))
-                    },
-                );
-                let Some((service, spec, prompt)) = owner else {
+                let Some((service, spec, prompt)) = snapshot.prompt(name) else {
                     return Err(ErrorObject::invalid_params(format!(
                         "no such prompt: {}; prompts/list names the available ones",
                         echo(name)
@@ -1393,13 +1367,7 @@ impl Gateway {
             ));
         }
         let snapshot = self.registry.snapshot();
-        let owner = snapshot.services.values().find_map(|service| {
-            service
-                .resources
-                .as_ref()
-                .filter(|spec| uri.starts_with(&spec.uri_prefix))
-                .map(|spec| (service, spec))
-        });
+        let owner = snapshot.resource_owner(&uri);
         let Some((service, spec)) = owner else {
             return Err(mcp::resource_not_found_error(Era::Legacy, &echo(&uri)));
         };
@@ -1566,22 +1534,12 @@ async fn keep_watching(
 /// ([`proto::ErrorHint`]) is rendered with the tool's name instead of
 /// the method's, so a host that follows it calls a tool that exists.
 fn tool_error_message(error: &ErrorObject) -> String {
-    let hint = error
-        .data
-        .as_ref()
-        .and_then(|data| data.get("hint"))
-        .and_then(|hint| serde_json::from_value::<proto::ErrorHint>(hint.clone()).ok());
-    let Some(hint) = hint else {
+    let Some(hint) = proto::ErrorHint::of(error) else {
         return error.message.clone();
     };
     let Some(tool) = proto::caps::tool_name(&hint.method) else {
         return error.message.clone();
     };
-    // The classic message ends with the hint in method names.
-    let classic = format!("; {}", hint.render(&hint.method));
-    let plain = error
-        .message
-        .strip_suffix(&classic)
-        .unwrap_or(&error.message);
+    let plain = hint.plain(&error.message);
     format!("{plain}; {}", hint.render(&format!("the {tool} tool")))
 }

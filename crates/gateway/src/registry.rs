@@ -50,6 +50,35 @@ pub struct Snapshot {
     pub tool_targets: HashMap<String, ToolTarget>,
 }
 
+impl Snapshot {
+    /// The service whose resources `uri` is one of (by its caps'
+    /// `uri_prefix`), with its resources spec.
+    pub fn resource_owner(&self, uri: &str) -> Option<(&Arc<Service>, &ResourcesSpec)> {
+        self.services.values().find_map(|service| {
+            service
+                .resources
+                .as_ref()
+                .filter(|spec| uri.starts_with(&spec.uri_prefix))
+                .map(|spec| (service, spec))
+        })
+    }
+
+    /// The prompt an MCP host names `<service>_<prompt>`: its service, the
+    /// service's prompts spec and the prompt's own name.
+    pub fn prompt<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Option<(&'a Arc<Service>, &'a PromptsSpec, &'a str)> {
+        let (service, prompt) = name.split_once(proto::caps::TOOL_NAME_SEPARATOR)?;
+        let service = self.services.get(service)?;
+        let spec = service.prompts.as_ref()?;
+        spec.prompts
+            .iter()
+            .any(|known| known.name == prompt)
+            .then_some((service, spec, prompt))
+    }
+}
+
 /// What a tool call goes to.
 #[derive(Clone, Debug)]
 pub enum ToolTarget {

@@ -170,6 +170,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_classic_message_gives_back_its_plain_text_and_its_hint() {
+        let hint = ErrorHint {
+            action: "create it".to_owned(),
+            method: "mcp.fs.mkdir".to_owned(),
+            arguments: json!({ "parents": true })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let classic = hint.classic_message("/a does not exist");
+        assert_eq!(
+            classic,
+            "/a does not exist; create it with mcp.fs.mkdir (parents: true)"
+        );
+        let error = ErrorObject::new(-32013, classic.clone()).with_data(json!({ "hint": hint }));
+        let read = ErrorHint::of(&error).expect("the hint in data");
+        assert_eq!(read, hint);
+        assert_eq!(read.plain(&classic), "/a does not exist");
+        // A message that does not end with the hint (cut to its bound) is kept.
+        assert_eq!(
+            hint.plain("/a does not ex… (9000 bytes)"),
+            "/a does not ex… (9000 bytes)"
+        );
+    }
+
+    #[test]
     fn bounded_cuts_long_messages_and_drops_large_data() {
         let long = "é".repeat(MESSAGE_LIMIT); // twice the limit in bytes
         let object = ErrorObject::new(-32010, long)
@@ -240,6 +266,27 @@ pub struct ErrorHint {
 }
 
 impl ErrorHint {
+    /// The hint an error carries in `data.hint`, if any.
+    pub fn of(error: &ErrorObject) -> Option<ErrorHint> {
+        serde_json::from_value(error.data.as_ref()?.get("hint")?.clone()).ok()
+    }
+
+    /// `message` with the hint in method names after it, as classic
+    /// callers read it; [`ErrorHint::plain`] takes it off again.
+    pub fn classic_message(&self, message: &str) -> String {
+        format!("{message}; {}", self.render(&self.method))
+    }
+
+    /// What a [`ErrorHint::classic_message`] said before its hint, so
+    /// another vocabulary can put the hint in its own words (a message
+    /// cut to its length bound keeps its text).
+    pub fn plain<'a>(&self, message: &'a str) -> &'a str {
+        message
+            .strip_suffix(&self.render(&self.method))
+            .and_then(|rest| rest.strip_suffix("; "))
+            .unwrap_or(message)
+    }
+
     /// The hint in words, calling the method `name` (a method name or a
     /// tool name): `create it with mcp.fs.mkdir (path: "/a", parents: true)`.
     pub fn render(&self, name: &str) -> String {

@@ -383,7 +383,7 @@ impl Shell {
                 // itself missing has none worth more than these words.
                 Failure::Server(error)
                     if kind_of(&error) == Some("not_found")
-                        && hint_of(&error).is_none_or(|hint| hint.method != "mcp.fs.mkdir") =>
+                        && proto::ErrorHint::of(&error).is_none_or(|hint| hint.method != "mcp.fs.mkdir") =>
                 {
                     ShellError::failed(format!("no such file or directory: {path}"))
                 }
@@ -819,26 +819,16 @@ fn kind_of(error: &proto::ErrorObject) -> Option<&str> {
     error.data.as_ref()?.get("kind")?.as_str()
 }
 
-/// The next step a server's error suggests (`error.data.hint`).
-fn hint_of(error: &proto::ErrorObject) -> Option<proto::ErrorHint> {
-    serde_json::from_value(error.data.as_ref()?.get("hint")?.clone()).ok()
-}
-
 /// A server's error in the shell's words: a hint that calls a file
 /// service method becomes the shell command that calls it.
 fn in_shell_words(error: &proto::ErrorObject) -> String {
-    let Some(hint) = hint_of(error) else {
+    let Some(hint) = proto::ErrorHint::of(error) else {
         return error.message.clone();
     };
     let Some(command) = shell_command(&hint) else {
         return error.message.clone();
     };
-    // The server's message ends with the hint in method names.
-    let classic = format!("; {}", hint.render(&hint.method));
-    let plain = error
-        .message
-        .strip_suffix(&classic)
-        .unwrap_or(&error.message);
+    let plain = hint.plain(&error.message);
     format!("{plain}; {} with {command}", hint.action)
 }
 
