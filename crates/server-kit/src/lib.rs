@@ -17,7 +17,10 @@
 //!
 //! The pieces:
 //! - [`server`]: assembly, checked one to one against the caps; params
-//!   validated with schemas compiled once, positional params mapped.
+//!   validated with schemas compiled once, positional params mapped, the
+//!   schemas' defaults filled in.
+//! - [`handler`]: handlers as async functions, with or without the
+//!   server's [`State`] (`Server::builder(caps).with_state(state)`).
 //! - [`connection`]: one task per connection, pipelined requests answered
 //!   by id, bounded in-flight, cancellation, progress.
 //! - [`serve`]: `Server::serve(listener, shutdown, options)`: accept loop,
@@ -31,6 +34,7 @@
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod handler;
 pub mod listener;
 pub mod logging;
 pub mod memory;
@@ -42,6 +46,7 @@ pub mod service;
 pub use connection::ConnectionLimits;
 pub use context::{Context, PeerCredentials, Progress};
 pub use error::{BuildError, HandlerError};
+pub use handler::State;
 pub use serve::{ServeOptions, Stopped};
-pub use server::{Server, ServerBuilder};
+pub use server::{Defaults, Server, ServerBuilder};
 pub use service::{ServeArgs, run, runtime};

@@ -1,10 +1,14 @@
 //! A server: compiled caps plus one handler per method.
 //!
 //! Assembly is checked: a method without a handler, or a handler without a
-//! method, is a [`BuildError`] before anything listens.
+//! method, is a [`BuildError`] before anything listens. A server may carry
+//! state ([`ServerBuilder::with_state`]) that its handlers receive as
+//! [`State`](crate::handler::State). Params are validated against the
+//! method's schema, then the schema's `default`s fill in what the caller
+//! left out ([`Defaults`]), so a default lives in the caps file alone and a
+//! handler's params type has plain fields for defaulted params.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -15,12 +19,12 @@ use proto::caps::CompiledMethod;
 use proto::jsonrpc::kind_of;
 use proto::text::{bounded, echo, echo_value};
 use proto::{CompiledCaps, ErrorObject, ServiceCodes};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::context::Context;
 use crate::error::{BuildError, HandlerError};
+use crate::handler::Handler;
 
 type HandlerFn =
     dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, HandlerError>> + Send + Sync;
@@ -29,6 +33,7 @@ type HandlerFn =
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
     pub(crate) compiled: CompiledMethod,
+    pub(crate) defaults: Defaults,
     pub(crate) handler: Box<HandlerFn>,
 }
 
@@ -49,15 +54,17 @@ pub struct Server {
     routes: HashMap<String, Route>,
 }
 
-/// Collects handlers, then checks them against the caps.
-pub struct ServerBuilder {
+/// Collects handlers, then checks them against the caps. `S` is the state
+/// handlers receive ([`ServerBuilder::with_state`]); none by default.
+pub struct ServerBuilder<S = ()> {
     caps: CompiledCaps,
     origin: String,
+    state: Arc<S>,
     handlers: HashMap<String, Box<HandlerFn>>,
     duplicate: Option<String>,
 }
 
-impl std::fmt::Debug for ServerBuilder {
+impl<S> std::fmt::Debug for ServerBuilder<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("origin", &self.origin)
@@ -72,6 +79,7 @@ impl Server {
         ServerBuilder {
             caps,
             origin: origin.into(),
+            state: Arc::new(()),
             handlers: HashMap::new(),
             duplicate: None,
         }
@@ -146,7 +154,84 @@ impl Server {
                 describe(&error)
             )));
         }
+        // After validation, so that an error speaks of what the caller sent.
+        let mut object = object;
+        route.defaults.apply(&mut object);
         Ok(object)
+    }
+}
+
+/// The `default`s of a params schema, to fill in what a caller left out:
+/// the object's own properties and, beneath them, those of nested objects
+/// and of the objects in arrays (an edit's `replace_all`). The caps file is
+/// the one place a default is written; code that needs one reads it from
+/// the params it is given.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Defaults {
+    /// Properties with a default, and the value.
+    values: Vec<(String, Value)>,
+    /// Properties whose (object) value has defaults of its own.
+    objects: Vec<(String, Defaults)>,
+    /// Properties whose array items are objects with defaults.
+    items: Vec<(String, Defaults)>,
+}
+
+impl Defaults {
+    /// The defaults an object schema declares.
+    pub fn of(schema: &Value) -> Defaults {
+        let mut defaults = Defaults::default();
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            return defaults;
+        };
+        for (name, property) in properties {
+            if let Some(value) = property.get("default") {
+                defaults.values.push((name.clone(), value.clone()));
+            }
+            let nested = Defaults::of(property);
+            if !nested.is_empty() {
+                defaults.objects.push((name.clone(), nested));
+            }
+            if let Some(items) = property.get("items") {
+                let nested = Defaults::of(items);
+                if !nested.is_empty() {
+                    defaults.items.push((name.clone(), nested));
+                }
+            }
+        }
+        defaults
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.objects.is_empty() && self.items.is_empty()
+    }
+
+    /// The names of the properties with a default, at the top level.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Fills in each absent property that has a default.
+    pub fn apply(&self, value: &mut Value) {
+        let Value::Object(object) = value else {
+            return;
+        };
+        for (name, default) in &self.values {
+            if !object.contains_key(name) {
+                object.insert(name.clone(), default.clone());
+            }
+        }
+        for (name, nested) in &self.objects {
+            if let Some(inner) = object.get_mut(name) {
+                nested.apply(inner);
+            }
+        }
+        for (name, nested) in &self.items {
+            if let Some(Value::Array(items)) = object.get_mut(name) {
+                for item in items {
+                    nested.apply(item);
+                }
+            }
+        }
     }
 }
 
@@ -192,30 +277,37 @@ fn names(names: &[String]) -> String {
     text
 }
 
-impl ServerBuilder {
-    /// Registers the handler of `method`. Params are validated against the
-    /// method's schema, then deserialized into `P`; the result is serialized
-    /// from `R`.
-    pub fn method<P, R, F, Fut>(mut self, method: &str, handler: F) -> ServerBuilder
+impl ServerBuilder<()> {
+    /// Gives the server state: every handler registered from here on may
+    /// take it as [`State<S>`](crate::handler::State) (one `Arc` clone per
+    /// call), instead of each capturing its own copies.
+    pub fn with_state<S: Send + Sync + 'static>(self, state: S) -> ServerBuilder<S> {
+        ServerBuilder {
+            caps: self.caps,
+            origin: self.origin,
+            state: Arc::new(state),
+            handlers: self.handlers,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> ServerBuilder<S> {
+    /// Registers the handler of `method`: an async function of
+    /// `(Context, P)`, or of `(Context, State<S>, P)` for one that uses the
+    /// server's state (see [`crate::handler`]). Params are validated
+    /// against the method's schema, the schema's defaults filled in, then
+    /// deserialized into `P`; the result is serialized.
+    pub fn method<P, M>(mut self, method: &str, handler: impl Handler<S, P, M>) -> ServerBuilder<S>
     where
         P: DeserializeOwned + Send + 'static,
-        R: Serialize + 'static,
-        F: Fn(Context, P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
         let name: Arc<str> = Arc::from(method);
-        let handler = Arc::new(handler);
+        let state = self.state.clone();
         let boxed: Box<HandlerFn> = Box::new(move |context: Context, params: Value| {
             let params: Result<P, _> = serde_path_to_error::deserialize(params);
             match params {
-                Ok(params) => {
-                    let future = handler(context, params);
-                    async move {
-                        let result = future.await?;
-                        serde_json::to_value(result).map_err(HandlerError::internal)
-                    }
-                    .boxed()
-                }
+                Ok(params) => handler.call(context, &state, params),
                 Err(error) => {
                     // serde quotes the value it refused (a string, an
                     // unknown variant) whole: bounded like any echo.
@@ -241,6 +333,7 @@ impl ServerBuilder {
             origin,
             mut handlers,
             duplicate,
+            ..
         } = self;
         if let Some(method) = duplicate {
             return Err(BuildError::DuplicateHandler { method });
@@ -265,6 +358,7 @@ impl ServerBuilder {
                 method.to_owned(),
                 Route {
                     name: Arc::from(method),
+                    defaults: Defaults::of(&compiled.spec.params_schema),
                     compiled,
                     handler,
                 },
@@ -286,5 +380,55 @@ impl Server {
     /// Where the caps came from, for log lines.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Defaults;
+
+    #[test]
+    fn defaults_fill_in_what_the_caller_left_out_and_nothing_else() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "limit": { "type": "integer", "default": 1000 },
+                "sort": { "enum": ["name", "size"], "default": "name" },
+                "path": { "type": "string" },
+                "edits": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": { "replace_all": { "type": "boolean", "default": false } }
+                    }
+                },
+                "options": {
+                    "type": "object",
+                    "properties": { "depth": { "type": "integer", "default": 3 } }
+                }
+            }
+        });
+        let defaults = Defaults::of(&schema);
+        let mut names: Vec<&str> = defaults.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["limit", "sort"]);
+        let mut params = json!({
+            "sort": "size",
+            "edits": [{ "replace_all": true }, {}],
+            "options": {}
+        });
+        defaults.apply(&mut params);
+        assert_eq!(
+            params,
+            json!({
+                "limit": 1000,
+                "sort": "size",
+                "edits": [{ "replace_all": true }, { "replace_all": false }],
+                "options": { "depth": 3 }
+            })
+        );
+        assert!(Defaults::of(&json!({ "type": "object" })).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use server_kit::{BuildError, Context, HandlerError, Server};
+use server_kit::{BuildError, Context, HandlerError, Server, State};
 
 /// The service's contract, shipped inside the binary.
 pub const CAPS: &str = include_str!("../test.cap.json");
@@ -119,13 +119,12 @@ struct Uri {
     uri: String,
 }
 
-/// Builds the test server.
+/// Builds the test server. Its state is the counters of sleeps and
+/// blocking calls, which `stats` reports.
 pub fn server() -> Result<Server, BuildError> {
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
-    let counters = Arc::new(Counters::default());
-    let sleep_counters = counters.clone();
-    let blocking_counters = counters.clone();
     Server::builder(caps, CAPS_ORIGIN)
+        .with_state(Counters::default())
         .method(
             "mcp.test.echo",
             |_context: Context, params: Echo| async move {
@@ -139,8 +138,8 @@ pub fn server() -> Result<Server, BuildError> {
         })
         .method(
             "mcp.test.sleep",
-            move |_context: Context, params: Millis| {
-                let attempt = Attempt::start(&sleep_counters);
+            |_context: Context, counters: State<Counters>, params: Millis| {
+                let attempt = Attempt::start(&counters.0);
                 async move {
                     tokio::time::sleep(Duration::from_millis(params.ms)).await;
                     attempt.finish();
@@ -150,8 +149,8 @@ pub fn server() -> Result<Server, BuildError> {
         )
         .method(
             "mcp.test.blocking",
-            move |context: Context, params: Millis| {
-                let attempt = Attempt::start(&blocking_counters);
+            |context: Context, counters: State<Counters>, params: Millis| {
+                let attempt = Attempt::start(&counters.0);
                 async move {
                     let token = context.cancellation_token();
                     let finished = context
@@ -275,8 +274,7 @@ pub fn server() -> Result<Server, BuildError> {
         })
         .method(
             "mcp.test.stats",
-            move |_context: Context, _params: Empty| {
-                let counters = counters.clone();
+            |_context: Context, counters: State<Counters>, _params: Empty| {
                 async move {
                     Ok::<_, HandlerError>(json!({
                         "started": counters.started.load(Ordering::Relaxed),
