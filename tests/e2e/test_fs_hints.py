@@ -122,3 +122,95 @@ def test_classic_callers_get_method_names_and_every_error_its_kind_as_data(fs_st
         answer = unix_call(fs_stack.gateway_socket, jsonrpc(method, arguments))
         assert answer["error"]["data"]["kind"] == kind, answer
 
+
+
+# Semantic errors (issue 20 item 3): each kind an MCP host can meet carries
+# its kind as data, the text says what to do (the fs layer names the
+# packages and settings; the semantic library names none), and a hint, when
+# there is one, is followed like the file errors' hints above.
+# (kind, how the fs server is set up, the failing call, the tool the hint
+# names or None, a text the message must hold)
+SEMANTIC_CASES = [
+    ("model_missing", "no_model", "fs_search", {"query": "bread"}, None, "llmbasedos-model-minilm"),
+    ("model_invalid", "bad_model", "fs_embed", {}, None, "llmbasedos-model-minilm"),
+    ("runtime_missing", "no_runtime", "fs_embed", {}, None, "install the onnxruntime package"),
+    ("not_found", "complete", "fs_embed", {"path": "/nope"}, "fs_list", "/nope does not exist"),
+    ("invalid", "complete", "fs_search", {"query": "   "}, None, "say in words"),
+    ("index_unusable", "index_is_a_file", "fs_index_status", {}, None, "index_dir"),
+    ("busy", "index_in_use", "fs_index_status", {}, None, "in use by another fs server"),
+]
+
+
+def semantic_fs_stack(tmp_path: Path, setup: str) -> Stack:
+    from test_semantic import model_dir, runtime
+
+    root = tmp_path / "files"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "bread.md").write_text("# Sourdough\n\nFeed the starter.\n")
+    env = {
+        "LLMBASEDOS_FS_ROOT": str(root),
+        "LLMBASEDOS_FS_MODEL_DIR": model_dir(),
+        "ORT_DYLIB_PATH": runtime(),
+        "LLMBASEDOS_FS_INDEX_DIR": str(tmp_path / "index"),
+    }
+    if setup == "no_model":
+        env["LLMBASEDOS_FS_MODEL_DIR"] = str(tmp_path / "no-model")
+    elif setup == "bad_model":
+        bad = tmp_path / "bad-model"
+        bad.mkdir()
+        (bad / "model.onnx").write_bytes(b"not a model")
+        (bad / "tokenizer.json").write_text("{}")
+        env["LLMBASEDOS_FS_MODEL_DIR"] = str(bad)
+    elif setup == "no_runtime":
+        env["ORT_DYLIB_PATH"] = str(tmp_path / "libonnxruntime.so.missing")
+    elif setup == "index_is_a_file":
+        (tmp_path / "index").write_text("a file where the index directory belongs\n")
+    stack = Stack(tmp_path)
+    stack.publish_caps("fs", "llmbasedos-fs")
+    if setup == "index_in_use":
+        # Another fs server of the same root and index_dir claims the index
+        # first; it has no caps file, so the gateway does not route to it.
+        stack.start_backend("holder", "llmbasedos-fs", env=env)
+        claimed = unix_call(stack.caps_dir / "holder.sock", jsonrpc("mcp.fs.index_status"))
+        assert "result" in claimed, claimed
+    stack.start_backend("fs", "llmbasedos-fs", env=env)
+    stack.start_gateway(overrides={"limits": {"backend_timeout_secs": 120}})
+    return stack
+
+
+@pytest.mark.parametrize(
+    "kind,setup,tool,arguments,hinted,text", SEMANTIC_CASES, ids=[case[0] for case in SEMANTIC_CASES]
+)
+def test_every_semantic_error_kind_is_data_and_its_hint_can_be_followed(
+    tmp_path: Path, kind: str, setup: str, tool: str, arguments: dict, hinted: str | None, text: str
+):
+    stack = semantic_fs_stack(tmp_path, setup)
+    try:
+
+        async def scenario():
+            async with Client(target(stack), mode="auto") as client:
+                tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+                failed = await client.call_tool(tool, arguments)
+                assert failed.is_error is True, failed
+                message = failed.content[0].text
+                assert "mcp." not in message, f"the message names a wire method: {message}"
+                assert text in message, message
+                match = HINT.search(message)
+                if hinted is None:
+                    assert match is None, f"a hint where none was expected: {message}"
+                    return
+                assert match, f"no hint a host can follow in {message!r}"
+                assert match["tool"] == hinted and hinted in tools, message
+                hint_arguments = parse_arguments(match["arguments"])
+                properties = tools[hinted].input_schema.get("properties", {})
+                for name in hint_arguments:
+                    assert name in properties, f"{hinted} has no parameter {name}: {message}"
+                followed = await client.call_tool(hinted, hint_arguments)
+                assert followed.is_error is False, followed.content[0].text
+
+        asyncio.run(scenario())
+        method = "mcp.fs." + tool.removeprefix("fs_")
+        answer = unix_call(stack.gateway_socket, jsonrpc(method, arguments), timeout=120)
+        assert answer["error"]["data"]["kind"] == kind, answer
+    finally:
+        stack.stop()

@@ -13,16 +13,18 @@ use std::sync::Arc;
 use base64::Engine;
 use proto::ErrorData;
 use proto::ServiceCodes;
-use semantic::SemanticError;
+use proto::text::echo;
+use semantic::{ErrorKind as SemanticKind, SemanticError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use server_kit::{Context, HandlerError, ServerBuilder};
+use server_kit::{Context, HandlerError, ServerBuilder, State};
 
-use crate::indexing::{IndexingError, Semantic};
+use crate::indexing::{EmbedResult, IndexingError, SearchResult, Semantic, StatusResult};
 use crate::ops::read::{Encoding, ReadResult, Selection};
 use crate::ops::walk::{ListOptions, SortKey, WALK_LIMIT};
 use crate::ops::write::{Edit, WriteMode};
 use crate::ops::{EntryType, FsError, Root, Watch, grep, manage, read, walk, write};
+use crate::root_index::OwnerError;
 use crate::uri;
 use crate::vpath::VirtualPath;
 
@@ -73,26 +75,112 @@ pub fn handler_error(error: FsError) -> HandlerError {
     handler.with_data(&data)
 }
 
-/// The one place a semantic-search error becomes a handler error.
+/// The one place a semantic-search error becomes a handler error: its
+/// kind goes into `data.kind`, and the next step, which the library leaves
+/// to the program that ships it, is worded here in the service's packages
+/// and settings.
 pub fn semantic_error(error: SemanticError) -> HandlerError {
-    let message = error.to_string();
-    match error {
-        SemanticError::RuntimeMissing { .. }
-        | SemanticError::ModelMissing { .. }
-        | SemanticError::ModelInvalid { .. } => service(SEMANTIC_UNAVAILABLE, message),
-        SemanticError::InvalidValue(_) => HandlerError::InvalidValue(message),
-        SemanticError::SourceMissing { path } => handler_error(FsError::NotFound { path }),
-        SemanticError::Source { .. } => HandlerError::InvalidValue(message),
-        SemanticError::Cancelled => HandlerError::Failed("the operation was cancelled".to_owned()),
-        SemanticError::Index { .. } => {
-            tracing::warn!("{message}");
-            HandlerError::Failed(format!(
-                "{message}; check index_dir in fs.yaml (or LLMBASEDOS_FS_INDEX_DIR)"
-            ))
+    let kind = error.kind();
+    if let SemanticError::SourceMissing { path } = error {
+        // Not found like any other path of the service (kind and hint).
+        return handler_error(FsError::NotFound { path });
+    }
+    let message = match semantic_next_step(kind) {
+        Some(next) => format!("{error}; {next}"),
+        None => error.to_string(),
+    };
+    let handler = match kind {
+        SemanticKind::RuntimeMissing | SemanticKind::ModelMissing | SemanticKind::ModelInvalid => {
+            service(SEMANTIC_UNAVAILABLE, message)
         }
-        SemanticError::Inference(_) => {
+        SemanticKind::Invalid => HandlerError::InvalidValue(message),
+        SemanticKind::NotFound => HandlerError::NotFound(message),
+        SemanticKind::Cancelled => HandlerError::Failed("the operation was cancelled".to_owned()),
+        SemanticKind::IndexUnusable | SemanticKind::InferenceFailed => {
             tracing::warn!("{message}");
             HandlerError::Failed(message)
+        }
+    };
+    handler.with_data(&ErrorData {
+        kind: kind.as_str().to_owned(),
+        hint: None,
+    })
+}
+
+/// What to do about a semantic error of `kind`, in the file service's
+/// terms: the packages that provide the model and ONNX Runtime, and the
+/// settings that point at them.
+fn semantic_next_step(kind: SemanticKind) -> Option<String> {
+    use crate::config::{INDEX_DIR_VARIABLE, MODEL_DIR_VARIABLE};
+    let runtime = semantic::embed::RUNTIME_VARIABLE;
+    match kind {
+        SemanticKind::RuntimeMissing => Some(format!(
+            "install the onnxruntime package (pacman -S onnxruntime), or set {runtime} to a libonnxruntime.so (scripts/fetch-onnxruntime gets one)"
+        )),
+        SemanticKind::ModelMissing => Some(format!(
+            "install llmbasedos-model-minilm, or run scripts/fetch-model and point model_dir (or {MODEL_DIR_VARIABLE}) at what it prints"
+        )),
+        SemanticKind::ModelInvalid => Some(format!(
+            "reinstall llmbasedos-model-minilm, or point model_dir (or {MODEL_DIR_VARIABLE}) at the model scripts/fetch-model builds"
+        )),
+        SemanticKind::IndexUnusable => Some(format!(
+            "check index_dir in fs.yaml (or {INDEX_DIR_VARIABLE})"
+        )),
+        SemanticKind::InferenceFailed
+        | SemanticKind::Invalid
+        | SemanticKind::NotFound
+        | SemanticKind::Cancelled => None,
+    }
+}
+
+/// The one place an error about whose index this is becomes a handler
+/// error: `busy` while another fs server holds it, `index_unusable` when
+/// it belongs to another root or cannot be prepared.
+fn owner_error(error: &OwnerError) -> HandlerError {
+    let mut message = error.to_string();
+    let kind = match error {
+        OwnerError::InUse { .. } => "busy",
+        OwnerError::OtherRoot { .. } | OwnerError::Unrecorded { .. } => {
+            SemanticKind::IndexUnusable.as_str()
+        }
+        OwnerError::Io { .. } => {
+            // The others say what to do; a directory that cannot be made
+            // is a setting to check.
+            if let Some(next) = semantic_next_step(SemanticKind::IndexUnusable) {
+                message = format!("{message}; {next}");
+            }
+            SemanticKind::IndexUnusable.as_str()
+        }
+    };
+    tracing::warn!("{message}");
+    HandlerError::Failed(message).with_data(&ErrorData {
+        kind: kind.to_owned(),
+        hint: None,
+    })
+}
+
+/// What every fs handler shares: the root, its semantic index, and the
+/// slots of heavy operations and of watches. The server's state
+/// ([`ServerBuilder::with_state`]): each handler receives it as
+/// [`State<Fs>`].
+#[derive(Debug)]
+pub struct Fs {
+    root: Arc<Root>,
+    semantic: Arc<Semantic>,
+    heavy: Heavy,
+    /// Files watched at once ([`watch`]).
+    watches: Arc<tokio::sync::Semaphore>,
+}
+
+impl Fs {
+    /// The state of a server on `root`; at most `max_heavy_operations`
+    /// walks, searches and copies run at once.
+    pub fn new(root: Arc<Root>, semantic: Arc<Semantic>, max_heavy_operations: usize) -> Fs {
+        Fs {
+            root,
+            semantic,
+            heavy: Heavy::new(max_heavy_operations),
+            watches: Arc::new(tokio::sync::Semaphore::new(watch::MAX_WATCHES)),
         }
     }
 }
@@ -100,34 +188,52 @@ pub fn semantic_error(error: SemanticError) -> HandlerError {
 /// The slots of heavy operations: at most this many run at once, the rest
 /// wait for a slot in the order they came (none is refused).
 #[derive(Clone, Debug)]
-pub struct Heavy(Arc<tokio::sync::Semaphore>);
+struct Heavy(Arc<tokio::sync::Semaphore>);
 
 impl Heavy {
-    pub fn new(slots: usize) -> Heavy {
+    fn new(slots: usize) -> Heavy {
         Heavy(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
     }
+}
 
-    /// Runs `work` on the blocking pool once a slot is free. The slot is
-    /// held until the work ends, even if the request is cancelled meanwhile
-    /// (blocking work cannot be dropped, only asked to stop).
-    async fn run<T, F>(&self, context: &Context, work: F) -> Result<T, HandlerError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let slot = self
-            .0
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(HandlerError::internal)?;
-        context
-            .blocking(move || {
-                let _slot = slot;
-                work()
-            })
-            .await
-    }
+/// Whether blocking work waits for one of the [`Heavy`] slots first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Heavy,
+    Free,
+}
+
+/// Runs `work` on the blocking pool with the server's state, once a heavy
+/// slot is free if it takes one. The slot is held until the work ends,
+/// even if the request is cancelled meanwhile (blocking work cannot be
+/// dropped, only asked to stop).
+async fn blocking<T, F>(
+    context: &Context,
+    fs: State<Fs>,
+    slot: Slot,
+    work: F,
+) -> Result<T, HandlerError>
+where
+    F: FnOnce(&Fs) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let held = match slot {
+        Slot::Heavy => Some(
+            fs.heavy
+                .0
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(HandlerError::internal)?,
+        ),
+        Slot::Free => None,
+    };
+    context
+        .blocking(move || {
+            let _held = held;
+            work(&fs)
+        })
+        .await
 }
 
 /// The one place an error of the root's index becomes a handler error.
@@ -135,44 +241,41 @@ pub fn indexing_error(error: IndexingError) -> HandlerError {
     match error {
         IndexingError::Semantic(error) => semantic_error(error),
         IndexingError::Path(error) => handler_error(error),
-        IndexingError::Owner(error) => {
-            let message = error.to_string();
-            tracing::warn!("{message}");
-            HandlerError::Failed(message)
-        }
+        IndexingError::Owner(error) => owner_error(&error),
     }
 }
 
-/// Runs semantic work on the blocking pool, in a heavy slot if given.
+/// Runs semantic work on the blocking pool.
 ///
-/// An embed takes no slot: embeds run one at a time anyway (the index's
-/// writer lock), each bounds its own memory (files up to the read limit,
-/// batches of chunks), and one can last hours on a large root: holding a
-/// slot, it (and a second embed waiting for the lock) would keep every
-/// grep and glob waiting that long.
+/// An embed takes no slot ([`Slot::Free`]): embeds run one at a time
+/// anyway (the index's writer lock), each bounds its own memory (files up
+/// to the read limit, batches of chunks), and one can last hours on a
+/// large root: holding a slot, it (and a second embed waiting for the
+/// lock) would keep every grep and glob waiting that long.
 async fn run_semantic<T, F>(
-    heavy: Option<&Heavy>,
     context: &Context,
+    fs: State<Fs>,
+    slot: Slot,
     work: F,
 ) -> Result<T, HandlerError>
 where
-    F: FnOnce() -> Result<T, IndexingError> + Send + 'static,
+    F: FnOnce(&Fs) -> Result<T, IndexingError> + Send + 'static,
     T: Send + 'static,
 {
-    let outcome = match heavy {
-        Some(heavy) => heavy.run(context, work).await?,
-        None => context.blocking(work).await?,
-    };
-    outcome.map_err(indexing_error)
+    blocking(context, fs, slot, work)
+        .await?
+        .map_err(indexing_error)
 }
 
 /// Runs a heavy confined operation on the blocking pool, in a heavy slot.
-async fn run_heavy<T, F>(heavy: &Heavy, context: &Context, work: F) -> Result<T, HandlerError>
+async fn run_heavy<T, F>(context: &Context, fs: State<Fs>, work: F) -> Result<T, HandlerError>
 where
-    F: FnOnce() -> Result<T, FsError> + Send + 'static,
+    F: FnOnce(&Fs) -> Result<T, FsError> + Send + 'static,
     T: Send + 'static,
 {
-    heavy.run(context, work).await?.map_err(handler_error)
+    blocking(context, fs, Slot::Heavy, work)
+        .await?
+        .map_err(handler_error)
 }
 
 fn service(offset: i32, message: String) -> HandlerError {
@@ -212,12 +315,14 @@ fn optional_path(text: Option<&str>) -> Result<VirtualPath, HandlerError> {
 }
 
 /// Runs a confined operation on the blocking pool.
-async fn run<T, F>(context: &Context, work: F) -> Result<T, HandlerError>
+async fn run<T, F>(context: &Context, fs: State<Fs>, work: F) -> Result<T, HandlerError>
 where
-    F: FnOnce() -> Result<T, FsError> + Send + 'static,
+    F: FnOnce(&Fs) -> Result<T, FsError> + Send + 'static,
     T: Send + 'static,
 {
-    context.blocking(work).await?.map_err(handler_error)
+    blocking(context, fs, Slot::Free, work)
+        .await?
+        .map_err(handler_error)
 }
 
 /// Runs a short confined operation on one file in place (see
@@ -243,24 +348,34 @@ fn watch(context: &Context) -> Watch {
     )
 }
 
+// The params of each method. A param with a `default` in fs.cap.json is a
+// plain field: server-kit fills the default in before these are
+// deserialized, so the caps file is the one place it is written (the
+// `defaults_live_in_the_caps_file` test checks every method). An `Option`
+// is a param whose absence means something the schema cannot say.
+
 #[derive(Deserialize)]
 struct ListParams {
+    /// Absent: the root.
     path: Option<String>,
-    #[serde(default)]
     recursive: bool,
+    /// Absent: 1, or [`RECURSIVE_DEPTH`] with `recursive`.
     depth: Option<usize>,
-    #[serde(default)]
-    sort: Option<String>,
-    #[serde(default)]
+    sort: SortKey,
     descending: bool,
     cursor: Option<String>,
-    limit: Option<usize>,
+    limit: usize,
 }
+
+/// How deep a recursive listing goes when no depth is given (fs.cap.json's
+/// description of `recursive` says so; a schema cannot make one param's
+/// default depend on another's value).
+const RECURSIVE_DEPTH: usize = 10;
 
 #[derive(Deserialize)]
 struct ReadParams {
     path: String,
-    encoding: Option<String>,
+    encoding: Encoding,
     offset: Option<u64>,
     length: Option<u64>,
     head: Option<usize>,
@@ -270,7 +385,7 @@ struct ReadParams {
 #[derive(Deserialize)]
 struct ReadManyParams {
     paths: Vec<String>,
-    encoding: Option<String>,
+    encoding: Encoding,
 }
 
 #[derive(Serialize)]
@@ -294,13 +409,20 @@ struct ReadManyResult {
     results: Vec<ReadManyItem>,
 }
 
+/// How a write's `content` is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ContentEncoding {
+    Text,
+    Base64,
+}
+
 #[derive(Deserialize)]
 struct WriteParams {
     path: String,
     content: String,
-    encoding: Option<String>,
-    mode: Option<String>,
-    #[serde(default)]
+    encoding: ContentEncoding,
+    mode: WriteMode,
     create_parents: bool,
 }
 
@@ -308,7 +430,6 @@ struct WriteParams {
 struct EditItem {
     old_text: String,
     new_text: String,
-    #[serde(default)]
     replace_all: bool,
 }
 
@@ -316,14 +437,12 @@ struct EditItem {
 struct EditParams {
     path: String,
     edits: Vec<EditItem>,
-    #[serde(default)]
     dry_run: bool,
 }
 
 #[derive(Deserialize)]
 struct MkdirParams {
     path: String,
-    #[serde(default)]
     parents: bool,
 }
 
@@ -331,7 +450,6 @@ struct MkdirParams {
 struct MoveParams {
     from: String,
     to: String,
-    #[serde(default)]
     overwrite: bool,
 }
 
@@ -339,16 +457,13 @@ struct MoveParams {
 struct CopyParams {
     from: String,
     to: String,
-    #[serde(default)]
     recursive: bool,
-    #[serde(default)]
     overwrite: bool,
 }
 
 #[derive(Deserialize)]
 struct DeleteParams {
     path: String,
-    #[serde(default)]
     recursive: bool,
 }
 
@@ -370,8 +485,7 @@ struct UriParams {
 #[derive(Deserialize)]
 struct TreeParams {
     path: Option<String>,
-    depth: Option<usize>,
-    #[serde(default)]
+    depth: usize,
     exclude: Vec<String>,
 }
 
@@ -379,51 +493,37 @@ struct TreeParams {
 struct GlobParams {
     pattern: String,
     path: Option<String>,
-    max_results: Option<usize>,
+    max_results: usize,
 }
 
 #[derive(Deserialize)]
 struct GrepParams {
     pattern: String,
     path: Option<String>,
-    #[serde(default)]
     case_insensitive: bool,
-    #[serde(default)]
     fixed_strings: bool,
     /// Glob patterns, an array like every list of globs of the service
     /// (`mcp.fs.tree`'s exclude): one shape for one kind of value.
-    #[serde(default)]
     include: Vec<String>,
-    ignore_files: Option<bool>,
-    max_results: Option<usize>,
+    ignore_files: bool,
+    max_results: usize,
 }
 
 #[derive(Deserialize)]
 struct EmbedParams {
     path: Option<String>,
-    recursive: Option<bool>,
+    recursive: bool,
 }
 
 #[derive(Deserialize)]
 struct SearchParams {
     query: String,
-    top_k: Option<usize>,
+    top_k: usize,
     scope: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct NoParams {}
-
-/// Results of a search unless the caller says otherwise.
-const DEFAULT_TOP_K: usize = 10;
-
-fn encoding(name: Option<&str>) -> Encoding {
-    match name {
-        Some("text") => Encoding::Text,
-        Some("base64") => Encoding::Base64,
-        _ => Encoding::Auto,
-    }
-}
 
 fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
     let ranged = params.offset.is_some() || params.length.is_some();
@@ -442,269 +542,265 @@ fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
 }
 
 /// Registers every fs method on `builder`.
-pub fn register(
-    builder: ServerBuilder,
-    root: Arc<Root>,
-    semantic: Arc<Semantic>,
-    heavy: Heavy,
-) -> ServerBuilder {
-    let builder = register_semantic(builder, semantic, heavy.clone());
-    let heavy_list = heavy.clone();
-    let heavy_read_many = heavy.clone();
-    let heavy_copy = heavy.clone();
-    let heavy_delete = heavy.clone();
-    let heavy_tree = heavy.clone();
-    let heavy_glob = heavy.clone();
-    let heavy_resources = heavy.clone();
-    let for_list = root.clone();
-    let for_read = root.clone();
-    let for_read_many = root.clone();
-    let for_write = root.clone();
-    let for_edit = root.clone();
-    let for_mkdir = root.clone();
-    let for_move = root.clone();
-    let for_copy = root.clone();
-    let for_delete = root.clone();
-    let for_stat = root.clone();
-    let for_tree = root.clone();
-    let for_glob = root.clone();
-    let for_resources = root.clone();
-    let for_resource = root.clone();
+pub fn register(builder: ServerBuilder<Fs>) -> ServerBuilder<Fs> {
+    let builder = complete::register(watch::register(builder));
     builder
-        .method("mcp.fs.list", move |context: Context, params: ListParams| {
-            let root = for_list.clone();
-            let heavy_list = heavy_list.clone();
-            async move {
-                let path = optional_path(params.path.as_deref())?;
-                let default_depth = if params.recursive { 10 } else { 1 };
-                let options = walk::ListOptions {
-                    depth: params.depth.unwrap_or(default_depth),
-                    sort: match params.sort.as_deref() {
-                        Some("size") => SortKey::Size,
-                        Some("modified") => SortKey::Modified,
-                        _ => SortKey::Name,
-                    },
-                    descending: params.descending,
-                    cursor: params.cursor,
-                    limit: params.limit.unwrap_or(1000),
-                };
-                let watch = watch(&context);
-                run_heavy(&heavy_list, &context, move || {
-                    walk::list(&root, &path, &options, &watch)
-                })
-                .await
-            }
+        .method("mcp.fs.list", list)
+        .method("mcp.fs.read", read)
+        .method("mcp.fs.read_many", read_many)
+        .method("mcp.fs.write", write)
+        .method("mcp.fs.edit", edit)
+        .method("mcp.fs.mkdir", mkdir)
+        .method("mcp.fs.move", rename)
+        .method("mcp.fs.copy", copy)
+        .method("mcp.fs.delete", delete)
+        .method("mcp.fs.stat", stat)
+        .method("mcp.fs.tree", tree)
+        .method("mcp.fs.glob", glob)
+        .method("mcp.fs.grep", grep)
+        .method("mcp.fs.resources_list", resources_list)
+        .method("mcp.fs.resource_read", resource_read)
+        .method("mcp.fs.embed", embed)
+        .method("mcp.fs.search", search)
+        .method("mcp.fs.index_status", index_status)
+}
+
+async fn list(
+    context: Context,
+    fs: State<Fs>,
+    params: ListParams,
+) -> Result<walk::ListResult, HandlerError> {
+    let path = optional_path(params.path.as_deref())?;
+    let default_depth = if params.recursive { RECURSIVE_DEPTH } else { 1 };
+    let options = ListOptions {
+        depth: params.depth.unwrap_or(default_depth),
+        sort: params.sort,
+        descending: params.descending,
+        cursor: params.cursor,
+        limit: params.limit,
+    };
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        walk::list(&fs.root, &path, &options, &watch)
+    })
+    .await
+}
+
+async fn read(context: Context, fs: State<Fs>, params: ReadParams) -> Result<Value, HandlerError> {
+    let path = path(&params.path)?;
+    let selection = selection(&params)?;
+    let requested = params.encoding;
+    let blocks = context
+        .meta()
+        .is_some_and(|meta| meta.contains_key(proto::mcp::meta_key::CONTENT_BLOCKS));
+    let result = run_in_place(&context, || {
+        read::read(&fs.root, &path, requested, selection)
+    })?;
+    Ok(if blocks {
+        with_media_content(result, requested)
+    } else {
+        serde_json::to_value(&result).unwrap_or(Value::Null)
+    })
+}
+
+async fn read_many(
+    context: Context,
+    fs: State<Fs>,
+    params: ReadManyParams,
+) -> Result<ReadManyResult, HandlerError> {
+    let encoding = params.encoding;
+    let results = blocking(&context, fs, Slot::Heavy, move |fs| {
+        read_each(&fs.root, &params.paths, encoding)
+    })
+    .await?;
+    Ok(ReadManyResult { results })
+}
+
+async fn write(
+    context: Context,
+    fs: State<Fs>,
+    params: WriteParams,
+) -> Result<write::WriteResult, HandlerError> {
+    let path = path(&params.path)?;
+    let content = match params.encoding {
+        ContentEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(params.content.as_bytes())
+            .map_err(|error| {
+                HandlerError::InvalidValue(format!(
+                    "content is not valid base64 ({error}); send standard base64, or text with encoding \"text\""
+                ))
+            })?,
+        ContentEncoding::Text => params.content.into_bytes(),
+    };
+    let mode = params.mode;
+    let create_parents = params.create_parents;
+    run(&context, fs, move |fs| {
+        write::write(&fs.root, &path, &content, mode, create_parents)
+    })
+    .await
+}
+
+async fn edit(
+    context: Context,
+    fs: State<Fs>,
+    params: EditParams,
+) -> Result<write::EditResult, HandlerError> {
+    let path = path(&params.path)?;
+    let edits: Vec<Edit> = params
+        .edits
+        .into_iter()
+        .map(|edit| Edit {
+            old_text: edit.old_text,
+            new_text: edit.new_text,
+            replace_all: edit.replace_all,
         })
-        .method("mcp.fs.read", move |context: Context, params: ReadParams| {
-            let root = for_read.clone();
-            async move {
-                let path = path(&params.path)?;
-                let selection = selection(&params)?;
-                let requested = encoding(params.encoding.as_deref());
-                let blocks = context
-                    .meta()
-                    .is_some_and(|meta| meta.contains_key(proto::mcp::meta_key::CONTENT_BLOCKS));
-                let result =
-                    run_in_place(&context, move || read::read(&root, &path, requested, selection))?;
-                Ok(if blocks {
-                    with_media_content(result, requested)
-                } else {
-                    serde_json::to_value(&result).unwrap_or(Value::Null)
-                })
-            }
-        })
-        .method(
-            "mcp.fs.read_many",
-            move |context: Context, params: ReadManyParams| {
-                let root = for_read_many.clone();
-                let heavy_read_many = heavy_read_many.clone();
-                async move {
-                    let encoding = encoding(params.encoding.as_deref());
-                    let results = heavy_read_many
-                        .run(&context, move || read_many(&root, &params.paths, encoding))
-                        .await?;
-                    Ok(ReadManyResult { results })
-                }
-            },
+        .collect();
+    let dry_run = params.dry_run;
+    run(&context, fs, move |fs| {
+        write::edit(&fs.root, &path, &edits, dry_run)
+    })
+    .await
+}
+
+async fn mkdir(
+    context: Context,
+    fs: State<Fs>,
+    params: MkdirParams,
+) -> Result<manage::MkdirResult, HandlerError> {
+    let path = path(&params.path)?;
+    run(&context, fs, move |fs| {
+        manage::mkdir(&fs.root, &path, params.parents)
+    })
+    .await
+}
+
+async fn rename(
+    context: Context,
+    fs: State<Fs>,
+    params: MoveParams,
+) -> Result<manage::MoveResult, HandlerError> {
+    let from = path(&params.from)?;
+    let to = path(&params.to)?;
+    run(&context, fs, move |fs| {
+        manage::rename(&fs.root, &from, &to, params.overwrite)
+    })
+    .await
+}
+
+async fn copy(
+    context: Context,
+    fs: State<Fs>,
+    params: CopyParams,
+) -> Result<manage::CopyResult, HandlerError> {
+    let from = path(&params.from)?;
+    let to = path(&params.to)?;
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        manage::copy(
+            &fs.root,
+            &from,
+            &to,
+            params.recursive,
+            params.overwrite,
+            &watch,
         )
-        .method("mcp.fs.write", move |context: Context, params: WriteParams| {
-            let root = for_write.clone();
-            async move {
-                let path = path(&params.path)?;
-                let content = match params.encoding.as_deref() {
-                    Some("base64") => base64::engine::general_purpose::STANDARD
-                        .decode(params.content.as_bytes())
-                        .map_err(|error| {
-                            HandlerError::InvalidValue(format!(
-                                "content is not valid base64 ({error}); send standard base64, or text with encoding \"text\""
-                            ))
-                        })?,
-                    _ => params.content.into_bytes(),
-                };
-                let mode = match params.mode.as_deref() {
-                    Some("create") => WriteMode::Create,
-                    Some("append") => WriteMode::Append,
-                    _ => WriteMode::Overwrite,
-                };
-                let create_parents = params.create_parents;
-                run(&context, move || {
-                    write::write(&root, &path, &content, mode, create_parents)
-                })
-                .await
-            }
-        })
-        .method("mcp.fs.edit", move |context: Context, params: EditParams| {
-            let root = for_edit.clone();
-            async move {
-                let path = path(&params.path)?;
-                let edits: Vec<Edit> = params
-                    .edits
-                    .into_iter()
-                    .map(|edit| Edit {
-                        old_text: edit.old_text,
-                        new_text: edit.new_text,
-                        replace_all: edit.replace_all,
-                    })
-                    .collect();
-                let dry_run = params.dry_run;
-                run(&context, move || write::edit(&root, &path, &edits, dry_run)).await
-            }
-        })
-        .method("mcp.fs.mkdir", move |context: Context, params: MkdirParams| {
-            let root = for_mkdir.clone();
-            async move {
-                let path = path(&params.path)?;
-                run(&context, move || manage::mkdir(&root, &path, params.parents)).await
-            }
-        })
-        .method("mcp.fs.move", move |context: Context, params: MoveParams| {
-            let root = for_move.clone();
-            async move {
-                let from = path(&params.from)?;
-                let to = path(&params.to)?;
-                run(&context, move || {
-                    manage::rename(&root, &from, &to, params.overwrite)
-                })
-                .await
-            }
-        })
-        .method("mcp.fs.copy", move |context: Context, params: CopyParams| {
-            let root = for_copy.clone();
-            let heavy_copy = heavy_copy.clone();
-            async move {
-                let from = path(&params.from)?;
-                let to = path(&params.to)?;
-                let watch = watch(&context);
-                run_heavy(&heavy_copy, &context, move || {
-                    manage::copy(
-                        &root,
-                        &from,
-                        &to,
-                        params.recursive,
-                        params.overwrite,
-                        &watch,
-                    )
-                })
-                .await
-            }
-        })
-        .method(
-            "mcp.fs.delete",
-            move |context: Context, params: DeleteParams| {
-                let root = for_delete.clone();
-                let heavy_delete = heavy_delete.clone();
-                async move {
-                    let path = path(&params.path)?;
-                    let watch = watch(&context);
-                    run_heavy(&heavy_delete, &context, move || {
-                        manage::delete(&root, &path, params.recursive, &watch)
-                    })
-                    .await
-                }
-            },
-        )
-        .method("mcp.fs.stat", move |context: Context, params: PathParams| {
-            let root = for_stat.clone();
-            async move {
-                let path = path(&params.path)?;
-                run_in_place(&context, move || manage::stat(&root, &path))
-            }
-        })
-        .method("mcp.fs.tree", move |context: Context, params: TreeParams| {
-            let root = for_tree.clone();
-            let heavy_tree = heavy_tree.clone();
-            async move {
-                let path = optional_path(params.path.as_deref())?;
-                let depth = params.depth.unwrap_or(3);
-                let watch = watch(&context);
-                run_heavy(&heavy_tree, &context, move || {
-                    walk::tree(&root, &path, depth, &params.exclude, &watch)
-                })
-                .await
-            }
-        })
-        .method("mcp.fs.glob", move |context: Context, params: GlobParams| {
-            let root = for_glob.clone();
-            let heavy_glob = heavy_glob.clone();
-            async move {
-                let path = optional_path(params.path.as_deref())?;
-                let max_results = params.max_results.unwrap_or(1000);
-                let watch = watch(&context);
-                run_heavy(&heavy_glob, &context, move || {
-                    walk::glob(&root, &path, &params.pattern, max_results, &watch)
-                })
-                .await
-            }
-        })
-        .method(
-            "mcp.fs.resources_list",
-            move |context: Context, params: CursorParams| {
-                let root = for_resources.clone();
-                let heavy_resources = heavy_resources.clone();
-                async move {
-                    let watch = watch(&context);
-                    run_heavy(&heavy_resources, &context, move || {
-                        resources_list(&root, params.cursor, &watch)
-                    })
-                    .await
-                }
-            },
-        )
-        .method(
-            "mcp.fs.resource_read",
-            move |context: Context, params: UriParams| {
-                let root = for_resource.clone();
-                async move {
-                    let text = uri::to_path(&params.uri).map_err(HandlerError::InvalidValue)?;
-                    let path = path(&text)?;
-                    let result = run(&context, move || {
-                        read::read(&root, &path, Encoding::Auto, Selection::Whole)
-                    })
-                    .await?;
-                    Ok(resource_contents(result))
-                }
-            },
-        )
-        .method("mcp.fs.grep", move |context: Context, params: GrepParams| {
-            let root = root.clone();
-            let heavy = heavy.clone();
-            async move {
-                let path = optional_path(params.path.as_deref())?;
-                let options = grep::GrepOptions {
-                    pattern: params.pattern,
-                    case_insensitive: params.case_insensitive,
-                    fixed_strings: params.fixed_strings,
-                    include: params.include,
-                    max_results: params.max_results.unwrap_or(200),
-                    honour_ignore_files: params.ignore_files.unwrap_or(true),
-                };
-                let watch = watch(&context);
-                run_heavy(&heavy, &context, move || {
-                    grep::grep(&root, &path, &options, &watch)
-                })
-                .await
-            }
-        })
+    })
+    .await
+}
+
+async fn delete(
+    context: Context,
+    fs: State<Fs>,
+    params: DeleteParams,
+) -> Result<manage::DeleteResult, HandlerError> {
+    let path = path(&params.path)?;
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        manage::delete(&fs.root, &path, params.recursive, &watch)
+    })
+    .await
+}
+
+async fn stat(
+    context: Context,
+    fs: State<Fs>,
+    params: PathParams,
+) -> Result<manage::StatResult, HandlerError> {
+    let path = path(&params.path)?;
+    run_in_place(&context, || manage::stat(&fs.root, &path))
+}
+
+async fn tree(
+    context: Context,
+    fs: State<Fs>,
+    params: TreeParams,
+) -> Result<walk::TreeResult, HandlerError> {
+    let path = optional_path(params.path.as_deref())?;
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        walk::tree(&fs.root, &path, params.depth, &params.exclude, &watch)
+    })
+    .await
+}
+
+async fn glob(
+    context: Context,
+    fs: State<Fs>,
+    params: GlobParams,
+) -> Result<walk::GlobResult, HandlerError> {
+    let path = optional_path(params.path.as_deref())?;
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        walk::glob(&fs.root, &path, &params.pattern, params.max_results, &watch)
+    })
+    .await
+}
+
+async fn grep(
+    context: Context,
+    fs: State<Fs>,
+    params: GrepParams,
+) -> Result<grep::GrepResult, HandlerError> {
+    let path = optional_path(params.path.as_deref())?;
+    let options = grep::GrepOptions {
+        pattern: params.pattern,
+        case_insensitive: params.case_insensitive,
+        fixed_strings: params.fixed_strings,
+        include: params.include,
+        max_results: params.max_results,
+        honour_ignore_files: params.ignore_files,
+    };
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        grep::grep(&fs.root, &path, &options, &watch)
+    })
+    .await
+}
+
+async fn resources_list(
+    context: Context,
+    fs: State<Fs>,
+    params: CursorParams,
+) -> Result<Value, HandlerError> {
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        resource_page(&fs.root, params.cursor, &watch)
+    })
+    .await
+}
+
+async fn resource_read(
+    context: Context,
+    fs: State<Fs>,
+    params: UriParams,
+) -> Result<Value, HandlerError> {
+    let text = uri::to_path(&params.uri).map_err(HandlerError::InvalidValue)?;
+    let path = path(&text)?;
+    let result = run(&context, fs, move |fs| {
+        read::read(&fs.root, &path, Encoding::Auto, Selection::Whole)
+    })
+    .await?;
+    Ok(resource_contents(result))
 }
 
 /// Progress of an embed job: at most a few reports a second, and the last.
@@ -734,62 +830,46 @@ fn embed_progress(context: &Context) -> impl FnMut(&semantic::Progress<'_>) + Se
     }
 }
 
-fn register_semantic(
-    builder: ServerBuilder,
-    semantic: Arc<Semantic>,
-    heavy: Heavy,
-) -> ServerBuilder {
-    let for_embed = semantic.clone();
-    let for_search = semantic.clone();
-    builder
-        .method(
-            "mcp.fs.embed",
-            move |context: Context, params: EmbedParams| {
-                let semantic = for_embed.clone();
-                async move {
-                    let path = optional_path(params.path.as_deref())?;
-                    let recursive = params.recursive.unwrap_or(true);
-                    let token = context.cancellation_token();
-                    let mut progress = embed_progress(&context);
-                    run_semantic(None, &context, move || {
-                        semantic.embed(&path, recursive, &mut progress, &|| token.is_cancelled())
-                    })
-                    .await
-                }
-            },
-        )
-        .method(
-            "mcp.fs.search",
-            move |context: Context, params: SearchParams| {
-                let semantic = for_search.clone();
-                let heavy = heavy.clone();
-                async move {
-                    let scope = params.scope.as_deref().map(path).transpose()?;
-                    let top_k = params.top_k.unwrap_or(DEFAULT_TOP_K);
-                    if params.query.trim().is_empty() {
-                        return Err(HandlerError::InvalidValue(
-                            "query is empty; say in words what you are looking for".to_owned(),
-                        ));
-                    }
-                    run_semantic(Some(&heavy), &context, move || {
-                        semantic.search(&params.query, top_k, scope.as_ref())
-                    })
-                    .await
-                }
-            },
-        )
-        .method(
-            "mcp.fs.index_status",
-            move |context: Context, _params: NoParams| {
-                let semantic = semantic.clone();
-                async move { run_semantic(None, &context, move || semantic.status()).await }
-            },
-        )
+async fn embed(
+    context: Context,
+    fs: State<Fs>,
+    params: EmbedParams,
+) -> Result<EmbedResult, HandlerError> {
+    let path = optional_path(params.path.as_deref())?;
+    let recursive = params.recursive;
+    let token = context.cancellation_token();
+    let mut progress = embed_progress(&context);
+    run_semantic(&context, fs, Slot::Free, move |fs| {
+        fs.semantic
+            .embed(&path, recursive, &mut progress, &|| token.is_cancelled())
+    })
+    .await
+}
+
+async fn search(
+    context: Context,
+    fs: State<Fs>,
+    params: SearchParams,
+) -> Result<SearchResult, HandlerError> {
+    let scope = params.scope.as_deref().map(path).transpose()?;
+    run_semantic(&context, fs, Slot::Heavy, move |fs| {
+        fs.semantic
+            .search(&params.query, params.top_k, scope.as_ref())
+    })
+    .await
+}
+
+async fn index_status(
+    context: Context,
+    fs: State<Fs>,
+    _params: NoParams,
+) -> Result<StatusResult, HandlerError> {
+    run_semantic(&context, fs, Slot::Free, |fs| fs.semantic.status()).await
 }
 
 /// Reads each file on its own; the combined size is bounded by the read
 /// limit, so the answer always fits one message.
-fn read_many(root: &Root, paths: &[String], encoding: Encoding) -> Vec<ReadManyItem> {
+fn read_each(root: &Root, paths: &[String], encoding: Encoding) -> Vec<ReadManyItem> {
     let limit = root.policy().max_read_bytes;
     let mut total = 0_u64;
     paths
@@ -880,12 +960,13 @@ fn resource_contents(result: ReadResult) -> Value {
 
 /// A `resources/list` page: the files beneath the root, down to
 /// [`RESOURCE_DEPTH`] levels, by path.
-fn resources_list(root: &Root, cursor: Option<String>, watch: &Watch) -> Result<Value, FsError> {
+fn resource_page(root: &Root, cursor: Option<String>, watch: &Watch) -> Result<Value, FsError> {
     let start = match cursor.as_deref() {
         None => 0,
         Some(cursor) => cursor.parse::<usize>().map_err(|_| {
             FsError::InvalidValue(format!(
-                "cursor {cursor:?} is not one this server gave; pass the nextCursor of the previous page"
+                "cursor {:?} is not one this server gave; pass the nextCursor of the previous page",
+                echo(cursor)
             ))
         })?,
     };
@@ -926,4 +1007,172 @@ fn resources_list(root: &Root, cursor: Option<String>, watch: &Watch) -> Result<
         page["nextCursor"] = json!(end.to_string());
     }
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use server_kit::Defaults;
+
+    use super::*;
+
+    type Parse = fn(Value) -> Result<(), String>;
+
+    fn parse<P: DeserializeOwned>(params: Value) -> Result<(), String> {
+        serde_json::from_value::<P>(params)
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    /// Each method's params type, as registered.
+    const PARAMS: &[(&str, Parse)] = &[
+        ("mcp.fs.list", parse::<ListParams>),
+        ("mcp.fs.read", parse::<ReadParams>),
+        ("mcp.fs.read_many", parse::<ReadManyParams>),
+        ("mcp.fs.write", parse::<WriteParams>),
+        ("mcp.fs.edit", parse::<EditParams>),
+        ("mcp.fs.mkdir", parse::<MkdirParams>),
+        ("mcp.fs.move", parse::<MoveParams>),
+        ("mcp.fs.copy", parse::<CopyParams>),
+        ("mcp.fs.delete", parse::<DeleteParams>),
+        ("mcp.fs.stat", parse::<PathParams>),
+        ("mcp.fs.tree", parse::<TreeParams>),
+        ("mcp.fs.glob", parse::<GlobParams>),
+        ("mcp.fs.grep", parse::<GrepParams>),
+        ("mcp.fs.resources_list", parse::<CursorParams>),
+        ("mcp.fs.resource_read", parse::<UriParams>),
+        ("mcp.fs.embed", parse::<EmbedParams>),
+        ("mcp.fs.search", parse::<SearchParams>),
+        ("mcp.fs.index_status", parse::<NoParams>),
+        (
+            "mcp.fs.resource_complete",
+            parse::<complete::CompleteParams>,
+        ),
+        ("mcp.fs.watch_resource", parse::<UriParams>),
+    ];
+
+    /// A value `schema` accepts, with only the required properties of
+    /// objects.
+    fn sample(schema: &Value) -> Value {
+        if let Some(first) = schema.get("enum").and_then(|values| values.get(0)) {
+            return first.clone();
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("string") => json!("/a"),
+            Some("integer") => json!(schema.get("minimum").and_then(Value::as_u64).unwrap_or(1)),
+            Some("boolean") => json!(false),
+            Some("array") => json!([sample(&schema["items"])]),
+            Some("object") => {
+                let mut object = Map::new();
+                for name in schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    object.insert(name.to_owned(), sample(&schema["properties"][name]));
+                }
+                Value::Object(object)
+            }
+            other => panic!("no sample for a schema of type {other:?}: {schema}"),
+        }
+    }
+
+    fn caps() -> proto::CompiledCaps {
+        proto::CompiledCaps::from_json(crate::CAPS, crate::CAPS_ORIGIN).expect("the caps compile")
+    }
+
+    #[test]
+    fn defaults_live_in_the_caps_file() {
+        let caps = caps();
+        let mut declared: Vec<&str> = caps.method_names().collect();
+        let mut listed: Vec<&str> = PARAMS.iter().map(|(name, _)| *name).collect();
+        declared.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(declared, listed, "PARAMS lists every method of the caps");
+        for (method, parse) in PARAMS {
+            let compiled = caps.method(method).expect("declared");
+            let schema = &compiled.spec.params_schema;
+            let defaults = Defaults::of(schema);
+            let mut params = sample(schema);
+            defaults.apply(&mut params);
+            // The defaults are values the schema accepts, and with them the
+            // required params are all the code needs.
+            assert!(compiled.params.is_valid(&params), "{method}: {params}");
+            parse(params.clone()).unwrap_or_else(|error| {
+                panic!("{method}: the params type needs more than the caps' defaults: {error}")
+            });
+            // And the code has no default of its own for a param the caps
+            // give one: without it, the params do not parse.
+            for name in defaults.names() {
+                let mut without = params.clone();
+                without.as_object_mut().expect("object").remove(name);
+                assert!(
+                    parse(without).is_err(),
+                    "{method}: {name} has a default in the code as well as in the caps file"
+                );
+            }
+        }
+        // The nested default: an edit's replace_all.
+        let schema = &caps
+            .method("mcp.fs.edit")
+            .expect("declared")
+            .spec
+            .params_schema;
+        let mut params = sample(schema);
+        assert!(
+            parse::<EditParams>(params.clone()).is_err(),
+            "replace_all has a code default"
+        );
+        Defaults::of(schema).apply(&mut params);
+        assert_eq!(params["edits"][0]["replace_all"], json!(false));
+        // The one default a schema cannot state (it depends on
+        // `recursive`) is the code's, and the caps say what it is.
+        let list = &caps
+            .method("mcp.fs.list")
+            .expect("declared")
+            .spec
+            .params_schema;
+        for name in ["recursive", "depth"] {
+            let description = list["properties"][name]["description"]
+                .as_str()
+                .expect("described");
+            assert!(
+                description.contains(&format!("default {RECURSIVE_DEPTH})"))
+                    || description.contains(&format!("{RECURSIVE_DEPTH} with recursive")),
+                "mcp.fs.list {name}: {description:?} does not state the depth {RECURSIVE_DEPTH}"
+            );
+        }
+    }
+
+    #[test]
+    fn enumerated_params_are_the_caps_enums_and_nothing_else() {
+        let caps = caps();
+        let mut enums = 0;
+        for (method, parse) in PARAMS {
+            let schema = &caps.method(method).expect("declared").spec.params_schema;
+            let mut params = sample(schema);
+            Defaults::of(schema).apply(&mut params);
+            for (name, property) in schema["properties"].as_object().expect("properties") {
+                let Some(values) = property.get("enum").and_then(Value::as_array) else {
+                    continue;
+                };
+                enums += 1;
+                for value in values {
+                    let mut each = params.clone();
+                    each[name] = value.clone();
+                    parse(each).unwrap_or_else(|error| {
+                        panic!("{method} {name}: the caps' {value} does not parse: {error}")
+                    });
+                }
+                // A value the caps do not list is refused by the code too
+                // (no `_ =>` that quietly picks one).
+                let mut unknown = params.clone();
+                unknown[name] = json!("bogus");
+                assert!(parse(unknown).is_err(), "{method} {name} takes any string");
+            }
+        }
+        assert_eq!(enums, 5, "sort, encoding (read, read_many, write), mode");
+    }
 }

@@ -45,12 +45,6 @@ pub fn server(
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
     let root = Arc::new(root);
     let semantic = Arc::new(indexing::Semantic::new(semantic, root.clone()));
-    let heavy = handlers::Heavy::new(max_heavy_operations);
-    let builder = handlers::complete::register(
-        Server::builder(caps, CAPS_ORIGIN),
-        root.clone(),
-        heavy.clone(),
-    );
-    let builder = handlers::watch::register(builder, root.clone());
-    handlers::register(builder, root, semantic, heavy).build()
+    let state = handlers::Fs::new(root, semantic, max_heavy_operations);
+    handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(state)).build()
 }

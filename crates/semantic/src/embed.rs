@@ -151,7 +151,7 @@ impl Embedder {
         for expected in ["input_ids", "attention_mask", "token_type_ids"] {
             if !names.contains(&expected) {
                 return Err(invalid(format!(
-                    "model.onnx has no input {expected} (it has {names:?}); use the model scripts/fetch-model builds"
+                    "model.onnx has no input {expected} (it has {names:?}): it is not an all-MiniLM-L6-v2 export"
                 )));
             }
         }

@@ -22,6 +22,6 @@ pub mod locate;
 pub mod source;
 
 pub use embed::Embedder;
-pub use error::SemanticError;
+pub use error::{ErrorKind, SemanticError};
 pub use index::{Counters, Hit, Index, Progress, Settings, SkippedFile, Status, Target};
 pub use source::{DirSource, Source};

@@ -4,12 +4,10 @@
 //! up to its last `/` is the directory listed, the rest the prefix its
 //! entries are matched against. Directories end in `/` so a host can go on.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
-use server_kit::{Context, ServerBuilder};
+use server_kit::{Context, HandlerError, ServerBuilder, State};
 
-use super::{Heavy, run_heavy, watch};
+use super::{Fs, run_heavy, watch};
 use crate::ops::walk::{self, ListOptions, SortKey};
 use crate::ops::{EntryType, FsError, Root};
 
@@ -19,7 +17,7 @@ const MAX_VALUES: usize = 100;
 const MAX_SCANNED: usize = 10_000;
 
 #[derive(Deserialize)]
-struct CompleteParams {
+pub(super) struct CompleteParams {
     argument: Argument,
 }
 
@@ -43,21 +41,20 @@ struct Completion {
 }
 
 /// Registers `mcp.fs.resource_complete` on `builder`.
-pub fn register(builder: ServerBuilder, root: Arc<Root>, heavy: Heavy) -> ServerBuilder {
-    builder.method(
-        "mcp.fs.resource_complete",
-        move |context: Context, params: CompleteParams| {
-            let root = root.clone();
-            let heavy = heavy.clone();
-            async move {
-                let watch = watch(&context);
-                run_heavy(&heavy, &context, move || {
-                    complete(&root, &params.argument.value, &watch)
-                })
-                .await
-            }
-        },
-    )
+pub(super) fn register(builder: ServerBuilder<Fs>) -> ServerBuilder<Fs> {
+    builder.method("mcp.fs.resource_complete", resource_complete)
+}
+
+async fn resource_complete(
+    context: Context,
+    fs: State<Fs>,
+    params: CompleteParams,
+) -> Result<CompleteResult, HandlerError> {
+    let watch = watch(&context);
+    run_heavy(&context, fs, move |fs| {
+        complete(&fs.root, &params.argument.value, &watch)
+    })
+    .await
 }
 
 fn complete(

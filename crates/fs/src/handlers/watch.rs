@@ -12,15 +12,13 @@
 //! by atomic rename is seen as well as a write in place.
 
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server_kit::{Context, HandlerError, ServerBuilder};
-use tokio::sync::{Semaphore, mpsc};
+use server_kit::{Context, HandlerError, ServerBuilder, State};
+use tokio::sync::mpsc;
 
-use super::{UriParams, path, run};
-use crate::ops::Root;
+use super::{Fs, UriParams, path, run};
 use crate::uri;
 
 /// Changes this close together are one notification (an editor's save is
@@ -31,39 +29,29 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// 128 by default, shared with watch mode and every other program) and
 /// holds one of a connection's request slots for as long as it runs, so
 /// the watches of many subscribers must not starve the other calls.
-const MAX_WATCHES: usize = 32;
+pub(super) const MAX_WATCHES: usize = 32;
 
 /// Registers `mcp.fs.watch_resource` on `builder`.
-pub fn register(builder: ServerBuilder, root: Arc<Root>) -> ServerBuilder {
-    let watches = Arc::new(Semaphore::new(MAX_WATCHES));
-    builder.method(
-        "mcp.fs.watch_resource",
-        move |context: Context, params: UriParams| {
-            let root = root.clone();
-            let watches = watches.clone();
-            async move {
-                let Ok(_watching) = watches.try_acquire_owned() else {
-                    return Err(HandlerError::Failed(format!(
-                        "the file service is watching as many files as it may ({MAX_WATCHES}); unsubscribe from one and retry"
-                    )));
-                };
-                watch_resource(&context, root, &params.uri).await
-            }
-        },
-    )
+pub(super) fn register(builder: ServerBuilder<Fs>) -> ServerBuilder<Fs> {
+    builder.method("mcp.fs.watch_resource", watch_resource)
 }
 
 async fn watch_resource(
-    context: &Context,
-    root: Arc<Root>,
-    uri: &str,
+    context: Context,
+    fs: State<Fs>,
+    params: UriParams,
 ) -> Result<Value, HandlerError> {
-    let text = uri::to_path(uri).map_err(HandlerError::InvalidValue)?;
+    let Ok(_watching) = fs.watches.clone().try_acquire_owned() else {
+        return Err(HandlerError::Failed(format!(
+            "the file service is watching as many files as it may ({MAX_WATCHES}); unsubscribe from one and retry"
+        )));
+    };
+    let text = uri::to_path(&params.uri).map_err(HandlerError::InvalidValue)?;
     let path = path(&text)?;
-    let (dir, name) = run(context, move || {
+    let (dir, name) = run(&context, fs, move |fs| {
         // What a read would refuse, a watch refuses too.
-        root.open_read(&path)?;
-        root.parent_of(&path)
+        fs.root.open_read(&path)?;
+        fs.root.parent_of(&path)
     })
     .await?;
     let (sender, mut events) = mpsc::unbounded_channel::<()>();

@@ -226,8 +226,9 @@ impl FsError {
 
     /// The error for a string that is not a usable virtual path.
     pub fn from_problem(text: &str, problem: PathProblem) -> FsError {
-        // Debug formatting shows a NUL or control character as an escape.
-        let shown = format!("{text:?}");
+        // Debug formatting shows a NUL or control character as an escape;
+        // a long string is quoted in part.
+        let shown = format!("{:?}", proto::text::echo(text));
         match problem {
             PathProblem::Malformed(reason) => FsError::InvalidPath {
                 path: shown,

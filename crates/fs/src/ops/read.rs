@@ -9,12 +9,14 @@ use serde::Serialize;
 use super::{FsError, Root};
 use crate::vpath::VirtualPath;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a read returns the bytes (the `encoding` param; its default is in
+/// fs.cap.json).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Encoding {
     Text,
     Base64,
     /// Text when the bytes are UTF-8 without NUL, base64 otherwise.
-    #[default]
     Auto,
 }
 

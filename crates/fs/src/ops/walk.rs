@@ -220,9 +220,10 @@ pub(crate) fn children(
     Ok(children)
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The order of a listing (the `sort` param; its default is in fs.cap.json).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SortKey {
-    #[default]
     Name,
     Size,
     Modified,

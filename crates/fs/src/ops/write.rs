@@ -30,10 +30,12 @@ use crate::vpath::VirtualPath;
 /// setuid, setgid and sticky: never on a file the server writes.
 pub(crate) const SPECIAL_BITS: u32 = 0o7000;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a write treats an existing file (the `mode` param; its default is
+/// in fs.cap.json).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     /// Replace the file (atomically) or create it.
-    #[default]
     Overwrite,
     /// Create the file; fail if it exists.
     Create,

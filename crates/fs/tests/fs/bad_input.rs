@@ -39,6 +39,32 @@ fn each_malformed_request_is_refused_usefully_and_changes_nothing() {
             INVALID_PARAMS,
             "at /encoding",
         ),
+        // Every enumerated param refuses a value its caps enum lacks,
+        // naming the param (none falls through to a value chosen in code).
+        (
+            "mcp.fs.list",
+            json!({"sort": "colour"}),
+            INVALID_PARAMS,
+            "at /sort",
+        ),
+        (
+            "mcp.fs.write",
+            json!({"path": "/n.txt", "content": "x", "mode": "replace"}),
+            INVALID_PARAMS,
+            "at /mode",
+        ),
+        (
+            "mcp.fs.write",
+            json!({"path": "/n.txt", "content": "x", "encoding": "auto"}),
+            INVALID_PARAMS,
+            "at /encoding",
+        ),
+        (
+            "mcp.fs.read_many",
+            json!({"paths": ["/f.txt"], "encoding": "hex"}),
+            INVALID_PARAMS,
+            "at /encoding",
+        ),
         (
             "mcp.fs.read",
             json!({"path": "/f.txt", "offset": -1}),

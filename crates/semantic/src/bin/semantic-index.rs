@@ -78,7 +78,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         Some(path) => PathBuf::from(path),
         None => semantic::locate::cached_runtime().unwrap_or_else(semantic::embed::runtime_path),
     };
-    let embedder = Embedder::load(&model, &runtime).map_err(|error| error.to_string())?;
+    let embedder = Embedder::load(&model, &runtime).map_err(|error| with_next_step(&error))?;
     let index = Index::open(&PathBuf::from(dir)).map_err(|error| error.to_string())?;
     let source = DirSource::new(root);
     let counters = index
@@ -114,4 +114,19 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The error with what to do next, in this tool's terms (the library's
+/// texts name no variable or script).
+fn with_next_step(error: &semantic::SemanticError) -> String {
+    let next = match error.kind() {
+        semantic::ErrorKind::ModelMissing | semantic::ErrorKind::ModelInvalid => {
+            "; run scripts/fetch-model and set LLMBASEDOS_FS_MODEL_DIR to what it prints"
+        }
+        semantic::ErrorKind::RuntimeMissing => {
+            "; run scripts/fetch-onnxruntime, or set ORT_DYLIB_PATH to a libonnxruntime.so"
+        }
+        _ => "",
+    };
+    format!("{error}{next}")
 }
