@@ -14,21 +14,20 @@ use base64::Engine;
 use proto::ErrorData;
 use proto::ServiceCodes;
 use proto::text::echo;
-use semantic::{ErrorKind as SemanticKind, SemanticError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder, State};
 
-use crate::indexing::{EmbedResult, IndexingError, SearchResult, Semantic, StatusResult};
+use crate::indexing::Semantic;
 use crate::ops::read::{Encoding, ReadResult, Selection};
 use crate::ops::walk::{ListOptions, SortKey, WALK_LIMIT};
 use crate::ops::write::{Edit, WriteMode};
 use crate::ops::{EntryType, FsError, Root, Watch, grep, manage, read, walk, write};
-use crate::root_index::OwnerError;
 use crate::uri;
 use crate::vpath::VirtualPath;
 
 pub mod complete;
+pub mod search;
 pub mod watch;
 
 /// The fs service's error codes (DESIGN.md 4.1).
@@ -37,7 +36,7 @@ pub const CODES: ServiceCodes = ServiceCodes::new(proto::code::FS_BASE);
 const ALREADY_EXISTS: i32 = 4;
 const TOO_LARGE: i32 = 5;
 const NOT_EMPTY: i32 = 6;
-const SEMANTIC_UNAVAILABLE: i32 = 7;
+pub(crate) const SEMANTIC_UNAVAILABLE: i32 = 7;
 
 /// The one place a file-operation error becomes a handler error: its kind
 /// and hint go into the wire error's `data` ([`ErrorData`]), and the
@@ -73,90 +72,6 @@ pub fn handler_error(error: FsError) -> HandlerError {
         FsError::Hinted { .. } => unreachable!("unhinted returns no hinted error"),
     };
     handler.with_data(&data)
-}
-
-/// The one place a semantic-search error becomes a handler error: its
-/// kind goes into `data.kind`, and the next step, which the library leaves
-/// to the program that ships it, is worded here in the service's packages
-/// and settings.
-pub fn semantic_error(error: SemanticError) -> HandlerError {
-    let kind = error.kind();
-    if let SemanticError::SourceMissing { path } = error {
-        // Not found like any other path of the service (kind and hint).
-        return handler_error(FsError::NotFound { path });
-    }
-    let message = match semantic_next_step(kind) {
-        Some(next) => format!("{error}; {next}"),
-        None => error.to_string(),
-    };
-    let handler = match kind {
-        SemanticKind::RuntimeMissing | SemanticKind::ModelMissing | SemanticKind::ModelInvalid => {
-            service(SEMANTIC_UNAVAILABLE, message)
-        }
-        SemanticKind::Invalid => HandlerError::InvalidValue(message),
-        SemanticKind::NotFound => HandlerError::NotFound(message),
-        SemanticKind::Cancelled => HandlerError::Failed("the operation was cancelled".to_owned()),
-        SemanticKind::IndexUnusable | SemanticKind::InferenceFailed => {
-            tracing::warn!("{message}");
-            HandlerError::Failed(message)
-        }
-    };
-    handler.with_data(&ErrorData {
-        kind: kind.as_str().to_owned(),
-        hint: None,
-    })
-}
-
-/// What to do about a semantic error of `kind`, in the file service's
-/// terms: the packages that provide the model and ONNX Runtime, and the
-/// settings that point at them.
-fn semantic_next_step(kind: SemanticKind) -> Option<String> {
-    use crate::config::{INDEX_DIR_VARIABLE, MODEL_DIR_VARIABLE};
-    let runtime = semantic::embed::RUNTIME_VARIABLE;
-    match kind {
-        SemanticKind::RuntimeMissing => Some(format!(
-            "install the onnxruntime package (pacman -S onnxruntime), or set {runtime} to a libonnxruntime.so (scripts/fetch-onnxruntime gets one)"
-        )),
-        SemanticKind::ModelMissing => Some(format!(
-            "install llmbasedos-model-minilm, or run scripts/fetch-model and point model_dir (or {MODEL_DIR_VARIABLE}) at what it prints"
-        )),
-        SemanticKind::ModelInvalid => Some(format!(
-            "reinstall llmbasedos-model-minilm, or point model_dir (or {MODEL_DIR_VARIABLE}) at the model scripts/fetch-model builds"
-        )),
-        SemanticKind::IndexUnusable => Some(format!(
-            "check index_dir in fs.yaml (or {INDEX_DIR_VARIABLE})"
-        )),
-        SemanticKind::InferenceFailed
-        | SemanticKind::Invalid
-        | SemanticKind::NotFound
-        | SemanticKind::Cancelled => None,
-    }
-}
-
-/// The one place an error about whose index this is becomes a handler
-/// error: `busy` while another fs server holds it, `index_unusable` when
-/// it belongs to another root or cannot be prepared.
-fn owner_error(error: &OwnerError) -> HandlerError {
-    let mut message = error.to_string();
-    let kind = match error {
-        OwnerError::InUse { .. } => "busy",
-        OwnerError::OtherRoot { .. } | OwnerError::Unrecorded { .. } => {
-            SemanticKind::IndexUnusable.as_str()
-        }
-        OwnerError::Io { .. } => {
-            // The others say what to do; a directory that cannot be made
-            // is a setting to check.
-            if let Some(next) = semantic_next_step(SemanticKind::IndexUnusable) {
-                message = format!("{message}; {next}");
-            }
-            SemanticKind::IndexUnusable.as_str()
-        }
-    };
-    tracing::warn!("{message}");
-    HandlerError::Failed(message).with_data(&ErrorData {
-        kind: kind.to_owned(),
-        hint: None,
-    })
 }
 
 /// What every fs handler shares: the root, its semantic index, and the
@@ -234,37 +149,6 @@ where
             work(&fs)
         })
         .await
-}
-
-/// The one place an error of the root's index becomes a handler error.
-pub fn indexing_error(error: IndexingError) -> HandlerError {
-    match error {
-        IndexingError::Semantic(error) => semantic_error(error),
-        IndexingError::Path(error) => handler_error(error),
-        IndexingError::Owner(error) => owner_error(&error),
-    }
-}
-
-/// Runs semantic work on the blocking pool.
-///
-/// An embed takes no slot ([`Slot::Free`]): embeds run one at a time
-/// anyway (the index's writer lock), each bounds its own memory (files up
-/// to the read limit, batches of chunks), and one can last hours on a
-/// large root: holding a slot, it (and a second embed waiting for the
-/// lock) would keep every grep and glob waiting that long.
-async fn run_semantic<T, F>(
-    context: &Context,
-    fs: State<Fs>,
-    slot: Slot,
-    work: F,
-) -> Result<T, HandlerError>
-where
-    F: FnOnce(&Fs) -> Result<T, IndexingError> + Send + 'static,
-    T: Send + 'static,
-{
-    blocking(context, fs, slot, work)
-        .await?
-        .map_err(indexing_error)
 }
 
 /// Runs a heavy confined operation on the blocking pool, in a heavy slot.
@@ -509,22 +393,6 @@ struct GrepParams {
     max_results: usize,
 }
 
-#[derive(Deserialize)]
-struct EmbedParams {
-    path: Option<String>,
-    recursive: bool,
-}
-
-#[derive(Deserialize)]
-struct SearchParams {
-    query: String,
-    top_k: usize,
-    scope: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NoParams {}
-
 fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
     let ranged = params.offset.is_some() || params.length.is_some();
     match (ranged, params.head, params.tail) {
@@ -543,7 +411,7 @@ fn selection(params: &ReadParams) -> Result<Selection, HandlerError> {
 
 /// Registers every fs method on `builder`.
 pub fn register(builder: ServerBuilder<Fs>) -> ServerBuilder<Fs> {
-    let builder = complete::register(watch::register(builder));
+    let builder = complete::register(search::register(watch::register(builder)));
     builder
         .method("mcp.fs.list", list)
         .method("mcp.fs.read", read)
@@ -560,9 +428,6 @@ pub fn register(builder: ServerBuilder<Fs>) -> ServerBuilder<Fs> {
         .method("mcp.fs.grep", grep)
         .method("mcp.fs.resources_list", resources_list)
         .method("mcp.fs.resource_read", resource_read)
-        .method("mcp.fs.embed", embed)
-        .method("mcp.fs.search", search)
-        .method("mcp.fs.index_status", index_status)
 }
 
 async fn list(
@@ -803,70 +668,6 @@ async fn resource_read(
     Ok(resource_contents(result))
 }
 
-/// Progress of an embed job: at most a few reports a second, and the last.
-fn embed_progress(context: &Context) -> impl FnMut(&semantic::Progress<'_>) + Send + 'static {
-    let progress = context.progress_handle();
-    let mut last = std::time::Instant::now();
-    let mut first = true;
-    move |state: &semantic::Progress<'_>| {
-        let finished = state.files_done == state.files_total;
-        if !progress.is_requested()
-            || !(first || finished || last.elapsed() >= std::time::Duration::from_millis(250))
-        {
-            return;
-        }
-        first = false;
-        last = std::time::Instant::now();
-        let message = format!(
-            "{} of {} files, {} chunks embedded; {}",
-            state.files_done, state.files_total, state.chunks_embedded, state.path
-        );
-        #[allow(clippy::cast_precision_loss)]
-        progress.report_blocking(
-            state.files_done as f64,
-            Some(state.files_total as f64),
-            Some(&message),
-        );
-    }
-}
-
-async fn embed(
-    context: Context,
-    fs: State<Fs>,
-    params: EmbedParams,
-) -> Result<EmbedResult, HandlerError> {
-    let path = optional_path(params.path.as_deref())?;
-    let recursive = params.recursive;
-    let token = context.cancellation_token();
-    let mut progress = embed_progress(&context);
-    run_semantic(&context, fs, Slot::Free, move |fs| {
-        fs.semantic
-            .embed(&path, recursive, &mut progress, &|| token.is_cancelled())
-    })
-    .await
-}
-
-async fn search(
-    context: Context,
-    fs: State<Fs>,
-    params: SearchParams,
-) -> Result<SearchResult, HandlerError> {
-    let scope = params.scope.as_deref().map(path).transpose()?;
-    run_semantic(&context, fs, Slot::Heavy, move |fs| {
-        fs.semantic
-            .search(&params.query, params.top_k, scope.as_ref())
-    })
-    .await
-}
-
-async fn index_status(
-    context: Context,
-    fs: State<Fs>,
-    _params: NoParams,
-) -> Result<StatusResult, HandlerError> {
-    run_semantic(&context, fs, Slot::Free, |fs| fs.semantic.status()).await
-}
-
 /// Reads each file on its own; the combined size is bounded by the read
 /// limit, so the answer always fits one message.
 fn read_each(root: &Root, paths: &[String], encoding: Encoding) -> Vec<ReadManyItem> {
@@ -1041,9 +842,9 @@ mod tests {
         ("mcp.fs.grep", parse::<GrepParams>),
         ("mcp.fs.resources_list", parse::<CursorParams>),
         ("mcp.fs.resource_read", parse::<UriParams>),
-        ("mcp.fs.embed", parse::<EmbedParams>),
-        ("mcp.fs.search", parse::<SearchParams>),
-        ("mcp.fs.index_status", parse::<NoParams>),
+        ("mcp.fs.embed", parse::<search::EmbedParams>),
+        ("mcp.fs.search", parse::<search::SearchParams>),
+        ("mcp.fs.index_status", parse::<search::NoParams>),
         (
             "mcp.fs.resource_complete",
             parse::<complete::CompleteParams>,
