@@ -948,6 +948,26 @@ mod tests {
     }
 
     #[test]
+    fn errors_quote_a_long_client_value_in_part() {
+        let long = "x".repeat(100_000);
+        let messages = [
+            uri::to_path(&long).expect_err("not a file URI"),
+            uri::to_path(&format!("file://{long}")).expect_err("names a host"),
+            crate::ops::parse_path(&format!("/{long}\0"))
+                .expect_err("a NUL")
+                .to_string(),
+        ];
+        for message in messages {
+            assert!(
+                message.len() < 2 * proto::text::ECHO_LIMIT + 200,
+                "{} bytes: {}",
+                message.len(),
+                &message[..200]
+            );
+        }
+    }
+
+    #[test]
     fn enumerated_params_are_the_caps_enums_and_nothing_else() {
         let caps = caps();
         let mut enums = 0;

@@ -6,16 +6,18 @@
 pub const PREFIX: &str = "file://";
 
 /// The virtual path string a `file:///…` URI names (still to be parsed as a
-/// [`crate::vpath::VirtualPath`]), or why it names none.
+/// [`crate::vpath::VirtualPath`]), or why it names none (quoting the URI
+/// in part: it is the client's).
 pub fn to_path(uri: &str) -> Result<String, String> {
+    let shown = proto::text::echo(uri);
     let Some(rest) = uri.strip_prefix(PREFIX) else {
         return Err(format!(
-            "{uri:?} is not a file URI of this service; resource URIs look like file:///notes/todo.md"
+            "{shown:?} is not a file URI of this service; resource URIs look like file:///notes/todo.md"
         ));
     };
     if !rest.starts_with('/') {
         return Err(format!(
-            "{uri:?} names a host; resource URIs have an empty host, like file:///notes/todo.md"
+            "{shown:?} names a host; resource URIs have an empty host, like file:///notes/todo.md"
         ));
     }
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
@@ -27,13 +29,13 @@ pub fn to_path(uri: &str) -> Result<String, String> {
             let low = input.next().and_then(hex);
             match (high, low) {
                 (Some(high), Some(low)) => bytes.push(high << 4 | low),
-                _ => return Err(format!("{uri:?} has a malformed %-escape")),
+                _ => return Err(format!("{shown:?} has a malformed %-escape")),
             }
         } else {
             bytes.push(byte);
         }
     }
-    String::from_utf8(bytes).map_err(|_| format!("{uri:?} does not decode to UTF-8"))
+    String::from_utf8(bytes).map_err(|_| format!("{shown:?} does not decode to UTF-8"))
 }
 
 /// The URI of a virtual path (given as its `/`-rooted display form).

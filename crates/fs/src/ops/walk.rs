@@ -273,7 +273,8 @@ pub fn list(
         None => 0,
         Some(cursor) => cursor.parse::<usize>().map_err(|_| {
             FsError::InvalidValue(format!(
-                "cursor {cursor:?} is not one this server gave; pass the next_cursor of the previous page, or no cursor to start again"
+                "cursor {:?} is not one this server gave; pass the next_cursor of the previous page, or no cursor to start again",
+                proto::text::echo(cursor)
             ))
         })?,
     };
@@ -509,7 +510,8 @@ fn compile_glob(pattern: &str) -> Result<GlobMatcher, FsError> {
         .map(|glob| glob.compile_matcher())
         .map_err(|error| {
             FsError::InvalidValue(format!(
-                "{pattern:?} is not a valid glob pattern: {error}; use *, ?, [abc], {{a,b}} and ** (e.g. \"**/*.rs\")"
+                "{:?} is not a valid glob pattern: {error}; use *, ?, [abc], {{a,b}} and ** (e.g. \"**/*.rs\")",
+                proto::text::echo(pattern)
             ))
         })
 }
