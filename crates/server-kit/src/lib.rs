@@ -15,6 +15,27 @@
 //! # Ok::<(), server_kit::BuildError>(())
 //! ```
 //!
+//! A server with state gives it to the builder once; a handler that takes
+//! [`State`] gets a handle to it:
+//!
+//! ```no_run
+//! # use server_kit::{Server, HandlerError, Context, State};
+//! # #[derive(serde::Deserialize)] struct Params { text: String }
+//! # fn caps() -> proto::CompiledCaps { proto::CompiledCaps::from_json("", "x").expect("caps") }
+//! struct Greeter { greeting: String }
+//!
+//! async fn say(_context: Context, greeter: State<Greeter>, params: Params)
+//!     -> Result<serde_json::Value, HandlerError> {
+//!     Ok(serde_json::json!({ "text": format!("{} {}", greeter.greeting, params.text) }))
+//! }
+//!
+//! let server = Server::builder(caps(), "echo.cap.json")
+//!     .with_state(Greeter { greeting: "hello".to_owned() })
+//!     .method("mcp.echo.say", say)
+//!     .build()?;
+//! # Ok::<(), server_kit::BuildError>(())
+//! ```
+//!
 //! The pieces:
 //! - [`server`]: assembly, checked one to one against the caps; params
 //!   validated with schemas compiled once, positional params mapped, the
