@@ -72,9 +72,22 @@ struct ProgressParams {
     delay_ms: Option<u64>,
 }
 
+/// The error `mcp.test.fail` answers with: one per `HandlerError` kind.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FailKind {
+    InvalidValue,
+    PermissionDenied,
+    NotFound,
+    Failed,
+    Custom,
+    Internal,
+    Panic,
+}
+
 #[derive(Deserialize)]
 struct Fail {
-    kind: String,
+    kind: FailKind,
     /// Quoted whole in the message, as a careless handler would quote a
     /// client's value: the framework must bound what goes out.
     detail: Option<String>,
@@ -194,16 +207,16 @@ pub fn server() -> Result<Server, BuildError> {
                     .detail
                     .map(|detail| format!(": {detail}"))
                     .unwrap_or_default();
-                Err::<Value, _>(match params.kind.as_str() {
-                    "invalid_value" => {
+                Err::<Value, _>(match params.kind {
+                    FailKind::InvalidValue => {
                         HandlerError::InvalidValue(format!("the value is not usable{detail}"))
                     }
-                    "permission_denied" => {
+                    FailKind::PermissionDenied => {
                         HandlerError::PermissionDenied(format!("not allowed{detail}"))
                     }
-                    "not_found" => HandlerError::NotFound(format!("no such thing{detail}")),
-                    "failed" => HandlerError::Failed(format!("the operation failed{detail}")),
-                    "custom" => HandlerError::Service {
+                    FailKind::NotFound => HandlerError::NotFound(format!("no such thing{detail}")),
+                    FailKind::Failed => HandlerError::Failed(format!("the operation failed{detail}")),
+                    FailKind::Custom => HandlerError::Service {
                         offset: 4,
                         message: format!("a documented service failure{detail}"),
                         data: Some(if detail.is_empty() {
@@ -212,8 +225,8 @@ pub fn server() -> Result<Server, BuildError> {
                             json!({ "hint": "see caps.json", "detail": detail })
                         }),
                     },
-                    "panic" => panic!("the test server was asked to panic"),
-                    _ => {
+                    FailKind::Panic => panic!("the test server was asked to panic"),
+                    FailKind::Internal => {
                         HandlerError::internal("secret-internal-detail: /var/lib/llmbasedos/token")
                     }
                 })
