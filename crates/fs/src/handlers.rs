@@ -1,5 +1,8 @@
 //! The thin JSON-RPC layer: typed params → confined operations → results,
-//! and the one mapping from [`FsError`] to [`HandlerError`].
+//! and the one mapping from [`FsError`] to [`HandlerError`] (semantic
+//! search and its errors are in [`search`]). Each method is an async fn of
+//! the server's state [`Fs`]; its params type takes the caps' defaults as
+//! plain fields (server-kit fills them in) and enumerated params as enums.
 //!
 //! Every operation is blocking file I/O, so each runs on the blocking pool
 //! through [`Context::blocking`]; walks get a [`Watch`] wired to the
@@ -83,7 +86,7 @@ pub struct Fs {
     root: Arc<Root>,
     semantic: Arc<Semantic>,
     heavy: Heavy,
-    /// Files watched at once ([`watch`]).
+    /// Files watched at once (`mcp.fs.watch_resource`).
     watches: Arc<tokio::sync::Semaphore>,
 }
 
