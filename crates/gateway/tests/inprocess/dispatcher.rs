@@ -224,3 +224,35 @@ async fn subscribing_needs_a_session_to_send_on() {
         error.message
     );
 }
+
+/// A backend that does not answer within the backend timeout: a tool
+/// error for an MCP host, -32003 for a classic caller, both saying how
+/// long the gateway waited.
+#[tokio::test]
+async fn a_backend_that_does_not_answer_in_time_is_reported() {
+    let stack = Stack::configured(&[], |raw| raw.limits.backend_timeout_secs = Some(1));
+    // A slow progress, not a sleep: the sleeps' counters are the
+    // cancellation test's.
+    let slow = json!({ "steps": 1, "delay_ms": 5_000 });
+    let mut host = DispatcherClient::open(&stack.gateway, Era::LATEST_LEGACY).await;
+    let mut classic = DispatcherClient::open(&stack.gateway, Era::Plain).await;
+    let (tool, direct) = tokio::join!(
+        host.request(
+            "tools/call",
+            Some(json!({ "name": "test_progress", "arguments": slow.clone() })),
+        ),
+        classic.request("mcp.test.progress", Some(slow.clone())),
+    );
+    assert_eq!(tool["result"]["isError"], true, "{tool}");
+    let text = tool["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("the test service did not answer within 1 s"),
+        "{text}"
+    );
+    assert_eq!(direct["error"]["code"], -32003, "{direct}");
+    let message = direct["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the test service did not answer within 1 s"),
+        "{message}"
+    );
+}

@@ -136,6 +136,15 @@ impl Stack {
     /// A stack whose caps directory also holds `extra` (service, caps
     /// text): services without a running server.
     pub(crate) fn with_services(extra: &[(&str, String)]) -> Stack {
+        Stack::configured(extra, |_| {})
+    }
+
+    /// A stack with `extra` services and its configuration changed by
+    /// `configure`.
+    pub(crate) fn configured(
+        extra: &[(&str, String)],
+        configure: impl FnOnce(&mut RawConfig),
+    ) -> Stack {
         let server = test_server();
         let dir = tempfile::tempdir().expect("a caps dir");
         std::fs::write(dir.path().join("test.cap.json"), &server.caps).expect("publish caps");
@@ -145,7 +154,7 @@ impl Stack {
             std::fs::write(dir.path().join(format!("{service}.cap.json")), caps)
                 .expect("publish extra caps");
         }
-        let raw = RawConfig {
+        let mut raw = RawConfig {
             caps_dir: Some(dir.path().to_owned()),
             auth: RawAuth {
                 tokens: vec![RawToken {
@@ -160,6 +169,7 @@ impl Stack {
             },
             ..RawConfig::default()
         };
+        configure(&mut raw);
         let config: Config = raw.resolve("the in-process tests").expect("valid config");
         let config = Arc::new(config);
         let registry = Arc::new(Registry::new(
