@@ -113,9 +113,8 @@ fn test_server() -> &'static TestServer {
                 }
             })
             .expect("start the test server's owner thread");
-        ready
-            .recv()
-            .expect("the test server started (its log is in the temp dir)");
+        // The owner thread's panic, printed above, says why (with the log).
+        ready.recv().expect("the test server did not start");
         TestServer { socket, caps }
     })
 }
