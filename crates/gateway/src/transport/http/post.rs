@@ -12,12 +12,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use futures::Stream;
 use proto::mcp::{ProtocolVersion, RequestMeta};
-use proto::{ErrorObject, Message, RequestId, Response};
+use proto::{ErrorObject, Incoming, InvalidMessage, Message, RequestId, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sessions::{HttpSession, find_session, new_session_id};
 use super::{HttpState, Identity, PROTOCOL_HEADER, SESSION_HEADER, json_error};
 use crate::dispatch::Session;
+use crate::transport::batch;
 
 pub(super) async fn post_message(
     State(state): State<HttpState>,
@@ -28,8 +29,11 @@ pub(super) async fn post_message(
     if let Some(refusal) = refuse_protocol_header(&headers) {
         return refusal;
     }
-    let message = match Message::from_slice(&body) {
-        Ok(message) => message,
+    let message = match Incoming::from_slice(&body) {
+        Ok(Incoming::One(message)) => message,
+        Ok(Incoming::Batch(entries)) => {
+            return post_batch(&state, &headers, &identity, entries).await;
+        }
         Err(invalid) => return json_error(StatusCode::BAD_REQUEST, invalid.id, invalid.error),
     };
     let existing = match find_session(&state, &headers, &identity) {
@@ -107,6 +111,41 @@ pub(super) async fn post_message(
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// A batch (MCP 2025-03-26 sessions only): answered as one JSON array, or
+/// 202 when no entry wants an answer. Its requests' progress is not
+/// streamed (a host that wants it sends the request alone, with
+/// `Accept: text/event-stream`).
+async fn post_batch(
+    state: &HttpState,
+    headers: &HeaderMap,
+    identity: &str,
+    entries: Vec<Result<Message, InvalidMessage>>,
+) -> HttpResponse {
+    let gateway = &state.gateway;
+    let base = match find_session(state, headers, identity) {
+        Ok(Some(existing)) => existing.session.clone(),
+        Ok(None) => gateway.session(identity.to_owned(), mpsc::channel(1).0),
+        Err(unknown) => return unknown.into_response(),
+    };
+    if let Some(error) = batch::refusal(&base, entries.len()) {
+        return json_error(StatusCode::BAD_REQUEST, None, error);
+    }
+    let session = base.fork(mpsc::channel(1).0);
+    let answers = batch::run(gateway, &session, entries, false).await;
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = serde_json::to_vec(&answers).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// The 400 for an `MCP-Protocol-Version` header that names no revision we
