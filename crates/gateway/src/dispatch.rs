@@ -201,6 +201,12 @@ impl Session {
         self.state().legacy_version.is_some()
     }
 
+    /// The protocol revision the client negotiated with `initialize`, if
+    /// it went through it.
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.state().legacy_version
+    }
+
     /// Sends a notification to the client; dropped if it is not reading.
     pub fn notify(&self, method: &str, params: Option<Value>) {
         let _ = self.outgoing.try_send(Message::Notification(Notification {

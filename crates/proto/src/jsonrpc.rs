@@ -138,6 +138,42 @@ impl fmt::Display for InvalidMessage {
 
 impl std::error::Error for InvalidMessage {}
 
+/// A frame from a peer that may send JSON-RPC batches (MCP 2025-03-26
+/// requires a server to accept them; 2025-06-18 dropped them): one message,
+/// or a batch whose entries are read one by one, so that one bad entry is
+/// answered on its own and the others still run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    One(Message),
+    Batch(Vec<Result<Message, InvalidMessage>>),
+}
+
+impl Incoming {
+    /// Parses one frame: a JSON array is a batch (an empty one is `-32600`,
+    /// as JSON-RPC 2.0 says), anything else goes through
+    /// [`Message::from_slice`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Incoming, InvalidMessage> {
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first != Some(&b'[') {
+            return Message::from_slice(bytes).map(Incoming::One);
+        }
+        let entries: Vec<Value> =
+            serde_json::from_slice(bytes).map_err(|error| InvalidMessage {
+                id: None,
+                error: ErrorObject::new(code::PARSE_ERROR, format!("parse error: {error}")),
+            })?;
+        if entries.is_empty() {
+            return Err(invalid(
+                None,
+                "an empty batch: a JSON-RPC batch holds at least one message",
+            ));
+        }
+        Ok(Incoming::Batch(
+            entries.into_iter().map(Message::from_value).collect(),
+        ))
+    }
+}
+
 impl Message {
     /// Parses one frame. Invalid UTF-8 and invalid JSON give `-32700`; JSON
     /// that is not a single JSON-RPC 2.0 message gives `-32600`.
@@ -403,6 +439,36 @@ pub fn take_meta(params: &mut Option<Value>) -> Option<Map<String, Value>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_batch_is_read_entry_by_entry() {
+        let frame = br#" [{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"n"},{"id":2},7]"#;
+        let Ok(Incoming::Batch(entries)) = Incoming::from_slice(frame) else {
+            panic!("a batch");
+        };
+        assert_eq!(entries.len(), 4);
+        assert!(matches!(&entries[0], Ok(Message::Request(request)) if request.method == "ping"));
+        assert!(matches!(&entries[1], Ok(Message::Notification(_))));
+        let Err(bad) = &entries[2] else {
+            panic!("no jsonrpc")
+        };
+        assert_eq!(bad.id, Some(RequestId::Number(2)));
+        assert_eq!(bad.error.code, code::INVALID_REQUEST);
+        assert!(entries[3].is_err());
+        let empty = Incoming::from_slice(b"[]").expect_err("empty");
+        assert_eq!(empty.error.code, code::INVALID_REQUEST);
+        assert!(
+            empty.error.message.contains("empty batch"),
+            "{}",
+            empty.error.message
+        );
+        let broken = Incoming::from_slice(b"[{").expect_err("not JSON");
+        assert_eq!(broken.error.code, code::PARSE_ERROR);
+        assert!(matches!(
+            Incoming::from_slice(br#"{"jsonrpc":"2.0","id":"a","method":"m"}"#),
+            Ok(Incoming::One(Message::Request(_)))
+        ));
+    }
 
     /// The hot path and the general one classify every input alike.
     #[test]

@@ -22,4 +22,4 @@ pub mod text;
 pub use caps::{Caps, CapsError, CompiledCaps, CompiledMethod, MethodSpec};
 pub use codec::{DEFAULT_MAX_MESSAGE, DelimitedCodec, Frame};
 pub use error::{ErrorData, ErrorHint, ErrorObject, ServiceCodes, code};
-pub use jsonrpc::{Message, Notification, Request, RequestId, Response};
+pub use jsonrpc::{Incoming, InvalidMessage, Message, Notification, Request, RequestId, Response};

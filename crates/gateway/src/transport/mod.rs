@@ -1,6 +1,7 @@
 //! Transports: each turns its wire into JSON-RPC messages for the one
 //! dispatcher ([`crate::dispatch::Gateway`]) and writes back what comes out.
 
+mod batch;
 pub mod http;
 pub mod stdio;
 pub mod unix;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use proto::{ErrorObject, Message, Request, Response};
+use proto::{ErrorObject, Incoming, InvalidMessage, Message, Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::dispatch::{Answer, Gateway, RequestFuture, Session};
@@ -32,6 +33,35 @@ type Waiting = (
     Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>,
 );
 
+/// A running batch's answers ([`batch::run`]).
+type BatchFuture = Pin<Box<dyn Future<Output = Vec<Answer>> + Send>>;
+
+/// What a stream transport writes back: one answer, or a batch's array.
+#[derive(Debug)]
+pub enum Reply {
+    One(Answer),
+    Batch(Vec<Answer>),
+}
+
+impl Reply {
+    /// The request it answers (none for a batch).
+    pub fn id(&self) -> Option<&proto::RequestId> {
+        match self {
+            Reply::One(answer) => answer.id(),
+            Reply::Batch(_) => None,
+        }
+    }
+}
+
+impl serde::Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::One(answer) => answer.serialize(serializer),
+            Reply::Batch(answers) => answers.serialize(serializer),
+        }
+    }
+}
+
 /// A client on a message-stream transport (UNIX socket, WebSocket): its
 /// session, the queue of notifications its transport writes from, and its
 /// running requests, which the transport polls on the connection's task
@@ -43,11 +73,17 @@ type Waiting = (
 /// ([`StreamClient::reads_frames`]). Each connection has at most one waiter
 /// in the queue, so slots go round-robin among the connections that want
 /// them, and a connection that floods the gateway only slows itself.
+///
+/// A connection runs one JSON-RPC batch at a time (MCP 2025-03-26 sessions
+/// only: [`batch`]); a second batch that arrives meanwhile waits, and the
+/// connection reads on once it has started.
 pub struct StreamClient {
     pub session: Arc<Session>,
     outgoing: mpsc::Sender<Message>,
     in_flight: FuturesUnordered<RequestFuture>,
     waiting: Option<Waiting>,
+    batch: Option<BatchFuture>,
+    held_batch: Option<Vec<Result<Message, InvalidMessage>>>,
 }
 
 impl std::fmt::Debug for StreamClient {
@@ -87,6 +123,8 @@ impl StreamClient {
             outgoing,
             in_flight: FuturesUnordered::new(),
             waiting: None,
+            batch: None,
+            held_batch: None,
         };
         (client, receiver)
     }
@@ -95,7 +133,12 @@ impl StreamClient {
     /// run concurrently: a slow one never holds up the others or a
     /// cancellation.
     pub fn on_frame(&mut self, gateway: &Arc<Gateway>, bytes: &[u8]) {
-        match Message::from_slice(bytes) {
+        let message = match Incoming::from_slice(bytes) {
+            Ok(Incoming::One(message)) => Ok(message),
+            Ok(Incoming::Batch(entries)) => return self.on_batch(gateway, entries),
+            Err(invalid) => Err(invalid),
+        };
+        match message {
             Ok(Message::Request(request)) => match self.session.try_permit() {
                 Some(permit) => self.run(gateway, request, permit),
                 None => {
@@ -113,6 +156,29 @@ impl StreamClient {
         }
     }
 
+    fn on_batch(&mut self, gateway: &Arc<Gateway>, entries: Vec<Result<Message, InvalidMessage>>) {
+        if let Some(error) = batch::refusal(&self.session, entries.len()) {
+            return self.reply(Response::error(None, error));
+        }
+        if self.batch.is_some() {
+            self.held_batch = Some(entries);
+        } else {
+            self.start_batch(gateway, entries);
+        }
+    }
+
+    fn start_batch(
+        &mut self,
+        gateway: &Arc<Gateway>,
+        entries: Vec<Result<Message, InvalidMessage>>,
+    ) {
+        let gateway = gateway.clone();
+        let session = self.session.clone();
+        self.batch = Some(Box::pin(async move {
+            batch::run(&gateway, &session, entries, true).await
+        }));
+    }
+
     fn run(&mut self, gateway: &Arc<Gateway>, request: Request, permit: OwnedSemaphorePermit) {
         match gateway.start_request(&self.session, request, true, Some(permit)) {
             Ok(answer) => self.in_flight.push(answer),
@@ -121,9 +187,9 @@ impl StreamClient {
     }
 
     /// Whether the transport may read the next frame: not while a request
-    /// waits for a slot.
+    /// waits for a slot, nor while a batch waits for the one before it.
     pub fn reads_frames(&self) -> bool {
-        self.waiting.is_none()
+        self.waiting.is_none() && self.held_batch.is_none()
     }
 
     /// Runs the client's requests until one is answered (what it gets may
@@ -133,28 +199,59 @@ impl StreamClient {
     /// cancel-safe. Before writing the answer, the transport writes what
     /// [`StreamClient::start`]'s receiver holds: a request's progress
     /// notifications are queued there before its answer is ready.
-    pub async fn next_answer(&mut self, gateway: &Arc<Gateway>) -> Option<Answer> {
-        if self.waiting.is_none() {
-            return Some(next_of(&mut self.in_flight).await);
+    pub async fn next_answer(&mut self, gateway: &Arc<Gateway>) -> Option<Reply> {
+        if self.waiting.is_none() && self.batch.is_none() {
+            return Some(Reply::One(next_of(&mut self.in_flight).await));
         }
-        let admitted = {
-            let (_, wait) = self.waiting.as_mut().expect("checked above");
+        let event = {
+            let StreamClient {
+                in_flight,
+                waiting,
+                batch,
+                ..
+            } = self;
+            let admitted = async {
+                match waiting {
+                    Some((_, wait)) => wait.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let batch_done = async {
+                match batch {
+                    Some(batch) => batch.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                answer = next_of(&mut self.in_flight) => return Some(answer),
-                permit = wait => permit,
+                answer = next_of(in_flight) => return Some(Reply::One(answer)),
+                permit = admitted => Ok(permit),
+                answers = batch_done => Err(answers),
             }
         };
-        let (request, _) = self.waiting.take().expect("checked above");
-        match admitted {
-            Some(permit) => self.run(gateway, request, permit),
-            None => self.reply(gateway.too_many(request.id)),
+        match event {
+            Ok(admitted) => {
+                let (request, _) = self.waiting.take().expect("it was waiting");
+                match admitted {
+                    Some(permit) => self.run(gateway, request, permit),
+                    None => self.reply(gateway.too_many(request.id)),
+                }
+                None
+            }
+            Err(answers) => {
+                self.batch = None;
+                if let Some(entries) = self.held_batch.take() {
+                    self.start_batch(gateway, entries);
+                }
+                // A batch of notifications and cancelled requests gets
+                // no answer at all.
+                (!answers.is_empty()).then_some(Reply::Batch(answers))
+            }
         }
-        None
     }
 
-    /// How many requests are running.
+    /// How many requests are running (a batch counts as one).
     pub fn running(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + usize::from(self.batch.is_some())
     }
 
     /// Answers a frame that was over the size limit.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use proto::{DelimitedCodec, ErrorObject, Frame, Message, Request, RequestId, Response};
+use proto::{DelimitedCodec, ErrorObject, Frame, Incoming, Message, Request, RequestId, Response};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
@@ -94,6 +94,10 @@ struct Shared {
     alive: bool,
     /// The host's requests sent on the current connection, not yet answered.
     in_flight: HashSet<RequestId>,
+    /// The host's batches (MCP 2025-03-26) sent on the current connection,
+    /// not yet answered, by the ids of their requests, oldest first (the
+    /// gateway answers a connection's batches in turn).
+    batches: Vec<Vec<RequestId>>,
     /// The bridge's replayed requests: their answers go here, not to the host.
     replays: HashMap<RequestId, Option<oneshot::Sender<Response>>>,
 }
@@ -159,36 +163,54 @@ impl Bridge {
     /// connection is gone, and remembers what a new connection replays.
     async fn forward(&mut self, bytes: Vec<u8>) {
         // Anything that does not parse goes as it is: the gateway answers it.
-        let message = Message::from_slice(&bytes).ok();
-        let request_id = match &message {
-            Some(Message::Request(request)) => Some(request.id.clone()),
-            _ => None,
+        let sent = match Incoming::from_slice(&bytes) {
+            Ok(Incoming::One(message)) => {
+                self.remember(Some(&message), &bytes);
+                match message {
+                    Message::Request(request) => Sent::Request(request.id),
+                    _ => Sent::Nothing,
+                }
+            }
+            Ok(Incoming::Batch(entries)) => {
+                let mut ids = Vec::new();
+                for message in entries.iter().flatten() {
+                    self.remember(Some(message), &message.to_vec());
+                    if let Message::Request(request) = message {
+                        ids.push(request.id.clone());
+                    }
+                }
+                Sent::Batch(ids)
+            }
+            Err(_) => Sent::Nothing,
         };
-        self.remember(message.as_ref(), &bytes);
         // A connection can die right after it is made: a few tries, not more.
         for _ in 0..3 {
             if !self.is_alive()
                 && let Err(error) = self.reconnect().await
             {
                 tracing::warn!("the gateway is still unreachable: {error:#}");
-                if let Some(id) = request_id {
-                    let error = ErrorObject::internal(format!(
-                        "the llmbasedos gateway is unreachable ({error}); the call was not sent; retry once the gateway runs again"
-                    ));
-                    self.answer(Response::error(Some(id), error)).await;
-                }
+                let error = ErrorObject::internal(format!(
+                    "the llmbasedos gateway is unreachable ({error}); the call was not sent; retry once the gateway runs again"
+                ));
+                self.fail(sent, &error).await;
                 return;
             }
             let Some(link) = self.link.as_mut() else {
                 continue;
             };
             let generation = link.generation;
-            if let Some(id) = &request_id {
+            if sent.expects_answer() {
                 let mut shared = self.shared.lock().expect("bridge state");
                 if !shared.alive || shared.generation != generation {
                     continue;
                 }
-                shared.in_flight.insert(id.clone());
+                match &sent {
+                    Sent::Request(id) => {
+                        shared.in_flight.insert(id.clone());
+                    }
+                    Sent::Batch(ids) => shared.batches.push(ids.clone()),
+                    Sent::Nothing => {}
+                }
             }
             match write_frame(&mut link.writer, &bytes, self.max_message).await {
                 Ok(()) => return,
@@ -198,17 +220,27 @@ impl Bridge {
                     // The error above already told the host about a
                     // request that was registered; resending it could run
                     // it twice.
-                    if request_id.is_some() {
+                    if sent.expects_answer() {
                         return;
                     }
                 }
             }
         }
-        if let Some(id) = request_id {
-            let error = ErrorObject::internal(
-                "the llmbasedos gateway keeps closing the connection; the call was not sent; check its log",
-            );
-            self.answer(Response::error(Some(id), error)).await;
+        let error = ErrorObject::internal(
+            "the llmbasedos gateway keeps closing the connection; the call was not sent; check its log",
+        );
+        self.fail(sent, &error).await;
+    }
+
+    /// Answers what was not sent with `error`: a request by its id, a batch
+    /// as a batch.
+    async fn fail(&self, sent: Sent, error: &ErrorObject) {
+        match sent {
+            Sent::Request(id) => self.answer(Response::error(Some(id), error.clone())).await,
+            Sent::Batch(ids) if !ids.is_empty() => {
+                let _ = self.stdout.send(failed_batch(&ids, error)).await;
+            }
+            Sent::Batch(_) | Sent::Nothing => {}
         }
     }
 
@@ -371,6 +403,36 @@ impl Bridge {
     }
 }
 
+/// What one host line asked the gateway for.
+enum Sent {
+    /// A request (answered by its id).
+    Request(RequestId),
+    /// A batch, with the ids of its requests (answered by an array).
+    Batch(Vec<RequestId>),
+    /// Notifications and responses, or what did not parse (the gateway
+    /// answers that itself).
+    Nothing,
+}
+
+impl Sent {
+    fn expects_answer(&self) -> bool {
+        match self {
+            Sent::Request(_) => true,
+            Sent::Batch(ids) => !ids.is_empty(),
+            Sent::Nothing => false,
+        }
+    }
+}
+
+/// The answer of a batch whose requests all failed with `error`.
+fn failed_batch(ids: &[RequestId], error: &ErrorObject) -> Vec<u8> {
+    let answers: Vec<Response> = ids
+        .iter()
+        .map(|id| Response::error(Some(id.clone()), error.clone()))
+        .collect();
+    serde_json::to_vec(&answers).expect("responses always serialize")
+}
+
 async fn write_frame(
     writer: &mut OwnedWriteHalf,
     bytes: &[u8],
@@ -410,6 +472,22 @@ async fn read_gateway(
                 continue;
             }
             shared.in_flight.remove(id);
+        } else if let Ok(Incoming::Batch(answers)) = Incoming::from_slice(&bytes) {
+            let answered: HashSet<RequestId> = answers
+                .iter()
+                .filter_map(|answer| match answer {
+                    Ok(Message::Response(response)) => response.id.clone(),
+                    _ => None,
+                })
+                .collect();
+            let mut shared = shared.lock().expect("bridge state");
+            let position = shared
+                .batches
+                .iter()
+                .position(|ids| ids.iter().any(|id| answered.contains(id)));
+            if let Some(position) = position.or((!shared.batches.is_empty()).then_some(0)) {
+                shared.batches.remove(position);
+            }
         }
         if stdout.send(bytes.to_vec()).await.is_err() {
             return;
@@ -421,22 +499,28 @@ async fn read_gateway(
 
 /// Marks a connection as gone (once) and answers what was in flight on it.
 async fn lose(shared: &Mutex<Shared>, generation: u64, stdout: &mpsc::Sender<Vec<u8>>) {
-    let lost: Vec<RequestId> = {
+    let (lost, lost_batches): (Vec<RequestId>, Vec<Vec<RequestId>>) = {
         let mut shared = shared.lock().expect("bridge state");
         if shared.generation != generation || !shared.alive {
             return;
         }
         shared.alive = false;
         shared.replays.clear();
-        shared.in_flight.drain().collect()
+        (
+            shared.in_flight.drain().collect(),
+            std::mem::take(&mut shared.batches),
+        )
     };
+    let error = ErrorObject::internal(
+        "the llmbasedos gateway restarted during the call; it may or may not have taken effect: check before retrying it",
+    );
     for id in lost {
-        let error = ErrorObject::internal(
-            "the llmbasedos gateway restarted during the call; it may or may not have taken effect: check before retrying it",
-        );
         let _ = stdout
-            .send(Message::Response(Response::error(Some(id), error)).to_vec())
+            .send(Message::Response(Response::error(Some(id), error.clone())).to_vec())
             .await;
+    }
+    for ids in lost_batches {
+        let _ = stdout.send(failed_batch(&ids, &error)).await;
     }
 }
 

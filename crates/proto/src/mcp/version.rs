@@ -99,6 +99,12 @@ impl ProtocolVersion {
         self >= ProtocolVersion::V2025_06_18
     }
 
+    /// Whether a server must accept JSON-RPC batches (2025-03-26 only:
+    /// 2025-06-18 removed them).
+    pub fn has_batches(self) -> bool {
+        self == ProtocolVersion::V2025_03_26
+    }
+
     /// Whether tools, resources, prompts and implementations may carry
     /// `icons`, and tools `execution` (2025-11-25 on).
     pub fn has_icons(self) -> bool {
