@@ -150,20 +150,23 @@ async fn the_protocol_header_names_a_revision_we_speak() {
     client.close().await;
 }
 
-/// Bodies that are not one JSON-RPC message: 400, with JSON-RPC's code
-/// and the request's id when it could be read.
+/// Bodies that are not one JSON-RPC message (nor a batch a session may
+/// send): 400, with JSON-RPC's code and the request's id when it could be
+/// read.
 #[tokio::test]
 async fn malformed_messages_are_refused_with_their_code() {
     let stack = Stack::new();
     let router = stack.router();
-    let cases: [(&str, i32, Value, &str); 7] = [
+    let cases: [(&str, i32, Value, &str); 8] = [
         ("{not json", -32700, Value::Null, "parse error"),
         ("", -32700, Value::Null, "parse error"),
+        ("[]", -32600, Value::Null, "an empty batch"),
+        // Batches are MCP 2025-03-26's, and this caller negotiated nothing.
         (
-            "[]",
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
             -32600,
             Value::Null,
-            "batch requests are not supported",
+            "JSON-RPC batches belong to MCP 2025-03-26",
         ),
         ("5", -32600, Value::Null, "must be an object"),
         (
