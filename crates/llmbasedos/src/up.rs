@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use server_kit::{Backoff, EXIT_CONFIG, Next, Supervisor};
+use server_kit::{Backoff, EXIT_CONFIG, Next, ShutdownSignals, Supervisor};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -497,8 +496,8 @@ async fn supervise(
     drain: Duration,
     banner: &Banner<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+    let signalled = ShutdownSignals::install()?.wait();
+    tokio::pin!(signalled);
     let stop = CancellationToken::new();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<String>();
@@ -524,13 +523,11 @@ async fn supervise(
         () = wait_ready(names, ready_rx) => {
             banner.print();
             tokio::select! {
-                _ = terminate.recv() => None,
-                _ = interrupt.recv() => None,
+                _ = &mut signalled => None,
                 Some(failure) = fatal_rx.recv() => Some(failure),
             }
         }
-        _ = terminate.recv() => None,
-        _ = interrupt.recv() => None,
+        _ = &mut signalled => None,
         Some(failure) = fatal_rx.recv() => Some(failure),
     };
     println!("stopping llmbasedos");

@@ -50,7 +50,7 @@ pub mod supervise;
 pub use connection::ConnectionLimits;
 pub use context::{Context, PeerCredentials, Progress};
 pub use error::{BuildError, HandlerError};
-pub use lifecycle::{EXIT_CONFIG, Failure, Lifecycle, Threads, runtime};
+pub use lifecycle::{EXIT_CONFIG, Failure, Lifecycle, ShutdownSignals, Threads, runtime};
 pub use serve::{ServeOptions, Stopped};
 pub use server::{Server, ServerBuilder};
 pub use service::{ServeArgs, run};

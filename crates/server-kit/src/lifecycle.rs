@@ -256,15 +256,17 @@ pub fn runtime(
     builder.enable_all().thread_name(identifier).build()
 }
 
-/// SIGTERM and SIGINT handlers, installed up front.
+/// SIGTERM and SIGINT handlers, installed up front (also by `llmbasedos
+/// up`, which supervises rather than serves).
 #[derive(Debug)]
-struct ShutdownSignals {
+pub struct ShutdownSignals {
     terminate: Signal,
     interrupt: Signal,
 }
 
 impl ShutdownSignals {
-    fn install() -> std::io::Result<ShutdownSignals> {
+    /// Needs the runtime's context (its signal driver).
+    pub fn install() -> std::io::Result<ShutdownSignals> {
         Ok(ShutdownSignals {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
@@ -272,7 +274,7 @@ impl ShutdownSignals {
     }
 
     /// Completes on the first SIGTERM or SIGINT, with its name.
-    async fn wait(mut self) -> &'static str {
+    pub async fn wait(mut self) -> &'static str {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
