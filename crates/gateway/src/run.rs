@@ -122,3 +122,63 @@ async fn close_idle_backends(registry: Arc<Registry>, idle: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The seam in process: the gateway answers on a listener it is given
+    /// and `run` returns once `shutdown` is cancelled.
+    #[tokio::test(flavor = "current_thread")]
+    async fn run_serves_the_listeners_it_is_given_until_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("gateway.sock");
+        let raw = crate::config::RawConfig {
+            listen: Some("off".to_owned()),
+            unix_socket: Some(socket.clone()),
+            caps_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
+        let config = Arc::new(raw.resolve("test").expect("valid configuration"));
+        let listeners = Listeners {
+            http: None,
+            unix: Some(UnixListener::bind(&socket).expect("bind")),
+            budget: Budget {
+                limit: 1024,
+                reserve: 0,
+                http_connections: 1,
+                unix_connections: 4,
+            },
+        };
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(run(config, None, listeners, shutdown.clone()));
+
+        let mut stream = tokio::net::UnixStream::connect(&socket)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mcp.hello\"}\0")
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        let mut byte = [0_u8; 1];
+        while tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut byte))
+            .await
+            .expect("an answer within 10 s")
+            .is_ok()
+            && byte[0] != 0
+        {
+            answer.push(byte[0]);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+        assert_eq!(answer["id"], 1, "{answer}");
+        assert!(answer.get("result").is_some(), "{answer}");
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("run returns once shutdown is cancelled")
+            .expect("run does not panic");
+    }
+}
