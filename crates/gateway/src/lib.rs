@@ -1,5 +1,9 @@
 //! The llmbasedos gateway: one MCP endpoint for every host.
 //!
+//! [`run`]`(config, listeners, shutdown)` serves listeners it is given
+//! until `shutdown`; the binary (`main.rs`) only parses its arguments and
+//! configuration and runs it in `server_kit::Lifecycle`.
+//!
 //! - [`config`]: the two-stage configuration (`/etc/llmbasedos/gateway.yaml`).
 //! - [`registry`]: services from `<caps dir>/*.cap.json`, watched live;
 //!   methods, MCP tools and a reconnecting connection pool per service.
@@ -22,5 +26,8 @@ pub mod dispatch;
 pub mod front;
 pub mod llm;
 pub mod registry;
+mod run;
 pub mod transport;
 pub mod upstream;
+
+pub use run::{Listeners, run};

@@ -8,6 +8,12 @@
 //! - `llmbasedos-gateway --check-config FILE` validates a configuration.
 //! - `llmbasedos-gateway hash-token` prints the SHA-256 of a token for the
 //!   configuration.
+//!
+//! This file only parses the arguments and the configuration and decides
+//! where the listeners come from; [`gateway::run`] serves them inside
+//! `server_kit::Lifecycle` (signals, sd-notify, socket removal, the drain
+//! deadline). A configuration error exits with
+//! [`server_kit::EXIT_CONFIG`], in one line on stderr.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,15 +21,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server_kit::listener::ActivatedSocket;
-use server_kit::notify;
-use tokio_util::sync::CancellationToken;
+use server_kit::{Failure, Lifecycle, Threads, notify};
 
+use gateway::Listeners;
 use gateway::config::{self, Config, RawConfig};
-use gateway::dispatch::Gateway;
-use gateway::registry::Registry;
+use gateway::front::Budget;
 use gateway::transport;
 
 const DEFAULT_CONFIG: &str = "/etc/llmbasedos/gateway.yaml";
@@ -73,17 +77,64 @@ enum Command {
     HashToken { token: Option<String> },
 }
 
+/// How long open connections get to finish once the stop began.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match start(&cli) {
         Ok(code) => code,
-        Err(error) => {
+        Err(failure) => {
             // One write, so that the line stays whole when other processes
             // (`llmbasedos up`'s children) share this stderr.
-            let line = format!("llmbasedos-gateway: {error:#}\n");
+            let line = format!("llmbasedos-gateway: {failure}\n");
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-            ExitCode::from(server_kit::service::EXIT_CONFIG)
+            notify::status(&format!("failed: {failure}"));
+            failure.exit_code()
         }
+    }
+}
+
+fn start(cli: &Cli) -> Result<ExitCode, Failure> {
+    if let Some(path) = &cli.check_config {
+        RawConfig::load(path)
+            .and_then(|raw| raw.resolve(&path.display().to_string()))
+            .map_err(Failure::config)?;
+        println!("{}: valid", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &cli.command {
+        Some(Command::HashToken { token }) => {
+            let token = match token {
+                Some(token) => token.clone(),
+                None => {
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .map_err(|error| Failure::other(format!("cannot read stdin: {error}")))?;
+                    text.trim().to_owned()
+                }
+            };
+            println!("{}", hex::encode(config::hash_token(&token)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Stdio) => {
+            // Logs go to stderr; stdout carries only JSON-RPC.
+            server_kit::logging::init("llmbasedos-gateway-stdio");
+            let config = load_config(cli).map_err(|error| Failure::config(format!("{error:#}")))?;
+            let socket = config.unix_socket.clone().ok_or_else(|| {
+                Failure::config("no UNIX socket configured for the bridge to reach")
+            })?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Failure::other)?;
+            runtime
+                .block_on(transport::stdio::bridge(&socket, config.max_message))
+                .map_err(|error| Failure::other(format!("{error:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => serve(cli),
     }
 }
 
@@ -113,48 +164,16 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &cli.check_config {
-        RawConfig::load(path)?.resolve(&path.display().to_string())?;
-        println!("{}: valid", path.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    match &cli.command {
-        Some(Command::HashToken { token }) => {
-            let token = match token {
-                Some(token) => token.clone(),
-                None => {
-                    let mut text = String::new();
-                    std::io::stdin().read_to_string(&mut text)?;
-                    text.trim().to_owned()
-                }
-            };
-            println!("{}", hex::encode(config::hash_token(&token)));
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Stdio) => {
-            // Logs go to stderr; stdout carries only JSON-RPC.
-            server_kit::logging::init("llmbasedos-gateway-stdio");
-            let config = load_config(&cli)?;
-            let socket = config
-                .unix_socket
-                .clone()
-                .context("no UNIX socket configured for the bridge to reach")?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(transport::stdio::bridge(&socket, config.max_message))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        None => serve(&cli),
-    }
-}
-
-fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+/// Everything that can be wrong with the configuration is found before
+/// the first socket is bound; then the lifecycle runs [`gateway::run`].
+fn serve(cli: &Cli) -> Result<ExitCode, Failure> {
     server_kit::logging::init("llmbasedos-gateway");
-    let config = load_config(cli)?;
+    let config = load_config(cli).map_err(|error| Failure::config(format!("{error:#}")))?;
     let llm = match &config.llm {
-        Some(llm) => Some(gateway::llm::LlmProxy::new(llm)?),
+        Some(llm) => Some(
+            gateway::llm::LlmProxy::new(llm)
+                .map_err(|error| Failure::config(format!("{error:#}")))?,
+        ),
         None => None,
     };
     if config.no_auth {
@@ -162,133 +181,58 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
             "--no-auth: HTTP and WebSocket clients are accepted without a token (loopback only)"
         );
     }
-    let runtime = if cli.worker_threads == Some(1) {
-        // What server_kit::runtime does for the multi-threaded one.
-        server_kit::memory::return_large_blocks_when_freed();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        server_kit::runtime("llmbasedos-gateway", cli.worker_threads)?
+    let descriptors = gateway::front::raise_descriptor_limit().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the descriptor limit; assuming 1024");
+        1024
+    });
+    let budget = Budget::plan(&config, descriptors).map_err(Failure::config)?;
+    tracing::debug!(?budget, "descriptor budget");
+    let threads = match cli.worker_threads {
+        Some(1) => Threads::Current,
+        workers => Threads::Workers(workers),
     };
-    let _entered = runtime.enter();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-
-    let mut tcp = None;
-    let mut unix = None;
-    let mut bound_socket = None;
+    let mut lifecycle =
+        Lifecycle::start("llmbasedos-gateway", threads)?.with_drain_timeout(DRAIN_TIMEOUT);
+    let (mut tcp, mut unix) = (None, None);
     for socket in server_kit::listener::activated_sockets()? {
         match socket {
             ActivatedSocket::Tcp(listener) => tcp = Some(listener),
             ActivatedSocket::Unix(listener) => unix = Some(listener),
         }
     }
-    let activated = tcp.is_some() || unix.is_some();
-    if !activated {
+    if tcp.is_none() && unix.is_none() {
         if let Some(address) = config.listen {
             let listener = std::net::TcpListener::bind(address)
-                .with_context(|| format!("cannot listen on {address}"))?;
-            listener.set_nonblocking(true)?;
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                .map_err(|error| Failure::config(format!("cannot listen on {address}: {error}")))?;
             tcp = Some(listener);
         }
         if let Some(path) = &config.unix_socket {
-            unix = Some(server_kit::listener::bind(path)?);
-            bound_socket = Some(path.clone());
+            unix = Some(lifecycle.bind(path)?);
         }
     }
-    let descriptors = gateway::front::raise_descriptor_limit().unwrap_or_else(|error| {
-        tracing::warn!(%error, "cannot read the descriptor limit; assuming 1024");
-        1024
-    });
-    let budget = gateway::front::Budget::plan(&config, descriptors).map_err(anyhow::Error::msg)?;
-    tracing::debug!(?budget, "descriptor budget");
-    let config = Arc::new(config);
-    let registry = Arc::new(Registry::new(
-        &config.caps_dir,
-        config.backend_connections,
-        config.max_message,
-    ));
-    let gateway = Gateway::new(config.clone(), registry.clone(), llm);
-    let shutdown = CancellationToken::new();
-    let result: anyhow::Result<()> = runtime.block_on(async {
-        tokio::spawn(registry.clone().watch());
-        tokio::spawn(close_idle_backends(
-            registry.clone(),
-            config.backend_idle_close,
-        ));
-        for upstream in &config.upstreams {
-            tokio::spawn(gateway::upstream::supervise(
-                upstream.clone(),
-                registry.clone(),
-                config.max_message,
-            ));
+    let listeners = {
+        let _entered = lifecycle.runtime().enter();
+        let register = |error: std::io::Error| {
+            Failure::other(format!("cannot register the listener: {error}"))
+        };
+        Listeners {
+            http: tcp
+                .map(tokio::net::TcpListener::from_std)
+                .transpose()
+                .map_err(register)?,
+            unix: unix
+                .map(tokio::net::UnixListener::from_std)
+                .transpose()
+                .map_err(register)?,
+            budget,
         }
-        let mut tasks = Vec::new();
-        let mut endpoints = Vec::new();
-        if let Some(listener) = tcp {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            endpoints.push(format!(
-                "http://{}/mcp and ws://{0}/ws",
-                listener.local_addr()?
-            ));
-            tasks.push(tokio::spawn(transport::http::serve(
-                gateway.clone(),
-                listener,
-                shutdown.clone(),
-                budget.http_connections,
-            )));
-        }
-        if let Some(listener) = unix {
-            let listener = tokio::net::UnixListener::from_std(listener)?;
-            endpoints.push(match &bound_socket {
-                Some(path) => format!("unix:{}", path.display()),
-                None => "the UNIX socket passed by systemd".to_owned(),
-            });
-            tasks.push(tokio::spawn(transport::unix::serve(
-                gateway.clone(),
-                listener,
-                shutdown.clone(),
-                budget.unix_connections,
-            )));
-        }
-        let snapshot = registry.snapshot();
-        tracing::info!(
-            endpoints = ?endpoints, caps_dir = %config.caps_dir.display(),
-            services = ?snapshot.services.keys().collect::<Vec<_>>(), "gateway serving"
-        );
-        notify::ready(&format!("serving {}", endpoints.join(", ")));
-        if let Some(interval) = notify::watchdog_interval() {
-            tokio::spawn(notify::watchdog(interval));
-        }
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-        notify::stopping("stopping");
-        shutdown.cancel();
-        for task in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        Ok(())
-    });
-    if let Some(path) = bound_socket {
-        let _ = std::fs::remove_file(path);
-    }
-    drop(_entered);
-    runtime.shutdown_timeout(Duration::from_millis(500));
-    result?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Closes backend connections nobody used for a while, so that
-/// socket-activated servers can exit when idle.
-async fn close_idle_backends(registry: Arc<Registry>, idle: Duration) {
-    let mut ticker = tokio::time::interval((idle / 4).max(Duration::from_secs(1)));
-    loop {
-        ticker.tick().await;
-        for pool in registry.pools() {
-            pool.close_idle(idle).await;
-        }
-    }
+    };
+    let ready = format!("serving {}", listeners.endpoints().join(", "));
+    let shutdown = lifecycle.shutdown();
+    let service = async move {
+        gateway::run(Arc::new(config), llm, listeners, shutdown).await;
+        Ok::<(), Failure>(())
+    };
+    Ok(lifecycle.run("llmbasedos-gateway", &ready, service))
 }

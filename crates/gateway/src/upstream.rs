@@ -8,75 +8,93 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use client::{ConnectOptions, Connection, HttpConnection};
 use proto::mcp::{ListToolsResult, Tool, method};
 use proto::{DelimitedCodec, Notification};
 use serde_json::{Value, json};
+use server_kit::{Backoff, Next, Supervisor};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Upstream, UpstreamTransport};
 use crate::registry::{Registry, UpstreamClient, UpstreamLink};
 
 /// How long an upstream gets to answer `initialize` and `tools/list`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-/// An upstream that ran this long before failing is started again at once.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the tools of an HTTP upstream are listed again.
 const HTTP_REFRESH: Duration = Duration::from_secs(60);
 
-/// Keeps one upstream connected for the life of the gateway.
-pub async fn supervise(upstream: Upstream, registry: Arc<Registry>, max_message: usize) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = Instant::now();
-        // Its own task: a bug that panics restarts the upstream instead of
-        // ending its supervision.
-        let attempt = {
+/// When an upstream that stopped is started again: 2, 4, 8… s after quick
+/// failures, up to a minute; 1 s after one that ran for 30 s.
+const RESTART: Backoff = Backoff::new(
+    Duration::from_secs(1),
+    Duration::from_secs(60),
+    Duration::from_secs(30),
+);
+
+/// Keeps one upstream connected until `shutdown`.
+pub async fn supervise(
+    upstream: Upstream,
+    registry: Arc<Registry>,
+    max_message: usize,
+    shutdown: CancellationToken,
+) {
+    let supervisor = Supervisor::new(format!("upstream {}", upstream.name), RESTART, shutdown);
+    supervisor
+        .run(|| {
             let upstream = upstream.clone();
             let registry = registry.clone();
-            tokio::spawn(async move {
-                match &upstream.transport {
-                    UpstreamTransport::Stdio { program, args, env } => {
-                        run_stdio(&upstream, program, args, env, &registry, max_message).await
+            async move {
+                // Its own task: a bug that panics restarts the upstream
+                // instead of ending its supervision.
+                let attempt = {
+                    let upstream = upstream.clone();
+                    let registry = registry.clone();
+                    tokio::spawn(async move { connect_and_follow(&upstream, &registry, max_message).await })
+                };
+                match attempt.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(upstream = %upstream.name, "upstream server failed: {error:#}")
                     }
-                    UpstreamTransport::Http {
-                        url,
-                        bearer_token_credential,
-                    } => {
-                        run_http(
-                            &upstream,
-                            url,
-                            bearer_token_credential.as_deref(),
-                            &registry,
-                            max_message,
-                        )
-                        .await
+                    Err(panic) => {
+                        tracing::error!(upstream = %upstream.name, "upstream connection crashed: {panic}")
                     }
                 }
-            })
-        };
-        match attempt.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(upstream = %upstream.name, "upstream server failed: {error:#}")
+                registry.remove_upstream(&upstream.name);
+                Next::Restart
             }
-            Err(panic) => {
-                tracing::error!(upstream = %upstream.name, "upstream connection crashed: {panic}")
-            }
+        })
+        .await;
+}
+
+/// One connection to the upstream, for as long as it lasts.
+async fn connect_and_follow(
+    upstream: &Upstream,
+    registry: &Arc<Registry>,
+    max_message: usize,
+) -> anyhow::Result<()> {
+    match &upstream.transport {
+        UpstreamTransport::Stdio { program, args, env } => {
+            run_stdio(upstream, program, args, env, registry, max_message).await
         }
-        registry.remove_upstream(&upstream.name);
-        backoff = if started.elapsed() >= STABLE_AFTER {
-            Duration::from_secs(1)
-        } else {
-            (backoff * 2).min(MAX_BACKOFF)
-        };
-        tracing::info!(upstream = %upstream.name, "restarting in {} s", backoff.as_secs());
-        tokio::time::sleep(backoff).await;
+        UpstreamTransport::Http {
+            url,
+            bearer_token_credential,
+        } => {
+            run_http(
+                upstream,
+                url,
+                bearer_token_credential.as_deref(),
+                registry,
+                max_message,
+            )
+            .await
+        }
     }
 }
 

@@ -15,13 +15,15 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use server_kit::{Backoff, EXIT_CONFIG, Next, ShutdownSignals, Supervisor};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::runtime_dir;
 use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout};
@@ -89,13 +91,13 @@ fn llm_config(args: &UpArgs, layout: &Layout) -> anyhow::Result<String> {
     Ok(section)
 }
 
-/// A server that exits within this long after starting is restarted with a
-/// growing delay; one that ran longer starts again at once.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A child exiting with this status has a configuration problem: restarting
-/// it would only fail again.
-const EXIT_CONFIG: i32 = 78;
+/// When a server that stopped is started again: 1, 2, 4… s after quick
+/// failures, up to 30 s; half a second after one that ran for 10 s.
+const RESTART: Backoff = Backoff::new(
+    Duration::from_millis(500),
+    Duration::from_secs(30),
+    Duration::from_secs(10),
+);
 
 /// One supervised child process.
 #[derive(Clone, Debug)]
@@ -494,9 +496,9 @@ async fn supervise(
     drain: Duration,
     banner: &Banner<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let signalled = ShutdownSignals::install()?.wait();
+    tokio::pin!(signalled);
+    let stop = CancellationToken::new();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<String>();
     let mut published = Vec::new();
@@ -510,7 +512,7 @@ async fn supervise(
         supervisors.push(tokio::spawn(supervise_one(
             child,
             drain,
-            stop_rx.clone(),
+            stop.clone(),
             fatal_tx.clone(),
             ready_tx.clone(),
         )));
@@ -521,17 +523,15 @@ async fn supervise(
         () = wait_ready(names, ready_rx) => {
             banner.print();
             tokio::select! {
-                _ = terminate.recv() => None,
-                _ = interrupt.recv() => None,
+                _ = &mut signalled => None,
                 Some(failure) = fatal_rx.recv() => Some(failure),
             }
         }
-        _ = terminate.recv() => None,
-        _ = interrupt.recv() => None,
+        _ = &mut signalled => None,
         Some(failure) = fatal_rx.recv() => Some(failure),
     };
     println!("stopping llmbasedos");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     for supervisor in supervisors {
         let _ = supervisor.await;
     }
@@ -645,76 +645,73 @@ async fn publish_caps(layout: &Layout, child: &ChildSpec) -> anyhow::Result<Path
     Ok(path)
 }
 
-/// Keeps one child running until `stop` turns true, then stops it with
-/// SIGTERM (SIGKILL after the drain time and a grace second). A child that
-/// reports a configuration error (status 78) is not restarted: the stack
-/// stops and says why. `ready` hears the child's name the first time it
-/// serves.
+/// Keeps one child running until `stop`, then stops it with SIGTERM
+/// (SIGKILL after the drain time and a grace second); restarts it with
+/// [`RESTART`]'s delays when it exits. A child that reports a
+/// configuration error ([`EXIT_CONFIG`]) is not restarted: the stack stops
+/// and says why. `ready` hears the child's name the first time it serves.
 async fn supervise_one(
     child: ChildSpec,
     drain: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     fatal: mpsc::UnboundedSender<String>,
     ready: mpsc::UnboundedSender<String>,
 ) {
-    let mut backoff = Duration::from_millis(500);
-    let mut announced = false;
-    loop {
-        let started = Instant::now();
-        let mut command = child_command(&child.program, &child.env);
-        command.args(&child.args);
-        let mut process = match command.spawn() {
-            Ok(process) => process,
-            Err(error) => {
-                let _ = fatal.send(format!("cannot start {}: {error}", child.program.display()));
-                return;
-            }
-        };
-        let pid = process.id().unwrap_or_default();
-        println!("started {} (pid {pid})", child.name);
-        let status = loop {
-            tokio::select! {
-                status = process.wait() => break status,
-                () = stopped(&mut stop) => {
-                    stop_child(&mut process, pid, drain).await;
-                    return;
-                }
-                () = served_by(&child.ready, pid), if !announced => {
-                    announced = true;
-                    let _ = ready.send(child.name.clone());
-                }
-            }
-        };
-        match status {
-            Ok(status) if status.code() == Some(EXIT_CONFIG) => {
-                let _ = fatal.send(format!(
-                    "{} cannot start with this configuration (see its message above)",
-                    child.name
-                ));
-                return;
-            }
-            Ok(status) => {
-                tracing::warn!(service = %child.name, %status, "server exited; restarting")
-            }
-            Err(error) => {
-                tracing::warn!(service = %child.name, %error, "lost track of the server; restarting")
-            }
-        }
-        backoff = if started.elapsed() >= STABLE_AFTER {
-            Duration::from_millis(500)
-        } else {
-            (backoff * 2).min(MAX_BACKOFF)
-        };
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stopped(&mut stop) => return,
-        }
-    }
+    let announced = AtomicBool::new(false);
+    Supervisor::new(format!("{} server", child.name), RESTART, stop.clone())
+        .run(|| run_child(&child, drain, &stop, &fatal, &ready, &announced))
+        .await;
 }
 
-/// Completes once the stack is stopping.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopping| *stopping).await;
+/// One run of a child, until it exits or the stack stops.
+async fn run_child(
+    child: &ChildSpec,
+    drain: Duration,
+    stop: &CancellationToken,
+    fatal: &mpsc::UnboundedSender<String>,
+    ready: &mpsc::UnboundedSender<String>,
+    announced: &AtomicBool,
+) -> Next {
+    let mut command = child_command(&child.program, &child.env);
+    command.args(&child.args);
+    let mut process = match command.spawn() {
+        Ok(process) => process,
+        Err(error) => {
+            let _ = fatal.send(format!("cannot start {}: {error}", child.program.display()));
+            return Next::Stop;
+        }
+    };
+    let pid = process.id().unwrap_or_default();
+    println!("started {} (pid {pid})", child.name);
+    let status = loop {
+        tokio::select! {
+            status = process.wait() => break status,
+            () = stop.cancelled() => {
+                stop_child(&mut process, pid, drain).await;
+                return Next::Stop;
+            }
+            () = served_by(&child.ready, pid), if !announced.load(Ordering::Relaxed) => {
+                announced.store(true, Ordering::Relaxed);
+                let _ = ready.send(child.name.clone());
+            }
+        }
+    };
+    match status {
+        Ok(status) if status.code() == Some(i32::from(EXIT_CONFIG)) => {
+            let _ = fatal.send(format!(
+                "{} cannot start with this configuration (see its message above)",
+                child.name
+            ));
+            return Next::Stop;
+        }
+        Ok(status) => {
+            tracing::warn!(service = %child.name, %status, "server exited; restarting")
+        }
+        Err(error) => {
+            tracing::warn!(service = %child.name, %error, "lost track of the server; restarting")
+        }
+    }
+    Next::Restart
 }
 
 async fn stop_child(child: &mut tokio::process::Child, pid: u32, drain: Duration) {

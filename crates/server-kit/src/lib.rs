@@ -46,9 +46,15 @@
 //!   by id, bounded in-flight, cancellation, progress.
 //! - [`serve`]: `Server::serve(listener, shutdown, options)`: accept loop,
 //!   idle exit, drain on shutdown.
+//! - [`lifecycle`]: the one life of a service process (the servers' and
+//!   the gateway's): runtime, signals to a shutdown token, READY/STATUS/
+//!   STOPPING and the watchdog, removal of the sockets it bound, the drain
+//!   deadline, exit status 78 for configuration errors.
+//! - [`supervise`]: restarting what stopped with a growing delay (`llmbasedos
+//!   up`'s children, the gateway's upstream servers).
 //! - [`listener`], [`notify`], [`logging`], [`service`]: socket activation or a
 //!   bound path, the sd-notify protocol, journald or stderr logging, and the
-//!   `main` that wires them.
+//!   `main` of every server, which runs [`Server::serve`] in the lifecycle.
 //! - [`memory`]: the allocator setting that gives large message buffers
 //!   back to the system after a burst.
 
@@ -56,6 +62,7 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod handler;
+pub mod lifecycle;
 pub mod listener;
 pub mod logging;
 pub mod memory;
@@ -63,11 +70,14 @@ pub mod notify;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod supervise;
 
 pub use connection::ConnectionLimits;
 pub use context::{Context, PeerCredentials, Progress};
 pub use error::{BuildError, HandlerError};
 pub use handler::State;
+pub use lifecycle::{EXIT_CONFIG, Failure, Lifecycle, ShutdownSignals, Threads, runtime};
 pub use serve::{ServeOptions, Stopped};
 pub use server::{Defaults, Server, ServerBuilder};
-pub use service::{ServeArgs, run, runtime};
+pub use service::{ServeArgs, run};
+pub use supervise::{Backoff, Next, Supervisor};

@@ -23,9 +23,13 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
-/// STOPPING=1 with a status line saying why.
-pub fn stopping(status: &str) {
-    send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+/// STOPPING=1, with a status line saying why (`None` keeps the last one,
+/// which the service itself wrote).
+pub fn stopping(status: Option<&str>) {
+    match status {
+        Some(status) => send(&[NotifyState::Stopping, NotifyState::Status(status)]),
+        None => send(&[NotifyState::Stopping]),
+    }
 }
 
 /// The interval at which to send WATCHDOG=1: half of `WATCHDOG_USEC`, as

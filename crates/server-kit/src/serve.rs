@@ -123,13 +123,15 @@ impl Server {
         let in_flight = active.count.load(Ordering::Acquire);
         match stopped {
             Stopped::Shutdown => {
-                notify::stopping(&format!(
+                // STOPPING=1 is the lifecycle's (it saw the signal); this
+                // says what the stop waits for.
+                notify::status(&format!(
                     "stopping: finishing requests on {in_flight} connection(s)"
                 ));
                 tracing::info!(connections = in_flight, "shutting down");
             }
             Stopped::Idle => {
-                notify::stopping("idle: no connections, exiting");
+                notify::status("idle: no connections, exiting");
                 tracing::info!(idle_timeout = ?options.idle_timeout, "idle timeout reached, exiting");
             }
         }

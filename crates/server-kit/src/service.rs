@@ -1,28 +1,24 @@
-//! The `main` of every llmbasedos server: logging, the listener (socket
-//! activation or a bound path), the runtime, signals, sd-notify, then
-//! [`Server::serve`].
+//! The `main` of every llmbasedos server: the settings every server
+//! shares, then [`Server::serve`] on the listener (socket activation or a
+//! bound path) inside the one [`Lifecycle`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
-
 use crate::connection::ConnectionLimits;
-use crate::listener::{self, ListenerOrigin};
-use crate::notify;
-use crate::serve::{ServeOptions, Stopped};
+use crate::lifecycle::{Failure, Lifecycle, Threads};
+use crate::listener::ListenerOrigin;
+use crate::serve::ServeOptions;
 use crate::server::Server;
 
 /// Idle timeout of a socket-activated server unless configured: systemd
 /// starts it again on the next connection.
 pub const DEFAULT_ACTIVATED_IDLE: Duration = Duration::from_secs(300);
 
-/// Exit status for configuration errors (sysexits' EX_CONFIG). Units set
-/// `RestartPreventExitStatus=78` so that a broken configuration does not
-/// become a restart loop.
-pub const EXIT_CONFIG: u8 = 78;
+/// How much longer than the drain timeout the lifecycle waits for `serve`.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Command-line and environment settings shared by every server.
 #[derive(clap::Args, Clone, Debug)]
@@ -72,9 +68,10 @@ impl ServeArgs {
     }
 }
 
-/// Runs a server to completion and returns the process exit status:
-/// 0 after a shutdown or an idle exit, [`EXIT_CONFIG`] when the server or its
-/// socket cannot be set up, 1 for other start-up failures.
+/// Runs a server to completion in the [`Lifecycle`] and returns the
+/// process exit status: 0 after a shutdown or an idle exit,
+/// [`EXIT_CONFIG`](crate::lifecycle::EXIT_CONFIG)
+/// when the server or its socket cannot be set up, 1 for other failures.
 pub fn run<E>(
     identifier: &str,
     args: &ServeArgs,
@@ -84,110 +81,41 @@ where
     E: std::fmt::Display,
 {
     crate::logging::init(identifier);
-    let server = match build() {
-        Ok(server) => Arc::new(server),
-        Err(error) => {
-            tracing::error!("cannot start {identifier}: {error}");
-            notify::status(&format!("failed: {error}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let runtime = match runtime(identifier, args.worker_threads) {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Signal handlers exist before the socket does: a SIGTERM that arrives
-    // while starting is a clean shutdown, not a death that leaves the
-    // socket file behind.
-    let shutdown = {
-        let _entered = runtime.enter();
-        match ShutdownSignals::install() {
-            Ok(signals) => signals,
-            Err(error) => {
-                tracing::error!(%error, "cannot install the SIGTERM/SIGINT handlers");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    let obtained = match listener::obtain(args.socket.as_deref()) {
-        Ok(obtained) => obtained,
-        Err(error) => {
-            // Every listener problem is one of configuration (a path, a
-            // unit's ListenStream=): systemd must not restart-loop on it.
-            tracing::error!("cannot start {identifier}: {error}");
-            notify::status(&format!("failed: {error}"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let activated = obtained.origin == ListenerOrigin::Activated;
-    let options = args.options(activated);
+    match start(identifier, args, build) {
+        Ok(code) => code,
+        Err(failure) => failure.report(identifier),
+    }
+}
+
+fn start<E: std::fmt::Display>(
+    identifier: &str,
+    args: &ServeArgs,
+    build: impl FnOnce() -> Result<Server, E>,
+) -> Result<ExitCode, Failure> {
+    let server = Arc::new(build().map_err(Failure::config)?);
+    let mut lifecycle = Lifecycle::start(identifier, Threads::Workers(args.worker_threads))?;
+    let obtained = lifecycle.obtain(args.socket.as_deref())?;
+    let options = args.options(obtained.origin == ListenerOrigin::Activated);
     let where_ = match &obtained.origin {
         ListenerOrigin::Activated => "the socket passed by systemd".to_owned(),
         ListenerOrigin::Bound(path) => path.display().to_string(),
     };
-    let stopped = runtime.block_on(async {
-        let listener = match tokio::net::UnixListener::from_std(obtained.listener) {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%error, "cannot register the listener");
-                return None;
-            }
-        };
-        tracing::info!(service = server.service(), socket = %where_, idle_timeout = ?options.idle_timeout, "serving");
-        notify::ready(&format!("serving {} on {where_}", server.service()));
-        if let Some(interval) = notify::watchdog_interval() {
-            tokio::spawn(notify::watchdog(interval));
-        }
-        Some(server.serve(listener, shutdown.wait(), options).await)
-    });
-    if let ListenerOrigin::Bound(path) = &obtained.origin {
-        let _ = std::fs::remove_file(path);
-    }
-    // Blocking work abandoned at the drain deadline must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_millis(500));
-    match stopped {
-        Some(Stopped::Shutdown | Stopped::Idle) => ExitCode::SUCCESS,
-        None => ExitCode::FAILURE,
-    }
-}
-
-/// The async runtime every server runs on (also used by the benchmark, so
-/// that it measures what ships). Building it first sets the allocator up
-/// to give large buffers back ([`crate::memory`]), before its threads exist.
-pub fn runtime(
-    identifier: &str,
-    worker_threads: Option<usize>,
-) -> std::io::Result<tokio::runtime::Runtime> {
-    crate::memory::return_large_blocks_when_freed();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads.max(1));
-    }
-    builder.enable_all().thread_name(identifier).build()
-}
-
-/// SIGTERM and SIGINT handlers, installed up front.
-struct ShutdownSignals {
-    terminate: Signal,
-    interrupt: Signal,
-}
-
-impl ShutdownSignals {
-    fn install() -> std::io::Result<ShutdownSignals> {
-        Ok(ShutdownSignals {
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// Completes on the first SIGTERM or SIGINT.
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-    }
+    let listener = {
+        let _entered = lifecycle.runtime().enter();
+        tokio::net::UnixListener::from_std(obtained.listener)
+            .map_err(|error| Failure::other(format!("cannot register the listener: {error}")))?
+    };
+    // `serve` drains within the drain timeout itself; the lifecycle's
+    // deadline, a moment later, only catches what ignores it.
+    let lifecycle = lifecycle.with_drain_timeout(options.drain_timeout + DRAIN_GRACE);
+    let shutdown = lifecycle.shutdown();
+    tracing::info!(service = server.service(), socket = %where_, idle_timeout = ?options.idle_timeout, "serving");
+    let ready = format!("serving {} on {where_}", server.service());
+    let service = async move {
+        server
+            .serve(listener, shutdown.cancelled_owned(), options)
+            .await;
+        Ok::<(), Failure>(())
+    };
+    Ok(lifecycle.run(identifier, &ready, service))
 }

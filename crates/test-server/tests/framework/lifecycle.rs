@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use crate::support::{Client, Launch, PATIENCE, ServerProcess, wait_until};
 
-/// Exit status for configuration errors (server_kit::service::EXIT_CONFIG).
+/// Exit status for configuration errors (server_kit::EXIT_CONFIG).
 const EXIT_CONFIG: i32 = 78;
 
 /// A stand-in for systemd's notify socket.

@@ -1,257 +1,16 @@
-//! The gateway's configuration, `/etc/llmbasedos/gateway.yaml`, in two
-//! stages: [`RawConfig`] is the file as written (unknown keys refused), and
-//! [`Config`] is what the gateway runs with (addresses parsed, groups
-//! resolved, limits checked). Every problem names the file, the key and the fix.
+//! The second stage: a [`RawConfig`] checked and resolved into the
+//! [`Config`] the gateway runs with.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-
-/// The file as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
-    /// `address:port` for Streamable HTTP (`/mcp`) and WebSocket (`/ws`);
-    /// `null` disables the TCP listener.
-    pub listen: Option<String>,
-    /// The UNIX socket for local clients (NUL-delimited JSON-RPC).
-    pub unix_socket: Option<PathBuf>,
-    /// Where servers publish `<service>.cap.json` and `<service>.sock`.
-    pub caps_dir: Option<PathBuf>,
-    pub auth: RawAuth,
-    pub limits: RawLimits,
-    /// Third-party MCP servers whose tools the gateway offers too.
-    pub upstreams: Vec<RawUpstream>,
-    /// The language model behind `mcp.llm.chat` (none: the method says so).
-    pub llm: Option<RawLlm>,
-    /// What starts the services: what a client is told to do when one is
-    /// not running.
-    pub supervisor: Supervisor,
-}
-
-/// What starts (and restarts) the services behind the gateway.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Supervisor {
-    /// Socket-activated systemd units (the packages).
-    #[default]
-    Systemd,
-    /// `llmbasedos up`, which restarts a server that stopped.
-    Up,
-}
-
-impl Supervisor {
-    /// What to do when `service` is not running.
-    pub fn start_hint(self, service: &str) -> String {
-        match self {
-            Supervisor::Systemd => {
-                format!("start it (systemctl start llmbasedos-{service}.socket) and retry")
-            }
-            Supervisor::Up => format!(
-                "llmbasedos up restarts it after a delay (its terminal says why the {service} server stopped); retry in a moment"
-            ),
-        }
-    }
-}
-
-/// An OpenAI-compatible chat completions API: OpenAI, llama.cpp's
-/// `llama-server`, vLLM, Ollama.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLlm {
-    /// The API's base URL, e.g. `http://127.0.0.1:8080/v1` (requests go to
-    /// `<url>/chat/completions`).
-    pub url: String,
-    /// The model asked for when a request names none.
-    pub model: String,
-    /// The name of a systemd credential (`LoadCredential=`) holding the API key.
-    pub api_key_credential: Option<String>,
-    /// A file holding the API key (readable only by the gateway's user).
-    pub api_key_file: Option<PathBuf>,
-    /// Seconds a completion may take [default: 300].
-    pub timeout_secs: Option<u64>,
-}
-
-/// A third-party MCP server: a child process speaking stdio (`command`) or
-/// a Streamable HTTP endpoint (`url`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    /// Names it in logs and errors.
-    pub name: String,
-    /// Its tools appear as `<prefix>_<tool>` [default: the name].
-    pub prefix: Option<String>,
-    /// The program and its arguments.
-    pub command: Option<Vec<String>>,
-    /// Environment variables for the program (besides PATH, HOME and LANG,
-    /// nothing is inherited).
-    #[serde(default)]
-    pub env: std::collections::BTreeMap<String, String>,
-    /// A Streamable HTTP endpoint (`https://…/mcp`).
-    pub url: Option<String>,
-    /// The name of a systemd credential (`LoadCredential=`) holding the
-    /// bearer token for `url`; read from `$CREDENTIALS_DIRECTORY`.
-    pub bearer_token_credential: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAuth {
-    /// Bearer tokens accepted on HTTP and WebSocket, stored as SHA-256.
-    pub tokens: Vec<RawToken>,
-    /// UNIX-socket peers allowed by uid (root is always allowed).
-    pub unix_allowed_uids: Vec<u32>,
-    /// UNIX-socket peers allowed by group name or gid.
-    pub unix_allowed_groups: Vec<String>,
-    /// Origins allowed besides the loopback ones (`http://localhost:*` …).
-    pub allowed_origins: Vec<String>,
-    /// Host header values allowed besides the loopback ones.
-    pub allowed_hosts: Vec<String>,
-    /// Where the token's holders find the token (`llmbasedos up` writes
-    /// `<runtime dir>/gateway.token`): named in the 401 answer, never read.
-    pub token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawToken {
-    /// Who holds the token (shown in logs, used for per-client limits).
-    pub name: String,
-    /// `sha256` of the token, hex (`llmbasedos-gateway hash-token` prints it).
-    pub sha256: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLimits {
-    pub max_message_bytes: Option<usize>,
-    pub max_concurrent_requests: Option<usize>,
-    pub backend_timeout_secs: Option<u64>,
-    pub backend_connections: Option<usize>,
-    pub backend_idle_close_secs: Option<u64>,
-    /// TCP connections (HTTP and WebSocket) open at once [default: derived
-    /// from the descriptor limit, see `crate::front`].
-    pub max_http_connections: Option<usize>,
-    /// UNIX-socket connections open at once [default: derived likewise].
-    pub max_unix_connections: Option<usize>,
-    /// Seconds an HTTP client has to send a request's headers, and that an
-    /// idle keep-alive connection stays open [default: 10].
-    pub http_header_timeout_secs: Option<u64>,
-}
-
-/// What the gateway runs with.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub listen: Option<SocketAddr>,
-    pub unix_socket: Option<PathBuf>,
-    pub caps_dir: PathBuf,
-    pub tokens: Vec<Token>,
-    pub unix_allowed_uids: Vec<u32>,
-    pub unix_allowed_gids: Vec<u32>,
-    pub allowed_origins: Vec<String>,
-    pub allowed_hosts: Vec<String>,
-    pub max_message: usize,
-    pub max_concurrent_requests: usize,
-    pub backend_timeout: Duration,
-    pub backend_connections: usize,
-    pub backend_idle_close: Duration,
-    /// Configured connection caps; `None`: derived from the descriptor
-    /// limit at start ([`crate::front::Budget`]).
-    pub max_http_connections: Option<usize>,
-    pub max_unix_connections: Option<usize>,
-    pub http_header_timeout: Duration,
-    pub upstreams: Vec<Upstream>,
-    pub llm: Option<Llm>,
-    /// Accept HTTP and WebSocket clients without a token (loopback only).
-    pub no_auth: bool,
-    /// Where a client finds the token, for the 401 answer: `auth.token_file`,
-    /// or else the configuration file whose `auth.tokens` hold its SHA-256.
-    pub token_hint: String,
-    pub supervisor: Supervisor,
-}
-
-/// The language model API, resolved.
-#[derive(Clone, Debug)]
-pub struct Llm {
-    pub url: String,
-    pub model: String,
-    pub key: LlmKey,
-    pub timeout: Duration,
-}
-
-/// Where the LLM API key comes from.
-#[derive(Clone, Debug)]
-pub enum LlmKey {
-    None,
-    Credential(String),
-    File(PathBuf),
-}
-
-/// A third-party MCP server, resolved.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    pub name: String,
-    pub prefix: String,
-    pub transport: UpstreamTransport,
-}
-
-#[derive(Clone, Debug)]
-pub enum UpstreamTransport {
-    Stdio {
-        program: String,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    },
-    Http {
-        url: String,
-        bearer_token_credential: Option<String>,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct Token {
-    pub name: String,
-    pub sha256: [u8; 32],
-}
-
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
-pub const DEFAULT_UNIX_SOCKET: &str = "/run/llmbasedos/gateway.sock";
-pub const DEFAULT_CAPS_DIR: &str = "/run/mcp";
-
-/// A configuration problem: the file, the key, and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {problem}")]
-pub struct ConfigError {
-    pub file: String,
-    pub key: String,
-    pub problem: String,
-}
+use super::{
+    Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, Llm, LlmKey,
+    RawConfig, Token, Upstream, UpstreamTransport,
+};
 
 impl RawConfig {
-    pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
-        if text.trim().is_empty() {
-            return Ok(RawConfig::default());
-        }
-        yaml_serde::from_str(text).map_err(|error| ConfigError {
-            file: file.to_owned(),
-            key: "(file)".to_owned(),
-            problem: error.to_string(),
-        })
-    }
-
-    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: file.clone(),
-            key: "(file)".to_owned(),
-            problem: format!("cannot read it: {error}"),
-        })?;
-        RawConfig::parse(&text, &file)
-    }
-
     /// Checks and resolves the file; `file` names it in errors.
     pub fn resolve(self, file: &str) -> Result<Config, ConfigError> {
         let error = |key: &str, problem: String| ConfigError {
@@ -507,45 +266,14 @@ fn resolve_group(group: &str) -> Option<u32> {
     (!entry.is_null()).then(|| unsafe { (*entry).gr_gid })
 }
 
-/// The SHA-256 of a token, as stored in the configuration.
-pub fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-impl Config {
-    /// `--no-auth` is for local development only: refused unless the TCP
-    /// listener (if any) is on loopback.
-    pub fn allow_no_auth(&mut self) -> Result<(), String> {
-        if let Some(address) = self.listen
-            && !address.ip().is_loopback()
-        {
-            return Err(format!(
-                "--no-auth is refused: the gateway listens on {address}, which is not a loopback address"
-            ));
-        }
-        self.no_auth = true;
-        Ok(())
-    }
-
-    /// The token's holder, if `presented` is one of the configured tokens.
-    /// Compared in constant time.
-    pub fn token_holder(&self, presented: &str) -> Option<&str> {
-        use subtle::ConstantTimeEq;
-        let digest = hash_token(presented);
-        self.tokens
-            .iter()
-            .find(|token| bool::from(token.sha256.ct_eq(&digest)))
-            .map(|token| token.name.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::hash_token;
 
     #[test]
     fn the_shipped_example_parses() {
-        let text = include_str!("../../../config/gateway.yaml");
+        let text = include_str!("../../../../config/gateway.yaml");
         let mut raw = RawConfig::parse(text, "config/gateway.yaml").expect("shipped config parses");
         // The packages' sysusers.d creates llmgroup; a build or test machine
         // has none, so the group is resolved as a gid here.
