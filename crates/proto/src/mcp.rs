@@ -21,6 +21,7 @@
 mod content;
 mod lifecycle;
 mod meta;
+mod params;
 mod prompts;
 mod resources;
 mod tools;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value, json};
 pub use self::content::*;
 pub use self::lifecycle::*;
 pub use self::meta::*;
+pub use self::params::*;
 pub use self::prompts::*;
 pub use self::resources::*;
 pub use self::tools::*;

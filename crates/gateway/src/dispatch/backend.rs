@@ -7,6 +7,7 @@ use std::time::Duration;
 use client::CallError;
 use proto::ErrorObject;
 use proto::mcp::{self, LoggingLevel, method};
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -15,14 +16,16 @@ use super::{Gateway, Session, code, human};
 use crate::registry::Service;
 
 impl Gateway {
-    pub(super) async fn call_backend(
+    /// A backend call whose result is read as `T`, straight from the
+    /// backend's text (a `Value` when the gateway does not know its shape).
+    pub(super) async fn call_backend<T: DeserializeOwned>(
         &self,
         session: &Arc<Session>,
         service: &Arc<Service>,
         method: &str,
         params: Option<Value>,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<T, ErrorObject> {
         let raw = self
             .call_backend_raw(session, service, method, params, progress_token)
             .await?;

@@ -1,74 +1,35 @@
-//! The lifecycle and the eras: `initialize`, `server/discover`, `ping`,
-//! `logging/setLevel`, and the step that shapes every result for its era
-//! and revision.
+//! The lifecycle: what the gateway says about itself and how a client
+//! starts. `initialize` (a session's revision, 2025-03-26 to 2025-11-25),
+//! `server/discover` (2026-07-28), `ping` (answered in `route`) and
+//! `logging/setLevel`. The eras' result fields are added in `era`.
 
-use proto::ErrorObject;
 use proto::mcp::{
-    self, DiscoverResult, InitializeParams, InitializeResult, LoggingLevel, ProtocolVersion,
-    ServerCapabilities, ToolsCapability, method,
+    self, DiscoverResult, EmptyResult, InitializeParams, InitializeResult, JsonObject,
+    ProtocolVersion, ServerCapabilities, SetLevelParams, ToolsCapability,
 };
-use proto::text::{echo, escaped};
-use serde_json::{Map, Value, json};
+use proto::text::escaped;
 
-use super::{Gateway, Session, to_value};
+use super::{Gateway, Reply, Session};
 
-/// Results that 2026-07-28 clients may cache, which must carry cache hints.
-pub(super) const CACHEABLE: &[&str] = &[
-    method::SERVER_DISCOVER,
-    method::TOOLS_LIST,
-    method::RESOURCES_LIST,
-    method::RESOURCES_TEMPLATES_LIST,
-    method::PROMPTS_LIST,
-];
+const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
+Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
 
 impl Gateway {
-    /// Every 2026-07-28 result says what kind it is and names the server.
-    pub(super) fn modern_result(&self, name: &str, mut value: Value) -> Value {
-        if let Value::Object(object) = &mut value {
-            object
-                .entry("resultType")
-                .or_insert_with(|| json!("complete"));
-            // Cacheable results carry cache hints. What llmbasedos lists
-            // changes live (services come and go), so: do not cache.
-            if CACHEABLE.contains(&name) {
-                object.entry("ttlMs").or_insert_with(|| json!(0));
-                object
-                    .entry("cacheScope")
-                    .or_insert_with(|| json!("private"));
-            }
-            let meta = object.entry("_meta").or_insert_with(|| json!({}));
-            if let Value::Object(meta) = meta {
-                meta.extend(mcp::server_info_meta(&self.info));
-            }
-        }
-        value
-    }
-
-    pub(super) fn capabilities(&self) -> ServerCapabilities {
+    fn capabilities(&self) -> ServerCapabilities {
         ServerCapabilities {
             resources: Some(mcp::ResourcesCapability::default()),
             prompts: Some(mcp::PromptsCapability::default()),
             tools: Some(ToolsCapability {
                 list_changed: Some(true),
             }),
-            logging: Some(Map::new()),
-            completions: Some(Map::new()),
+            logging: Some(JsonObject::new()),
+            completions: Some(JsonObject::new()),
             ..ServerCapabilities::default()
         }
     }
 
-    pub(super) fn initialize(
-        &self,
-        session: &Session,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
-        let params: InitializeParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
-            .map_err(|error| {
-                ErrorObject::invalid_params(format!(
-                    "invalid initialize params: {}",
-                    echo(&error.to_string())
-                ))
-            })?;
+    /// `initialize`: negotiates the session's revision and remembers it.
+    pub(super) fn initialize(&self, session: &Session, params: InitializeParams) -> Reply {
         let version = ProtocolVersion::negotiate_legacy(&params.protocol_version);
         session.state().legacy_version = Some(version);
         tracing::info!(
@@ -83,95 +44,19 @@ impl Gateway {
         }
         let mut result = InitializeResult::new(version, capabilities, self.info.clone());
         result.instructions = Some(INSTRUCTIONS.to_owned());
-        to_value(&result)
+        Reply::Initialize(result)
     }
 
-    pub(super) fn discover(&self) -> Result<Value, ErrorObject> {
+    pub(super) fn discover(&self) -> Reply {
         let mut result = DiscoverResult::new(self.capabilities(), &self.info);
         result.instructions = Some(INSTRUCTIONS.to_owned());
-        to_value(&result)
+        Reply::Discover(result)
     }
 
-    pub(super) fn set_level(
-        &self,
-        session: &Session,
-        params: Option<&Value>,
-    ) -> Result<Value, ErrorObject> {
-        let level = params
-            .and_then(|params| params.get("level"))
-            .cloned()
-            .and_then(|level| serde_json::from_value::<LoggingLevel>(level).ok())
-            .ok_or_else(|| {
-                ErrorObject::invalid_params(
-                    "logging/setLevel needs \"level\": one of debug, info, notice, warning, error, critical, alert, emergency",
-                )
-            })?;
-        session.state().log_level = Some(level);
-        Ok(json!({}))
+    /// `logging/setLevel`: the least level of the log records the session
+    /// gets as `notifications/message`.
+    pub(super) fn set_level(&self, session: &Session, params: SetLevelParams) -> Reply {
+        session.state().log_level = Some(params.level);
+        Reply::Empty(EmptyResult::default())
     }
-}
-
-pub(super) const INSTRUCTIONS: &str = "llmbasedos connects you to this machine's local capabilities. \
-Each tool is named <service>_<method> (fs_read, mail_listMessages); its description says what it does.";
-
-/// A result shaped for the revision a session negotiated: fields a revision
-/// does not define are left out (a 2025-03-26 host gets no
-/// `structuredContent`, `outputSchema` nor `title`; hosts before 2025-11-25
-/// no `icons` nor `execution`). Only the MCP methods that carry such fields
-/// are looked at; the classic vocabulary passes untouched.
-pub(super) fn legacy_result(version: ProtocolVersion, name: &str, mut value: Value) -> Value {
-    if version >= ProtocolVersion::LATEST_LEGACY {
-        return value;
-    }
-    let mut drop: Vec<&str> = Vec::with_capacity(4);
-    if !version.has_structured_content() {
-        drop.push("title");
-    }
-    if !version.has_icons() {
-        drop.push("icons");
-    }
-    let Value::Object(object) = &mut value else {
-        return value;
-    };
-    let list = match name {
-        method::TOOLS_LIST => {
-            if !version.has_structured_content() {
-                drop.push("outputSchema");
-            }
-            if !version.has_icons() {
-                drop.push("execution");
-            }
-            "tools"
-        }
-        method::RESOURCES_LIST => "resources",
-        method::RESOURCES_TEMPLATES_LIST => "resourceTemplates",
-        method::PROMPTS_LIST => "prompts",
-        method::TOOLS_CALL => {
-            if !version.has_structured_content() {
-                object.remove("structuredContent");
-            }
-            return value;
-        }
-        method::INITIALIZE => {
-            if let Some(Value::Object(info)) = object.get_mut("serverInfo") {
-                for key in &drop {
-                    info.remove(*key);
-                }
-                if !version.has_icons() {
-                    info.remove("websiteUrl");
-                    info.remove("description");
-                }
-            }
-            return value;
-        }
-        _ => return value,
-    };
-    if let Some(Value::Array(items)) = object.get_mut(list) {
-        for item in items.iter_mut().filter_map(Value::as_object_mut) {
-            for key in &drop {
-                item.remove(*key);
-            }
-        }
-    }
-    value
 }

@@ -10,7 +10,9 @@
 //!
 //! - `session`: one client's state, request slots and subscriptions;
 //! - `lifecycle`: `initialize`, `server/discover`, `ping`,
-//!   `logging/setLevel`, and the step that shapes a result for its era;
+//!   `logging/setLevel`;
+//! - `era`: the typed `Reply` every handler returns, and the one step
+//!   that shapes and serialises it for its era and revision;
 //! - `tools`, `resources`, `prompts` (with completion): MCP's three
 //!   primitives;
 //! - `classic`: the classic vocabulary and its raw fast path;
@@ -19,6 +21,7 @@
 
 mod backend;
 mod classic;
+mod era;
 mod lifecycle;
 mod prompts;
 mod relay;
@@ -33,9 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable};
-use proto::mcp::{Era, Implementation, ProtocolVersion, RequestMeta, method};
+use proto::mcp::{
+    CancelledNotificationParams, EmptyResult, Era, Implementation, ProtocolVersion, RequestMeta,
+    method, parse_params,
+};
 use proto::text::{echo, escaped};
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -44,7 +51,7 @@ use crate::config::Config;
 use crate::llm::LlmProxy;
 use crate::registry::Registry;
 
-use self::lifecycle::legacy_result;
+use self::era::{Reply, Shape};
 pub use self::session::Session;
 
 /// Error codes of the gateway itself, for the seed's direct method calls
@@ -270,11 +277,13 @@ impl Gateway {
         match notification.method.as_str() {
             method::NOTIFICATIONS_INITIALIZED => {}
             method::NOTIFICATIONS_CANCELLED => {
-                let id = notification
-                    .params
-                    .as_ref()
-                    .and_then(|params| params.get("requestId"))
-                    .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
+                // A malformed cancellation cancels nothing (a notification
+                // has no answer to carry an error).
+                let id = notification.params.as_ref().and_then(|params| {
+                    CancelledNotificationParams::deserialize(params)
+                        .ok()?
+                        .request_id
+                });
                 if let Some(id) = id {
                     session.cancel(&id);
                 }
@@ -291,6 +300,8 @@ impl Gateway {
         }
     }
 
+    /// Reads `_meta` once, checks the era, parses the params into the
+    /// method's typed params, and serialises the typed answer for its era.
     async fn route(
         &self,
         session: &Arc<Session>,
@@ -298,9 +309,9 @@ impl Gateway {
         name: &str,
         mut params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
-        let meta = RequestMeta::from_params(params.as_ref()).map_err(ErrorObject::from)?;
+        let meta = RequestMeta::take(&mut params)?;
         let era = if meta.is_modern() {
-            meta.validate_modern().map_err(ErrorObject::from)?;
+            meta.validate_modern()?;
             Era::Modern
         } else {
             Era::Legacy
@@ -315,57 +326,56 @@ impl Gateway {
                 }
             })));
         }
-        if let Some(Value::Object(object)) = &mut params {
-            object.remove("_meta");
-        }
-        let progress_token = meta.progress_token.clone();
+        let progress_token = meta.progress_token;
         if let Some(level) = meta.log_level {
             session.state().log_level = Some(level);
         }
-        let result = match name {
-            method::INITIALIZE => self.initialize(session, params),
-            method::PING => Ok(json!({})),
+        let reply = match name {
+            method::INITIALIZE => self.initialize(session, parse_params(name, params)?),
+            method::PING => Reply::Empty(EmptyResult::default()),
             method::SERVER_DISCOVER => self.discover(),
-            method::TOOLS_LIST => self.list_tools(params.as_ref()),
-            method::TOOLS_CALL => self.call_tool(session, params, progress_token).await,
-            method::RESOURCES_LIST => self.list_resources(session, params.as_ref()).await,
-            method::RESOURCES_TEMPLATES_LIST => Ok(self.resource_templates()),
-            method::RESOURCES_READ => self.read_resource(session, params, era).await,
-            method::RESOURCES_SUBSCRIBE => self.subscribe(session, params).await,
-            method::RESOURCES_UNSUBSCRIBE => self.unsubscribe(session, params),
-            method::PROMPTS_LIST => Ok(self.list_prompts()),
-            method::PROMPTS_GET => self.get_prompt(session, params).await,
-            method::LOGGING_SET_LEVEL => self.set_level(session, params.as_ref()),
-            method::COMPLETION_COMPLETE => self.complete(session, params).await,
-            "mcp.hello" => Ok(self.hello()),
-            "mcp.listCapabilities" => Ok(self.list_capabilities()),
-            "mcp.llm.chat" => self.chat(session, id, params, progress_token).await,
+            method::TOOLS_LIST => self.list_tools(parse_params(name, params)?)?,
+            method::TOOLS_CALL => {
+                self.call_tool(session, parse_params(name, params)?, progress_token)
+                    .await?
+            }
+            method::RESOURCES_LIST => {
+                self.list_resources(session, parse_params(name, params)?)
+                    .await?
+            }
+            method::RESOURCES_TEMPLATES_LIST => self.resource_templates(),
+            method::RESOURCES_READ => {
+                self.read_resource(session, parse_params(name, params)?, era)
+                    .await?
+            }
+            method::RESOURCES_SUBSCRIBE => {
+                self.subscribe(session, parse_params(name, params)?).await?
+            }
+            method::RESOURCES_UNSUBSCRIBE => self.unsubscribe(session, parse_params(name, params)?),
+            method::PROMPTS_LIST => self.list_prompts(),
+            method::PROMPTS_GET => {
+                self.get_prompt(session, parse_params(name, params)?)
+                    .await?
+            }
+            method::LOGGING_SET_LEVEL => self.set_level(session, parse_params(name, params)?),
+            method::COMPLETION_COMPLETE => {
+                self.complete(session, parse_params(name, params)?).await?
+            }
             _ => {
-                let snapshot = self.registry.snapshot();
-                match snapshot.methods.get(name) {
-                    Some(service) => {
-                        let outcome = self
-                            .call_backend(session, service, name, params, progress_token)
-                            .await;
-                        if let Err(failure) = &outcome {
-                            tracing::debug!(request = %escaped(&id.to_string()), method = name, error = %escaped(&failure.message), "backend call failed");
-                        }
-                        outcome
-                    }
-                    None => Err(ErrorObject::method_not_found(&echo(name))),
-                }
+                self.classic(session, id, name, params, progress_token)
+                    .await?
             }
         };
-        result.map(|value| match era {
-            Era::Modern => self.modern_result(name, value),
-            Era::Legacy => {
-                let version = session
+        let shape = match era {
+            Era::Modern => Shape::Modern,
+            Era::Legacy => Shape::Legacy(
+                session
                     .state()
                     .legacy_version
-                    .unwrap_or(ProtocolVersion::LATEST_LEGACY);
-                legacy_result(version, name, value)
-            }
-        })
+                    .unwrap_or(ProtocolVersion::LATEST_LEGACY),
+            ),
+        };
+        reply.into_value(shape, &self.info)
     }
 }
 

@@ -3,16 +3,38 @@
 use std::sync::Arc;
 
 use proto::ErrorObject;
-use proto::mcp::{self};
+use proto::mcp::{
+    self, CompleteArgument, CompleteContext, CompleteParams, CompleteResult, Completion,
+    CompletionReference, GetPromptParams, ListPromptsResult,
+};
 use proto::text::echo;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::{Gateway, Session, to_value};
+use super::{Gateway, Reply, Session, to_value};
 use crate::registry::Service;
+
+/// A prompt argument's completion, as the gateway asks the prompt's
+/// service (its caps' `prompts.complete`): the service's own prompt name.
+#[derive(Serialize)]
+struct PromptCompletion<'a> {
+    name: &'a str,
+    argument: &'a CompleteArgument,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a CompleteContext>,
+}
+
+/// A resource template's completion, as the gateway asks the owning
+/// service (its caps' `resources.complete`).
+#[derive(Serialize)]
+struct ResourceCompletion<'a> {
+    uri: &'a str,
+    argument: &'a CompleteArgument,
+}
 
 impl Gateway {
     /// Every service's prompts, named `<service>_<prompt>`.
-    pub(super) fn list_prompts(&self) -> Value {
+    pub(super) fn list_prompts(&self) -> Reply {
         let snapshot = self.registry.snapshot();
         let prompts: Vec<mcp::Prompt> = snapshot
             .services
@@ -30,33 +52,30 @@ impl Gateway {
                 })
             })
             .collect();
-        json!({ "prompts": prompts })
+        Reply::Prompts(ListPromptsResult {
+            prompts,
+            ..ListPromptsResult::default()
+        })
     }
 
+    /// `prompts/get`, asked of the prompt's service under its own name.
     pub(super) async fn get_prompt(
         &self,
         session: &Arc<Session>,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
-        let params = params.unwrap_or_else(|| json!({}));
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ErrorObject::invalid_params("prompts/get needs a string \"name\""))?;
+        params: GetPromptParams,
+    ) -> Result<Reply, ErrorObject> {
         let snapshot = self.registry.snapshot();
-        let Some((service, spec, prompt)) = snapshot.prompt(name) else {
-            return Err(ErrorObject::invalid_params(format!(
-                "no such prompt: {}; prompts/list names the available ones",
-                echo(name)
-            )));
+        let Some((service, spec, prompt)) = snapshot.prompt(&params.name) else {
+            return Err(no_such_prompt(&params.name));
         };
-        let arguments = params
-            .get("arguments")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let call = json!({ "name": prompt, "arguments": arguments });
+        let call = to_value(&GetPromptParams {
+            name: prompt.to_owned(),
+            arguments: Some(params.arguments.unwrap_or_default()),
+            meta: None,
+        })?;
         self.call_backend(session, service, &spec.get, Some(call), None)
             .await
+            .map(Reply::Prompt)
     }
 
     /// `completion/complete`. A resource template's argument goes to the
@@ -68,41 +87,34 @@ impl Gateway {
     pub(super) async fn complete(
         &self,
         session: &Arc<Session>,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
-        let params = params.unwrap_or_else(|| json!({}));
-        let request: mcp::CompleteParams = serde_json::from_value(params).map_err(|error| {
-            ErrorObject::invalid_params(format!(
-                "invalid completion/complete params: {}",
-                echo(&error.to_string())
-            ))
-        })?;
-        let none = || mcp::CompleteResult {
-            completion: mcp::Completion {
-                values: Vec::new(),
-                total: None,
-                has_more: Some(false),
-            },
-            result_type: None,
-            meta: None,
+        request: CompleteParams,
+    ) -> Result<Reply, ErrorObject> {
+        let none = || {
+            Reply::Completion(CompleteResult {
+                completion: Completion {
+                    values: Vec::new(),
+                    total: None,
+                    has_more: Some(false),
+                },
+                result_type: None,
+                meta: None,
+            })
         };
         let snapshot = self.registry.snapshot();
         let uri = match &request.reference {
-            mcp::CompletionReference::ResourceTemplate { uri } => uri,
-            mcp::CompletionReference::Prompt { name, .. } => {
+            CompletionReference::ResourceTemplate { uri } => uri,
+            CompletionReference::Prompt { name, .. } => {
                 let Some((service, spec, prompt)) = snapshot.prompt(name) else {
-                    return Err(ErrorObject::invalid_params(format!(
-                        "no such prompt: {}; prompts/list names the available ones",
-                        echo(name)
-                    )));
+                    return Err(no_such_prompt(name));
                 };
                 let Some(method) = &spec.complete else {
-                    return to_value(&none());
+                    return Ok(none());
                 };
-                let mut call = json!({ "name": prompt, "argument": request.argument });
-                if let Some(context) = &request.context {
-                    call["context"] = json!(context);
-                }
+                let call = to_value(&PromptCompletion {
+                    name: prompt,
+                    argument: &request.argument,
+                    context: request.context.as_ref(),
+                })?;
                 return self.completion_from(session, service, method, call).await;
             }
         };
@@ -116,35 +128,39 @@ impl Gateway {
             Some((service, spec.complete.as_ref()?)).filter(|_| owns)
         });
         let Some((service, method)) = owner else {
-            return to_value(&none());
+            return Ok(none());
         };
-        let call = json!({ "uri": uri, "argument": request.argument });
+        let call = to_value(&ResourceCompletion {
+            uri,
+            argument: &request.argument,
+        })?;
         self.completion_from(session, service, method, call).await
     }
 
     /// Asks a service's completion method; the answer is cut to MCP's
     /// 100 values.
-    pub(super) async fn completion_from(
+    async fn completion_from(
         &self,
         session: &Arc<Session>,
         service: &Arc<Service>,
         method: &str,
         call: Value,
-    ) -> Result<Value, ErrorObject> {
-        let answer = self
+    ) -> Result<Reply, ErrorObject> {
+        let mut result: CompleteResult = self
             .call_backend(session, service, method, Some(call), None)
             .await?;
-        let mut result: mcp::CompleteResult = serde_json::from_value(answer).map_err(|error| {
-            ErrorObject::internal(format!(
-                "the {} service's completion cannot be read: {error}",
-                service.name
-            ))
-        })?;
         let values = &mut result.completion.values;
-        if values.len() > mcp::Completion::MAX_VALUES {
-            values.truncate(mcp::Completion::MAX_VALUES);
+        if values.len() > Completion::MAX_VALUES {
+            values.truncate(Completion::MAX_VALUES);
             result.completion.has_more = Some(true);
         }
-        to_value(&result)
+        Ok(Reply::Completion(result))
     }
+}
+
+fn no_such_prompt(name: &str) -> ErrorObject {
+    ErrorObject::invalid_params(format!(
+        "no such prompt: {}; prompts/list names the available ones",
+        echo(name)
+    ))
 }

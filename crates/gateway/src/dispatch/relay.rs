@@ -2,14 +2,24 @@
 
 use std::sync::Arc;
 
-use proto::mcp::{self, method};
-use proto::text::echo;
+use proto::mcp::{self, ProgressNotificationParams, method};
 use proto::{ErrorObject, RequestId};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Gateway, Session, code};
+use super::{Gateway, Reply, Session, code};
 use crate::llm::{ChatParams, LlmError};
+
+/// The notification that carries a streamed piece of a request without a
+/// progress token.
+const DELTA: &str = "mcp.llm.delta";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Delta<'a> {
+    request_id: &'a RequestId,
+    delta: String,
+}
 
 impl Gateway {
     /// `mcp.llm.chat`: a completion from the configured model. With
@@ -21,22 +31,15 @@ impl Gateway {
         &self,
         session: &Arc<Session>,
         id: &RequestId,
-        params: Option<Value>,
+        params: ChatParams,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Reply, ErrorObject> {
         let Some(llm) = &self.llm else {
             return Err(ErrorObject::new(
                 code::SERVICE_UNAVAILABLE,
                 "no language model is configured: add an llm section (url, model) to gateway.yaml, or start `llmbasedos up --llm-url URL`",
             ));
         };
-        let params: ChatParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
-            .map_err(|error| {
-                ErrorObject::invalid_params(format!(
-                    "invalid params for mcp.llm.chat: {}",
-                    echo(&error.to_string())
-                ))
-            })?;
         let (pieces, forwarder) = if params.stream {
             let (sender, mut receiver) = mpsc::unbounded_channel::<String>();
             let session = session.clone();
@@ -45,15 +48,24 @@ impl Gateway {
                 let mut count: u64 = 0;
                 while let Some(piece) = receiver.recv().await {
                     count += 1;
-                    match &progress_token {
-                        Some(token) => session.notify(
+                    let (name, params) = match &progress_token {
+                        Some(token) => (
                             method::NOTIFICATIONS_PROGRESS,
-                            Some(json!({ "progressToken": token, "progress": count, "message": piece })),
+                            serde_json::to_value(ProgressNotificationParams {
+                                message: Some(piece),
+                                ..ProgressNotificationParams::new(token.clone(), count as f64)
+                            }),
                         ),
-                        None => session.notify(
-                            "mcp.llm.delta",
-                            Some(json!({ "requestId": id, "delta": piece })),
+                        None => (
+                            DELTA,
+                            serde_json::to_value(Delta {
+                                request_id: &id,
+                                delta: piece,
+                            }),
                         ),
+                    };
+                    if let Ok(params) = params {
+                        session.notify(name, Some(params));
                     }
                 }
             });
@@ -66,7 +78,7 @@ impl Gateway {
             // Every piece is queued before the answer.
             let _ = forwarder.await;
         }
-        outcome.map_err(|error| match error {
+        outcome.map(Reply::Other).map_err(|error| match error {
             LlmError::InvalidParams(message) => ErrorObject::invalid_params(message),
             LlmError::Timeout(_) => ErrorObject::new(code::SERVICE_TIMEOUT, error.to_string()),
             other => ErrorObject::new(code::SERVICE_UNAVAILABLE, other.to_string()),

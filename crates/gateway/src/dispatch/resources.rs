@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::CallError;
-use proto::mcp::{self, Era, method};
+use proto::mcp::{
+    self, EmptyResult, Era, ListResourceTemplatesResult, ListResourcesParams, ListResourcesResult,
+    ReadResourceParams, ReadResourceResult, SubscribeParams, UnsubscribeParams, method,
+};
 use proto::text::{echo, escaped};
 use proto::{ErrorObject, Message, Notification};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Gateway, Session, code, human};
+use super::{Gateway, Reply, Session, code, human, to_value};
 use crate::registry::Service;
 
 impl Gateway {
@@ -21,18 +24,15 @@ impl Gateway {
     pub(super) async fn list_resources(
         &self,
         session: &Arc<Session>,
-        params: Option<&Value>,
-    ) -> Result<Value, ErrorObject> {
+        params: ListResourcesParams,
+    ) -> Result<Reply, ErrorObject> {
         let snapshot = self.registry.snapshot();
         let serving: Vec<&Arc<Service>> = snapshot
             .services
             .values()
             .filter(|service| service.resources.is_some())
             .collect();
-        let (mut index, mut inner) = match params
-            .and_then(|params| params.get("cursor"))
-            .and_then(Value::as_str)
-        {
+        let (mut index, mut inner) = match params.cursor.as_deref() {
             None => (0, None),
             Some(cursor) => {
                 let (name, inner) = cursor.split_once(' ').unwrap_or((cursor, ""));
@@ -55,22 +55,28 @@ impl Gateway {
             let Some(spec) = &service.resources else {
                 break;
             };
-            let params = inner
-                .take()
-                .map(|cursor| json!({ "cursor": cursor }))
-                .or_else(|| Some(json!({})));
+            let params = to_value(&ListResourcesParams {
+                cursor: inner.take(),
+                meta: None,
+            })?;
             match self
-                .call_backend(session, service, &spec.list, params, None)
+                .call_backend::<ListResourcesResult>(
+                    session,
+                    service,
+                    &spec.list,
+                    Some(params),
+                    None,
+                )
                 .await
             {
                 Ok(page) => {
-                    if let Some(list) = page.get("resources").and_then(Value::as_array) {
-                        resources.extend(list.iter().cloned());
-                    }
-                    if let Some(next) = page.get("nextCursor").and_then(Value::as_str) {
-                        return Ok(
-                            json!({ "resources": resources, "nextCursor": format!("{} {next}", service.name) }),
-                        );
+                    resources.extend(page.resources);
+                    if let Some(next) = page.next_cursor {
+                        return Ok(Reply::Resources(ListResourcesResult {
+                            resources,
+                            next_cursor: Some(format!("{} {next}", service.name)),
+                            ..ListResourcesResult::default()
+                        }));
                     }
                 }
                 // One service down does not hide the others' resources.
@@ -80,51 +86,50 @@ impl Gateway {
             }
             index += 1;
         }
-        Ok(json!({ "resources": resources }))
+        Ok(Reply::Resources(ListResourcesResult {
+            resources,
+            ..ListResourcesResult::default()
+        }))
     }
 
-    pub(super) fn resource_templates(&self) -> Value {
+    pub(super) fn resource_templates(&self) -> Reply {
         let snapshot = self.registry.snapshot();
-        let templates: Vec<&mcp::ResourceTemplate> = snapshot
+        let resource_templates = snapshot
             .services
             .values()
             .filter_map(|service| service.resources.as_ref())
-            .flat_map(|spec| spec.templates.iter())
+            .flat_map(|spec| spec.templates.iter().cloned())
             .collect();
-        json!({ "resourceTemplates": templates })
+        Reply::ResourceTemplates(ListResourceTemplatesResult {
+            resource_templates,
+            ..ListResourceTemplatesResult::default()
+        })
     }
 
     /// `resources/read`, routed by the URI prefix a service declared.
     pub(super) async fn read_resource(
         &self,
         session: &Arc<Session>,
-        params: Option<Value>,
+        params: ReadResourceParams,
         era: Era,
-    ) -> Result<Value, ErrorObject> {
-        let uri = params
-            .as_ref()
-            .and_then(|params| params.get("uri"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| ErrorObject::invalid_params("resources/read needs a string \"uri\""))?
-            .to_owned();
+    ) -> Result<Reply, ErrorObject> {
+        let uri = params.uri;
         let snapshot = self.registry.snapshot();
         let owner = snapshot.resource_owner(&uri);
         let Some((service, spec)) = owner else {
             return Err(mcp::resource_not_found_error(era, &echo(&uri)));
         };
+        let call = to_value(&ReadResourceParams {
+            uri: uri.clone(),
+            meta: None,
+        })?;
         let read = self
-            .call_backend(
-                session,
-                service,
-                &spec.read,
-                Some(json!({ "uri": uri })),
-                None,
-            )
+            .call_backend::<ReadResourceResult>(session, service, &spec.read, Some(call), None)
             .await;
         // A missing resource has MCP's one code whatever the service: the
         // service's own "not found" (its base - 3) is recognised by code
         // and re-coded, its message (which says what is missing) kept.
-        read.map_err(|mut error| {
+        read.map(Reply::Resource).map_err(|mut error| {
             let not_found = service
                 .error_base
                 .map(|base| proto::ServiceCodes::new(base).not_found());
@@ -167,15 +172,15 @@ impl Gateway {
     pub(super) async fn subscribe(
         &self,
         session: &Arc<Session>,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
-        let uri = subscription_uri(method::RESOURCES_SUBSCRIBE, params)?;
+        params: SubscribeParams,
+    ) -> Result<Reply, ErrorObject> {
+        let uri = params.uri;
         let shared = &session.shared;
         {
             let mut live = shared.subscriptions();
             live.retain(|_, handle| !handle.is_finished());
             if live.contains_key(&uri) {
-                return Ok(json!({}));
+                return Ok(Reply::Empty(EmptyResult::default()));
             }
             if live.len() >= MAX_SUBSCRIPTIONS {
                 return Err(ErrorObject::invalid_request(format!(
@@ -234,28 +239,17 @@ impl Gateway {
                 slot.insert(task.abort_handle());
             }
         }
-        Ok(json!({}))
+        Ok(Reply::Empty(EmptyResult::default()))
     }
 
     /// `resources/unsubscribe`: stops the watch; unknown URIs are fine
     /// (the subscription may have ended already).
-    pub(super) fn unsubscribe(
-        &self,
-        session: &Arc<Session>,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
-        let uri = subscription_uri(method::RESOURCES_UNSUBSCRIBE, params)?;
-        if let Some(handle) = session.shared.subscriptions().remove(&uri) {
+    pub(super) fn unsubscribe(&self, session: &Arc<Session>, params: UnsubscribeParams) -> Reply {
+        if let Some(handle) = session.shared.subscriptions().remove(&params.uri) {
             handle.abort();
         }
-        Ok(json!({}))
+        Reply::Empty(EmptyResult::default())
     }
-}
-
-pub(super) fn subscription_uri(name: &str, params: Option<Value>) -> Result<String, ErrorObject> {
-    let params: mcp::SubscribeParams = serde_json::from_value(params.unwrap_or(Value::Null))
-        .map_err(|_| ErrorObject::invalid_params(format!("{name} needs a string \"uri\"")))?;
-    Ok(params.uri)
 }
 
 /// Runs one subscription's backend watch: the first progress means the
@@ -285,11 +279,16 @@ pub(super) async fn keep_watching(
             }));
         }
     };
+    let params = serde_json::to_value(SubscribeParams {
+        uri: uri.clone(),
+        meta: None,
+    })
+    .ok();
     loop {
         let (progress, mut updates) = mpsc::unbounded_channel::<Value>();
         let call = service
             .pool
-            .call_raw(&watch, Some(json!({ "uri": uri })), Some(progress));
+            .call_raw(&watch, params.clone(), Some(progress));
         tokio::pin!(call);
         let mut watching = false;
         let outcome = loop {

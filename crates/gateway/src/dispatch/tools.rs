@@ -6,23 +6,27 @@ use std::time::Duration;
 
 use client::CallError;
 use proto::ErrorObject;
-use proto::mcp::{self, CallToolResult, ListToolsResult, method};
+use proto::mcp::{
+    self, CallToolParams, CallToolResult, JsonObject, ListToolsParams, ListToolsResult, method,
+};
 use proto::text::echo;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::backend::forward_progress;
-use super::{Gateway, Session, human, to_value};
+use super::{Gateway, Reply, Session, human, to_value};
 use crate::registry::{ToolTarget, UpstreamLink};
 
 /// Tools per `tools/list` page.
-pub(super) const TOOLS_PAGE: usize = 100;
+const TOOLS_PAGE: usize = 100;
 
 impl Gateway {
-    pub(super) fn list_tools(&self, params: Option<&Value>) -> Result<Value, ErrorObject> {
+    /// `tools/list`: a page of the snapshot's tools; the cursor is the
+    /// index of the page's first tool.
+    pub(super) fn list_tools(&self, params: ListToolsParams) -> Result<Reply, ErrorObject> {
         let snapshot = self.registry.snapshot();
-        let start = match params.and_then(|params| params.get("cursor")) {
-            None | Some(Value::Null) => 0,
-            Some(Value::String(cursor)) => cursor
+        let start = match params.cursor {
+            None => 0,
+            Some(cursor) => cursor
                 .parse::<usize>()
                 .ok()
                 .filter(|start| *start <= snapshot.tools.len())
@@ -31,37 +35,26 @@ impl Gateway {
                         "invalid cursor: pass back a nextCursor from tools/list",
                     )
                 })?,
-            Some(_) => return Err(ErrorObject::invalid_params("cursor must be a string")),
         };
         let end = (start + TOOLS_PAGE).min(snapshot.tools.len());
-        let result = ListToolsResult {
+        Ok(Reply::Tools(ListToolsResult {
             tools: snapshot.tools[start..end].to_vec(),
             next_cursor: (end < snapshot.tools.len()).then(|| end.to_string()),
             ..ListToolsResult::default()
-        };
-        to_value(&result)
+        }))
     }
 
+    /// `tools/call`: a backend method's result as a tool result (its
+    /// failure too, so that the model can correct its call), or an
+    /// upstream server's result as it came.
     pub(super) async fn call_tool(
         &self,
         session: &Arc<Session>,
-        params: Option<Value>,
+        params: CallToolParams,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Value, ErrorObject> {
-        let params = params.unwrap_or_else(|| json!({}));
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ErrorObject::invalid_params("tools/call needs a string \"name\""))?;
-        let arguments = match params.get("arguments") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(arguments @ Value::Object(_)) => arguments.clone(),
-            Some(_) => {
-                return Err(ErrorObject::invalid_params(
-                    "tools/call \"arguments\" must be an object",
-                ));
-            }
-        };
+    ) -> Result<Reply, ErrorObject> {
+        let name = params.name.as_str();
+        let arguments = params.arguments.unwrap_or_default();
         let snapshot = self.registry.snapshot();
         let result = match snapshot.tool_targets.get(name) {
             None => {
@@ -84,14 +77,17 @@ impl Gateway {
                 // Only an MCP host gets media as content blocks (`_content`);
                 // classic callers keep the backend's own shape.
                 let mut arguments = arguments;
-                if let Value::Object(object) = &mut arguments {
-                    object.insert(
-                        "_meta".to_owned(),
-                        json!({ mcp::meta_key::CONTENT_BLOCKS: true }),
-                    );
-                }
+                let mut meta = JsonObject::new();
+                meta.insert(mcp::meta_key::CONTENT_BLOCKS.to_owned(), Value::Bool(true));
+                arguments.insert("_meta".to_owned(), Value::Object(meta));
                 match self
-                    .call_backend(session, service, method, Some(arguments), progress_token)
+                    .call_backend(
+                        session,
+                        service,
+                        method,
+                        Some(Value::Object(arguments)),
+                        progress_token,
+                    )
                     .await
                 {
                     Ok(Value::Object(object)) => tool_result(object),
@@ -101,19 +97,19 @@ impl Gateway {
                 }
             }
         };
-        to_value(&result)
+        Ok(Reply::ToolCall(result))
     }
 
     /// A tool of a third-party server: its result passes through as it is.
-    pub(super) async fn call_upstream(
+    async fn call_upstream(
         &self,
         session: &Arc<Session>,
         link: &Arc<UpstreamLink>,
         tool: &str,
-        arguments: Value,
+        arguments: JsonObject,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Value, ErrorObject> {
-        let params = json!({ "name": tool, "arguments": arguments });
+    ) -> Result<Reply, ErrorObject> {
+        let params = to_value(&CallToolParams::new(tool, arguments))?;
         let (progress, forwarder) = forward_progress(session, progress_token);
         let call = link.client.call(method::TOOLS_CALL, Some(params), progress);
         let outcome = tokio::time::timeout(self.config.backend_timeout, call).await;
@@ -121,17 +117,17 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
         }
         match outcome {
-            Ok(Ok(result)) => Ok(result),
+            Ok(Ok(result)) => Ok(Reply::UpstreamToolCall(result)),
             Ok(Err(CallError::Server(error))) => Err(error),
-            Ok(Err(_)) => to_value(&CallToolResult::error(format!(
+            Ok(Err(_)) => Ok(Reply::ToolCall(CallToolResult::error(format!(
                 "the {} server stopped while handling the call; it is being restarted, retry shortly",
                 link.name
-            ))),
-            Err(_) => to_value(&CallToolResult::error(format!(
+            )))),
+            Err(_) => Ok(Reply::ToolCall(CallToolResult::error(format!(
                 "the {} server did not answer within {}",
                 link.name,
                 human(self.config.backend_timeout)
-            ))),
+            )))),
         }
     }
 }
