@@ -27,6 +27,8 @@ mod prompts;
 mod relay;
 mod resources;
 mod session;
+#[cfg(test)]
+mod tests;
 mod tools;
 
 use std::collections::HashMap;
