@@ -21,6 +21,7 @@
 mod content;
 mod lifecycle;
 mod meta;
+mod params;
 mod prompts;
 mod resources;
 mod tools;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value, json};
 pub use self::content::*;
 pub use self::lifecycle::*;
 pub use self::meta::*;
+pub use self::params::*;
 pub use self::prompts::*;
 pub use self::resources::*;
 pub use self::tools::*;
@@ -411,6 +413,35 @@ mod tests {
         );
         assert_eq!(RequestMeta::from_params(None), Ok(RequestMeta::default()));
         assert!(!RequestMeta::default().is_modern());
+    }
+
+    /// `_meta` is taken out and read once; what is left are the method's
+    /// own params. A `_meta` that is not an object is malformed.
+    #[test]
+    fn mcp_meta_is_taken_out_of_the_params() {
+        let mut params = Some(json!({ "uri": "file:///a", "_meta": { "progressToken": "p" } }));
+        assert!(RequestMeta::requests_progress(params.as_ref()));
+        let meta = RequestMeta::take(&mut params).expect("well-formed");
+        assert_eq!(meta.progress_token, Some(ProgressToken::from("p")));
+        assert_eq!(params, Some(json!({ "uri": "file:///a" })));
+        assert!(!RequestMeta::requests_progress(params.as_ref()));
+
+        let mut positional = Some(json!([1, 2]));
+        assert_eq!(
+            RequestMeta::take(&mut positional),
+            Ok(RequestMeta::default())
+        );
+        assert_eq!(positional, Some(json!([1, 2])));
+        assert_eq!(RequestMeta::take(&mut None), Ok(RequestMeta::default()));
+
+        let mut malformed = Some(json!({ "_meta": 5 }));
+        assert!(matches!(
+            RequestMeta::take(&mut malformed),
+            Err(RequestMetaError::Malformed(_))
+        ));
+        let mut bad_token = Some(json!({ "_meta": { "progressToken": [1] } }));
+        assert!(!RequestMeta::requests_progress(bad_token.as_ref()));
+        assert!(RequestMeta::take(&mut bad_token).is_err());
     }
 
     #[test]

@@ -89,6 +89,34 @@ impl RequestMeta {
         }
     }
 
+    /// Takes `_meta` out of a request's params and reads it, once: what
+    /// is left are the method's own params. Absent params or an absent
+    /// `_meta` give the empty metadata of a legacy request; positional
+    /// params have none.
+    pub fn take(params: &mut Option<Value>) -> Result<RequestMeta, RequestMetaError> {
+        let Some(Value::Object(object)) = params else {
+            return Ok(RequestMeta::default());
+        };
+        match object.remove("_meta") {
+            None => Ok(RequestMeta::default()),
+            Some(meta @ Value::Object(_)) => RequestMeta::deserialize(meta)
+                .map_err(|error| RequestMetaError::Malformed(error.to_string())),
+            Some(_) => Err(RequestMetaError::Malformed(
+                "`_meta` must be an object".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether `params._meta` asks for progress, read without parsing the
+    /// rest of `_meta` (for a transport that must choose how to answer
+    /// before the dispatcher reads the request).
+    pub fn requests_progress(params: Option<&Value>) -> bool {
+        params
+            .and_then(|params| params.get("_meta"))
+            .and_then(|meta| meta.get(meta_key::PROGRESS_TOKEN))
+            .is_some_and(|token| token.is_string() || token.is_i64())
+    }
+
     /// The era of a request is decided by whether it names a protocol
     /// version in `_meta`: modern requests must, legacy ones never do.
     pub fn is_modern(&self) -> bool {

@@ -81,9 +81,8 @@ pub(super) async fn post_message(
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
-    let has_progress = RequestMeta::from_params(request.params.as_ref())
-        .ok()
-        .is_some_and(|meta| meta.progress_token.is_some());
+    // The dispatcher reads `_meta` (once); here only the token's presence.
+    let has_progress = RequestMeta::requests_progress(request.params.as_ref());
     let (events_tx, events_rx) = mpsc::channel(256);
     let session = base.fork(events_tx.clone());
     let cancel_on_drop = CancelOnDrop {

@@ -1,0 +1,391 @@
+//! The one dispatcher every transport feeds: the classic vocabulary (the
+//! original Python llmbasedos's method names: `mcp.hello`,
+//! `mcp.listCapabilities`, `mcp.<service>.<method>`) and standard MCP of
+//! both eras (2025-03-26 to 2025-11-25 sessions, 2026-07-28 stateless
+//! requests), on the same connection.
+//!
+//! This file owns the [`Gateway`], the [`Answer`] a request gets, the
+//! gateway's own error [`code`]s, admission of a request (its id, its slot)
+//! and the routing of a method to its concern:
+//!
+//! - `session`: one client's state, request slots and subscriptions;
+//! - `lifecycle`: `initialize`, `server/discover`, `ping`,
+//!   `logging/setLevel`;
+//! - `era`: the typed `Reply` every handler returns, and the one step
+//!   that shapes and serialises it for its era and revision;
+//! - `tools`, `resources`, `prompts` (with completion): MCP's three
+//!   primitives;
+//! - `classic`: the classic vocabulary and its raw fast path;
+//! - `relay`: the LLM relay, `mcp.llm.chat`;
+//! - `backend`: calls to the backend servers, shared by all of them.
+
+mod backend;
+mod classic;
+mod era;
+mod lifecycle;
+mod prompts;
+mod relay;
+mod resources;
+mod session;
+#[cfg(test)]
+mod tests;
+mod tools;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable};
+use proto::mcp::{
+    CancelledNotificationParams, EmptyResult, Era, Implementation, ProtocolVersion, RequestMeta,
+    method, parse_params,
+};
+use proto::text::{echo, escaped};
+use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::config::Config;
+use crate::llm::LlmProxy;
+use crate::registry::Registry;
+
+use self::era::{Reply, Shape};
+pub use self::session::Session;
+
+/// Error codes of the gateway itself, for the seed's direct method calls
+/// (MCP tool calls report backend failures as tool results instead).
+pub mod code {
+    /// The service's server is not running or not reachable.
+    pub const SERVICE_UNAVAILABLE: i32 = -32001;
+    /// This client had as many requests running as it may for longer than
+    /// the backend timeout, and this one found no slot.
+    pub const TOO_MANY_REQUESTS: i32 = -32005;
+    /// The service did not answer within the backend timeout.
+    pub const SERVICE_TIMEOUT: i32 = -32003;
+}
+/// The answer to one admitted request; `None` if it was cancelled.
+pub type RequestFuture = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
+
+/// What a request gets back.
+#[derive(Debug)]
+pub enum Answer {
+    Response(Response),
+    /// A backend's successful result, as the backend wrote it.
+    Raw {
+        id: RequestId,
+        result: Box<RawValue>,
+    },
+}
+
+impl Answer {
+    /// The request it answers.
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            Answer::Response(response) => response.id.as_ref(),
+            Answer::Raw { id, .. } => Some(id),
+        }
+    }
+
+    /// The answer as a [`Response`] (a raw result is parsed).
+    pub fn into_response(self) -> Response {
+        match self {
+            Answer::Response(response) => response,
+            Answer::Raw { id, result } => match serde_json::from_str(result.get()) {
+                Ok(value) => Response::success(id, value),
+                Err(error) => Response::error(
+                    Some(id),
+                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
+                ),
+            },
+        }
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Answer::Response(response) => response.serialize(serializer),
+            Answer::Raw { id, result } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("result", result)?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// The gateway: configuration, services, and what it says about itself.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    info: Implementation,
+    /// Request slots per client identity, shared by all its sessions and
+    /// connections, so that the limit holds per client, not per connection.
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The language model behind `mcp.llm.chat`, when one is configured.
+    llm: Option<LlmProxy>,
+    /// Every transport's refused clients, logged at a bounded rate.
+    pub refusals: crate::front::RefusalLog,
+}
+
+impl Gateway {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        llm: Option<LlmProxy>,
+    ) -> Arc<Gateway> {
+        let mut info = Implementation::new("llmbasedos", env!("CARGO_PKG_VERSION"));
+        info.title = Some("llmbasedos gateway".to_owned());
+        Arc::new(Gateway {
+            config,
+            registry,
+            info,
+            permits: Mutex::new(HashMap::new()),
+            llm,
+            refusals: crate::front::RefusalLog::default(),
+        })
+    }
+
+    /// A new session of the client `identity`; its notifications (progress,
+    /// list changes) go to `outgoing`.
+    pub fn session(&self, identity: String, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
+        let permits = self
+            .permits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(identity.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_concurrent_requests)))
+            .clone();
+        Session::new(identity, outgoing, permits)
+    }
+
+    /// Handles one message from a client. For a request, the returned
+    /// response is to be sent; notifications return `None`.
+    pub async fn handle(&self, session: &Arc<Session>, message: Message) -> Option<Response> {
+        match message {
+            Message::Request(request) => Some(self.request(session, request).await),
+            Message::Notification(notification) => {
+                self.notification(session, &notification);
+                None
+            }
+            Message::Response(_) => None,
+        }
+    }
+
+    /// Admits a request and returns the future that answers it, for the
+    /// transport to poll (stream transports poll it on the connection's own
+    /// task: no task spawn and no hand-off per request). The future yields
+    /// `None` when the request was cancelled: MCP sends no answer then.
+    /// A request whose id is in use gets its error response at once.
+    ///
+    /// `permit` is one of the client's request slots, when the transport
+    /// waited for it itself (stream transports do, so that a connection
+    /// reads its next request only once this one has a slot); without it,
+    /// the future waits for a slot in turn, at most the backend timeout,
+    /// then answers [`code::TOO_MANY_REQUESTS`].
+    ///
+    /// With `raw_results`, a seed call of a backend method may be answered
+    /// with the backend's result text as it came ([`Answer::Raw`]), never
+    /// parsed nor re-serialized: a transport that writes JSON text asks
+    /// for that.
+    pub fn start_request(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        request: Request,
+        raw_results: bool,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<RequestFuture, Response> {
+        let (abort, registration) = AbortHandle::new_pair();
+        {
+            let mut running = session.running();
+            if running.contains_key(&request.id) {
+                let error = ErrorObject::invalid_request(format!(
+                    "request id {} is already in use by a running request",
+                    proto::text::echo(&request.id.to_string())
+                ));
+                return Err(Response::error(Some(request.id), error));
+            }
+            running.insert(request.id.clone(), abort);
+        }
+        let gateway = self.clone();
+        let session = session.clone();
+        Ok(Box::pin(async move {
+            let id = request.id.clone();
+            let answer = async {
+                // Without a slot yet, the request waits its turn (and can
+                // be cancelled meanwhile).
+                let _permit = match permit {
+                    Some(permit) => permit,
+                    None => match session.permit(gateway.config.backend_timeout).await {
+                        Some(permit) => permit,
+                        None => return Answer::Response(gateway.too_many(request.id)),
+                    },
+                };
+                if raw_results {
+                    gateway.request_raw(&session, request).await
+                } else {
+                    Answer::Response(gateway.request(&session, request).await)
+                }
+            };
+            let outcome = Abortable::new(answer, registration).await;
+            session.running().remove(&id);
+            outcome.ok()
+        }))
+    }
+
+    /// The answer to a request that waited longer than the backend timeout
+    /// for one of its client's request slots.
+    pub fn too_many(&self, id: RequestId) -> Response {
+        let error = ErrorObject::new(
+            code::TOO_MANY_REQUESTS,
+            format!(
+                "this client had {} requests running for {} and this one found no slot: wait for answers before sending more",
+                self.config.max_concurrent_requests,
+                human(self.config.backend_timeout)
+            ),
+        );
+        Response::error(Some(id), error)
+    }
+
+    /// Runs a request as its own task (for transports with no connection
+    /// task to poll it on); `respond` gets the answer (never called for a
+    /// cancelled request, as MCP specifies).
+    pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
+    where
+        F: FnOnce(Response) + Send + 'static,
+    {
+        match self.start_request(session, request, false, None) {
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    if let Some(answer) = answer.await {
+                        respond(answer.into_response());
+                    }
+                });
+            }
+            Err(refusal) => respond(refusal),
+        }
+    }
+
+    /// Handles a notification from the client (cancellation, mostly).
+    pub fn notification(&self, session: &Session, notification: &Notification) {
+        match notification.method.as_str() {
+            method::NOTIFICATIONS_INITIALIZED => {}
+            method::NOTIFICATIONS_CANCELLED => {
+                // A malformed cancellation cancels nothing (a notification
+                // has no answer to carry an error).
+                let id = notification.params.as_ref().and_then(|params| {
+                    CancelledNotificationParams::deserialize(params)
+                        .ok()?
+                        .request_id
+                });
+                if let Some(id) = id {
+                    session.cancel(&id);
+                }
+            }
+            other => tracing::debug!(method = %escaped(other), "ignoring notification"),
+        }
+    }
+    async fn request(&self, session: &Arc<Session>, request: Request) -> Response {
+        let Request { id, method, params } = request;
+        let outcome = self.route(session, &id, &method, params).await;
+        Response {
+            id: Some(id),
+            outcome,
+        }
+    }
+
+    /// Reads `_meta` once, checks the era, parses the params into the
+    /// method's typed params, and serialises the typed answer for its era.
+    async fn route(
+        &self,
+        session: &Arc<Session>,
+        id: &RequestId,
+        name: &str,
+        mut params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let meta = RequestMeta::take(&mut params)?;
+        let era = if meta.is_modern() {
+            meta.validate_modern()?;
+            Era::Modern
+        } else {
+            Era::Legacy
+        };
+        if let Some(only) = method::exclusive_era(name)
+            && only != era
+        {
+            return Err(ErrorObject::method_not_found(&echo(name)).with_data(json!({
+                "reason": match era {
+                    Era::Modern => "removed in protocol 2026-07-28",
+                    Era::Legacy => "exists only in protocol 2026-07-28: send _meta with the protocol version",
+                }
+            })));
+        }
+        let progress_token = meta.progress_token;
+        if let Some(level) = meta.log_level {
+            session.state().log_level = Some(level);
+        }
+        let reply = match name {
+            method::INITIALIZE => self.initialize(session, parse_params(name, params)?),
+            method::PING => Reply::Empty(EmptyResult::default()),
+            method::SERVER_DISCOVER => self.discover(),
+            method::TOOLS_LIST => self.list_tools(parse_params(name, params)?)?,
+            method::TOOLS_CALL => {
+                self.call_tool(session, parse_params(name, params)?, progress_token)
+                    .await?
+            }
+            method::RESOURCES_LIST => {
+                self.list_resources(session, parse_params(name, params)?)
+                    .await?
+            }
+            method::RESOURCES_TEMPLATES_LIST => self.resource_templates(),
+            method::RESOURCES_READ => {
+                self.read_resource(session, parse_params(name, params)?, era)
+                    .await?
+            }
+            method::RESOURCES_SUBSCRIBE => {
+                self.subscribe(session, parse_params(name, params)?).await?
+            }
+            method::RESOURCES_UNSUBSCRIBE => self.unsubscribe(session, parse_params(name, params)?),
+            method::PROMPTS_LIST => self.list_prompts(),
+            method::PROMPTS_GET => {
+                self.get_prompt(session, parse_params(name, params)?)
+                    .await?
+            }
+            method::LOGGING_SET_LEVEL => self.set_level(session, parse_params(name, params)?),
+            method::COMPLETION_COMPLETE => {
+                self.complete(session, parse_params(name, params)?).await?
+            }
+            _ => {
+                self.classic(session, id, name, params, progress_token)
+                    .await?
+            }
+        };
+        let shape = match era {
+            Era::Modern => Shape::Modern,
+            Era::Legacy => Shape::Legacy(
+                session
+                    .state()
+                    .legacy_version
+                    .unwrap_or(ProtocolVersion::LATEST_LEGACY),
+            ),
+        };
+        reply.into_value(shape, &self.info)
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
+    serde_json::to_value(value)
+        .map_err(|error| ErrorObject::internal(format!("cannot encode the result: {error}")))
+}
+
+fn human(duration: Duration) -> String {
+    format!("{} s", duration.as_secs())
+}

@@ -1,0 +1,197 @@
+//! Sessions and admission: one client's era, log level, running requests
+//! (cancellable by id), request slots and resource subscriptions.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::AbortHandle;
+use proto::mcp::{self, LoggingLevel, ProtocolVersion, method};
+use proto::{Message, Notification, RequestId};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// One client's state: its protocol era, log level, running requests.
+/// Cheap to [`Session::fork`]: an HTTP request gets its own notification
+/// stream while sharing the session's state.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) shared: Arc<SessionShared>,
+    outgoing: mpsc::Sender<Message>,
+}
+
+#[derive(Debug)]
+pub(super) struct SessionShared {
+    /// Who the client is (a token holder, a uid), for logs and limits.
+    pub(super) identity: String,
+    pub(super) state: Mutex<SessionState>,
+    /// foldhash: a client's own ids, at most `max_concurrent_requests` of them.
+    pub(super) running: Mutex<foldhash::HashMap<RequestId, AbortHandle>>,
+    pub(super) permits: Arc<Semaphore>,
+    /// The session's own notification channel (for Streamable HTTP the GET
+    /// stream, for UNIX and WebSocket the connection): where
+    /// `notifications/resources/updated` goes, whichever request subscribed.
+    pub(super) home: mpsc::Sender<Message>,
+    /// The live `resources/subscribe` watches, by URI.
+    pub(super) subscriptions: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct SessionState {
+    pub(super) legacy_version: Option<ProtocolVersion>,
+    pub(super) log_level: Option<LoggingLevel>,
+}
+
+impl Session {
+    pub(super) fn new(
+        identity: String,
+        outgoing: mpsc::Sender<Message>,
+        permits: Arc<Semaphore>,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            shared: Arc::new(SessionShared {
+                identity,
+                state: Mutex::new(SessionState::default()),
+                running: Mutex::new(foldhash::HashMap::default()),
+                permits,
+                home: outgoing.clone(),
+                subscriptions: Mutex::new(HashMap::new()),
+            }),
+            outgoing,
+        })
+    }
+
+    /// The same session, with notifications going to `outgoing`.
+    pub fn fork(&self, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
+        Arc::new(Session {
+            shared: self.shared.clone(),
+            outgoing,
+        })
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
+    }
+
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn running(
+        &self,
+    ) -> std::sync::MutexGuard<'_, foldhash::HashMap<RequestId, AbortHandle>> {
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the client went through `initialize` (2025-11-25) and so
+    /// wants `notifications/tools/list_changed`.
+    pub fn wants_list_changed(&self) -> bool {
+        self.state().legacy_version.is_some()
+    }
+
+    /// The protocol revision the client negotiated with `initialize`, if
+    /// it went through it.
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.state().legacy_version
+    }
+
+    /// Sends a notification to the client; dropped if it is not reading.
+    pub fn notify(&self, method: &str, params: Option<Value>) {
+        let _ = self.outgoing.try_send(Message::Notification(Notification {
+            method: method.to_owned(),
+            params,
+        }));
+    }
+
+    /// Sends a log record (`notifications/message`) if the client asked for
+    /// records of this level (`logging/setLevel`, or a 2026-07-28 request's
+    /// `io.modelcontextprotocol/logLevel`).
+    pub fn log(&self, level: LoggingLevel, data: Value) {
+        let wanted = self
+            .state()
+            .log_level
+            .is_some_and(|minimum| level >= minimum);
+        if wanted {
+            let params = mcp::LoggingMessageNotificationParams {
+                level,
+                logger: Some("llmbasedos-gateway".to_owned()),
+                data,
+                meta: None,
+            };
+            if let Ok(params) = serde_json::to_value(params) {
+                self.notify(method::NOTIFICATIONS_MESSAGE, Some(params));
+            }
+        }
+    }
+
+    /// Stops a running request (`notifications/cancelled`).
+    pub fn cancel(&self, id: &RequestId) {
+        if let Some(handle) = self.running().remove(id) {
+            handle.abort();
+        }
+    }
+
+    /// One of the client's request slots, if one is free now.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.shared.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits for one of the client's request slots, in turn (the semaphore
+    /// is FIFO), at most `wait`; `None` when none came.
+    pub fn permit(
+        &self,
+        wait: Duration,
+    ) -> impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static {
+        let permits = self.shared.permits.clone();
+        async move {
+            tokio::time::timeout(wait, permits.acquire_owned())
+                .await
+                .ok()?
+                .ok()
+        }
+    }
+
+    /// How many requests are running.
+    pub fn running_count(&self) -> usize {
+        self.running().len()
+    }
+
+    /// Stops every running request (the client went away).
+    pub fn cancel_all(&self) {
+        for (_, handle) in self.running().drain() {
+            handle.abort();
+        }
+        self.shared.end_subscriptions();
+    }
+}
+
+impl SessionShared {
+    pub(super) fn subscriptions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn end_subscriptions(&self) {
+        for (_, handle) in self.subscriptions().drain() {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for SessionShared {
+    /// A session that is gone leaves no watch running (the watch tasks hold
+    /// only the notification channel, never the session).
+    fn drop(&mut self) {
+        self.end_subscriptions();
+    }
+}

@@ -1,0 +1,169 @@
+//! Tools: `tools/list` (every service's methods and upstream tools, paged)
+//! and `tools/call` (a backend method or an upstream server's tool).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::CallError;
+use proto::ErrorObject;
+use proto::mcp::{
+    self, CallToolParams, CallToolResult, JsonObject, ListToolsParams, ListToolsResult, method,
+};
+use proto::text::echo;
+use serde_json::{Map, Value};
+
+use super::backend::forward_progress;
+use super::{Gateway, Reply, Session, human, to_value};
+use crate::registry::{ToolTarget, UpstreamLink};
+
+/// Tools per `tools/list` page.
+const TOOLS_PAGE: usize = 100;
+
+impl Gateway {
+    /// `tools/list`: a page of the snapshot's tools; the cursor is the
+    /// index of the page's first tool.
+    pub(super) fn list_tools(&self, params: ListToolsParams) -> Result<Reply, ErrorObject> {
+        let snapshot = self.registry.snapshot();
+        let start = match params.cursor {
+            None => 0,
+            Some(cursor) => cursor
+                .parse::<usize>()
+                .ok()
+                .filter(|start| *start <= snapshot.tools.len())
+                .ok_or_else(|| {
+                    ErrorObject::invalid_params(
+                        "invalid cursor: pass back a nextCursor from tools/list",
+                    )
+                })?,
+        };
+        let end = (start + TOOLS_PAGE).min(snapshot.tools.len());
+        Ok(Reply::Tools(ListToolsResult {
+            tools: snapshot.tools[start..end].to_vec(),
+            next_cursor: (end < snapshot.tools.len()).then(|| end.to_string()),
+            ..ListToolsResult::default()
+        }))
+    }
+
+    /// `tools/call`: a backend method's result as a tool result (its
+    /// failure too, so that the model can correct its call), or an
+    /// upstream server's result as it came.
+    pub(super) async fn call_tool(
+        &self,
+        session: &Arc<Session>,
+        params: CallToolParams,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Reply, ErrorObject> {
+        let name = params.name.as_str();
+        let arguments = params.arguments.unwrap_or_default();
+        let snapshot = self.registry.snapshot();
+        let result = match snapshot.tool_targets.get(name) {
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "unknown tool: {}; tools/list names the available ones",
+                    echo(name)
+                )));
+            }
+            Some(ToolTarget::Upstream { link, name }) => {
+                return self
+                    .call_upstream(session, link, name, arguments, progress_token)
+                    .await;
+            }
+            Some(ToolTarget::Method(method)) => {
+                let Some(service) = snapshot.methods.get(method) else {
+                    return Err(ErrorObject::internal(
+                        "the tool's service vanished; list the tools again",
+                    ));
+                };
+                // Only an MCP host gets media as content blocks (`_content`);
+                // classic callers keep the backend's own shape.
+                let mut arguments = arguments;
+                let mut meta = JsonObject::new();
+                meta.insert(mcp::meta_key::CONTENT_BLOCKS.to_owned(), Value::Bool(true));
+                arguments.insert("_meta".to_owned(), Value::Object(meta));
+                match self
+                    .call_backend(
+                        session,
+                        service,
+                        method,
+                        Some(Value::Object(arguments)),
+                        progress_token,
+                    )
+                    .await
+                {
+                    Ok(Value::Object(object)) => tool_result(object),
+                    Ok(other) => CallToolResult::text(other.to_string()),
+                    // The model reads the message and can correct its call.
+                    Err(error) => CallToolResult::error(tool_error_message(&error)),
+                }
+            }
+        };
+        Ok(Reply::ToolCall(result))
+    }
+
+    /// A tool of a third-party server: its result passes through as it is.
+    async fn call_upstream(
+        &self,
+        session: &Arc<Session>,
+        link: &Arc<UpstreamLink>,
+        tool: &str,
+        arguments: JsonObject,
+        progress_token: Option<mcp::ProgressToken>,
+    ) -> Result<Reply, ErrorObject> {
+        let params = to_value(&CallToolParams::new(tool, arguments))?;
+        let (progress, forwarder) = forward_progress(session, progress_token);
+        let call = link.client.call(method::TOOLS_CALL, Some(params), progress);
+        let outcome = tokio::time::timeout(self.config.backend_timeout, call).await;
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+        }
+        match outcome {
+            Ok(Ok(result)) => Ok(Reply::UpstreamToolCall(result)),
+            Ok(Err(CallError::Server(error))) => Err(error),
+            Ok(Err(_)) => Ok(Reply::ToolCall(CallToolResult::error(format!(
+                "the {} server stopped while handling the call; it is being restarted, retry shortly",
+                link.name
+            )))),
+            Err(_) => Ok(Reply::ToolCall(CallToolResult::error(format!(
+                "the {} server did not answer within {}",
+                link.name,
+                human(self.config.backend_timeout)
+            )))),
+        }
+    }
+}
+
+/// A backend's result as an MCP tool result. An object may carry
+/// `_content`, MCP content blocks (an image, audio) meant for the host; the
+/// rest is the structured result, also given as JSON text when there are
+/// no such blocks.
+pub(super) fn tool_result(mut object: Map<String, Value>) -> CallToolResult {
+    let blocks = match object.remove("_content") {
+        Some(blocks) => match serde_json::from_value::<Vec<mcp::Content>>(blocks) {
+            Ok(blocks) => blocks,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring malformed _content in a backend result");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let mut result = CallToolResult::structured(Value::Object(object));
+    if !blocks.is_empty() {
+        result.content = blocks;
+    }
+    result
+}
+
+/// A backend error's message for an MCP host: a hint in the error's data
+/// ([`proto::ErrorHint`]) is rendered with the tool's name instead of
+/// the method's, so a host that follows it calls a tool that exists.
+pub(super) fn tool_error_message(error: &ErrorObject) -> String {
+    let Some(hint) = proto::ErrorHint::of(error) else {
+        return error.message.clone();
+    };
+    let Some(tool) = proto::caps::tool_name(&hint.method) else {
+        return error.message.clone();
+    };
+    let plain = hint.plain(&error.message);
+    format!("{plain}; {}", hint.render(&format!("the {tool} tool")))
+}
