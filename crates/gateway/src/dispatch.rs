@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::config::Config;
 use crate::llm::{ChatParams, LlmError, LlmProxy};
 use crate::registry::{Registry, Service, ToolTarget, UpstreamLink};
+use crate::tool_result::{self, RawToolResult};
 
 /// Error codes of the gateway itself, for the seed's direct method calls
 /// (MCP tool calls report backend failures as tool results instead).
@@ -59,6 +60,12 @@ pub enum Answer {
         id: RequestId,
         result: Box<RawValue>,
     },
+    /// A backend tool's successful result as the backend wrote it, in the
+    /// MCP tool result it is sent in ([`crate::tool_result`]).
+    Tool {
+        id: RequestId,
+        result: RawToolResult,
+    },
 }
 
 impl Answer {
@@ -66,7 +73,7 @@ impl Answer {
     pub fn id(&self) -> Option<&RequestId> {
         match self {
             Answer::Response(response) => response.id.as_ref(),
-            Answer::Raw { id, .. } => Some(id),
+            Answer::Raw { id, .. } | Answer::Tool { id, .. } => Some(id),
         }
     }
 
@@ -75,6 +82,13 @@ impl Answer {
         match self {
             Answer::Response(response) => response,
             Answer::Raw { id, result } => match serde_json::from_str(result.get()) {
+                Ok(value) => Response::success(id, value),
+                Err(error) => Response::error(
+                    Some(id),
+                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
+                ),
+            },
+            Answer::Tool { id, result } => match result.into_value() {
                 Ok(value) => Response::success(id, value),
                 Err(error) => Response::error(
                     Some(id),
@@ -91,6 +105,13 @@ impl serde::Serialize for Answer {
         match self {
             Answer::Response(response) => response.serialize(serializer),
             Answer::Raw { id, result } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("result", result)?;
+                map.end()
+            }
+            Answer::Tool { id, result } => {
                 let mut map = serializer.serialize_map(Some(3))?;
                 map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
                 map.serialize_entry("id", id)?;
@@ -392,20 +413,21 @@ impl Gateway {
 
     /// Runs a request as its own task (for transports with no connection
     /// task to poll it on); `respond` gets the answer (never called for a
-    /// cancelled request, as MCP specifies).
+    /// cancelled request, as MCP specifies), which may be raw result text
+    /// as for stream transports: the transport writes it as it is.
     pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
     where
-        F: FnOnce(Response) + Send + 'static,
+        F: FnOnce(Answer) + Send + 'static,
     {
-        match self.start_request(session, request, false, None) {
+        match self.start_request(session, request, true, None) {
             Ok(answer) => {
                 tokio::spawn(async move {
                     if let Some(answer) = answer.await {
-                        respond(answer.into_response());
+                        respond(answer);
                     }
                 });
             }
-            Err(refusal) => respond(refusal),
+            Err(refusal) => respond(Answer::Response(refusal)),
         }
     }
 
@@ -447,7 +469,7 @@ impl Gateway {
             })
             .flatten();
         let Some(service) = service else {
-            return Answer::Response(self.request(session, request).await);
+            return self.answer(session, request).await;
         };
         let Request { id, method, params } = request;
         match self
@@ -463,11 +485,17 @@ impl Gateway {
     }
 
     async fn request(&self, session: &Arc<Session>, request: Request) -> Response {
+        self.answer(session, request).await.into_response()
+    }
+
+    /// A request's answer, where a backend tool's result may stay the
+    /// backend's text ([`Answer::Tool`]).
+    async fn answer(&self, session: &Arc<Session>, request: Request) -> Answer {
         let Request { id, method, params } = request;
-        let outcome = self.route(session, &id, &method, params).await;
-        Response {
-            id: Some(id),
-            outcome,
+        match self.route(session, &id, &method, params).await {
+            Ok(Routed::Value(value)) => Answer::Response(Response::success(id, value)),
+            Ok(Routed::Tool(result)) => Answer::Tool { id, result },
+            Err(error) => Answer::Response(Response::error(Some(id), error)),
         }
     }
 
@@ -477,7 +505,7 @@ impl Gateway {
         id: &RequestId,
         name: &str,
         mut params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Routed, ErrorObject> {
         let meta = RequestMeta::from_params(params.as_ref()).map_err(ErrorObject::from)?;
         let era = if meta.is_modern() {
             meta.validate_modern().map_err(ErrorObject::from)?;
@@ -507,7 +535,20 @@ impl Gateway {
             method::PING => Ok(json!({})),
             method::SERVER_DISCOVER => self.discover(),
             method::TOOLS_LIST => self.list_tools(params.as_ref()),
-            method::TOOLS_CALL => self.call_tool(session, params, progress_token).await,
+            method::TOOLS_CALL => {
+                let version = session
+                    .state()
+                    .legacy_version
+                    .unwrap_or(ProtocolVersion::LATEST_LEGACY);
+                let shape = tool_result::Shape::new(era, version, &self.info);
+                match self
+                    .call_tool(session, params, progress_token, shape)
+                    .await?
+                {
+                    ToolAnswer::Raw(result) => return Ok(Routed::Tool(result)),
+                    ToolAnswer::Value(value) => Ok(value),
+                }
+            }
             method::RESOURCES_LIST => self.list_resources(session, params.as_ref()).await,
             method::RESOURCES_TEMPLATES_LIST => Ok(self.resource_templates()),
             method::RESOURCES_READ => self.read_resource(session, params, era).await,
@@ -536,15 +577,17 @@ impl Gateway {
                 }
             }
         };
-        result.map(|value| match era {
-            Era::Modern => self.modern_result(name, value),
-            Era::Legacy => {
-                let version = session
-                    .state()
-                    .legacy_version
-                    .unwrap_or(ProtocolVersion::LATEST_LEGACY);
-                legacy_result(version, name, value)
-            }
+        result.map(|value| {
+            Routed::Value(match era {
+                Era::Modern => self.modern_result(name, value),
+                Era::Legacy => {
+                    let version = session
+                        .state()
+                        .legacy_version
+                        .unwrap_or(ProtocolVersion::LATEST_LEGACY);
+                    legacy_result(version, name, value)
+                }
+            })
         })
     }
 
@@ -638,12 +681,16 @@ impl Gateway {
         to_value(&result)
     }
 
+    /// `tools/call`. A backend tool's result that needs only wrapping is
+    /// answered as the backend's text in `shape` ([`crate::tool_result`]);
+    /// every other result as a tree, for the era's shaping.
     async fn call_tool(
         &self,
         session: &Arc<Session>,
         params: Option<Value>,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Value, ErrorObject> {
+        shape: tool_result::Shape,
+    ) -> Result<ToolAnswer, ErrorObject> {
         let params = params.unwrap_or_else(|| json!({}));
         let name = params
             .get("name")
@@ -669,7 +716,8 @@ impl Gateway {
             Some(ToolTarget::Upstream { link, name }) => {
                 return self
                     .call_upstream(session, link, name, arguments, progress_token)
-                    .await;
+                    .await
+                    .map(ToolAnswer::Value);
             }
             Some(ToolTarget::Method(method)) => {
                 let Some(service) = snapshot.methods.get(method) else {
@@ -686,18 +734,29 @@ impl Gateway {
                         json!({ mcp::meta_key::CONTENT_BLOCKS: true }),
                     );
                 }
-                match self
-                    .call_backend(session, service, method, Some(arguments), progress_token)
+                let raw = match self
+                    .call_backend_raw(session, service, method, Some(arguments), progress_token)
                     .await
                 {
+                    Ok(raw) => raw,
+                    // The model reads the message and can correct its call.
+                    Err(error) => {
+                        return to_value(&CallToolResult::error(tool_error_message(&error)))
+                            .map(ToolAnswer::Value);
+                    }
+                };
+                let raw = match tool_result::RawToolResult::wrap(raw, shape) {
+                    Ok(result) => return Ok(ToolAnswer::Raw(result)),
+                    Err(raw) => raw,
+                };
+                match parse_backend(service, &raw) {
                     Ok(Value::Object(object)) => tool_result(object),
                     Ok(other) => CallToolResult::text(other.to_string()),
-                    // The model reads the message and can correct its call.
                     Err(error) => CallToolResult::error(tool_error_message(&error)),
                 }
             }
         };
-        to_value(&result)
+        to_value(&result).map(ToolAnswer::Value)
     }
 
     /// A tool of a third-party server: its result passes through as it is.
@@ -742,12 +801,7 @@ impl Gateway {
         let raw = self
             .call_backend_raw(session, service, method, params, progress_token)
             .await?;
-        serde_json::from_str(raw.get()).map_err(|error| {
-            ErrorObject::internal(format!(
-                "the {} service's answer cannot be read: {error}",
-                service.name
-            ))
-        })
+        parse_backend(service, &raw)
     }
 
     /// A backend call whose result goes back as the backend wrote it.
@@ -1231,6 +1285,29 @@ fn legacy_result(version: ProtocolVersion, name: &str, mut value: Value) -> Valu
         }
     }
     value
+}
+
+/// What a route gives: a tree, or a backend tool's result kept as the
+/// backend's text.
+enum Routed {
+    Value(Value),
+    Tool(RawToolResult),
+}
+
+/// What `tools/call` gives: see [`Routed`].
+enum ToolAnswer {
+    Value(Value),
+    Raw(RawToolResult),
+}
+
+/// A backend's result text as a tree.
+fn parse_backend(service: &Service, raw: &RawValue) -> Result<Value, ErrorObject> {
+    serde_json::from_str(raw.get()).map_err(|error| {
+        ErrorObject::internal(format!(
+            "the {} service's answer cannot be read: {error}",
+            service.name
+        ))
+    })
 }
 
 /// A backend's result as an MCP tool result. An object may carry

@@ -617,8 +617,8 @@ async fn post_message(
         id: Some(request.id.clone()),
     };
     if wants_stream && has_progress {
-        gateway.spawn_request(&session, request, move |response| {
-            let _ = events_tx.try_send(Message::Response(response));
+        gateway.spawn_request(&session, request, move |answer| {
+            let _ = events_tx.try_send(Message::Response(answer.into_response()));
         });
         return Sse::new(request_stream(events_rx, cancel_on_drop))
             .keep_alive(KeepAlive::default())
@@ -631,9 +631,9 @@ async fn post_message(
     });
     let mut cancel_on_drop = cancel_on_drop;
     match answer_rx.await {
-        Ok(response) => {
+        Ok(answer) => {
             cancel_on_drop.id = None;
-            json_reply(Some(response))
+            json_answer(&answer)
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -663,19 +663,22 @@ fn refuse_protocol_header(headers: &HeaderMap) -> Option<HttpResponse> {
 
 fn json_reply(response: Option<Response>) -> HttpResponse {
     match response {
-        Some(response) => {
-            let body = serde_json::to_vec(&response).unwrap_or_default();
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response()
-        }
+        Some(response) => json_answer(&response),
         None => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// An answer as a JSON body (raw result text written as it is).
+fn json_answer(answer: &impl serde::Serialize) -> HttpResponse {
+    let body = serde_json::to_vec(answer).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Cancels the request if the HTTP exchange ends before its answer (the

@@ -391,25 +391,42 @@ async fn read_gateway(
     shared: Arc<Mutex<Shared>>,
     stdout: mpsc::Sender<Vec<u8>>,
 ) {
-    let mut frames = FramedRead::new(read, DelimitedCodec::nul(max_message));
+    // The gateway's answers may be larger than what the host may send: a
+    // tool result carries a backend's result twice.
+    let bound = proto::mcp::CallToolResult::size_bound(max_message);
+    let mut frames = FramedRead::new(read, DelimitedCodec::nul(bound));
     while let Some(frame) = frames.next().await {
         let Ok(frame) = frame else {
             break;
         };
-        let Frame::Message(bytes) = frame else {
-            continue;
+        let bytes = match frame {
+            Frame::Message(bytes) => bytes,
+            Frame::TooLarge { limit } => {
+                // Never sent by a gateway of the same configuration; the
+                // host is told rather than left waiting (with no id: the
+                // frame is not read).
+                tracing::warn!("the gateway sent a message over {limit} bytes; dropped it");
+                let error = ErrorObject::internal(format!(
+                    "the gateway's answer exceeds the bridge's limit of {limit} bytes and was dropped; start the bridge with the gateway's configuration (--config), whose limits.max_message_bytes both use"
+                ));
+                let line = Message::Response(Response::error(None, error)).to_vec();
+                if stdout.send(line).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
-        if let Ok(Message::Response(response)) = Message::from_slice(&bytes)
-            && let Some(id) = &response.id
-        {
+        if let Some(id) = response_id(&bytes) {
             let mut shared = shared.lock().expect("bridge state");
-            if let Some(waiter) = shared.replays.remove(id) {
-                if let Some(waiter) = waiter {
+            if let Some(waiter) = shared.replays.remove(&id) {
+                if let Some(waiter) = waiter
+                    && let Ok(Message::Response(response)) = Message::from_slice(&bytes)
+                {
                     let _ = waiter.send(response);
                 }
                 continue;
             }
-            shared.in_flight.remove(id);
+            shared.in_flight.remove(&id);
         }
         if stdout.send(bytes.to_vec()).await.is_err() {
             return;
@@ -417,6 +434,22 @@ async fn read_gateway(
     }
     tracing::warn!("the gateway closed the connection; reconnecting on the host's next message");
     lose(&shared, generation, &stdout).await;
+}
+
+/// The id of a response from the gateway; `None` for anything else. Only
+/// the envelope is read: the result, which may be megabytes, is skipped
+/// rather than built, and the line goes to the host as the gateway wrote it.
+fn response_id(bytes: &[u8]) -> Option<RequestId> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: Option<RequestId>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
+    match envelope.method {
+        Some(_) => None,
+        None => envelope.id,
+    }
 }
 
 /// Marks a connection as gone (once) and answers what was in flight on it.
