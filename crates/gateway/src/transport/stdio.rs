@@ -126,10 +126,7 @@ struct Bridge {
 
 impl Bridge {
     async fn relay_stdin(&mut self) -> anyhow::Result<()> {
-        let mut lines = FramedRead::new(
-            tokio::io::stdin(),
-            DelimitedCodec::newline(self.max_message),
-        );
+        let mut lines = FramedRead::new(host_input(), DelimitedCodec::newline(self.max_message));
         while let Some(frame) = lines.next().await {
             match frame? {
                 // One line is one message: a NUL inside it would frame
@@ -367,7 +364,10 @@ impl Bridge {
     }
 
     async fn answer(&self, response: Response) {
-        let _ = self.stdout.send(Message::Response(response).to_vec()).await;
+        let _ = self
+            .stdout
+            .send(line(&Message::Response(response).to_vec()))
+            .await;
     }
 }
 
@@ -409,8 +409,8 @@ async fn read_gateway(
                 let error = ErrorObject::internal(format!(
                     "the gateway's answer exceeds the bridge's limit of {limit} bytes and was dropped; start the bridge with the gateway's configuration (--config), whose limits.max_message_bytes both use"
                 ));
-                let line = Message::Response(Response::error(None, error)).to_vec();
-                if stdout.send(line).await.is_err() {
+                let answer = Message::Response(Response::error(None, error)).to_vec();
+                if stdout.send(line(&answer)).await.is_err() {
                     return;
                 }
                 continue;
@@ -428,7 +428,7 @@ async fn read_gateway(
             }
             shared.in_flight.remove(&id);
         }
-        if stdout.send(bytes.to_vec()).await.is_err() {
+        if stdout.send(line(&bytes)).await.is_err() {
             return;
         }
     }
@@ -468,17 +468,94 @@ async fn lose(shared: &Mutex<Shared>, generation: u64, stdout: &mpsc::Sender<Vec
             "the llmbasedos gateway restarted during the call; it may or may not have taken effect: check before retrying it",
         );
         let _ = stdout
-            .send(Message::Response(Response::error(Some(id), error)).to_vec())
+            .send(line(
+                &Message::Response(Response::error(Some(id), error)).to_vec(),
+            ))
             .await;
     }
 }
 
+/// A message as a stdout line, its newline included: one write per line.
+fn line(message: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(message.len() + 1);
+    line.extend_from_slice(message);
+    line.push(b'\n');
+    line
+}
+
+/// Writes the queued lines (each ends with its newline) to stdout.
 async fn write_stdout(mut lines: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = host_output();
     while let Some(line) = lines.recv().await {
         stdout.write_all(&line).await?;
-        stdout.write_all(b"\n").await?;
         stdout.flush().await?;
     }
     Ok(())
+}
+
+/// The host's stdin. Hosts start servers with a pipe (Python's
+/// subprocess) or a socket pair (libuv: Node, Electron) on stdio; those
+/// are read on the event loop like the gateway's socket. tokio's own
+/// `stdin()` does every read on a blocking-pool thread: a thread hand-off
+/// each way per message, which was a large part of a bridged call's time.
+/// Anything else (a terminal, a file) goes through `stdin()`.
+fn host_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdin());
+    };
+    match host_end_kind(&fd) {
+        Some(HostEnd::Pipe) => match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => Box::new(pipe),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        Some(HostEnd::Socket) => match socket_end(fd) {
+            Ok(socket) => Box::new(socket),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The host's stdout, as [`host_input`] takes its stdin.
+fn host_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdout());
+    };
+    match host_end_kind(&fd) {
+        Some(HostEnd::Pipe) => match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+            Ok(pipe) => Box::new(pipe),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        Some(HostEnd::Socket) => match socket_end(fd) {
+            Ok(socket) => Box::new(socket),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        None => Box::new(tokio::io::stdout()),
+    }
+}
+
+enum HostEnd {
+    Pipe,
+    Socket,
+}
+
+fn host_end_kind(fd: &std::os::fd::OwnedFd) -> Option<HostEnd> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(fd.try_clone().ok()?);
+    let kind = file.metadata().ok()?.file_type();
+    if kind.is_fifo() {
+        Some(HostEnd::Pipe)
+    } else if kind.is_socket() {
+        Some(HostEnd::Socket)
+    } else {
+        None
+    }
+}
+
+fn socket_end(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(socket)
 }
