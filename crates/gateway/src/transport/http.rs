@@ -44,7 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dispatch::{Gateway, Session};
+use crate::dispatch::{Answer, Gateway, Session};
 use crate::front::AcceptBackoff;
 use crate::transport::{OUTPUT_HIGH_WATER, StreamClient};
 
@@ -617,10 +617,12 @@ async fn post_message(
         id: Some(request.id.clone()),
     };
     if wants_stream && has_progress {
+        let (answer_tx, answer_rx) = oneshot::channel();
         gateway.spawn_request(&session, request, move |answer| {
-            let _ = events_tx.try_send(Message::Response(answer.into_response()));
+            let _ = answer_tx.send(answer);
         });
-        return Sse::new(request_stream(events_rx, cancel_on_drop))
+        drop(events_tx);
+        return Sse::new(request_stream(events_rx, answer_rx, cancel_on_drop))
             .keep_alive(KeepAlive::default())
             .into_response();
     }
@@ -702,24 +704,35 @@ fn sse_event(message: &Message) -> Event {
         .data(String::from_utf8_lossy(&message.to_vec()))
 }
 
-/// A POST's SSE stream: the request's notifications, then its response.
-/// Dropped early (the client left), it cancels the request.
+/// A POST's SSE stream: the request's notifications, then its answer
+/// (written from the [`Answer`], raw result text as it is). Dropped early
+/// (the client left), it cancels the request.
 fn request_stream(
     events: mpsc::Receiver<Message>,
+    answer: oneshot::Receiver<Answer>,
     cancel_on_drop: CancelOnDrop,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
-        (events, cancel_on_drop, false),
-        |(mut events, mut cancel_on_drop, done)| async move {
-            if done {
-                return None;
+        (events, Some(answer), cancel_on_drop),
+        |(mut events, answer, mut cancel_on_drop)| async move {
+            let mut answer = answer?;
+            // Every notification of the request is queued before its
+            // answer is ready: taking ready notifications first keeps
+            // them before the answer.
+            tokio::select! {
+                biased;
+                Some(message) = events.recv() => {
+                    Some((Ok(sse_event(&message)), (events, Some(answer), cancel_on_drop)))
+                }
+                outcome = &mut answer => {
+                    let outcome = outcome.ok()?;
+                    cancel_on_drop.id = None;
+                    let event = Event::default()
+                        .event("message")
+                        .data(serde_json::to_string(&outcome).unwrap_or_default());
+                    Some((Ok(event), (events, None, cancel_on_drop)))
+                }
             }
-            let message = events.recv().await?;
-            let last = matches!(message, Message::Response(_));
-            if last {
-                cancel_on_drop.id = None;
-            }
-            Some((Ok(sse_event(&message)), (events, cancel_on_drop, last)))
         },
     )
 }
