@@ -81,10 +81,18 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The default bound of a connection's messages: the largest answer a
+/// gateway of the default message limit sends (a tool result carries a
+/// backend's result twice, `proto::mcp::CallToolResult::size_bound`); what
+/// this side sends is bounded by the gateway's own limit anyway.
+pub const DEFAULT_ANSWER_BOUND: usize =
+    proto::mcp::CallToolResult::size_bound(proto::DEFAULT_MAX_MESSAGE);
+
 /// Options of a connection.
 #[derive(Debug, Default)]
 pub struct ConnectOptions {
-    /// The largest message in either direction (default 16 MiB).
+    /// The largest message in either direction (default
+    /// [`DEFAULT_ANSWER_BOUND`]: what a gateway's answer may be).
     pub max_message: Option<usize>,
     /// Where notifications other than progress go (none: dropped).
     pub notifications: Option<mpsc::UnboundedSender<Notification>>,
@@ -105,7 +113,7 @@ impl Connection {
     /// that makes the gateway's relay faster, not slower (no-op cost over a
     /// direct call, p50: 22.4 µs as is, 24.5 µs with readable-only).
     pub fn from_stream(stream: UnixStream, options: ConnectOptions) -> Connection {
-        let codec = DelimitedCodec::nul(options.max_message.unwrap_or(proto::DEFAULT_MAX_MESSAGE));
+        let codec = DelimitedCodec::nul(options.max_message.unwrap_or(DEFAULT_ANSWER_BOUND));
         let (read_half, write_half) = stream.into_split();
         Connection::from_io(read_half, write_half, codec, options)
     }

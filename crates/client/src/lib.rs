@@ -11,7 +11,7 @@ mod http;
 mod pool;
 mod websocket;
 
-pub use connection::{CallError, ConnectOptions, Connection, ProgressSender};
+pub use connection::{CallError, ConnectOptions, Connection, DEFAULT_ANSWER_BOUND, ProgressSender};
 pub use http::{HttpConnection, take_event, web_client};
 pub use pool::Pool;
 pub use websocket::{WebSocketError, connect_websocket};

@@ -85,7 +85,9 @@ pub async fn connect_websocket(
                 source,
             })?;
     let _ = stream.set_nodelay(true);
-    let max_message = options.max_message.unwrap_or(proto::DEFAULT_MAX_MESSAGE);
+    let max_message = options
+        .max_message
+        .unwrap_or(crate::connection::DEFAULT_ANSWER_BOUND);
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));

@@ -29,7 +29,13 @@ pub const DEFAULT_MODEL_DIR: &str = "/usr/share/llmbasedos/models/all-MiniLM-L6-
 
 /// Default read limit: 8 MiB, whose base64 still fits a 16 MiB message.
 pub const DEFAULT_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
-/// Largest read limit accepted: its base64 must fit the message limit.
+/// Largest read limit accepted: a read's answer must fit one message of
+/// the backend wire (`proto::DEFAULT_MAX_MESSAGE`). Its content takes at
+/// most the base64 of the limit as JSON (`ops::read::json_budget`: text
+/// that escapes past it goes as base64), 14.7 MiB for 11 MiB, which leaves
+/// room for the rest of the answer. The gateway bounds its answers by
+/// `proto::mcp::CallToolResult::size_bound` of that message, so the
+/// largest read reaches a host on every transport (tests/e2e/test_largest_read.py).
 pub const MAX_MAX_READ_BYTES: u64 = 11 * 1024 * 1024;
 /// The range of `grep_max_line_bytes`: at least a screenful, at most what
 /// a few searches at once can hold without threatening the machine.

@@ -9,6 +9,8 @@
 //!   methods, MCP tools and a reconnecting connection pool per service.
 //! - [`dispatch`]: the one dispatcher every transport feeds: the seed's
 //!   vocabulary and standard MCP of both eras (2025-11-25, 2026-07-28).
+//! - [`tool_result`]: the fast path of a backend tool's result: its text
+//!   wrapped as the MCP tool result, never parsed nor re-serialized.
 //! - [`front`]: the descriptor budget the connection caps come from,
 //!   the backoff of failing accepts, rate-limited refusal logs.
 //! - [`transport`]: Streamable HTTP and WebSocket (with the Host/Origin and
@@ -27,6 +29,7 @@ pub mod front;
 pub mod llm;
 pub mod registry;
 mod run;
+pub mod tool_result;
 pub mod transport;
 pub mod upstream;
 

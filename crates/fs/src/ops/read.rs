@@ -107,16 +107,26 @@ pub fn read(
         .map(|mime| mime.essence_str().to_owned());
     let is_text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
     let bytes = data.len() as u64;
+    let budget = json_budget(limit);
+    let fits_as_text = || escaped_len(&data) <= budget;
     let (encoding, content) = match encoding {
-        Encoding::Text => match String::from_utf8(data) {
-            Ok(text) => ("text", text),
-            Err(_) => {
+        Encoding::Text => {
+            let escaped = escaped_len(&data);
+            if escaped > budget {
                 return Err(FsError::InvalidValue(format!(
-                    "{path} is not UTF-8 text; read it with encoding \"base64\" or \"auto\""
+                    "{path} as JSON text takes {escaped} bytes (its control characters, quotes and backslashes are escaped), more than the {budget} bytes one read may return; read it with encoding \"auto\" or \"base64\", or part of it with offset/length"
                 )));
             }
-        },
-        Encoding::Auto if is_text => (
+            match String::from_utf8(data) {
+                Ok(text) => ("text", text),
+                Err(_) => {
+                    return Err(FsError::InvalidValue(format!(
+                        "{path} is not UTF-8 text; read it with encoding \"base64\" or \"auto\""
+                    )));
+                }
+            }
+        }
+        Encoding::Auto if is_text && fits_as_text() => (
             "text",
             String::from_utf8(data).expect("checked to be UTF-8"),
         ),
@@ -142,6 +152,27 @@ pub fn read(
         bytes,
         truncated,
     })
+}
+
+/// The most bytes a read's content may take as JSON text when the read
+/// limit is `limit`: the base64 of `limit` bytes. Text whose escaping
+/// takes it past this (control characters take six bytes each, quotes and
+/// backslashes two) goes as base64 under `auto`, and is refused as
+/// `text`, so that every read's answer fits the message bound the limit
+/// was chosen for (`config::MAX_MAX_READ_BYTES`).
+pub const fn json_budget(limit: u64) -> u64 {
+    limit.div_ceil(3).saturating_mul(4)
+}
+
+/// The bytes `data` takes inside a JSON string, as serde_json writes it.
+fn escaped_len(data: &[u8]) -> u64 {
+    data.iter()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Reads at most `limit` bytes; says whether more were there. `expected`
@@ -213,5 +244,68 @@ mod tests {
         assert_eq!(&data[nth_line_start_from_end(data, 9)..], data);
         assert_eq!(&b"a\nb"[nth_line_start_from_end(b"a\nb", 1)..], b"b");
         assert_eq!(nth_line_start_from_end(data, 0), data.len());
+    }
+
+    /// The escaping counted is serde_json's, byte for byte.
+    #[test]
+    fn escaped_length_is_what_json_writes() {
+        for byte in 0..=0x7f_u8 {
+            let text = String::from(char::from(byte)).repeat(3);
+            let written = serde_json::to_string(&text).expect("serializes").len() as u64 - 2;
+            assert_eq!(escaped_len(text.as_bytes()), written, "byte {byte:#04x}");
+        }
+        assert_eq!(escaped_len("é☃".as_bytes()), "é☃".len() as u64);
+        assert_eq!(json_budget(3), 4);
+        assert_eq!(json_budget(4), 8);
+    }
+
+    /// Issue 20: text that escapes past the read's JSON budget goes as
+    /// base64 under `auto` and is refused as `text`, so no read's answer
+    /// is over the bound its limit was chosen for; text that fits stays
+    /// text, escapes and all.
+    #[test]
+    fn text_that_escapes_past_the_budget_goes_as_base64() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limit = 3000;
+        let budget = json_budget(limit) as usize;
+        let files: [(&str, Vec<u8>); 3] = [
+            ("controls.txt", vec![1; limit as usize]),
+            ("quotes.txt", vec![b'"'; budget / 2]),
+            ("more-quotes.txt", vec![b'"'; budget / 2 + 1]),
+        ];
+        for (name, data) in &files {
+            std::fs::write(dir.path().join(name), data).expect("write");
+        }
+        let policy = super::super::Policy {
+            max_read_bytes: limit,
+            ..super::super::Policy::default()
+        };
+        let root = Root::open(dir.path(), policy).expect("root");
+        let path = |name: &str| VirtualPath::parse(&format!("/{name}")).expect("path");
+        let read_as = |name, encoding| read(&root, &path(name), encoding, Selection::Whole);
+        let expected = [
+            ("controls.txt", "base64"),
+            ("quotes.txt", "text"),
+            ("more-quotes.txt", "base64"),
+        ];
+        for (name, encoding) in expected {
+            let result = read_as(name, Encoding::Auto).expect(name);
+            assert_eq!(result.encoding, encoding, "{name}");
+            let json = serde_json::to_string(&result.content).expect("serializes");
+            assert!(json.len() - 2 <= budget, "{name}: {} bytes", json.len());
+        }
+        assert_eq!(
+            read_as("quotes.txt", Encoding::Text)
+                .expect("fits")
+                .encoding,
+            "text"
+        );
+        for name in ["controls.txt", "more-quotes.txt"] {
+            let refused = read_as(name, Encoding::Text).expect_err(name).to_string();
+            assert!(
+                refused.contains("encoding \"auto\" or \"base64\""),
+                "{refused}"
+            );
+        }
     }
 }

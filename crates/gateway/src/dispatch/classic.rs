@@ -32,7 +32,7 @@ impl Gateway {
             })
             .flatten();
         let Some(service) = service else {
-            return Answer::Response(self.request(session, request).await);
+            return self.answer(session, request).await;
         };
         let Request { id, method, params } = request;
         match self

@@ -52,6 +52,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::config::Config;
 use crate::llm::LlmProxy;
 use crate::registry::Registry;
+use crate::tool_result::{self, RawToolResult};
 
 use self::era::{Reply, Shape};
 pub use self::session::Session;
@@ -79,6 +80,12 @@ pub enum Answer {
         id: RequestId,
         result: Box<RawValue>,
     },
+    /// A backend tool's successful result as the backend wrote it, in the
+    /// MCP tool result it is sent in ([`crate::tool_result`]).
+    Tool {
+        id: RequestId,
+        result: RawToolResult,
+    },
 }
 
 impl Answer {
@@ -86,7 +93,7 @@ impl Answer {
     pub fn id(&self) -> Option<&RequestId> {
         match self {
             Answer::Response(response) => response.id.as_ref(),
-            Answer::Raw { id, .. } => Some(id),
+            Answer::Raw { id, .. } | Answer::Tool { id, .. } => Some(id),
         }
     }
 
@@ -95,6 +102,13 @@ impl Answer {
         match self {
             Answer::Response(response) => response,
             Answer::Raw { id, result } => match serde_json::from_str(result.get()) {
+                Ok(value) => Response::success(id, value),
+                Err(error) => Response::error(
+                    Some(id),
+                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
+                ),
+            },
+            Answer::Tool { id, result } => match result.into_value() {
                 Ok(value) => Response::success(id, value),
                 Err(error) => Response::error(
                     Some(id),
@@ -111,6 +125,13 @@ impl serde::Serialize for Answer {
         match self {
             Answer::Response(response) => response.serialize(serializer),
             Answer::Raw { id, result } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("result", result)?;
+                map.end()
+            }
+            Answer::Tool { id, result } => {
                 let mut map = serializer.serialize_map(Some(3))?;
                 map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
                 map.serialize_entry("id", id)?;
@@ -260,17 +281,17 @@ impl Gateway {
     /// cancelled request, as MCP specifies).
     pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
     where
-        F: FnOnce(Response) + Send + 'static,
+        F: FnOnce(Answer) + Send + 'static,
     {
-        match self.start_request(session, request, false, None) {
+        match self.start_request(session, request, true, None) {
             Ok(answer) => {
                 tokio::spawn(async move {
                     if let Some(answer) = answer.await {
-                        respond(answer.into_response());
+                        respond(answer);
                     }
                 });
             }
-            Err(refusal) => respond(refusal),
+            Err(refusal) => respond(Answer::Response(refusal)),
         }
     }
 
@@ -294,11 +315,17 @@ impl Gateway {
         }
     }
     async fn request(&self, session: &Arc<Session>, request: Request) -> Response {
+        self.answer(session, request).await.into_response()
+    }
+
+    /// A request's answer, where a backend tool's result may stay the
+    /// backend's text ([`Answer::Tool`]).
+    async fn answer(&self, session: &Arc<Session>, request: Request) -> Answer {
         let Request { id, method, params } = request;
-        let outcome = self.route(session, &id, &method, params).await;
-        Response {
-            id: Some(id),
-            outcome,
+        match self.route(session, &id, &method, params).await {
+            Ok(Routed::Value(value)) => Answer::Response(Response::success(id, value)),
+            Ok(Routed::Tool(result)) => Answer::Tool { id, result },
+            Err(error) => Answer::Response(Response::error(Some(id), error)),
         }
     }
 
@@ -310,7 +337,7 @@ impl Gateway {
         id: &RequestId,
         name: &str,
         mut params: Option<Value>,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Routed, ErrorObject> {
         let meta = RequestMeta::take(&mut params)?;
         let era = if meta.is_modern() {
             meta.validate_modern()?;
@@ -338,8 +365,19 @@ impl Gateway {
             method::SERVER_DISCOVER => self.discover(),
             method::TOOLS_LIST => self.list_tools(parse_params(name, params)?)?,
             method::TOOLS_CALL => {
-                self.call_tool(session, parse_params(name, params)?, progress_token)
+                let version = session
+                    .state()
+                    .legacy_version
+                    .unwrap_or(ProtocolVersion::LATEST_LEGACY);
+                let shape = tool_result::Shape::new(era, version, &self.info);
+                let params = parse_params(name, params)?;
+                match self
+                    .call_tool(session, params, progress_token, shape)
                     .await?
+                {
+                    ToolReply::Raw(result) => return Ok(Routed::Tool(result)),
+                    ToolReply::Reply(reply) => *reply,
+                }
             }
             method::RESOURCES_LIST => {
                 self.list_resources(session, parse_params(name, params)?)
@@ -377,8 +415,23 @@ impl Gateway {
                     .unwrap_or(ProtocolVersion::LATEST_LEGACY),
             ),
         };
-        reply.into_value(shape, &self.info)
+        reply.into_value(shape, &self.info).map(Routed::Value)
     }
+}
+
+/// What a route gives: a tree, or a backend tool's result kept as the
+/// backend's text.
+enum Routed {
+    Value(Value),
+    Tool(RawToolResult),
+}
+
+/// What `tools/call` gives: a typed reply, or a backend tool's result that
+/// needs only wrapping, kept as the backend's text.
+enum ToolReply {
+    /// Boxed: the slow way's typed reply is large, the fast path's small.
+    Reply(Box<Reply>),
+    Raw(RawToolResult),
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {

@@ -13,8 +13,9 @@ use proto::text::echo;
 use serde_json::{Map, Value};
 
 use super::backend::forward_progress;
-use super::{Gateway, Reply, Session, human, to_value};
+use super::{Gateway, Reply, Session, ToolReply, human, to_value};
 use crate::registry::{ToolTarget, UpstreamLink};
+use crate::tool_result;
 
 /// Tools per `tools/list` page.
 const TOOLS_PAGE: usize = 100;
@@ -46,13 +47,16 @@ impl Gateway {
 
     /// `tools/call`: a backend method's result as a tool result (its
     /// failure too, so that the model can correct its call), or an
-    /// upstream server's result as it came.
+    /// upstream server's result as it came. A backend result that needs
+    /// only wrapping is answered as the backend's text in `shape`
+    /// ([`crate::tool_result`]).
     pub(super) async fn call_tool(
         &self,
         session: &Arc<Session>,
         params: CallToolParams,
         progress_token: Option<mcp::ProgressToken>,
-    ) -> Result<Reply, ErrorObject> {
+        shape: tool_result::Shape,
+    ) -> Result<ToolReply, ErrorObject> {
         let name = params.name.as_str();
         let arguments = params.arguments.unwrap_or_default();
         let snapshot = self.registry.snapshot();
@@ -66,7 +70,8 @@ impl Gateway {
             Some(ToolTarget::Upstream { link, name }) => {
                 return self
                     .call_upstream(session, link, name, arguments, progress_token)
-                    .await;
+                    .await
+                    .map(|reply| ToolReply::Reply(Box::new(reply)));
             }
             Some(ToolTarget::Method(method)) => {
                 let Some(service) = snapshot.methods.get(method) else {
@@ -80,8 +85,8 @@ impl Gateway {
                 let mut meta = JsonObject::new();
                 meta.insert(mcp::meta_key::CONTENT_BLOCKS.to_owned(), Value::Bool(true));
                 arguments.insert("_meta".to_owned(), Value::Object(meta));
-                match self
-                    .call_backend(
+                let raw = match self
+                    .call_backend_raw(
                         session,
                         service,
                         method,
@@ -90,14 +95,28 @@ impl Gateway {
                     )
                     .await
                 {
+                    Ok(raw) => raw,
+                    // The model reads the message and can correct its call.
+                    Err(error) => {
+                        let error = CallToolResult::error(tool_error_message(&error));
+                        return Ok(ToolReply::Reply(Box::new(Reply::ToolCall(error))));
+                    }
+                };
+                let raw = match tool_result::RawToolResult::wrap(raw, shape) {
+                    Ok(result) => return Ok(ToolReply::Raw(result)),
+                    Err(raw) => raw,
+                };
+                match serde_json::from_str::<Value>(raw.get()) {
                     Ok(Value::Object(object)) => tool_result(object),
                     Ok(other) => CallToolResult::text(other.to_string()),
-                    // The model reads the message and can correct its call.
-                    Err(error) => CallToolResult::error(tool_error_message(&error)),
+                    Err(error) => CallToolResult::error(format!(
+                        "the {} service's answer cannot be read: {error}",
+                        service.name
+                    )),
                 }
             }
         };
-        Ok(Reply::ToolCall(result))
+        Ok(ToolReply::Reply(Box::new(Reply::ToolCall(result))))
     }
 
     /// A tool of a third-party server: its result passes through as it is.

@@ -42,13 +42,13 @@ pub(super) fn refusal(session: &Session, entries: usize) -> Option<ErrorObject> 
 }
 
 /// Runs a batch that [`refusal`] let through; the answers in batch order
-/// (raw results only with `raw_results`, for transports that write JSON
-/// text). Dropped before the end (the client left), it cancels what runs.
+/// (raw result text where a backend's result needs no change: every
+/// transport writes JSON text). Dropped before the end (the client left),
+/// it cancels what runs.
 pub(super) async fn run(
     gateway: &Arc<Gateway>,
     session: &Arc<Session>,
     entries: Vec<Result<Message, InvalidMessage>>,
-    raw_results: bool,
 ) -> Vec<Answer> {
     let mut running = CancelOnDrop {
         session: session.clone(),
@@ -76,7 +76,7 @@ pub(super) async fn run(
             continue;
         }
         let id = request.id.clone();
-        match gateway.start_request(session, request, raw_results, None) {
+        match gateway.start_request(session, request, true, None) {
             Ok(future) => {
                 running.ids.push(id);
                 answers.push(Entry::Running(future));

@@ -175,7 +175,7 @@ impl StreamClient {
         let gateway = gateway.clone();
         let session = self.session.clone();
         self.batch = Some(Box::pin(async move {
-            batch::run(&gateway, &session, entries, true).await
+            batch::run(&gateway, &session, entries).await
         }));
     }
 

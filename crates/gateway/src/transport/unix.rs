@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures::{FutureExt, StreamExt};
+use proto::mcp::CallToolResult;
 use proto::{DelimitedCodec, ErrorObject, Frame, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -140,6 +141,9 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
         }
     };
     let codec = DelimitedCodec::nul(gateway.config.max_message);
+    // Answers may be larger than what a client may send: a tool result
+    // carries a backend's result (at most the message limit) twice.
+    let answers = DelimitedCodec::nul(CallToolResult::size_bound(gateway.config.max_message));
     // Readable events only: the client reading an answer does not wake us.
     let (read_half, mut write_half) = match unix_io::split_tokio(stream) {
         Ok(halves) => halves,
@@ -182,7 +186,7 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: UnixStream, shutdown: C
                 while let Ok(message) = outgoing.try_recv() {
                     let _ = codec.encode_json(&message, &mut buffer);
                 }
-                if let Err(error) = codec.encode_json(&answer, &mut buffer) {
+                if let Err(error) = answers.encode_json(&answer, &mut buffer) {
                     // Too large to send: the client learns why, by id.
                     let refusal = Response::error(
                         answer.id().cloned(),

@@ -686,7 +686,10 @@ fn logging() -> Vec<Case> {
             LEGACY,
             "logging/setLevel",
             Some(json!({ "level": "loud" })),
-            error(INVALID_PARAMS, "expected one of `debug`, `info`, `notice`, `warning`"),
+            error(
+                INVALID_PARAMS,
+                "expected one of `debug`, `info`, `notice`, `warning`",
+            ),
         ),
         removed_in_modern(
             "logging/setLevel is legacy only (modern requests carry a logLevel)",

@@ -155,6 +155,22 @@ impl CallToolResult {
         }
     }
 
+    /// The most bytes a message carrying a structured result can take when
+    /// the result's JSON text is `result_bytes` long: the text as
+    /// `structuredContent`, and again as the text block's string, in which
+    /// each `"` and `\` takes two bytes (compact JSON holds no raw control
+    /// character), plus what surrounds them (the envelope, the request id,
+    /// a 2026-07-28 result's `_meta`). A transport bounding its answers by
+    /// this for the largest result a backend may send delivers every one.
+    pub const fn size_bound(result_bytes: usize) -> usize {
+        result_bytes
+            .saturating_mul(3)
+            .saturating_add(Self::WRAPPING_BYTES)
+    }
+
+    /// What [`CallToolResult::size_bound`] allows around the result.
+    pub const WRAPPING_BYTES: usize = 64 * 1024;
+
     /// A successful structured result, also given as a JSON text block for
     /// clients that only read `content`.
     pub fn structured(value: Value) -> CallToolResult {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sessions::{HttpSession, find_session, new_session_id};
 use super::{HttpState, Identity, PROTOCOL_HEADER, SESSION_HEADER, json_error};
-use crate::dispatch::Session;
+use crate::dispatch::{Answer, Session};
 use crate::transport::batch;
 
 pub(super) async fn post_message(
@@ -90,10 +90,12 @@ pub(super) async fn post_message(
         id: Some(request.id.clone()),
     };
     if wants_stream && has_progress {
-        gateway.spawn_request(&session, request, move |response| {
-            let _ = events_tx.try_send(Message::Response(response));
+        let (answer_tx, answer_rx) = oneshot::channel();
+        gateway.spawn_request(&session, request, move |answer| {
+            let _ = answer_tx.send(answer);
         });
-        return Sse::new(request_stream(events_rx, cancel_on_drop))
+        drop(events_tx);
+        return Sse::new(request_stream(events_rx, answer_rx, cancel_on_drop))
             .keep_alive(KeepAlive::default())
             .into_response();
     }
@@ -104,9 +106,9 @@ pub(super) async fn post_message(
     });
     let mut cancel_on_drop = cancel_on_drop;
     match answer_rx.await {
-        Ok(response) => {
+        Ok(answer) => {
             cancel_on_drop.id = None;
-            json_reply(Some(response))
+            json_answer(&answer)
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -132,19 +134,11 @@ async fn post_batch(
         return json_error(StatusCode::BAD_REQUEST, None, error);
     }
     let session = base.fork(mpsc::channel(1).0);
-    let answers = batch::run(gateway, &session, entries, false).await;
+    let answers = batch::run(gateway, &session, entries).await;
     if answers.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }
-    let body = serde_json::to_vec(&answers).unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    json_answer(&answers)
 }
 
 /// The 400 for an `MCP-Protocol-Version` header that names no revision we
@@ -171,19 +165,22 @@ pub(super) fn refuse_protocol_header(headers: &HeaderMap) -> Option<HttpResponse
 
 pub(super) fn json_reply(response: Option<Response>) -> HttpResponse {
     match response {
-        Some(response) => {
-            let body = serde_json::to_vec(&response).unwrap_or_default();
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response()
-        }
+        Some(response) => json_answer(&response),
         None => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// An answer as a JSON body (raw result text written as it is).
+fn json_answer(answer: &impl serde::Serialize) -> HttpResponse {
+    let body = serde_json::to_vec(answer).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Cancels the request if the HTTP exchange ends before its answer (the
@@ -207,24 +204,35 @@ pub(super) fn sse_event(message: &Message) -> Event {
         .data(String::from_utf8_lossy(&message.to_vec()))
 }
 
-/// A POST's SSE stream: the request's notifications, then its response.
-/// Dropped early (the client left), it cancels the request.
+/// A POST's SSE stream: the request's notifications, then its answer
+/// (written from the [`Answer`], raw result text as it is). Dropped early
+/// (the client left), it cancels the request.
 pub(super) fn request_stream(
     events: mpsc::Receiver<Message>,
+    answer: oneshot::Receiver<Answer>,
     cancel_on_drop: CancelOnDrop,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
-        (events, cancel_on_drop, false),
-        |(mut events, mut cancel_on_drop, done)| async move {
-            if done {
-                return None;
+        (events, Some(answer), cancel_on_drop),
+        |(mut events, answer, mut cancel_on_drop)| async move {
+            let mut answer = answer?;
+            // Every notification of the request is queued before its
+            // answer is ready: taking ready notifications first keeps
+            // them before the answer.
+            tokio::select! {
+                biased;
+                Some(message) = events.recv() => {
+                    Some((Ok(sse_event(&message)), (events, Some(answer), cancel_on_drop)))
+                }
+                outcome = &mut answer => {
+                    let outcome = outcome.ok()?;
+                    cancel_on_drop.id = None;
+                    let event = Event::default()
+                        .event("message")
+                        .data(serde_json::to_string(&outcome).unwrap_or_default());
+                    Some((Ok(event), (events, None, cancel_on_drop)))
+                }
             }
-            let message = events.recv().await?;
-            let last = matches!(message, Message::Response(_));
-            if last {
-                cancel_on_drop.id = None;
-            }
-            Some((Ok(sse_event(&message)), (events, cancel_on_drop, last)))
         },
     )
 }

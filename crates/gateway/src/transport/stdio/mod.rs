@@ -26,7 +26,7 @@ use tokio_util::codec::FramedRead;
 
 mod relay;
 
-use relay::{Sent, failed_batch, lose, read_gateway, write_frame, write_stdout};
+use relay::{Sent, failed_batch, host_input, line, lose, read_gateway, write_frame, write_stdout};
 
 /// How long one reconnection attempt window lasts before the messages
 /// waiting for it are failed (the next host message opens a new window).
@@ -133,10 +133,7 @@ struct Bridge {
 
 impl Bridge {
     async fn relay_stdin(&mut self) -> anyhow::Result<()> {
-        let mut lines = FramedRead::new(
-            tokio::io::stdin(),
-            DelimitedCodec::newline(self.max_message),
-        );
+        let mut lines = FramedRead::new(host_input(), DelimitedCodec::newline(self.max_message));
         while let Some(frame) = lines.next().await {
             match frame? {
                 // One line is one message: a NUL inside it would frame
@@ -402,6 +399,9 @@ impl Bridge {
     }
 
     async fn answer(&self, response: Response) {
-        let _ = self.stdout.send(Message::Response(response).to_vec()).await;
+        let _ = self
+            .stdout
+            .send(line(&Message::Response(response).to_vec()))
+            .await;
     }
 }

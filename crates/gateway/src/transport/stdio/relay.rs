@@ -36,13 +36,14 @@ impl Sent {
     }
 }
 
-/// The answer of a batch whose requests all failed with `error`.
+/// The answer (a stdout line) of a batch whose requests all failed with
+/// `error`.
 pub(super) fn failed_batch(ids: &[RequestId], error: &ErrorObject) -> Vec<u8> {
     let answers: Vec<Response> = ids
         .iter()
         .map(|id| Response::error(Some(id.clone()), error.clone()))
         .collect();
-    serde_json::to_vec(&answers).expect("responses always serialize")
+    line(&serde_json::to_vec(&answers).expect("responses always serialize"))
 }
 
 pub(super) async fn write_frame(
@@ -65,25 +66,42 @@ pub(super) async fn read_gateway(
     shared: Arc<Mutex<Shared>>,
     stdout: mpsc::Sender<Vec<u8>>,
 ) {
-    let mut frames = FramedRead::new(read, DelimitedCodec::nul(max_message));
+    // The gateway's answers may be larger than what the host may send: a
+    // tool result carries a backend's result twice.
+    let bound = proto::mcp::CallToolResult::size_bound(max_message);
+    let mut frames = FramedRead::new(read, DelimitedCodec::nul(bound));
     while let Some(frame) = frames.next().await {
         let Ok(frame) = frame else {
             break;
         };
-        let Frame::Message(bytes) = frame else {
-            continue;
+        let bytes = match frame {
+            Frame::Message(bytes) => bytes,
+            Frame::TooLarge { limit } => {
+                // Never sent by a gateway of the same configuration; the
+                // host is told rather than left waiting (with no id: the
+                // frame is not read).
+                tracing::warn!("the gateway sent a message over {limit} bytes; dropped it");
+                let error = ErrorObject::internal(format!(
+                    "the gateway's answer exceeds the bridge's limit of {limit} bytes and was dropped; start the bridge with the gateway's configuration (--config), whose limits.max_message_bytes both use"
+                ));
+                let answer = Message::Response(Response::error(None, error)).to_vec();
+                if stdout.send(line(&answer)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
-        if let Ok(Message::Response(response)) = Message::from_slice(&bytes)
-            && let Some(id) = &response.id
-        {
+        if let Some(id) = response_id(&bytes) {
             let mut shared = shared.lock().expect("bridge state");
-            if let Some(waiter) = shared.replays.remove(id) {
-                if let Some(waiter) = waiter {
+            if let Some(waiter) = shared.replays.remove(&id) {
+                if let Some(waiter) = waiter
+                    && let Ok(Message::Response(response)) = Message::from_slice(&bytes)
+                {
                     let _ = waiter.send(response);
                 }
                 continue;
             }
-            shared.in_flight.remove(id);
+            shared.in_flight.remove(&id);
         } else if let Ok(Incoming::Batch(answers)) = Incoming::from_slice(&bytes) {
             let answered: HashSet<RequestId> = answers
                 .iter()
@@ -101,7 +119,7 @@ pub(super) async fn read_gateway(
                 shared.batches.remove(position);
             }
         }
-        if stdout.send(bytes.to_vec()).await.is_err() {
+        if stdout.send(line(&bytes)).await.is_err() {
             return;
         }
     }
@@ -128,7 +146,9 @@ pub(super) async fn lose(shared: &Mutex<Shared>, generation: u64, stdout: &mpsc:
     );
     for id in lost {
         let _ = stdout
-            .send(Message::Response(Response::error(Some(id), error.clone())).to_vec())
+            .send(line(
+                &Message::Response(Response::error(Some(id), error.clone())).to_vec(),
+            ))
             .await;
     }
     for ids in lost_batches {
@@ -136,12 +156,103 @@ pub(super) async fn lose(shared: &Mutex<Shared>, generation: u64, stdout: &mpsc:
     }
 }
 
+/// The id of a response from the gateway; `None` for anything else. Only
+/// the envelope is read: the result, which may be megabytes, is skipped
+/// rather than built, and the line goes to the host as the gateway wrote it.
+pub(super) fn response_id(bytes: &[u8]) -> Option<RequestId> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: Option<RequestId>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
+    match envelope.method {
+        Some(_) => None,
+        None => envelope.id,
+    }
+}
+
+/// A message as a stdout line, its newline included: one write per line.
+pub(super) fn line(message: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(message.len() + 1);
+    line.extend_from_slice(message);
+    line.push(b'\n');
+    line
+}
+
+/// Writes the queued lines (each ends with its newline) to stdout.
 pub(super) async fn write_stdout(mut lines: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = host_output();
     while let Some(line) = lines.recv().await {
         stdout.write_all(&line).await?;
-        stdout.write_all(b"\n").await?;
         stdout.flush().await?;
     }
     Ok(())
+}
+
+/// The host's stdin. Hosts start servers with a pipe (Python's
+/// subprocess) or a socket pair (libuv: Node, Electron) on stdio; those
+/// are read on the event loop like the gateway's socket. tokio's own
+/// `stdin()` does every read on a blocking-pool thread: a thread hand-off
+/// each way per message, which was a large part of a bridged call's time.
+/// Anything else (a terminal, a file) goes through `stdin()`.
+pub(super) fn host_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdin());
+    };
+    match host_end_kind(&fd) {
+        Some(HostEnd::Pipe) => match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => Box::new(pipe),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        Some(HostEnd::Socket) => match socket_end(fd) {
+            Ok(socket) => Box::new(socket),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The host's stdout, as [`host_input`] takes its stdin.
+pub(super) fn host_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdout());
+    };
+    match host_end_kind(&fd) {
+        Some(HostEnd::Pipe) => match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+            Ok(pipe) => Box::new(pipe),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        Some(HostEnd::Socket) => match socket_end(fd) {
+            Ok(socket) => Box::new(socket),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        None => Box::new(tokio::io::stdout()),
+    }
+}
+
+pub(super) enum HostEnd {
+    Pipe,
+    Socket,
+}
+
+pub(super) fn host_end_kind(fd: &std::os::fd::OwnedFd) -> Option<HostEnd> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(fd.try_clone().ok()?);
+    let kind = file.metadata().ok()?.file_type();
+    if kind.is_fifo() {
+        Some(HostEnd::Pipe)
+    } else if kind.is_socket() {
+        Some(HostEnd::Socket)
+    } else {
+        None
+    }
+}
+
+pub(super) fn socket_end(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(socket)
 }
