@@ -47,6 +47,10 @@ impl ErrorKind {
 pub(crate) struct ShellError {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
+    /// The message says on its own what failed ("cannot connect …",
+    /// "unknown command: …", or it already names its command): no command
+    /// name goes in front of it.
+    pub(crate) framed: bool,
 }
 
 impl ShellError {
@@ -54,6 +58,15 @@ impl ShellError {
         ShellError {
             kind: ErrorKind::Usage,
             message: message.into(),
+            framed: false,
+        }
+    }
+
+    /// A message that stands alone (see [`ShellError::framed`]).
+    fn framed(self) -> ShellError {
+        ShellError {
+            framed: true,
+            ..self
         }
     }
 
@@ -61,6 +74,7 @@ impl ShellError {
         ShellError {
             kind: ErrorKind::Failed,
             message: message.into(),
+            framed: false,
         }
     }
 
@@ -70,6 +84,7 @@ impl ShellError {
         ShellError {
             kind,
             message: String::new(),
+            framed: true,
         }
     }
 
@@ -80,23 +95,21 @@ impl ShellError {
         }
     }
 
-    /// The error on one line, prefixed with the command's name.
+    /// The error on one line, prefixed with the command's name unless it
+    /// stands alone.
     fn of_command(self, name: &str) -> ShellError {
         if self.message.is_empty() {
             return self;
         }
         let message = one_line(&self.message);
-        // "cannot connect …" and "unknown command: …" stand alone.
-        let alone = self.kind == ErrorKind::Unavailable
-            || message.starts_with(&format!("{name}: "))
-            || message.starts_with("unknown command: ");
         ShellError {
             kind: self.kind,
-            message: if alone {
+            message: if self.framed {
                 message
             } else {
                 format!("{name}: {message}")
             },
+            framed: true,
         }
     }
 }
@@ -573,6 +586,7 @@ impl Shell {
                 ShellError::usage(format!(
                     "unknown command: {name}; type `help` for the commands"
                 ))
+                .framed()
             });
         }
         let mut arguments = tool_arguments(&catalog, name, params)?;
@@ -885,13 +899,16 @@ fn shell_command(hint: &proto::ErrorHint) -> Option<String> {
 
 fn from_failure(failure: Failure) -> ShellError {
     match failure {
+        // "cannot connect …" stands alone.
         Failure::Unavailable(message) => ShellError {
             kind: ErrorKind::Unavailable,
             message,
+            framed: true,
         },
         Failure::Refused(message) => ShellError {
             kind: ErrorKind::Refused,
             message,
+            framed: false,
         },
         Failure::Server(error) => ShellError::failed(error.message),
         Failure::Lost(message) => ShellError::failed(message),

@@ -222,9 +222,11 @@ pub(crate) fn parse_line(line: &str) -> Result<Vec<Command>, ShellError> {
         .into_iter()
         .map(|words| {
             let words: Vec<String> = words.into_iter().map(|word| word.text).collect();
+            // A usage error names its command already.
             parse(&words).map_err(|error| ShellError {
                 kind: ErrorKind::Usage,
                 message: error.0,
+                framed: true,
             })
         })
         .collect()
