@@ -299,7 +299,7 @@ fn json_or_string(value: &str) -> Value {
 
 impl Params {
     /// The JSON-RPC params: an object for named ones, an array for plain
-    /// values only (the seed's positional form), nothing when empty.
+    /// values only (the classic vocabulary's positional form), nothing when empty.
     pub fn into_value(self) -> Result<Option<Value>, String> {
         match self {
             Params::Json(value) => Ok(Some(value)),

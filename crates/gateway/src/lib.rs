@@ -7,8 +7,8 @@
 //! - [`config`]: the two-stage configuration (`/etc/llmbasedos/gateway.yaml`).
 //! - [`registry`]: services from `<caps dir>/*.cap.json`, watched live;
 //!   methods, MCP tools and a reconnecting connection pool per service.
-//! - [`dispatch`]: the one dispatcher every transport feeds: the seed's
-//!   vocabulary and standard MCP of both eras (2025-11-25, 2026-07-28).
+//! - [`dispatch`]: the one dispatcher every transport feeds: the classic
+//!   vocabulary (the original Python llmbasedos's method names) and standard MCP of both eras (2025-11-25, 2026-07-28).
 //! - [`tool_result`]: the fast path of a backend tool's result: its text
 //!   wrapped as the MCP tool result, never parsed nor re-serialized.
 //! - [`front`]: the descriptor budget the connection caps come from,

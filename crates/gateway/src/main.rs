@@ -59,10 +59,9 @@ struct Cli {
     #[arg(long)]
     no_auth: bool,
     /// Threads serving clients [default: one per CPU]. 1 runs everything
-    /// on one thread: a little less per call when CPUs are scarce (pinned
-    /// to one CPU: 26.5 against 27 µs over a direct call), but slower
-    /// when the clients and servers run on other CPUs (fs reads: p50 162
-    /// against 133 µs).
+    /// on one thread: a little less per call when CPUs are scarce, but
+    /// slower when the clients and servers run on other CPUs (the gateway
+    /// benchmark measures both).
     #[arg(long, env = "LLMBASEDOS_GATEWAY_THREADS", value_name = "N")]
     worker_threads: Option<usize>,
     #[command(subcommand)]

@@ -126,7 +126,7 @@ impl Server {
                 }
                 let mut object = Map::with_capacity(items.len());
                 for (name, item) in spec.positional.iter().zip(items) {
-                    // A trailing `null` in the seed's calls means "not given".
+                    // A trailing `null` in the classic vocabulary's calls means "not given".
                     if !item.is_null() {
                         object.insert(name.clone(), item);
                     }

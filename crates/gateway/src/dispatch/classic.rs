@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{Answer, Gateway, Reply, Session, to_value};
 
 impl Gateway {
-    /// A request that may be answered with raw result text: the seed's
+    /// A request that may be answered with raw result text: a classic
     /// direct call of a backend method (no `_meta`, so the 2025-11-25 era and
     /// no progress) is forwarded and its answer passed back untouched;
     /// everything else goes the general way.

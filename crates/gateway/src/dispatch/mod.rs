@@ -57,7 +57,7 @@ use crate::tool_result::{self, RawToolResult};
 use self::era::{Reply, Shape};
 pub use self::session::Session;
 
-/// Error codes of the gateway itself, for the seed's direct method calls
+/// Error codes of the gateway itself, for direct calls in the classic vocabulary
 /// (MCP tool calls report backend failures as tool results instead).
 pub mod code {
     /// The service's server is not running or not reachable.

@@ -1,5 +1,5 @@
 //! HTTP: Streamable HTTP at `/mcp` (MCP 2025-03-26 to 2025-11-25, and 2026-07-28) and
-//! WebSocket at `/ws` (the seed's transport), behind one guard that checks
+//! WebSocket at `/ws` (the classic vocabulary's transport, MCP too), behind one guard that checks
 //! `Host` and `Origin` (DNS-rebinding protection), then the path (404 for
 //! any other, before any token is asked for), then the bearer token.
 //!

@@ -1,4 +1,4 @@
-//! `/ws`: JSON-RPC in WebSocket text frames, the seed's transport, served
+//! `/ws`: JSON-RPC in WebSocket text frames, the classic vocabulary's transport, served
 //! by the same [`StreamClient`] as the UNIX socket.
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use super::{HttpState, Identity};
 use crate::dispatch::Gateway;
 use crate::transport::{OUTPUT_HIGH_WATER, StreamClient};
 
-/// `/ws`: JSON-RPC in WebSocket text frames, the seed's transport.
+/// `/ws`: JSON-RPC in WebSocket text frames, the classic vocabulary's transport.
 pub(super) async fn websocket(
     State(state): State<HttpState>,
     axum::Extension(Identity(identity)): axum::Extension<Identity>,
