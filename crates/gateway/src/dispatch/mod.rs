@@ -99,47 +99,43 @@ impl Answer {
 
     /// The answer as a [`Response`] (a raw result is parsed).
     pub fn into_response(self) -> Response {
-        match self {
-            Answer::Response(response) => response,
-            Answer::Raw { id, result } => match serde_json::from_str(result.get()) {
-                Ok(value) => Response::success(id, value),
-                Err(error) => Response::error(
-                    Some(id),
-                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
-                ),
-            },
-            Answer::Tool { id, result } => match result.into_value() {
-                Ok(value) => Response::success(id, value),
-                Err(error) => Response::error(
-                    Some(id),
-                    ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
-                ),
-            },
+        let (id, value) = match self {
+            Answer::Response(response) => return response,
+            Answer::Raw { id, result } => (id, serde_json::from_str(result.get())),
+            Answer::Tool { id, result } => (id, result.into_value()),
+        };
+        match value {
+            Ok(value) => Response::success(id, value),
+            Err(error) => Response::error(
+                Some(id),
+                ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
+            ),
         }
     }
 }
 
 impl serde::Serialize for Answer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         match self {
             Answer::Response(response) => response.serialize(serializer),
-            Answer::Raw { id, result } => {
-                let mut map = serializer.serialize_map(Some(3))?;
-                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
-                map.serialize_entry("id", id)?;
-                map.serialize_entry("result", result)?;
-                map.end()
-            }
-            Answer::Tool { id, result } => {
-                let mut map = serializer.serialize_map(Some(3))?;
-                map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
-                map.serialize_entry("id", id)?;
-                map.serialize_entry("result", result)?;
-                map.end()
-            }
+            Answer::Raw { id, result } => success(serializer, id, result),
+            Answer::Tool { id, result } => success(serializer, id, result),
         }
     }
+}
+
+/// A successful response around a result that serializes itself.
+fn success<S: serde::Serializer>(
+    serializer: S,
+    id: &RequestId,
+    result: &impl serde::Serialize,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(3))?;
+    map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+    map.serialize_entry("id", id)?;
+    map.serialize_entry("result", result)?;
+    map.end()
 }
 
 /// The gateway: configuration, services, and what it says about itself.
