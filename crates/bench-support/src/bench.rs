@@ -528,3 +528,26 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_ids_are_the_envelopes() {
+        let cases: [(&[u8], Option<u64>); 4] = [
+            (br#"{"jsonrpc":"2.0","id":7,"result":{"content":"x"}}"#, Some(7)),
+            (br#"{"result":{"content":[{"type":"text","text":"x"}]},"jsonrpc":"2.0","id":12}"#, Some(12)),
+            (br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1}}"#, None),
+            (br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#, None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(
+                answer_id(line),
+                expected,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}

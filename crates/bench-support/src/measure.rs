@@ -111,3 +111,20 @@ pub fn env_number(name: &str, default: usize) -> usize {
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_nearest_rank_percentiles() {
+        let samples: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let figures = Figures::of(samples, Duration::from_millis(50));
+        assert_eq!(figures.p50, Duration::from_micros(51));
+        assert_eq!(figures.p99, Duration::from_micros(99));
+        assert_eq!(figures.calls, 100);
+        assert!((figures.per_second - 2000.0).abs() < 1e-6);
+        let one = [Duration::from_micros(7)];
+        assert_eq!(percentile(&one, 0.99), Duration::from_micros(7));
+    }
+}

@@ -178,3 +178,33 @@ pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> b
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_keeps_what_the_caller_chose() {
+        let mut command = Command::new("true");
+        command.env("LLMBASEDOS_FS_ROOT", "/chosen");
+        command.env("NOTIFY_SOCKET", "/chosen.sock");
+        scrub_environment(&mut command);
+        let envs: Vec<_> = command.get_envs().collect();
+        let value = |name: &str| {
+            envs.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| *value)
+        };
+        assert_eq!(
+            value("LLMBASEDOS_FS_ROOT"),
+            Some(Some(std::ffi::OsStr::new("/chosen")))
+        );
+        assert_eq!(
+            value("NOTIFY_SOCKET"),
+            Some(Some(std::ffi::OsStr::new("/chosen.sock")))
+        );
+        // Not chosen: removed, whether the run has it or not.
+        assert_eq!(value("LISTEN_FDS"), Some(None));
+        assert_eq!(value("ORT_DYLIB_PATH"), Some(None));
+    }
+}
