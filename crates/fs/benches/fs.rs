@@ -15,6 +15,12 @@
 //! - the reference server's `read_text_file` of the same file: sequential,
 //!   then 16 requests pipelined on its one stdio connection (how a host uses
 //!   it), and the ratios against the target (≥ 3× at p50 and in throughput);
+//! - the path hosts actually use: MCP `tools/call` of `fs_read` on the same
+//!   file through the stdio bridge (`llmbasedos-gateway stdio --unix-socket
+//!   …`, as Claude Desktop launches it: bridge → gateway → fs, 3 hops) and
+//!   over Streamable HTTP (a 2026-07-28 stateless call on one keep-alive
+//!   connection), sequential and (bridge) 16 pipelined, printed beside the
+//!   reference over stdio with reference/ours at p50 and p99;
 //! - `mcp.fs.list` of a 1,000-entry directory, `mcp.fs.grep` over a
 //!   generated 100 MiB tree;
 //! - our methods beside the reference server's tools (its `tools/list` and
@@ -28,22 +34,18 @@
 //! (`PR_SET_PDEATHSIG`); every read has a deadline. Options (environment):
 //! `FS_BENCH_READS` (default 20000), `FS_BENCH_GREP_MIB` (default 100).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::Barrier;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use bench_support::bench::{
+    Gateway, HttpClient, NulClient, StdioPeer, WsClient, answer_id, connect_unix, nul_frame,
+    publish, sibling_binary,
+};
+use bench_support::measure::{Figures, concurrent, env_number, micros, sequential, smoke};
 use bench_support::{ChildProcess, PATIENCE};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message as WsMessage, WebSocket};
 
 const FS_BINARY: &str = env!("CARGO_BIN_EXE_llmbasedos-fs");
 /// Where `scripts/install-test-deps` puts the reference server.
@@ -82,16 +84,18 @@ const EQUIVALENTS: &[(&str, Option<&str>, &str)] = &[
     ),
 ];
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+/// What a 2026-07-28 host sends over Streamable HTTP: a stateless call.
+const HTTP_READ: &str = concat!(
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"fs_read","#,
+    r#""arguments":{"path":"/4k.txt"},"#,
+    r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+    r#""io.modelcontextprotocol/clientCapabilities":{},"#,
+    r#""io.modelcontextprotocol/clientInfo":{"name":"fs-bench","version":"1"}}}}"#
+);
+const HTTP_PROTOCOL_VERSION: &str = "2026-07-28";
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
-    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    let smoke = smoke();
     let binaries = match Binaries::locate() {
         Ok(binaries) => binaries,
         Err(message) => {
@@ -124,14 +128,16 @@ fn main() -> ExitCode {
 
     println!("mcp.fs.read of a 4 KiB file, {reads} calls per figure after {warmup} to warm up\n");
     println!("llmbasedos-fs on its backend socket (NUL-delimited JSON-RPC over a UNIX socket)");
-    let read = nul_request("mcp.fs.read", json!({"path": "/4k.txt"}));
-    let mut client = NulClient::connect(&stack.fs_socket);
-    let backend = sequential(warmup, reads, || client.call(&read));
+    let read = nul_frame("mcp.fs.read", json!({"path": "/4k.txt"}));
+    let mut client = NulClient::new(connect_unix(&stack.fs_socket));
+    let backend = sequential(warmup, reads, || backend_call(&mut client, &read));
     print_figures("sequential, 1 connection", &backend);
-    let clients: Vec<NulClient> = (0..CLIENTS)
-        .map(|_| NulClient::connect(&stack.fs_socket))
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| NulClient::new(connect_unix(&stack.fs_socket)))
         .collect();
-    let backend_concurrent = concurrent(clients, reads / CLIENTS, |client| client.call(&read));
+    let (backend_concurrent, _) = concurrent(clients, reads / CLIENTS, |client| {
+        backend_call(client, &read);
+    });
     print_figures(
         &format!("{CLIENTS} concurrent clients"),
         &backend_concurrent,
@@ -139,38 +145,86 @@ fn main() -> ExitCode {
 
     println!(
         "\nthrough llmbasedos-gateway over WebSocket (ws://127.0.0.1:{}/ws, bearer token, seed method mcp.fs.read)",
-        stack.port
+        stack.gateway.port
     );
     let ws_read = serde_json::to_string(&json!({
         "jsonrpc": "2.0", "id": 1, "method": "mcp.fs.read", "params": {"path": "/4k.txt"},
     }))
     .expect("serialize");
-    let mut ws_client = WsClient::connect(stack.port, &stack.tokens[0]);
-    ws_client.wait_for_service(&ws_read);
-    let gateway = sequential(warmup, reads, || ws_client.call(&ws_read));
+    let mut ws_client = WsClient::connect(stack.gateway.port, &stack.gateway.tokens[0]);
+    wait_for_service(&mut ws_client, &ws_read);
+    let gateway = sequential(warmup, reads, || {
+        assert_read(ws_client.exchange(&ws_read).as_bytes());
+    });
     drop(ws_client);
     print_figures("sequential, 1 client", &gateway);
     let clients: Vec<WsClient> = stack
+        .gateway
         .tokens
         .iter()
-        .map(|token| WsClient::connect(stack.port, token))
+        .map(|token| WsClient::connect(stack.gateway.port, token))
         .collect();
-    let gateway_concurrent = concurrent(clients, reads / CLIENTS, |client| client.call(&ws_read));
+    let (gateway_concurrent, _) = concurrent(clients, reads / CLIENTS, |client| {
+        assert_read(client.exchange(&ws_read).as_bytes());
+    });
     print_figures(
         &format!("{CLIENTS} concurrent clients, a token each"),
         &gateway_concurrent,
     );
 
-    let mut reference = ReferenceServer::start(&binaries.reference, &root, dir.path());
+    println!("\nMCP tools/call of fs_read through llmbasedos-gateway, as hosts call it");
+    let mut bridge = StdioReads::new(
+        StdioPeer::start(
+            "stdio bridge",
+            Command::new(&binaries.gateway)
+                .arg("stdio")
+                .arg("--unix-socket")
+                .arg(&stack.gateway.unix_socket),
+            dir.path().join("bridge.log"),
+        ),
+        "fs_read",
+        "/4k.txt",
+    );
+    bridge.check_first_read(|result| &result["structuredContent"]["content"]);
+    let bridge_sequential = sequential(warmup, reads, || bridge.read());
+    print_figures("stdio bridge (3 hops), sequential", &bridge_sequential);
+    let bridge_pipelined = bridge.pipelined(reads, CLIENTS);
+    print_figures(
+        &format!("stdio bridge, {CLIENTS} pipelined on 1 session"),
+        &bridge_pipelined,
+    );
+    drop(bridge);
+    let mut http_client = HttpClient::connect(
+        stack.gateway.port,
+        &stack.gateway.tokens[0],
+        HTTP_PROTOCOL_VERSION,
+        HTTP_READ,
+        check_http_read,
+    );
+    let http_sequential = sequential(warmup, reads, || {
+        assert!(http_client.call(), "a sequential call was refused");
+    });
+    drop(http_client);
+    print_figures("Streamable HTTP (2026-07-28), sequential", &http_sequential);
+
+    let absolute = root.join("4k.txt").display().to_string();
+    let mut reference = StdioReads::new(
+        StdioPeer::start(
+            "reference server",
+            Command::new(&binaries.reference).arg(&root),
+            dir.path().join("reference.log"),
+        ),
+        "read_text_file",
+        &absolute,
+    );
     println!(
         "\nreference: {} {} (npm @modelcontextprotocol/server-filesystem on node), read_text_file over stdio",
-        reference.server_name, reference.server_version
+        reference.peer.server_name, reference.peer.server_version
     );
-    let absolute = root.join("4k.txt").display().to_string();
-    reference.check_first_read(&absolute);
-    let reference_sequential = sequential(warmup, reads, || reference.read(&absolute));
+    reference.check_first_read(|result| &result["content"][0]["text"]);
+    let reference_sequential = sequential(warmup, reads, || reference.read());
     print_figures("sequential, 1 connection", &reference_sequential);
-    let reference_pipelined = reference.pipelined(&absolute, reads, CLIENTS);
+    let reference_pipelined = reference.pipelined(reads, CLIENTS);
     print_figures(
         &format!("{CLIENTS} requests pipelined on 1 connection"),
         &reference_pipelined,
@@ -202,22 +256,71 @@ fn main() -> ExitCode {
         reference_pipelined.per_second,
         verdict(throughput_ratio)
     );
+    println!(
+        "\nMCP tools/call of a 4 KiB file, reference over stdio against ours (reference/ours; target: ≥ {TARGET_SPEEDUP}× at p50)"
+    );
+    println!(
+        "  {:<40} {:>9} {:>9}   {:>7} {:>7}",
+        "", "p50 µs", "p99 µs", "p50 ×", "p99 ×"
+    );
+    let rows = [
+        (
+            "reference, stdio, sequential",
+            &reference_sequential,
+            &reference_sequential,
+        ),
+        (
+            "ours, stdio bridge, sequential",
+            &bridge_sequential,
+            &reference_sequential,
+        ),
+        (
+            "ours, Streamable HTTP, sequential",
+            &http_sequential,
+            &reference_sequential,
+        ),
+        (
+            "reference, stdio, 16 pipelined",
+            &reference_pipelined,
+            &reference_pipelined,
+        ),
+        (
+            "ours, stdio bridge, 16 pipelined",
+            &bridge_pipelined,
+            &reference_pipelined,
+        ),
+    ];
+    for (name, ours, reference) in rows {
+        let p50 = reference.p50.as_secs_f64() / ours.p50.as_secs_f64();
+        let p99 = reference.p99.as_secs_f64() / ours.p99.as_secs_f64();
+        let mark = if std::ptr::eq(ours, reference) {
+            ""
+        } else {
+            verdict(p50)
+        };
+        let line = format!(
+            "  {name:<40} {:>9.1} {:>9.1}   {p50:>6.2}× {p99:>6.2}×  {mark}",
+            micros(ours.p50),
+            micros(ours.p99),
+        );
+        println!("{}", line.trim_end());
+    }
 
     println!("\nllmbasedos-fs on its backend socket, other methods");
-    let list = nul_request("mcp.fs.list", json!({"path": "/many", "limit": 1000}));
+    let list = nul_frame("mcp.fs.list", json!({"path": "/many", "limit": 1000}));
     let iterations = if smoke { 5 } else { 200 };
-    let lists = sequential(0, iterations, || client.call(&list));
+    let lists = sequential(0, iterations, || backend_call(&mut client, &list));
     println!(
         "  mcp.fs.list of 1,000 entries: {iterations} calls, p50 {:.2} ms, p99 {:.2} ms",
         micros(lists.p50) / 1000.0,
         micros(lists.p99) / 1000.0
     );
-    let grep = nul_request(
+    let grep = nul_frame(
         "mcp.fs.grep",
         json!({"pattern": "needle number [0-9]+", "path": "/tree", "max_results": 10000}),
     );
     let runs = 3;
-    let greps = sequential(0, runs, || client.call(&grep));
+    let greps = sequential(0, runs, || backend_call(&mut client, &grep));
     println!(
         "  mcp.fs.grep over {grep_mib} MiB in {grep_mib} files: median of {runs} {:.1} ms, {:.0} MiB/s",
         micros(greps.p50) / 1000.0,
@@ -243,19 +346,7 @@ impl Binaries {
     /// gateway is a sibling if something built it, and the reference server
     /// comes from npm.
     fn locate() -> Result<Binaries, String> {
-        let gateway = Path::new(FS_BINARY).with_file_name("llmbasedos-gateway");
-        if !gateway.is_file() {
-            let profile = if gateway.parent().is_some_and(|dir| dir.ends_with("debug")) {
-                ""
-            } else {
-                " --release"
-            };
-            return Err(format!(
-                "{} is missing: this benchmark runs the real gateway, and cargo builds only the fs \
-                 package's binaries for it. Build it first: `cargo build{profile} --workspace --bins`",
-                gateway.display()
-            ));
-        }
+        let gateway = sibling_binary(Path::new(FS_BINARY), "llmbasedos-gateway")?;
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
             .nth(2)
@@ -273,24 +364,6 @@ impl Binaries {
     }
 }
 
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    calls: usize,
-    per_second: f64,
-}
-
-fn figures(mut samples: Vec<Duration>, elapsed: Duration) -> Figures {
-    samples.sort_unstable();
-    let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction).round() as usize];
-    Figures {
-        p50: at(0.50),
-        p99: at(0.99),
-        calls: samples.len(),
-        per_second: samples.len() as f64 / elapsed.as_secs_f64(),
-    }
-}
-
 fn print_figures(name: &str, figures: &Figures) {
     println!(
         "  {name:<42} {:>6} calls  p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} calls/s",
@@ -299,61 +372,6 @@ fn print_figures(name: &str, figures: &Figures) {
         micros(figures.p99),
         figures.per_second
     );
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
-/// Sequential round trips: warm up, then time each call.
-fn sequential(warmup: usize, calls: usize, mut round_trip: impl FnMut()) -> Figures {
-    for _ in 0..warmup {
-        round_trip();
-    }
-    let mut samples = Vec::with_capacity(calls);
-    let started = Instant::now();
-    for _ in 0..calls {
-        let start = Instant::now();
-        round_trip();
-        samples.push(start.elapsed());
-    }
-    figures(samples, started.elapsed())
-}
-
-/// Clients connected up front, each calling sequentially on its own thread
-/// from a common start line.
-fn concurrent<C: Send>(
-    clients: Vec<C>,
-    calls_per_client: usize,
-    round_trip: impl Fn(&mut C) + Sync,
-) -> Figures {
-    let start_line = Barrier::new(clients.len() + 1);
-    let (samples, elapsed) = std::thread::scope(|scope| {
-        let threads: Vec<_> = clients
-            .into_iter()
-            .map(|mut client| {
-                let (start_line, round_trip) = (&start_line, &round_trip);
-                scope.spawn(move || {
-                    start_line.wait();
-                    (0..calls_per_client)
-                        .map(|_| {
-                            let start = Instant::now();
-                            round_trip(&mut client);
-                            start.elapsed()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        start_line.wait();
-        let started = Instant::now();
-        let samples: Vec<Duration> = threads
-            .into_iter()
-            .flat_map(|thread| thread.join().expect("a client thread failed"))
-            .collect();
-        (samples, started.elapsed())
-    });
-    figures(samples, elapsed)
 }
 
 /// A successful read of the whole file: a result, and room for the content.
@@ -365,192 +383,77 @@ fn assert_read(answer: &[u8]) {
     );
 }
 
-fn nul_request(method: &str, params: Value) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(&json!({
-        "jsonrpc": "2.0", "id": 1, "method": method, "params": params,
-    }))
-    .expect("serialize");
-    bytes.push(0);
-    bytes
+/// One backend round trip, which must succeed.
+fn backend_call(client: &mut NulClient<UnixStream>, frame: &[u8]) {
+    let answer = client.round_trip(frame);
+    assert!(
+        answer.windows(9).any(|window| window == b"\"result\":"),
+        "the server answered with an error: {}",
+        String::from_utf8_lossy(answer)
+    );
 }
 
-/// NUL-delimited JSON-RPC, as backends speak it.
-struct NulClient {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-    frame: Vec<u8>,
-}
-
-impl NulClient {
-    fn connect(socket: &Path) -> NulClient {
-        let stream = UnixStream::connect(socket).expect("connect to llmbasedos-fs");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        NulClient {
-            writer: stream.try_clone().expect("clone the stream"),
-            reader: BufReader::with_capacity(1 << 20, stream),
-            frame: Vec::new(),
+/// The gateway listens before it has read the caps directory: wait until
+/// it routes the method, then check one answer in full.
+fn wait_for_service(client: &mut WsClient, request: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    let answer: Value = loop {
+        let answer: Value =
+            serde_json::from_str(client.exchange(request).as_str()).expect("a JSON answer");
+        if answer["error"]["code"] != -32601 {
+            break answer;
         }
-    }
-
-    /// One round trip of a prepared request frame (NUL included).
-    fn call(&mut self, request: &[u8]) {
-        self.writer.write_all(request).expect("send");
-        self.frame.clear();
-        self.reader.read_until(0, &mut self.frame).expect("receive");
         assert!(
-            self.frame.windows(9).any(|window| window == b"\"result\":"),
-            "the server answered with an error: {}",
-            String::from_utf8_lossy(&self.frame)
+            Instant::now() < deadline,
+            "the gateway does not route mcp.fs.read: {answer}"
         );
-    }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_file(&answer["result"]["content"], &answer);
 }
 
-/// A WebSocket client of the gateway's `/ws`, JSON-RPC in text frames.
-struct WsClient {
-    socket: WebSocket<TcpStream>,
+/// The 4 KiB file's text, whole.
+fn assert_file(text: &Value, answer: &Value) {
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.len() == FILE_SIZE && text.bytes().all(|byte| byte == b'x'),
+        "unexpected answer: {answer}"
+    );
 }
 
-impl WsClient {
-    fn connect(port: u16, token: &str) -> WsClient {
-        let mut request = format!("ws://127.0.0.1:{port}/ws")
-            .into_client_request()
-            .expect("a valid WebSocket request");
-        request.headers_mut().insert(
-            "Authorization",
-            format!("Bearer {token}").parse().expect("header value"),
-        );
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        // tungstenite zeroes its whole read buffer before every read; a
-        // small one keeps that client-side cost out of the figures.
-        let config = WebSocketConfig::default().read_buffer_size(8192);
-        let (socket, _) = tungstenite::client::client_with_config(request, stream, Some(config))
-            .unwrap_or_else(|error| panic!("WebSocket handshake with the gateway: {error}"));
-        WsClient { socket }
-    }
-
-    fn exchange(&mut self, request: &str) -> String {
-        self.socket
-            .send(WsMessage::text(request))
-            .expect("send a frame");
-        // The gateway sends nothing but the answer here; a ping or two
-        // (answered by tungstenite) is tolerated, an endless stream is not.
-        for _ in 0..8 {
-            match self.socket.read().expect("read a frame") {
-                WsMessage::Text(text) => return text.to_string(),
-                WsMessage::Ping(_) | WsMessage::Pong(_) => {}
-                other => panic!("unexpected WebSocket frame: {other:?}"),
-            }
-        }
-        panic!("no answer among the gateway's frames");
-    }
-
-    fn call(&mut self, request: &str) {
-        assert_read(self.exchange(request).as_bytes());
-    }
-
-    /// The gateway listens before it has read the caps directory: wait
-    /// until it routes the method, then check one answer in full.
-    fn wait_for_service(&mut self, request: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        let answer: Value = loop {
-            let answer: Value =
-                serde_json::from_str(&self.exchange(request)).expect("a JSON answer");
-            if answer["error"]["code"] != -32601 {
-                break answer;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway does not route mcp.fs.read: {answer}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let content = answer["result"]["content"].as_str().unwrap_or_default();
-        assert!(
-            content.len() == FILE_SIZE && content.bytes().all(|byte| byte == b'x'),
-            "unexpected answer through the gateway: {answer}"
-        );
-    }
+/// The first Streamable HTTP answer: a successful tool result with the file.
+fn check_http_read(body: &[u8]) {
+    let answer: Value = serde_json::from_slice(body).expect("a JSON answer");
+    assert!(
+        answer["result"]["isError"] != true,
+        "fs_read failed over HTTP: {answer}"
+    );
+    assert_file(&answer["result"]["structuredContent"]["content"], &answer);
 }
 
-/// The reference server, one stdio connection, newline-delimited JSON-RPC.
-struct ReferenceServer {
-    stdin: ChildStdin,
-    stdout: LineReader,
-    server_name: String,
-    server_version: String,
-    next_id: u64,
+/// Reads of one file through an MCP server on stdio with one tool call, as
+/// a host makes them: the reference server, or our stdio bridge.
+struct StdioReads {
+    peer: StdioPeer,
+    tool: &'static str,
+    path: String,
     request: String,
-    /// Killed last, after its pipes are closed.
-    _process: ChildProcess,
 }
 
-impl ReferenceServer {
-    fn start(program: &Path, root: &Path, dir: &Path) -> ReferenceServer {
-        let mut command = Command::new(program);
-        command
-            .arg(root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut process =
-            ChildProcess::spawn("reference server", &mut command, dir.join("reference.log"));
-        let stdin = process.process().stdin.take().expect("its stdin");
-        let stdout = process.process().stdout.take().expect("its stdout");
-        let mut server = ReferenceServer {
-            stdin,
-            stdout: LineReader::new(stdout),
-            server_name: String::new(),
-            server_version: String::new(),
-            next_id: 1,
+impl StdioReads {
+    fn new(peer: StdioPeer, tool: &'static str, path: &str) -> StdioReads {
+        // The path is a temp dir's: nothing to escape.
+        assert!(!path.contains(['"', '\\']), "a path to escape: {path}");
+        StdioReads {
+            peer,
+            tool,
+            path: path.to_owned(),
             request: String::new(),
-            _process: process,
-        };
-        let initialized = server.request(
-            "initialize",
-            json!({
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "fs-bench", "version": "1"},
-            }),
-        );
-        let info = &initialized["serverInfo"];
-        server.server_name = info["name"].as_str().unwrap_or("?").to_owned();
-        server.server_version = info["version"].as_str().unwrap_or("?").to_owned();
-        server.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
-        server
-    }
-
-    fn send(&mut self, line: &str) {
-        self.stdin
-            .write_all(line.as_bytes())
-            .and_then(|()| self.stdin.write_all(b"\n"))
-            .expect("write to the reference server");
-    }
-
-    /// A request outside the measurements: its result, parsed.
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
-        );
-        for _ in 0..64 {
-            let answer: Value =
-                serde_json::from_slice(self.stdout.read_line()).expect("a JSON line");
-            if answer["id"] == id {
-                assert!(
-                    answer.get("error").is_none(),
-                    "{method} failed on the reference server: {answer}"
-                );
-                return answer["result"].clone();
-            }
         }
-        panic!("no answer to {method} among the reference server's messages");
     }
 
     fn tools(&mut self) -> Vec<String> {
-        let listed = self.request("tools/list", json!({}));
+        let listed = self.peer.request("tools/list", json!({}));
         listed["tools"]
             .as_array()
             .expect("a tool list")
@@ -559,31 +462,26 @@ impl ReferenceServer {
             .collect()
     }
 
-    fn check_first_read(&mut self, path: &str) {
-        let result = self.request(
+    /// One read outside the measurements, checked in full; `text` picks
+    /// the file's text out of the result.
+    fn check_first_read(&mut self, text: impl Fn(&Value) -> &Value) {
+        let result = self.peer.request(
             "tools/call",
-            json!({"name": "read_text_file", "arguments": {"path": path}}),
+            json!({"name": self.tool, "arguments": {"path": self.path}}),
         );
-        let text = result["content"][0]["text"].as_str().unwrap_or_default();
-        assert!(
-            result["isError"] != true
-                && text.len() == FILE_SIZE
-                && text.bytes().all(|byte| byte == b'x'),
-            "unexpected read_text_file result: {result}"
-        );
+        assert!(result["isError"] != true, "{} failed: {result}", self.tool);
+        assert_file(text(&result), &result);
     }
 
-    fn send_read(&mut self, path: &str) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+    fn send_read(&mut self) -> u64 {
+        let id = self.peer.take_id();
         self.request.clear();
-        // The path is a temp dir's: nothing to escape, as checked below.
         self.request.push_str(&format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"{path}"}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"path":"{}"}}}}}}"#,
+            self.tool, self.path
         ));
-        debug_assert!(!path.contains(['"', '\\']));
         let request = std::mem::take(&mut self.request);
-        self.send(&request);
+        self.peer.send(&request);
         self.request = request;
         id
     }
@@ -592,34 +490,35 @@ impl ReferenceServer {
     /// Notifications in between are skipped, a few at most.
     fn receive_read(&mut self) -> u64 {
         for _ in 0..8 {
-            let line = self.stdout.read_line();
+            let line = self.peer.read_line();
             if let Some(id) = answer_id(line) {
                 // An error result is short; a successful one holds the file.
                 assert_read(line);
                 return id;
             }
         }
-        panic!("no answer among the reference server's messages");
+        panic!("no answer among the stdio server's messages");
     }
 
-    fn read(&mut self, path: &str) {
-        let id = self.send_read(path);
+    fn read(&mut self) {
+        let id = self.send_read();
         assert_eq!(self.receive_read(), id, "an answer to another request");
     }
 
     /// `total` reads with `depth` in flight on the one connection: a new
     /// request goes out as each answer comes in.
-    fn pipelined(&mut self, path: &str, total: usize, depth: usize) -> Figures {
-        let first_id = self.next_id;
+    fn pipelined(&mut self, total: usize, depth: usize) -> Figures {
         let mut sent_at: Vec<Option<Instant>> = vec![None; total];
         let mut samples = Vec::with_capacity(total);
         let started = Instant::now();
+        let mut first_id = None;
         let mut sent = 0;
         while sent < depth.min(total) {
             sent_at[sent] = Some(Instant::now());
-            self.send_read(path);
+            first_id.get_or_insert(self.send_read());
             sent += 1;
         }
+        let first_id = first_id.expect("at least one read");
         while samples.len() < total {
             let id = self.receive_read();
             let index = usize::try_from(id - first_id).expect("an index");
@@ -629,118 +528,22 @@ impl ReferenceServer {
             samples.push(at.elapsed());
             if sent < total {
                 sent_at[sent] = Some(Instant::now());
-                self.send_read(path);
+                self.send_read();
                 sent += 1;
             }
         }
-        figures(samples, started.elapsed())
+        Figures::of(samples, started.elapsed())
     }
 }
 
-/// The numeric id of an answer line (`…,"id":7}`), `None` for a
-/// notification. Node writes the id last; only JSON structure has `"id":`
-/// unescaped.
-fn answer_id(line: &[u8]) -> Option<u64> {
-    let key = b"\"id\":";
-    let at = line.windows(key.len()).rposition(|window| window == key)? + key.len();
-    let digits = line[at..]
-        .iter()
-        .take_while(|byte| byte.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
-}
-
-/// Newline-delimited lines from a pipe, each waited for at most `PATIENCE`
-/// (`poll` before every read: a pipe has no read timeout).
-struct LineReader {
-    pipe: ChildStdout,
-    buffer: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Where the search for the next newline resumes.
-    scanned: usize,
-}
-
-impl LineReader {
-    fn new(pipe: ChildStdout) -> LineReader {
-        LineReader {
-            pipe,
-            buffer: vec![0; 1 << 20],
-            start: 0,
-            end: 0,
-            scanned: 0,
-        }
-    }
-
-    fn read_line(&mut self) -> &[u8] {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(offset) = self.buffer[self.scanned..self.end]
-                .iter()
-                .position(|byte| *byte == b'\n')
-            {
-                let line = self.start..self.scanned + offset;
-                self.start = line.end + 1;
-                self.scanned = self.start;
-                return &self.buffer[line];
-            }
-            self.scanned = self.end;
-            self.fill(deadline);
-        }
-    }
-
-    fn fill(&mut self, deadline: Instant) {
-        if self.end == self.buffer.len() {
-            assert!(self.start > 0, "a line longer than 1 MiB");
-            self.buffer.copy_within(self.start..self.end, 0);
-            (self.end, self.scanned) = (self.end - self.start, self.scanned - self.start);
-            self.start = 0;
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut descriptor = libc::pollfd {
-            fd: self.pipe.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let timeout = i32::try_from(remaining.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, alive for the duration of the call.
-        let ready = unsafe { libc::poll(&mut descriptor, 1, timeout) };
-        if ready < 0 {
-            let error = std::io::Error::last_os_error();
-            assert!(
-                error.kind() == std::io::ErrorKind::Interrupted,
-                "poll: {error}"
-            );
-            return;
-        }
-        assert!(
-            ready > 0,
-            "the reference server sent nothing for {PATIENCE:?}"
-        );
-        let read = self
-            .pipe
-            .read(&mut self.buffer[self.end..])
-            .expect("read from the reference server");
-        assert!(read > 0, "the reference server closed its stdout");
-        self.end += read;
-    }
-}
-
-/// A child process, killed by pid when dropped.
 /// The file service and the gateway, laid out as `llmbasedos up` does
 /// (caps file and socket in `<dir>/mcp`).
 struct Stack {
-    _gateway: ChildProcess,
+    gateway: Gateway,
     _fs: ChildProcess,
     fs_socket: PathBuf,
     /// Our caps, as published for the gateway.
     caps: Value,
-    port: u16,
-    /// A bearer token per client; the sequential figures use the first.
-    tokens: Vec<String>,
 }
 
 impl Stack {
@@ -772,65 +575,14 @@ impl Stack {
             dir.join("fs.log"),
         );
         fs.wait_until("its socket", || UnixStream::connect(&fs_socket).is_ok());
-
-        // One token per client: the gateway's request limit is per token
-        // holder, so 16 clients are 16 holders, as in real use.
-        let tokens: Vec<String> = (0..CLIENTS).map(|_| random_token()).collect();
-        let port = free_port();
-        let mut config_text = format!(
-            "listen: 127.0.0.1:{port}\nunix_socket: {}\ncaps_dir: {}\nauth:\n  tokens:\n",
-            dir.join("gateway.sock").display(),
-            caps_dir.display(),
-        );
-        for (index, token) in tokens.iter().enumerate() {
-            let digest = hex::encode(Sha256::digest(token.as_bytes()));
-            config_text.push_str(&format!(
-                "    - name: client-{index}\n      sha256: {digest}\n"
-            ));
-        }
-        let config = dir.join("gateway.yaml");
-        std::fs::write(&config, config_text).expect("write the gateway config");
-        let mut gateway = ChildProcess::spawn(
-            "gateway",
-            Command::new(&binaries.gateway)
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null()),
-            dir.join("gateway.log"),
-        );
-        gateway.wait_until("its TCP listener", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let gateway = Gateway::start(&binaries.gateway, dir, &caps_dir, CLIENTS);
         Stack {
-            _gateway: gateway,
+            gateway,
             _fs: fs,
             fs_socket,
             caps,
-            port,
-            tokens,
         }
     }
-}
-
-fn random_token() -> String {
-    let mut random = [0u8; 24];
-    File::open("/dev/urandom")
-        .and_then(|mut source| source.read_exact(&mut random))
-        .expect("random bytes");
-    hex::encode(random)
-}
-
-/// Writes a file whole or not at all (the gateway watches the directory).
-fn publish(path: &Path, contents: &[u8]) {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, contents).expect("write");
-    std::fs::rename(&temporary, path).expect("rename");
-}
-
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("probe address").port()
 }
 
 /// Writes `mebibytes` of text in files of 1 MiB spread over 10 directories,

@@ -2,7 +2,8 @@
 //!
 //! The pieces:
 //! - [`vpath`]: virtual paths (`/`-rooted strings) — parsing and refusing
-//!   malformed ones; never joined to a host path.
+//!   malformed ones; never joined to a host path. The type is semantic's
+//!   (`semantic::vpath`), re-exported: the indexer walks the same paths.
 //! - [`ops`]: the confined operations (read, write, edit, list, tree, glob,
 //!   grep, stat, mkdir, move, copy, delete) on a [`ops::Root`], a cap-std
 //!   directory handle that resolves every path with
@@ -23,7 +24,7 @@ pub mod indexing;
 pub mod ops;
 pub mod root_index;
 pub mod uri;
-pub mod vpath;
+pub use semantic::vpath;
 
 use std::sync::Arc;
 

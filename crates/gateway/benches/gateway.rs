@@ -29,19 +29,20 @@
 //! trips per figure, default 20000), `GATEWAY_BENCH_CLIENT_CALLS` (calls per
 //! client in the 64-client run, default 2000).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use bench_support::{ChildProcess, PATIENCE, pin_to_cpu0};
+use bench_support::bench::{
+    Gateway, HttpClient, NulClient, WsClient, connect_tcp, connect_unix, ping_pong, publish,
+    sibling_binary,
+};
+use bench_support::measure::{Figures, concurrent, env_number, micros, sequential, smoke};
+use bench_support::{ChildProcess, pin_to_cpu0};
 use serde_json::Value;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message as WsMessage, WebSocket};
 
 const ECHO_CHILD_ENV: &str = "GATEWAY_BENCH_ECHO_DIR";
 /// The direct call's bytes, also sent over WebSocket.
@@ -60,21 +61,14 @@ const TARGET_COST_US: f64 = 25.0;
 const TARGET_CALLS_PER_SECOND: f64 = 30_000.0;
 const TARGET_IDLE_RSS_MIB: f64 = 20.0;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> ExitCode {
     if let Ok(dir) = std::env::var(ECHO_CHILD_ENV) {
         echo_child(Path::new(&dir));
         return ExitCode::SUCCESS;
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
-    // useful: run a short smoke version then, so the bench cannot rot.
-    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    // A short smoke version under `cargo test --benches`, so the bench
+    // cannot rot.
+    let smoke = smoke();
     let binaries = match Binaries::locate() {
         Ok(binaries) => binaries,
         Err(message) => {
@@ -124,20 +118,7 @@ impl Binaries {
     /// to another package, so it is only there if something built it.
     fn locate() -> Result<Binaries, String> {
         let gateway = PathBuf::from(env!("CARGO_BIN_EXE_llmbasedos-gateway"));
-        let test_server = gateway.with_file_name("llmbasedos-test-server");
-        if !test_server.is_file() {
-            let profile = if gateway.parent().is_some_and(|dir| dir.ends_with("debug")) {
-                ""
-            } else {
-                " --release"
-            };
-            return Err(format!(
-                "{} is missing: this benchmark runs the real test server, and cargo builds only \
-                 the gateway's binaries for it. Build it first: `cargo build{profile} -p test-server \
-                 --bins` (or the whole workspace: `cargo build --workspace{profile}`)",
-                test_server.display()
-            ));
-        }
+        let test_server = sibling_binary(&gateway, "llmbasedos-test-server")?;
         Ok(Binaries {
             gateway,
             test_server,
@@ -147,9 +128,9 @@ impl Binaries {
 
 struct Report {
     placement: &'static str,
-    websocket: Percentiles,
-    http: Percentiles,
-    direct: Percentiles,
+    websocket: Figures,
+    http: Figures,
+    direct: Figures,
     throughput: f64,
     idle_rss_kib: u64,
 }
@@ -164,51 +145,43 @@ impl Report {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Percentiles {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort_unstable();
-    let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction).round() as usize];
-    Percentiles {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 fn measure(placement: &'static str, binaries: &Binaries, settings: &Settings) -> Report {
     let stack = Stack::start(binaries);
-    let idle_rss_kib = stack.gateway.memory().rss_kib;
+    let idle_rss_kib = stack.gateway.process.memory().rss_kib;
     let iterations = settings.iterations;
+    let warmup = iterations / 10;
 
-    let mut websocket_client = WsClient::connect(stack.port, &stack.tokens[0]);
-    let websocket = sequential(iterations, || websocket_client.call());
+    let mut websocket_client = WsClient::connect(stack.gateway.port, &stack.gateway.tokens[0]);
+    let websocket = sequential(warmup, iterations, || {
+        noop_over_websocket(&mut websocket_client)
+    });
     drop(websocket_client);
-    let mut http_client = HttpClient::connect(stack.port, &stack.tokens[0]);
-    let http = sequential(iterations, || {
+    let mut http_client = http_client(&stack, 0);
+    let http = sequential(warmup, iterations, || {
         assert!(http_client.call(), "a sequential call was refused");
     });
     drop(http_client);
+    let mut noop = NOOP_REQUEST.to_vec();
+    noop.push(0);
     let mut direct_client = NulClient::new(connect_unix(&stack.backend_socket));
-    let direct = sequential(iterations, || direct_client.call());
+    let direct = sequential(warmup, iterations, || {
+        noop_answered(direct_client.round_trip(&noop));
+    });
     let mut unix_floor_client = NulClient::new(connect_unix(&stack.echo_socket));
-    let unix_floor = sequential(iterations, || unix_floor_client.call());
+    let unix_floor = sequential(warmup, iterations, || {
+        noop_answered(unix_floor_client.round_trip(&noop));
+    });
     let mut tcp_floor_client = NulClient::new(connect_tcp(stack.echo_address));
-    let tcp_floor = sequential(iterations, || tcp_floor_client.call());
+    let tcp_floor = sequential(warmup, iterations, || {
+        noop_answered(tcp_floor_client.round_trip(&noop));
+    });
 
     let (throughput, clients) = throughput(&stack, settings.calls_per_client);
-    let loaded = stack.gateway.memory();
+    let loaded = stack.gateway.process.memory();
     drop(clients);
     let shared = shared_token_http(&stack, settings.calls_per_client / 4);
 
@@ -306,51 +279,43 @@ fn summary(unpinned: &Report, pinned: &Report) {
     );
 }
 
-/// Sequential round trips: warm up, then time each call.
-fn sequential(iterations: usize, mut round_trip: impl FnMut()) -> Percentiles {
-    for _ in 0..iterations / 10 {
-        round_trip();
-    }
-    let mut samples = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let start = Instant::now();
-        round_trip();
-        samples.push(start.elapsed());
-    }
-    percentiles(samples)
+/// The no-op's answer, byte for byte.
+fn noop_answered(answer: &[u8]) {
+    assert_eq!(
+        answer,
+        NOOP_RESPONSE,
+        "unexpected answer: {}",
+        String::from_utf8_lossy(answer)
+    );
+}
+
+fn noop_over_websocket(client: &mut WsClient) {
+    let request = std::str::from_utf8(NOOP_REQUEST).expect("UTF-8");
+    noop_answered(client.exchange(request).as_bytes());
+}
+
+/// A Streamable HTTP client of the no-op tool with the `token`th token.
+fn http_client(stack: &Stack, token: usize) -> HttpClient {
+    HttpClient::connect(
+        stack.gateway.port,
+        &stack.gateway.tokens[token],
+        PROTOCOL_VERSION,
+        TOOL_CALL,
+        check_tool_result,
+    )
 }
 
 /// 64 WebSocket clients, connected up front, each calling sequentially on
 /// its own thread; returns calls per second and the still-open clients.
 fn throughput(stack: &Stack, calls_per_client: usize) -> (f64, Vec<WsClient>) {
     let clients: Vec<WsClient> = stack
+        .gateway
         .tokens
         .iter()
-        .map(|token| WsClient::connect(stack.port, token))
+        .map(|token| WsClient::connect(stack.gateway.port, token))
         .collect();
-    let start_line = Arc::new(Barrier::new(CLIENTS + 1));
-    let threads: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            let start_line = start_line.clone();
-            std::thread::spawn(move || {
-                start_line.wait();
-                for _ in 0..calls_per_client {
-                    client.call();
-                }
-                client
-            })
-        })
-        .collect();
-    start_line.wait();
-    let start = Instant::now();
-    let clients: Vec<WsClient> = threads
-        .into_iter()
-        .map(|thread| thread.join().expect("a client thread failed"))
-        .collect();
-    let elapsed = start.elapsed();
-    let calls = (CLIENTS * calls_per_client) as f64;
-    (calls / elapsed.as_secs_f64(), clients)
+    let (figures, clients) = concurrent(clients, calls_per_client, noop_over_websocket);
+    (figures.per_second, clients)
 }
 
 struct SharedToken {
@@ -363,228 +328,18 @@ struct SharedToken {
 /// 64 Streamable HTTP clients with the same token, each on its own
 /// keep-alive connection and thread, calling sequentially.
 fn shared_token_http(stack: &Stack, calls_per_client: usize) -> SharedToken {
-    let start_line = Arc::new(Barrier::new(CLIENTS + 1));
-    let threads: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let mut client = HttpClient::connect(stack.port, &stack.tokens[0]);
-            let start_line = start_line.clone();
-            std::thread::spawn(move || {
-                start_line.wait();
-                let mut samples = Vec::with_capacity(calls_per_client);
-                let mut refused = 0;
-                for _ in 0..calls_per_client {
-                    let start = Instant::now();
-                    refused += usize::from(!client.call());
-                    samples.push(start.elapsed());
-                }
-                (samples, refused)
-            })
-        })
-        .collect();
-    start_line.wait();
-    let start = Instant::now();
-    let mut samples = Vec::with_capacity(CLIENTS * calls_per_client);
-    let mut refused = 0;
-    for thread in threads {
-        let (own, own_refused) = thread.join().expect("a client thread failed");
-        samples.extend(own);
-        refused += own_refused;
-    }
-    let elapsed = start.elapsed();
-    let calls = samples.len();
+    let clients: Vec<HttpClient> = (0..CLIENTS).map(|_| http_client(stack, 0)).collect();
+    let refused = AtomicUsize::new(0);
+    let (figures, _) = concurrent(clients, calls_per_client, |client| {
+        if !client.call() {
+            refused.fetch_add(1, Ordering::Relaxed);
+        }
+    });
     SharedToken {
-        calls_per_second: calls as f64 / elapsed.as_secs_f64(),
-        p99: percentiles(samples).p99,
-        refused,
-        calls,
-    }
-}
-
-/// NUL-delimited JSON-RPC, as backends speak it.
-struct NulClient<S: Read + Write> {
-    stream: BufReader<S>,
-    frame: Vec<u8>,
-    answer: Vec<u8>,
-}
-
-impl<S: Read + Write> NulClient<S> {
-    fn new(stream: S) -> NulClient<S> {
-        let mut frame = NOOP_REQUEST.to_vec();
-        frame.push(0);
-        NulClient {
-            stream: BufReader::new(stream),
-            frame,
-            answer: Vec::with_capacity(128),
-        }
-    }
-
-    fn call(&mut self) {
-        self.stream.get_mut().write_all(&self.frame).expect("write");
-        self.answer.clear();
-        self.stream
-            .read_until(0, &mut self.answer)
-            .expect("read an answer");
-        assert_eq!(
-            self.answer.strip_suffix(&[0]),
-            Some(NOOP_RESPONSE),
-            "unexpected answer: {}",
-            String::from_utf8_lossy(&self.answer)
-        );
-    }
-}
-
-fn connect_unix(path: &Path) -> UnixStream {
-    let stream = UnixStream::connect(path)
-        .unwrap_or_else(|error| panic!("connect to {}: {error}", path.display()));
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream
-}
-
-fn connect_tcp(address: SocketAddr) -> TcpStream {
-    let stream =
-        TcpStream::connect(address).unwrap_or_else(|error| panic!("connect to {address}: {error}"));
-    stream.set_nodelay(true).expect("nodelay");
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream
-}
-
-/// A WebSocket client of `/ws`, JSON-RPC in text frames.
-struct WsClient {
-    socket: WebSocket<TcpStream>,
-}
-
-impl WsClient {
-    fn connect(port: u16, token: &str) -> WsClient {
-        let mut request = format!("ws://127.0.0.1:{port}/ws")
-            .into_client_request()
-            .expect("a valid WebSocket request");
-        request.headers_mut().insert(
-            "Authorization",
-            format!("Bearer {token}").parse().expect("header value"),
-        );
-        let stream = connect_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-        // tungstenite zeroes its whole read buffer (128 KiB by default)
-        // before every read; a small one keeps that client-side cost out
-        // of the gateway's figures.
-        let config = WebSocketConfig::default().read_buffer_size(4096);
-        let (socket, _) = tungstenite::client::client_with_config(request, stream, Some(config))
-            .unwrap_or_else(|error| panic!("WebSocket handshake with the gateway: {error}"));
-        WsClient { socket }
-    }
-
-    fn call(&mut self) {
-        let request = std::str::from_utf8(NOOP_REQUEST).expect("UTF-8");
-        self.socket
-            .send(WsMessage::text(request))
-            .expect("send a frame");
-        // The gateway sends nothing but the answer here; a ping or two
-        // (answered by tungstenite) is tolerated, an endless stream is not.
-        for _ in 0..8 {
-            match self.socket.read().expect("read a frame") {
-                WsMessage::Text(text) => {
-                    assert_eq!(text.as_bytes(), NOOP_RESPONSE, "unexpected answer: {text}");
-                    return;
-                }
-                WsMessage::Ping(_) | WsMessage::Pong(_) => {}
-                other => panic!("unexpected WebSocket frame: {other:?}"),
-            }
-        }
-        panic!("no answer among the gateway's frames");
-    }
-}
-
-/// Streamable HTTP by hand: one keep-alive connection, JSON answers with a
-/// Content-Length (anything else fails the run).
-struct HttpClient {
-    stream: BufReader<TcpStream>,
-    request: Vec<u8>,
-    line: String,
-    body: Vec<u8>,
-    /// The first answer, checked in full; every later one must equal it.
-    expected: Option<Vec<u8>>,
-}
-
-impl HttpClient {
-    fn connect(port: u16, token: &str) -> HttpClient {
-        let stream = connect_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-        let request = format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-             MCP-Protocol-Version: {PROTOCOL_VERSION}\r\nContent-Length: {}\r\n\r\n{TOOL_CALL}",
-            TOOL_CALL.len()
-        );
-        HttpClient {
-            stream: BufReader::new(stream),
-            request: request.into_bytes(),
-            line: String::new(),
-            body: Vec::with_capacity(1024),
-            expected: None,
-        }
-    }
-
-    fn read_line(&mut self) -> &str {
-        self.line.clear();
-        let read = self.stream.read_line(&mut self.line).expect("read a line");
-        assert!(read > 0, "the gateway closed the keep-alive connection");
-        self.line.trim_end()
-    }
-
-    /// One call; `false` if the gateway refused it (-32005).
-    fn call(&mut self) -> bool {
-        self.stream
-            .get_mut()
-            .write_all(&self.request)
-            .expect("write");
-        let status = self.read_line().to_owned();
-        assert!(
-            status.starts_with("HTTP/1.1 200 "),
-            "unexpected status: {status}"
-        );
-        let mut length = None;
-        let mut json = false;
-        for _ in 0..64 {
-            let line = self.read_line();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').expect("a header line");
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse::<usize>().expect("a Content-Length"));
-            } else if name.eq_ignore_ascii_case("content-type") {
-                json = value.starts_with("application/json");
-            } else if name.eq_ignore_ascii_case("connection") {
-                assert!(
-                    !value.eq_ignore_ascii_case("close"),
-                    "the gateway closes the connection"
-                );
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                panic!("expected a Content-Length body, got Transfer-Encoding: {value}");
-            }
-        }
-        assert!(json, "the answer is not application/json");
-        let length = length.expect("the answer has no Content-Length");
-        self.body.resize(length, 0);
-        self.stream.read_exact(&mut self.body).expect("read a body");
-        if self.expected.as_ref() != Some(&self.body) {
-            let answer: Value = serde_json::from_slice(&self.body).expect("a JSON answer");
-            if answer["error"]["code"] == -32005 {
-                return false;
-            }
-        }
-        match &self.expected {
-            Some(expected) => assert_eq!(
-                &self.body,
-                expected,
-                "unexpected answer: {}",
-                String::from_utf8_lossy(&self.body)
-            ),
-            None => {
-                check_tool_result(&self.body);
-                self.expected = Some(self.body.clone());
-            }
-        }
-        true
+        calls_per_second: figures.per_second,
+        p99: figures.p99,
+        refused: refused.into_inner(),
+        calls: figures.calls,
     }
 }
 
@@ -601,16 +356,12 @@ fn check_tool_result(body: &[u8]) {
     );
 }
 
-/// A child process, killed by pid when dropped.
 /// The echo process, the test server and the gateway in one temp dir, laid
 /// out as `llmbasedos up` does (caps files and sockets in `mcp/`).
 struct Stack {
-    gateway: ChildProcess,
+    gateway: Gateway,
     _backend: ChildProcess,
     _echo: ChildProcess,
-    port: u16,
-    /// A bearer token per client; the sequential figures use the first.
-    tokens: Vec<String>,
     backend_socket: PathBuf,
     echo_socket: PathBuf,
     echo_address: SocketAddr,
@@ -662,66 +413,17 @@ impl Stack {
         backend.wait_until("its socket", || {
             UnixStream::connect(&backend_socket).is_ok()
         });
-
-        // One token per client: the gateway's request limit is per client
-        // (token holder), so 64 clients are 64 holders, as in real use.
-        let tokens: Vec<String> = (0..CLIENTS)
-            .map(|_| {
-                let mut random = [0u8; 24];
-                getrandom::fill(&mut random).expect("random bytes");
-                hex::encode(random)
-            })
-            .collect();
-        let port = free_port();
-        let config = dir.path().join("gateway.yaml");
-        let mut config_text = format!(
-            "listen: 127.0.0.1:{port}\nunix_socket: {}\ncaps_dir: {}\nauth:\n  tokens:\n",
-            dir.path().join("gateway.sock").display(),
-            caps_dir.display(),
-        );
-        for (index, token) in tokens.iter().enumerate() {
-            let digest = hex::encode(gateway::config::hash_token(token));
-            config_text.push_str(&format!(
-                "    - name: client-{index}\n      sha256: {digest}\n"
-            ));
-        }
-        std::fs::write(&config, config_text).expect("write the gateway config");
-        let mut gateway = ChildProcess::spawn(
-            "gateway",
-            Command::new(&binaries.gateway)
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null()),
-            dir.path().join("gateway.log"),
-        );
-        gateway.wait_until("its TCP listener", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let gateway = Gateway::start(&binaries.gateway, dir.path(), &caps_dir, CLIENTS);
         Stack {
             gateway,
             _backend: backend,
             _echo: echo,
-            port,
-            tokens,
             backend_socket,
             echo_socket,
             echo_address: SocketAddr::from(([127, 0, 0, 1], echo_port)),
             _dir: dir,
         }
     }
-}
-
-/// Writes a file whole or not at all (readers watch the directory).
-fn publish(path: &Path, contents: &[u8]) {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, contents).expect("write");
-    std::fs::rename(&temporary, path).expect("rename");
-}
-
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("probe address").port()
 }
 
 /// The echo process: answers every NUL-terminated frame with the bytes the
@@ -734,32 +436,12 @@ fn echo_child(dir: &Path) {
         for stream in tcp.incoming() {
             let stream = stream.expect("accept");
             stream.set_nodelay(true).expect("nodelay");
-            std::thread::spawn(move || ping_pong(stream));
+            std::thread::spawn(move || ping_pong(stream, NOOP_RESPONSE));
         }
     });
     publish(&dir.join("echo.port"), port.to_string().as_bytes());
     for stream in unix.incoming() {
         let stream = stream.expect("accept");
-        std::thread::spawn(move || ping_pong(stream));
-    }
-}
-
-fn ping_pong(mut stream: impl Read + Write) {
-    let mut response = NOOP_RESPONSE.to_vec();
-    response.push(0);
-    let mut input = vec![0u8; 64 * 1024];
-    let mut output = Vec::with_capacity(64 * 1024);
-    loop {
-        let read = match stream.read(&mut input) {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        output.clear();
-        for _ in input[..read].iter().filter(|byte| **byte == 0) {
-            output.extend_from_slice(&response);
-        }
-        if stream.write_all(&output).is_err() {
-            return;
-        }
+        std::thread::spawn(move || ping_pong(stream, NOOP_RESPONSE));
     }
 }

@@ -20,19 +20,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bench_support::measure::{env_number, smoke};
+use bench_support::{Memory, percentile};
 use semantic::embed::DIMENSIONS;
 use semantic::{DirSource, Embedder, Index, Settings, Target};
 
 const CHUNKS_PER_SECOND_TARGET: f64 = 40.0;
 const P50_TARGET: Duration = Duration::from_millis(10);
 const RERUN_TARGET: Duration = Duration::from_secs(2);
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn locate() -> Result<(PathBuf, PathBuf), String> {
     let model = std::env::var_os("LLMBASEDOS_FS_MODEL_DIR")
@@ -53,28 +48,12 @@ fn locate() -> Result<(PathBuf, PathBuf), String> {
 }
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    Memory::of_self().rss_kib as f64 / 1024.0
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
 }
 
 const WORDS: &[&str] = &[
@@ -273,7 +252,7 @@ fn matmul_chain_onnx(rows: usize, shapes: &[(usize, usize)]) -> Vec<u8> {
 }
 
 fn main() -> ExitCode {
-    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    let smoke = smoke();
     let (model, runtime) = match locate() {
         Ok(found) => found,
         Err(message) => {

@@ -447,11 +447,7 @@ impl Index {
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let start = source::normalise(path).ok_or_else(|| {
-            SemanticError::InvalidValue(format!(
-                "{path:?} is not a valid path; give a /-rooted path without .. components"
-            ))
-        })?;
+        let start = source::parse_path(path, "")?.to_string();
         let files = source::walk(source, &start, recursive, &settings.walk, cancelled)?;
         let mut counters = Counters {
             files_seen: files.len() as u64,
@@ -830,11 +826,7 @@ impl Index {
             )));
         }
         let scope = match scope {
-            Some(scope) => Some(source::normalise(scope).ok_or_else(|| {
-                SemanticError::InvalidValue(format!(
-                    "scope {scope:?} is not a valid path; give a /-rooted path without .. components"
-                ))
-            })?),
+            Some(scope) => Some(source::parse_path(scope, "scope ")?.to_string()),
             None => None,
         };
         let matches = {

@@ -4,6 +4,9 @@
 //! knows nothing of MCP or JSON-RPC (the fs server's handlers do).
 //!
 //! The pieces:
+//! - [`vpath`]: the one virtual-path type ([`VirtualPath`]): `/`-rooted,
+//!   normalised, malformed ones refused; the fs server re-exports it as
+//!   `fs::vpath`, so the server and the indexer agree on every path.
 //! - [`source`]: the [`Source`] trait the indexer reads files through (the
 //!   fs server implements it over its confined root) and the walk with
 //!   ignore files and excludes.
@@ -20,8 +23,10 @@ pub mod error;
 pub mod index;
 pub mod locate;
 pub mod source;
+pub mod vpath;
 
 pub use embed::Embedder;
 pub use error::{ErrorKind, SemanticError};
 pub use index::{Counters, Hit, Index, Progress, Settings, SkippedFile, Status, Target};
 pub use source::{DirSource, Source};
+pub use vpath::VirtualPath;

@@ -4,7 +4,9 @@
 //! with `.gitignore`/`.ignore` files and configured excludes.
 //!
 //! Paths are virtual: `/` is the root, `/notes/a.md` a file beneath it;
-//! they never name a host path.
+//! they never name a host path. They are normalised by the one
+//! [`VirtualPath`] type the fs server parses clients' paths with, and
+//! handed through [`Source`] in its text form.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use globset::GlobSet;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::error::SemanticError;
+use crate::vpath::VirtualPath;
 
 /// What a directory entry is. Symbolic links, FIFOs, sockets and devices
 /// are `Other`, which the indexer never opens.
@@ -61,27 +64,14 @@ pub fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// Normalises a virtual path: leading `/`, no trailing `/`, no empty,
-/// `.` or `..` components. `None` when malformed.
-pub fn normalise(path: &str) -> Option<String> {
-    if path.contains('\0') {
-        return None;
-    }
-    let mut out = String::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            part => {
-                out.push('/');
-                out.push_str(part);
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Some(out)
+/// `path` in its one normal form ([`VirtualPath`]), or the indexer's
+/// refusal of it; `what` names it in the message ("scope ", or "").
+pub(crate) fn parse_path(path: &str, what: &str) -> Result<VirtualPath, SemanticError> {
+    VirtualPath::parse(path).map_err(|_| {
+        SemanticError::InvalidValue(format!(
+            "{what}{path:?} is not a valid path; give a /-rooted path without .. components"
+        ))
+    })
 }
 
 /// Whether `path` is `dir` itself or lies beneath it.
@@ -111,11 +101,7 @@ pub fn walk(
     options: &WalkOptions,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Vec<FileInfo>, SemanticError> {
-    let start = normalise(start).ok_or_else(|| {
-        SemanticError::InvalidValue(format!(
-            "{start:?} is not a valid path; give a /-rooted path without .. components"
-        ))
-    })?;
+    let start = parse_path(start, "")?.to_string();
     let top = source
         .metadata(&start)
         .map_err(|error| match error.kind() {
@@ -273,9 +259,9 @@ impl DirSource {
     }
 
     fn host(&self, path: &str) -> io::Result<PathBuf> {
-        let path = normalise(path)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "malformed path"))?;
-        Ok(self.root.join(path.trim_start_matches('/')))
+        let path = VirtualPath::parse(path)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "malformed path"))?;
+        Ok(self.root.join(path.relative()))
     }
 }
 
@@ -345,16 +331,20 @@ mod tests {
 
     #[test]
     fn paths_normalise_and_nest() {
+        // The one normal form; relative and empty paths are refused like
+        // the fs server refuses them.
         let cases = [
             ("/", Some("/")),
-            ("", Some("/")),
-            ("a/b/", Some("/a/b")),
+            ("", None),
+            ("a/b/", None),
+            ("/a/b/", Some("/a/b")),
             ("//a/./b", Some("/a/b")),
             ("/a/../b", None),
             ("/a\0", None),
         ];
         for (input, expected) in cases {
-            assert_eq!(normalise(input).as_deref(), expected, "{input:?}");
+            let parsed = parse_path(input, "").ok().map(|path| path.to_string());
+            assert_eq!(parsed.as_deref(), expected, "{input:?}");
         }
         assert!(is_beneath("/a/b", "/a"));
         assert!(is_beneath("/a", "/a"));

@@ -15,34 +15,29 @@
 //! `ROUNDTRIP_PIPELINED` (default 200000), `ROUNDTRIP_WORKERS` (runtime
 //! worker threads, default as shipped).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bench_support::pin_to_cpu0;
+use bench_support::bench::{NulClient, connect_unix, ping_pong};
+use bench_support::measure::{Figures, env_number, micros, sequential, smoke};
+use bench_support::{ChildProcess, pin_to_cpu0};
 
 const CHILD_ENV: &str = "ROUNDTRIP_CHILD_DIR";
 const REQUEST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"mcp.test.noop","params":{}}"#;
 const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(Path::new(&dir));
         return;
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
-    // useful: run a short smoke version then, so the bench cannot rot.
-    let smoke = !std::env::args().any(|argument| argument == "--bench");
+    // A short smoke version under `cargo test --benches`, so the bench
+    // cannot rot.
+    let smoke = smoke();
     let iterations = if smoke {
         200
     } else {
@@ -75,8 +70,8 @@ fn main() {
 
 struct Report {
     placement: &'static str,
-    framework: Percentiles,
-    floor: Percentiles,
+    framework: Figures,
+    floor: Figures,
     framework_throughput: f64,
 }
 
@@ -86,30 +81,11 @@ impl Report {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Percentiles {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort_unstable();
-    let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction).round() as usize];
-    Percentiles {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
 fn measure(placement: &'static str, iterations: usize, pipelined: usize) -> Report {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = ChildServer::start(dir.path());
-    let framework = sequential(&server.framework_socket, iterations);
-    let floor = sequential(&server.raw_socket, iterations);
+    let framework = round_trips(&server.framework_socket, iterations);
+    let floor = round_trips(&server.raw_socket, iterations);
     let framework_throughput = throughput(&server.framework_socket, pipelined);
     let floor_throughput = throughput(&server.raw_socket, pipelined);
     println!("{placement}");
@@ -145,28 +121,13 @@ fn measure(placement: &'static str, iterations: usize, pipelined: usize) -> Repo
 }
 
 /// Sequential round trips: one request, wait for its answer, repeat.
-fn sequential(socket: &Path, iterations: usize) -> Percentiles {
-    let mut stream = UnixStream::connect(socket).expect("connect");
+fn round_trips(socket: &Path, iterations: usize) -> Figures {
+    let mut client = NulClient::new(connect_unix(socket));
     let mut frame = REQUEST.to_vec();
     frame.push(0);
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut answer = Vec::with_capacity(128);
-    let mut round_trip = |stream: &mut UnixStream| {
-        stream.write_all(&frame).expect("write");
-        answer.clear();
-        reader.read_until(0, &mut answer).expect("read");
-        assert_eq!(&answer[..answer.len() - 1], RESPONSE, "unexpected answer");
-    };
-    for _ in 0..iterations / 10 {
-        round_trip(&mut stream);
-    }
-    let mut samples = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let start = Instant::now();
-        round_trip(&mut stream);
-        samples.push(start.elapsed());
-    }
-    percentiles(samples)
+    sequential(iterations / 10, iterations, || {
+        assert_eq!(client.round_trip(&frame), RESPONSE, "unexpected answer");
+    })
 }
 
 /// Pipelined: a writer thread sends every request (each with its own id)
@@ -207,42 +168,34 @@ fn throughput(socket: &Path, count: usize) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// The server process, killed by pid when dropped.
 struct ChildServer {
-    process: Child,
+    _process: ChildProcess,
     framework_socket: PathBuf,
     raw_socket: PathBuf,
 }
 
 impl ChildServer {
     fn start(dir: &Path) -> ChildServer {
-        let process = Command::new(std::env::current_exe().expect("own path"))
-            .env(CHILD_ENV, dir)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the server process");
-        let server = ChildServer {
-            process,
-            framework_socket: dir.join("framework.sock"),
-            raw_socket: dir.join("raw.sock"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(UnixStream::connect(&server.framework_socket).is_ok()
-            && UnixStream::connect(&server.raw_socket).is_ok())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the server process did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        let framework_socket = dir.join("framework.sock");
+        let raw_socket = dir.join("raw.sock");
+        let mut process = ChildProcess::spawn(
+            "server process",
+            Command::new(std::env::current_exe().expect("own path"))
+                .env(CHILD_ENV, dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
+            dir.join("server.log"),
+        );
+        process.wait_until("its two sockets", || {
+            UnixStream::connect(&framework_socket).is_ok()
+                && UnixStream::connect(&raw_socket).is_ok()
+        });
+        ChildServer {
+            _process: process,
+            framework_socket,
+            raw_socket,
         }
-        server
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 
@@ -252,7 +205,8 @@ fn child(dir: &Path) {
     std::thread::spawn(move || {
         for stream in raw.incoming() {
             let stream = stream.expect("accept");
-            std::thread::spawn(move || raw_ping_pong(stream));
+            // The same bytes the framework sends.
+            std::thread::spawn(move || ping_pong(stream, RESPONSE));
         }
     });
     let workers = std::env::var("ROUNDTRIP_WORKERS")
@@ -270,25 +224,4 @@ fn child(dir: &Path) {
             )
             .await;
     });
-}
-
-/// Answers every NUL-terminated frame with the same bytes the framework sends.
-fn raw_ping_pong(mut stream: UnixStream) {
-    let mut response = RESPONSE.to_vec();
-    response.push(0);
-    let mut input = vec![0u8; 256 * 1024];
-    let mut output = Vec::with_capacity(256 * 1024);
-    loop {
-        let read = match stream.read(&mut input) {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        output.clear();
-        for _ in input[..read].iter().filter(|byte| **byte == 0) {
-            output.extend_from_slice(&response);
-        }
-        if stream.write_all(&output).is_err() {
-            return;
-        }
-    }
 }

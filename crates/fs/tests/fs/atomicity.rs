@@ -33,7 +33,7 @@ fn a_killed_overwrite_leaves_the_old_or_the_new_file_never_a_mix() {
     let full = {
         let server = Server::start(&fixture);
         let mut client = server.connect();
-        client.send(
+        client.send_request(
             "mcp.fs.write",
             json!({"path": "/big.txt", "content": content(b'b')}),
         );
@@ -59,7 +59,7 @@ fn a_killed_overwrite_leaves_the_old_or_the_new_file_never_a_mix() {
         let server = Server::start(&fixture);
         let mut client = server.connect();
         let request = json!({"path": "/big.txt", "content": content(next)});
-        client.send("mcp.fs.write", request);
+        client.send_request("mcp.fs.write", request);
         let delay = if kill < KILLS {
             full.mul_f64(2.0 * f64::from(kill) / f64::from(KILLS))
         } else {

@@ -273,7 +273,7 @@ fn each_malformed_request_is_refused_usefully_and_changes_nothing() {
     ];
     let mut failures = Vec::new();
     for (method, params, code, expected) in cases {
-        match client.call(method, params.clone()) {
+        match client.outcome(method, params.clone()) {
             Err(error) if error.code == code && error.message.contains(expected) => {}
             other => failures.push(format!(
                 "{method} {params}: expected {code} containing {expected:?}, got {other:?}"
@@ -282,7 +282,7 @@ fn each_malformed_request_is_refused_usefully_and_changes_nothing() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Malformed frames do not cost the connection either.
-    client.send_raw(b"{not json}\0");
+    client.write(b"{not json}\0");
     match client.receive() {
         proto::Message::Response(response) => {
             assert_eq!(response.outcome.expect_err("a parse error").code, -32700);

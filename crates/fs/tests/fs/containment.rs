@@ -624,7 +624,7 @@ fn every_escape_is_refused_and_nothing_outside_is_read_or_changed() {
     let mut failures = Vec::new();
     for case in cases(&fixture) {
         let root_before = fixture.root_snapshot();
-        let outcome = client.call(case.method, case.params.clone());
+        let outcome = client.outcome(case.method, case.params.clone());
         let text = match &outcome {
             Ok(result) => result.to_string(),
             Err(error) => format!("{} {}", error.code, error.message),
@@ -719,7 +719,7 @@ fn a_symlink_swapped_during_300_reads_never_leaks() {
     };
     let (mut inside, mut refused) = (0, 0);
     for _ in 0..300 {
-        match client.call("mcp.fs.read", json!({"path": "/swap"})) {
+        match client.outcome("mcp.fs.read", json!({"path": "/swap"})) {
             Ok(result) => {
                 let content = result["content"].as_str().expect("content");
                 assert!(!content.contains(SECRET), "leak: {result}");

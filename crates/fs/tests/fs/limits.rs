@@ -237,7 +237,7 @@ fn a_line_longer_than_the_bound_is_skipped_and_memory_stays_bounded() {
     );
 
     for _ in 0..4 {
-        client.send("mcp.fs.grep", json!({"pattern": "needle", "path": "/big"}));
+        client.send_request("mcp.fs.grep", json!({"pattern": "needle", "path": "/big"}));
     }
     for answer in receive_answers(&mut client, 4) {
         assert_eq!(paths(&answer, "matches"), ["/big/small.txt"], "{answer}");
@@ -267,7 +267,7 @@ fn heavy_operations_queue_for_their_slots() {
         .config("max_heavy_operations: 1\n")
         .spawn(&fixture);
     let mut client = server.connect();
-    let grep = client.send(
+    let grep = client.send_request(
         "mcp.fs.grep",
         json!({"pattern": "needle", "max_results": 10000, "_meta": {"progressToken": "grep"}}),
     );
@@ -278,7 +278,7 @@ fn heavy_operations_queue_for_their_slots() {
         }
         other => panic!("expected the grep's progress, got {other:?}"),
     }
-    let glob = client.send("mcp.fs.glob", json!({"pattern": "f0001.txt"}));
+    let glob = client.send_request("mcp.fs.glob", json!({"pattern": "f0001.txt"}));
     let mut order = Vec::new();
     while order.len() < 2 {
         if let proto::Message::Response(response) = client.receive() {

@@ -712,7 +712,7 @@ fn long_walks_report_progress() {
         fixture.write(&format!("/many/f{index:03}.txt"), "needle\n");
     }
     let (_server, mut client) = start(&fixture);
-    client.send(
+    client.send_request(
         "mcp.fs.grep",
         json!({"pattern": "needle", "max_results": 10000, "_meta": {"progressToken": "p1"}}),
     );
@@ -748,7 +748,7 @@ fn a_cancelled_recursive_copy_stops() {
         fixture.write(&format!("/tree/d{}/f{index:04}.txt", index % 10), "data\n");
     }
     let (_server, mut client) = start(&fixture);
-    let id = client.send(
+    let id = client.send_request(
         "mcp.fs.copy",
         json!({"from": "/tree", "to": "/copy", "recursive": true, "_meta": {"progressToken": 7}}),
     );

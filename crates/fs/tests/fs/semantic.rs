@@ -76,7 +76,7 @@ const NOTES: &[(&str, &str)] = &[
 /// notifications seen and the outcome.
 fn call_with_progress(client: &mut Client, method: &str, mut params: Value) -> (usize, Value) {
     params["_meta"] = json!({"progressToken": "embed-1"});
-    client.send(method, params);
+    client.send_request(method, params);
     let mut progress = 0;
     loop {
         match client.receive() {
@@ -430,7 +430,7 @@ fn an_embed_can_be_cancelled_and_searches_run_meanwhile() {
     let mut other = server.connect();
     // Load the model and index one file, so the search below has something.
     client.ok("mcp.fs.embed", json!({"path": "/many/d0/f000.md"}));
-    let id = client.send(
+    let id = client.send_request(
         "mcp.fs.embed",
         json!({"path": "/many", "_meta": {"progressToken": "job"}}),
     );

@@ -4,21 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use proto::{ErrorObject, Message, Request, RequestId};
-use serde_json::Value;
+use bench_support::ServerProcess;
 use tempfile::TempDir;
 
-pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_llmbasedos-fs");
+pub(crate) use bench_support::wire::shorten;
+pub(crate) use bench_support::{Client, PATIENCE};
 
-/// Bounds liveness, not speed.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_llmbasedos-fs");
 
 /// What files outside the root hold: no response may ever carry it.
 pub(crate) const SECRET: &str = "TOP-SECRET-outside-the-root-4f1c";
@@ -31,29 +28,6 @@ pub(crate) const ALREADY_EXISTS: i32 = -32014;
 pub(crate) const TOO_LARGE: i32 = -32015;
 pub(crate) const NOT_EMPTY: i32 = -32016;
 pub(crate) const INVALID_PARAMS: i32 = -32602;
-
-/// Variables of the test's environment that would change how the server starts.
-const SCRUBBED: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "JOURNAL_STREAM",
-    "LLMBASEDOS_SOCKET",
-    "LLMBASEDOS_IDLE_TIMEOUT",
-    "LLMBASEDOS_LOG",
-    "LLMBASEDOS_LOG_FORMAT",
-    "LLMBASEDOS_FS_ROOT",
-    "LLMBASEDOS_FS_READ_ONLY",
-    "LLMBASEDOS_FS_CONFIG",
-    "LLMBASEDOS_FS_INDEX_DIR",
-    "LLMBASEDOS_FS_MODEL_DIR",
-    "LLMBASEDOS_FS_WATCH",
-    "ORT_DYLIB_PATH",
-    "STATE_DIRECTORY",
-];
 
 /// A temp dir laid out as:
 /// - `data/` — the server's root;
@@ -155,13 +129,23 @@ fn snapshot_into(path: &Path, snapshot: &mut BTreeMap<PathBuf, String>) {
     snapshot.insert(path.to_owned(), description);
 }
 
-/// A running server. Dropping it kills the process (by pid).
+/// A running fs server (the shared [`ServerProcess`], whose methods it
+/// has). Dropping it kills the process (by pid).
 #[derive(Debug)]
-pub(crate) struct Server {
-    child: Child,
-    status: Option<ExitStatus>,
-    socket: PathBuf,
-    stderr: PathBuf,
+pub(crate) struct Server(ServerProcess);
+
+impl Deref for Server {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.0
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.0
+    }
 }
 
 /// How to start a server: extra arguments, environment, config text.
@@ -253,30 +237,16 @@ impl Launch {
             .arg("--config")
             .arg(&config)
             .args(&self.args);
-        for name in SCRUBBED {
-            command.env_remove(name);
-        }
         command.env(
             "LLMBASEDOS_FS_ROOT",
             self.root.unwrap_or_else(|| fixture.root()),
         );
         command.envs(self.environment.iter().map(|(name, value)| (name, value)));
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).expect("create the stderr log"))
-            .spawn()
-            .expect("spawn llmbasedos-fs");
-        let mut server = Server {
-            child,
-            status: None,
-            socket,
-            stderr,
-        };
+        let mut server = ServerProcess::spawn(&mut command, socket, stderr);
         if self.wait {
             server.wait_until_serving();
         }
-        server
+        Server(server)
     }
 }
 
@@ -284,16 +254,6 @@ impl Server {
     /// A server on the fixture's root with default settings.
     pub(crate) fn start(fixture: &Fixture) -> Server {
         Launch::new().spawn(fixture)
-    }
-
-    pub(crate) fn connect(&self) -> Client {
-        let stream = UnixStream::connect(&self.socket)
-            .unwrap_or_else(|error| panic!("connect to {}: {error}", self.socket.display()));
-        Client {
-            stream,
-            pending: Vec::new(),
-            next_id: 1,
-        }
     }
 
     /// Fails if the (debug-built) server logged a result that breaks its
@@ -306,195 +266,8 @@ impl Server {
         );
     }
 
-    pub(crate) fn stderr(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.stderr).unwrap_or_default()).into_owned()
-    }
-
     /// SIGKILL, then reap.
-    pub(crate) fn kill(mut self) {
-        let _ = self.child.kill();
-        self.status = self.child.wait().ok();
-    }
-
-    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                self.status = Some(status);
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server still runs after {within:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The server's process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The server's peak resident memory so far (VmHWM), in KiB.
-    pub(crate) fn peak_rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read the server's /proc status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmHWM in /proc/{}/status", self.pid()))
-    }
-
-    pub(crate) fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.status = Some(status);
-                panic!(
-                    "the server exited at start-up ({status}); stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server does not listen after {PATIENCE:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A blocking client of the NUL-delimited wire.
-#[derive(Debug)]
-pub(crate) struct Client {
-    stream: UnixStream,
-    pending: Vec<u8>,
-    next_id: i64,
-}
-
-impl Client {
-    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the server");
-    }
-
-    /// Sends a request without waiting; returns its id.
-    pub(crate) fn send(&mut self, method: &str, params: Value) -> RequestId {
-        let id = RequestId::Number(self.next_id);
-        self.next_id += 1;
-        let request = Request {
-            id: id.clone(),
-            method: method.to_owned(),
-            params: Some(params),
-        };
-        let mut bytes = Message::from(request).to_vec();
-        bytes.push(0);
-        self.send_raw(&bytes);
-        id
-    }
-
-    /// Sends a notification (e.g. `notifications/cancelled`).
-    pub(crate) fn notify(&mut self, method: &str, params: Value) {
-        let notification = proto::Notification {
-            method: method.to_owned(),
-            params: Some(params),
-        };
-        let mut bytes = Message::from(notification).to_vec();
-        bytes.push(0);
-        self.send_raw(&bytes);
-    }
-
-    /// One call, answered by the next frame.
-    pub(crate) fn call(&mut self, method: &str, params: Value) -> Result<Value, ErrorObject> {
-        let id = self.send(method, params);
-        loop {
-            match self.receive() {
-                Message::Response(response) if response.id.as_ref() == Some(&id) => {
-                    return response.outcome;
-                }
-                Message::Notification(_) => {}
-                other => panic!("expected the answer to {method} ({id:?}), got {other:?}"),
-            }
-        }
-    }
-
-    /// A call that must succeed.
-    pub(crate) fn ok(&mut self, method: &str, params: Value) -> Value {
-        match self.call(method, params.clone()) {
-            Ok(result) => result,
-            Err(error) => panic!("{method} {} failed: {error}", shorten(&params)),
-        }
-    }
-
-    /// A call that must fail.
-    pub(crate) fn err(&mut self, method: &str, params: Value) -> ErrorObject {
-        match self.call(method, params.clone()) {
-            Ok(result) => panic!(
-                "{method} {} succeeded with {}",
-                shorten(&params),
-                shorten(&result)
-            ),
-            Err(error) => error,
-        }
-    }
-
-    pub(crate) fn receive(&mut self) -> Message {
-        let deadline = Instant::now() + PATIENCE;
-        let mut chunk = vec![0_u8; 256 * 1024];
-        loop {
-            if let Some(end) = self.pending.iter().position(|byte| *byte == 0) {
-                let mut frame: Vec<u8> = self.pending.drain(..=end).collect();
-                frame.pop();
-                return Message::from_slice(&frame)
-                    .unwrap_or_else(|error| panic!("invalid frame from the server ({error})"));
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !remaining.is_zero(),
-                "no answer from the server within {PATIENCE:?}"
-            );
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .expect("set the read timeout");
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("the server closed the connection"),
-                Ok(read) => self.pending.extend_from_slice(&chunk[..read]),
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(error) => panic!("read from the server: {error}"),
-            }
-        }
-    }
-}
-
-/// A JSON value cut to a readable length for failure messages.
-pub(crate) fn shorten(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 300 {
-        format!("{}…", text.chars().take(300).collect::<String>())
-    } else {
-        text
+    pub(crate) fn kill(self) {
+        self.0.kill();
     }
 }

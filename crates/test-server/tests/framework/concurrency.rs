@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use proto::{Message, RequestId, Response};
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, ServerProcess, frame, request, wait_until};
+use crate::support::{PATIENCE, frame, request, start_server, wait_until};
 
 /// A small deterministic generator: the tests need varied, not random, input.
 struct XorShift(u64);
@@ -25,7 +25,7 @@ impl XorShift {
 #[test]
 fn pipelined_requests_are_each_answered_once_in_completion_order() {
     const REQUESTS: i64 = 1000;
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut expected: HashMap<RequestId, Value> = HashMap::new();
@@ -86,7 +86,7 @@ fn pipelined_requests_are_each_answered_once_in_completion_order() {
 
 #[test]
 fn requests_beyond_max_in_flight_wait_for_a_free_slot() {
-    let server = ServerProcess::start(&["--max-in-flight", "4"]);
+    let server = start_server(&["--max-in-flight", "4"]);
     let mut client = server.connect();
     let mut stream = Vec::new();
     for id in 1..=8 {
@@ -142,7 +142,7 @@ fn cancellation_stops_the_running_handler_and_suppresses_its_response() {
     // (method, whether the handler sleeps on a thread of the blocking pool)
     let cases = [("mcp.test.sleep", false), ("mcp.test.blocking", true)];
     for (method, on_a_thread) in cases {
-        let server = ServerProcess::start(&[]);
+        let server = start_server(&[]);
         let mut client = server.connect();
         client.request(1, method, json!({"ms": 30000}));
         wait_until(PATIENCE, "the handler starts", || {
@@ -187,7 +187,7 @@ fn cancellation_stops_the_running_handler_and_suppresses_its_response() {
 /// idle exit and drain.
 #[test]
 fn closing_the_connection_cancels_its_running_requests() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     client.request(1, "mcp.test.sleep", json!({"ms": 30000}));
     wait_until(PATIENCE, "the handler starts", || {
@@ -203,7 +203,7 @@ fn closing_the_connection_cancels_its_running_requests() {
 
 #[test]
 fn a_cancelled_queued_request_never_starts() {
-    let server = ServerProcess::start(&["--max-in-flight", "1"]);
+    let server = start_server(&["--max-in-flight", "1"]);
     let mut client = server.connect();
     client.request(1, "mcp.test.sleep", json!({"ms": 300}));
     client.request(2, "mcp.test.sleep", json!({"ms": 30000}));
@@ -221,7 +221,7 @@ fn a_cancelled_queued_request_never_starts() {
 
 #[test]
 fn progress_notifications_come_in_order_before_the_response() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     // (progress token, steps); steps beyond the outgoing queue's 256 exercise its backpressure.
     let cases = [
@@ -269,7 +269,7 @@ fn many_connections_at_once_are_all_answered() {
     const CALLS: i64 = 100;
     // With --max-connections 2 the other clients wait in the listen queue.
     for args in [&[][..], &["--max-connections", "2"][..]] {
-        let server = ServerProcess::start(args);
+        let server = start_server(args);
         std::thread::scope(|scope| {
             for connection in 0..CONNECTIONS {
                 let server = &server;

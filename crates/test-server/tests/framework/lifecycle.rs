@@ -11,7 +11,7 @@ use proto::{RequestId, Response};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{Client, Launch, PATIENCE, ServerProcess, wait_until};
+use crate::support::{Client, Launch, PATIENCE, ServerProcess, start_server, wait_until};
 
 /// Exit status for configuration errors (server_kit::EXIT_CONFIG).
 const EXIT_CONFIG: i32 = 78;
@@ -184,7 +184,7 @@ fn the_notify_protocol_reports_ready_pets_the_watchdog_and_reports_stopping() {
 
 #[test]
 fn an_idle_server_exits_after_the_idle_timeout() {
-    let mut server = ServerProcess::start(&["--idle-timeout", "1"]);
+    let mut server = start_server(&["--idle-timeout", "1"]);
     let status = server.try_wait_exit(Duration::from_secs(4));
     assert_eq!(
         status.and_then(|status| status.code()),
@@ -196,7 +196,7 @@ fn an_idle_server_exits_after_the_idle_timeout() {
 
 #[test]
 fn an_open_connection_keeps_an_idle_server_alive() {
-    let mut server = ServerProcess::start(&["--idle-timeout", "1"]);
+    let mut server = start_server(&["--idle-timeout", "1"]);
     let mut client = server.connect();
     echo(&mut client, 1, "here");
     sleep(Duration::from_millis(2500));
@@ -219,7 +219,7 @@ fn an_open_connection_keeps_an_idle_server_alive() {
 fn without_an_idle_timeout_a_bound_server_never_exits_by_itself() {
     let mut servers: Vec<ServerProcess> = [&["--idle-timeout", "0"][..], &[][..]]
         .into_iter()
-        .map(ServerProcess::start)
+        .map(start_server)
         .collect();
     sleep(Duration::from_secs(2));
     for server in &mut servers {
@@ -276,7 +276,7 @@ fn a_signal_stops_accepting_and_drains_requests_in_flight() {
 
 #[test]
 fn the_drain_timeout_bounds_how_long_a_signal_waits() {
-    let mut server = ServerProcess::start(&["--drain-timeout", "1"]);
+    let mut server = start_server(&["--drain-timeout", "1"]);
     let mut client = server.connect();
     client.request(1, "mcp.test.sleep", json!({"ms": 30000}));
     wait_until_started(&server, 1);
@@ -364,7 +364,7 @@ fn directory_snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
 
 #[test]
 fn a_second_server_on_a_live_socket_refuses_to_start() {
-    let first = ServerProcess::start(&[]);
+    let first = start_server(&[]);
     let mut second = Launch::new()
         .socket_at(first.socket())
         .without_waiting()
@@ -392,7 +392,7 @@ fn a_stale_socket_left_by_a_killed_server_is_replaced() {
 
 #[test]
 fn the_bound_socket_is_0660_and_removed_after_a_clean_exit() {
-    let mut server = ServerProcess::start(&[]);
+    let mut server = start_server(&[]);
     let mode = std::fs::metadata(server.socket())
         .expect("stat the socket")
         .permissions()

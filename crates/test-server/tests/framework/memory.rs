@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use proto::Message;
 use serde_json::json;
 
-use crate::support::{Client, PATIENCE, Received, ServerProcess, wait_until};
+use crate::support::{Client, PATIENCE, Received, start_server, wait_until};
 
 /// 256 MB to serialize and send, in a debug build on a busy machine: this
 /// bounds liveness, it does not measure speed.
@@ -41,7 +41,7 @@ fn memory(pid: i32) -> (u64, u64) {
 
 #[test]
 fn memory_goes_back_after_a_burst_of_large_answers() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut clients: Vec<Client> = (0..CONNECTIONS).map(|_| server.connect()).collect();
     // Every connection used once with a small call: the baseline includes
     // what an idle connection costs.

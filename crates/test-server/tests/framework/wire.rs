@@ -11,7 +11,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proto::{ErrorObject, RequestId, Response, code};
 use serde_json::{Value, json};
 
-use crate::support::{Client, PATIENCE, ServerProcess, frame, request, wait_until};
+use crate::support::{Client, PATIENCE, ServerProcess, frame, request, start_server, wait_until};
 
 fn echo_frame(id: i64, text: &str) -> Vec<u8> {
     frame(&request(id, "mcp.test.echo", json!({ "text": text })).into())
@@ -45,7 +45,7 @@ fn responses_by_id(client: &mut Client, count: usize) -> BTreeMap<RequestId, Res
 
 #[test]
 fn frames_split_across_writes_or_sharing_one_are_all_answered() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
 
     for byte in echo_frame(1, "one byte at a time") {
@@ -71,7 +71,7 @@ fn frames_split_across_writes_or_sharing_one_are_all_answered() {
 #[test]
 fn an_oversized_frame_is_refused_and_the_connection_goes_on() {
     const LIMIT: usize = 1024;
-    let server = ServerProcess::start(&["--max-message", "1024"]);
+    let server = start_server(&["--max-message", "1024"]);
     // A well-formed request, so that a server which ignored the limit would answer id 99.
     let prefix = r#"{"jsonrpc":"2.0","id":99,"method":"mcp.test.echo","params":{"text":""#;
     let suffix = r#""}}"#;
@@ -115,7 +115,7 @@ fn an_oversized_frame_is_refused_and_the_connection_goes_on() {
 
 #[test]
 fn a_frame_exactly_at_the_message_limit_is_accepted() {
-    let server = ServerProcess::start(&["--max-message", "1024"]);
+    let server = start_server(&["--max-message", "1024"]);
     let mut client = server.connect();
     // (frame length without its NUL, whether it is answered)
     let cases = [(1023, true), (1024, true), (1025, false)];
@@ -137,7 +137,7 @@ fn a_frame_exactly_at_the_message_limit_is_accepted() {
 
 #[test]
 fn malformed_messages_get_precise_errors_and_the_connection_goes_on() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     struct Case {
         what: &'static str,
@@ -244,7 +244,7 @@ fn malformed_messages_get_precise_errors_and_the_connection_goes_on() {
 
 #[test]
 fn wrong_params_are_refused_naming_the_offending_field() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     // (what, method, raw params, what the message must name)
     let cases: &[(&str, &str, &str, &[&str])] = &[
@@ -321,7 +321,7 @@ fn check_invalid_params(client: &mut Client, cases: &[(&str, &str, &str, &[&str]
 
 #[test]
 fn params_are_named_or_positional_in_the_caps_order() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     let cases = [
         (json!(["hi", 2]), "hihi"),
@@ -349,7 +349,7 @@ fn handler_errors_map_to_their_codes_and_internals_stay_in_the_log() {
         "/var/lib/llmbasedos/token",
         "asked to panic",
     ];
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     let cases: &[(&str, i32, &str, Option<Value>)] = &[
         ("invalid_value", -32091, "the value is not usable", None),
@@ -398,7 +398,7 @@ fn handler_errors_map_to_their_codes_and_internals_stay_in_the_log() {
 
 #[test]
 fn a_result_over_the_message_limit_is_an_error_not_a_dropped_connection() {
-    let server = ServerProcess::start(&["--max-message", "4096"]);
+    let server = start_server(&["--max-message", "4096"]);
     let mut client = server.connect();
     // (bytes of data, whether the response fits)
     let cases = [(5000, false), (100, true), (1_000_000, false), (4000, true)];
@@ -416,7 +416,7 @@ fn a_result_over_the_message_limit_is_an_error_not_a_dropped_connection() {
 
 #[test]
 fn a_request_id_in_use_is_refused_until_its_request_is_answered() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     client.request(7, "mcp.test.sleep", json!({"ms": 500}));
     client.request(7, "mcp.test.echo", json!({"text": "duplicate"}));
@@ -437,7 +437,7 @@ fn a_request_id_in_use_is_refused_until_its_request_is_answered() {
 
 #[test]
 fn notifications_get_no_response() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     client.notify("notifications/initialized", json!({}));
     client.notify("mcp.test.echo", json!({"text": "nobody asked"}));
@@ -453,7 +453,7 @@ fn notifications_get_no_response() {
 
 #[test]
 fn a_peer_that_half_closes_still_gets_its_answers() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let cases: &[(&str, Vec<u8>, &[i64])] = &[
         ("a last frame without its NUL", echo_frame(1, "last"), &[1]),
         ("a last frame with its NUL", echo_frame(1, "last"), &[1]),
@@ -482,7 +482,7 @@ fn a_peer_that_half_closes_still_gets_its_answers() {
 
 #[test]
 fn whoami_reports_this_process_as_the_peer() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     // SAFETY: getuid and getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -527,7 +527,7 @@ fn check_echo_stream(
 #[test]
 fn echo_streams_are_answered_exactly_whatever_the_write_boundaries() {
     // Every case talks to a real process: few cases, one server for all.
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut runner = TestRunner::new(Config {
         cases: 32,
         failure_persistence: None,
@@ -554,7 +554,7 @@ const SHORT_MESSAGE: usize = 2048;
 /// server keeps serving.
 #[test]
 fn error_messages_quote_huge_values_only_in_part() {
-    let server = ServerProcess::start(&[]);
+    let server = start_server(&[]);
     let mut client = server.connect();
     let huge = "9".repeat(12 << 20);
     let many_keys: serde_json::Map<String, Value> = (0..100_000)

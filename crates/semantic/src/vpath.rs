@@ -3,8 +3,13 @@
 //! A virtual path is a `/`-rooted string such as `/notes/todo.md`, where `/`
 //! is the service's root. It is only ever turned into a path *relative* to
 //! the root directory handle, never joined to a host path: confinement is
-//! the kernel's job (see [`crate::ops::Root`]), this module only refuses
+//! the kernel's job (the fs server's `ops::Root`), this module only refuses
 //! what is malformed and normalises the rest.
+//!
+//! It lives here, not in fs, because both need it and fs depends on
+//! semantic: the fs server parses clients' paths with it (`fs::vpath` is
+//! this module), and the indexer's walk and [`crate::DirSource`] normalise
+//! with it, so there is one normal form.
 
 use std::fmt;
 use std::path::PathBuf;
