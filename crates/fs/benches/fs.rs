@@ -9,7 +9,7 @@
 //! - `mcp.fs.read` of a 4 KiB file on the backend socket: p50/p99 of
 //!   sequential round trips on one connection, then with 16 concurrent
 //!   clients (one connection each), with throughput;
-//! - the same read through the gateway over WebSocket (the seed's
+//! - the same read through the gateway over WebSocket (the classic
 //!   vocabulary): sequential, then 16 clients with a token each (the gateway
 //!   limits concurrent requests per token holder);
 //! - the reference server's `read_text_file` of the same file: sequential,
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     );
 
     println!(
-        "\nthrough llmbasedos-gateway over WebSocket (ws://127.0.0.1:{}/ws, bearer token, seed method mcp.fs.read)",
+        "\nthrough llmbasedos-gateway over WebSocket (ws://127.0.0.1:{}/ws, bearer token, classic method mcp.fs.read)",
         stack.gateway.port
     );
     let ws_read = serde_json::to_string(&json!({

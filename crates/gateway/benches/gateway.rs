@@ -8,7 +8,7 @@
 //! and the real gateway (a config with a bearer token, listening on a free
 //! loopback port), and prints, unpinned and then with every process pinned
 //! to CPU 0:
-//! - sequential round trip p50/p99: WebSocket (`mcp.test.noop`, the seed's
+//! - sequential round trip p50/p99: WebSocket (`mcp.test.noop`, the classic
 //!   vocabulary), Streamable HTTP (a 2026-07-28 stateless `tools/call` of
 //!   `test_noop`, JSON answer, one keep-alive connection — what hosts send),
 //!   the backend socket directly, and the raw floors (UNIX socket and TCP
@@ -263,7 +263,7 @@ fn summary(unpinned: &Report, pinned: &Report) {
         );
     }
     println!(
-        "  cost over direct, pinned, p50:   WebSocket {} (seed call, same bytes as direct); HTTP {} (tools/call: MCP wrapping included)",
+        "  cost over direct, pinned, p50:   WebSocket {} (classic call, same bytes as direct); HTTP {} (tools/call: MCP wrapping included)",
         verdict(pinned.websocket_cost_p50_us() <= TARGET_COST_US),
         verdict(pinned.http_cost_p50_us() <= TARGET_COST_US)
     );

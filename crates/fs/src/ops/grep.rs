@@ -26,9 +26,8 @@ use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::Serialize;
 
-use super::manage::open_dir_nofollow;
 use super::root::identity;
-use super::walk::{Child, DepthFirst, Skips, Step, WALK_LIMIT, children, too_deep_reason};
+use super::walk::{Child, DepthFirst, Skips, Step, WALK_LIMIT, children};
 use super::{EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
 
@@ -203,18 +202,14 @@ fn walk(
         }
         match child.entry_type {
             EntryType::Directory => {
-                if walk.is_full() {
-                    state.result.skips.add(&child.path, too_deep_reason());
-                    continue;
-                }
-                let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {
+                let Some(sub) = walk.open_child(
+                    &child.name,
+                    &child.path,
+                    &mut visited,
+                    &mut state.result.skips,
+                ) else {
                     continue;
                 };
-                if let Ok(metadata) = sub.dir_metadata()
-                    && !visited.insert(identity(&metadata))
-                {
-                    continue;
-                }
                 let ignores = state.honour_ignore_files.then(|| {
                     let held: u64 = walk.extras().flatten().map(|rules| rules.bytes).sum();
                     let rules = ignore_matcher(

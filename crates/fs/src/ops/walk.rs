@@ -145,6 +145,30 @@ impl<C, T> DepthFirst<C, T> {
         self.levels.len() >= DEPTH_LIMIT
     }
 
+    /// The subdirectory `name` (at `path`) of [`DepthFirst::current`],
+    /// opened to be entered; `None` when the walk is full (listed in
+    /// `skips`), when it cannot be opened, or when it was entered before
+    /// (a bind mount or a loop: `visited` holds the directories' identities).
+    pub(crate) fn open_child(
+        &self,
+        name: &str,
+        path: &VirtualPath,
+        visited: &mut HashSet<(u64, u64)>,
+        skips: &mut Skips,
+    ) -> Option<Dir> {
+        if self.is_full() {
+            skips.add(path, too_deep_reason());
+            return None;
+        }
+        let sub = open_dir_nofollow(&self.current().dir, name).ok()?;
+        if let Ok(metadata) = sub.dir_metadata()
+            && !visited.insert(identity(&metadata))
+        {
+            return None;
+        }
+        Some(sub)
+    }
+
     /// Enters a subdirectory of [`DepthFirst::current`]: its entries come
     /// next. The caller checks [`DepthFirst::is_full`] first.
     pub(crate) fn enter(&mut self, dir: Dir, path: VirtualPath, entries: Vec<C>, extra: T) {
@@ -590,18 +614,10 @@ pub fn glob(
         if child.entry_type != EntryType::Directory {
             continue;
         }
-        if walk.is_full() {
-            result.skips.add(&child.path, too_deep_reason());
-            continue;
-        }
-        let Ok(sub) = open_dir_nofollow(&walk.current().dir, &child.name) else {
+        let Some(sub) = walk.open_child(&child.name, &child.path, &mut visited, &mut result.skips)
+        else {
             continue;
         };
-        if let Ok(metadata) = sub.dir_metadata()
-            && !visited.insert(identity(&metadata))
-        {
-            continue;
-        }
         let entries = children(root, &sub, &child.path, false)?;
         walk.enter(sub, child.path, entries, ());
     }
