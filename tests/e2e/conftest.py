@@ -173,6 +173,15 @@ class Stack:
         wait_for(lambda: connectable_tcp(self.port) and connectable_unix(self.gateway_socket), "the gateway")
         return self.gateway
 
+    def start_fs(self, root: Path, overrides: dict | None = None) -> "Stack":
+        """The fs server serving `root` (kept as `fs_root`), and the gateway
+        in front of it."""
+        self.publish_caps("fs", "llmbasedos-fs")
+        self.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
+        self.start_gateway(overrides=overrides)
+        self.fs_root = root
+        return self
+
     def stdio_bridge_argv(self) -> list[str]:
         return [str(binary("llmbasedos-gateway")), "stdio", "--unix-socket", str(self.gateway_socket)]
 

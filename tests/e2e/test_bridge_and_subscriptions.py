@@ -77,10 +77,7 @@ def fs_stack(tmp_path):
     (root / "many").mkdir()
     for index in range(150):
         (root / "many" / f"item{index:03}.txt").write_text("x\n")
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway()
+    stack = Stack(tmp_path).start_fs(root)
     yield stack
     stack.stop()
 

@@ -26,11 +26,7 @@ def fs_stack(tmp_path: Path):
     (root / "notes" / "todo.md").write_text("# Todo\n- buy milk\n- call Ada\n")
     (root / "pixel.png").write_bytes(PNG_PIXEL)
     (tmp_path / "outside.txt").write_text("secret outside the root\n")
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway()
-    stack.fs_root = root
+    stack = Stack(tmp_path).start_fs(root)
     yield stack
     stack.stop()
 

@@ -30,11 +30,7 @@ def fs_stack(tmp_path: Path):
     (root / "full" / "inside.txt").write_text("x\n")
     with open(root / "big.txt", "wb") as big:
         big.truncate(READ_LIMIT + 1)  # sparse: costs no disk
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway()
-    stack.fs_root = root
+    stack = Stack(tmp_path).start_fs(root)
     yield stack
     stack.stop()
 

@@ -96,10 +96,7 @@ def fs_stack(tmp_path: Path):
     root = tmp_path / "files"
     root.mkdir()
     (root / "pixel.png").write_bytes(PNG_PIXEL)
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway()
+    stack = Stack(tmp_path).start_fs(root)
     yield stack
     stack.stop()
 

@@ -62,10 +62,7 @@ def fs_stack(tmp_path: Path):
     line = b"abcdefghijklmnopqrstuvwxyz0123456789\n"
     (root / "big.txt").write_bytes(line * (FILE_BYTES // len(line)))
     (root / "small.txt").write_text("small\n")
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway(overrides={"limits": {"backend_timeout_secs": int(BURST_PATIENCE)}})
+    stack = Stack(tmp_path).start_fs(root, overrides={"limits": {"backend_timeout_secs": int(BURST_PATIENCE)}})
     yield stack
     stack.stop()
 

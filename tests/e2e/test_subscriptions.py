@@ -26,11 +26,7 @@ def fs_stack(tmp_path):
     (root / "notes.md").write_text("first\n")
     (root / "other.md").write_text("other\n")
     (tmp_path / "outside.md").write_text("outside\n")
-    stack = Stack(tmp_path)
-    stack.publish_caps("fs", "llmbasedos-fs")
-    stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
-    stack.start_gateway()
-    stack.files = root
+    stack = Stack(tmp_path).start_fs(root)
     yield stack
     stack.stop()
 
@@ -82,9 +78,9 @@ async def scenario(stack: Stack, target):
 
         # Replaced on disk by an atomic rename, as editors save.
         seen = len(updates.uris)
-        temporary = stack.files / ".notes.md.tmp"
+        temporary = stack.fs_root / ".notes.md.tmp"
         temporary.write_text("third\n")
-        temporary.rename(stack.files / "notes.md")
+        temporary.rename(stack.fs_root / "notes.md")
         await updates.wait_for(seen + 1)
         assert set(updates.uris) == {URI}
 
@@ -144,7 +140,7 @@ def test_subscribing_needs_a_session(fs_stack: Stack):
 
 def test_the_file_service_watches_a_bounded_number_of_files(fs_stack: Stack):
     for index in range(33):
-        (fs_stack.files / f"file{index:02}.md").write_text("x\n")
+        (fs_stack.fs_root / f"file{index:02}.md").write_text("x\n")
 
     async def run():
         async with Client(http_target(fs_stack), mode="legacy") as client:
@@ -179,11 +175,11 @@ def test_a_subscription_survives_a_file_service_restart(fs_stack: Stack):
             await client.subscribe_resource(URI)
             fs_stack.backends["fs"].stop(signal.SIGKILL)
             await asyncio.to_thread(
-                fs_stack.start_backend, "fs", "llmbasedos-fs", {"LLMBASEDOS_FS_ROOT": str(fs_stack.files)}
+                fs_stack.start_backend, "fs", "llmbasedos-fs", {"LLMBASEDOS_FS_ROOT": str(fs_stack.fs_root)}
             )
             # Watching again, the gateway says the file may have changed meanwhile.
             await updates.wait_for(1)
-            (fs_stack.files / "notes.md").write_text("after the restart\n")
+            (fs_stack.fs_root / "notes.md").write_text("after the restart\n")
             await updates.wait_for(2)
             assert set(updates.uris) == {URI}
 
