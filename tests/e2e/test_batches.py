@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Stack, jsonrpc
+from conftest import Stack, jsonrpc, unix_call, wait_for
 from test_hosts import INITIALIZE_PARAMS, mcp_post
 from websockets.sync.client import connect as ws_connect
 
@@ -164,32 +165,72 @@ def test_a_2025_03_26_host_sends_batches_over_websocket(stack: Stack):
         exchange_on_a_stream(websocket.send, lambda: json.loads(websocket.recv(timeout=10)))
 
 
+class BridgeHost:
+    """A host on the stdio bridge: lines in, lines out, bounded waits."""
+
+    def __init__(self, stack: Stack):
+        self.process = subprocess.Popen(
+            stack.stdio_bridge_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.pending = bytearray()
+
+    def send(self, text: str):
+        assert self.process.stdin is not None
+        self.process.stdin.write(text.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float = 10):
+        assert self.process.stdout is not None
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            assert ready, f"no answer from the bridge within {timeout} s after {bytes(self.pending)!r}"
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            assert chunk, "the bridge closed stdout"
+            self.pending.extend(chunk)
+        line, _, rest = bytes(self.pending).partition(b"\n")
+        self.pending[:] = rest
+        return json.loads(line)
+
+    def close(self):
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=10)
+
+
 def test_a_2025_03_26_host_sends_batches_through_the_stdio_bridge(stack: Stack):
-    bridge = subprocess.Popen(
-        stack.stdio_bridge_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    host = BridgeHost(stack)
     try:
-        assert bridge.stdin is not None and bridge.stdout is not None
-
-        def send(text: str):
-            bridge.stdin.write(text.encode() + b"\n")
-            bridge.stdin.flush()
-
-        pending = bytearray()
-
-        def receive():
-            while b"\n" not in pending:
-                ready, _, _ = select.select([bridge.stdout], [], [], 10)
-                assert ready, f"no answer from the bridge within 10 s after {bytes(pending)!r}"
-                chunk = os.read(bridge.stdout.fileno(), 65536)
-                assert chunk, "the bridge closed stdout"
-                pending.extend(chunk)
-            line, _, rest = bytes(pending).partition(b"\n")
-            pending[:] = rest
-            return json.loads(line)
-
-        exchange_on_a_stream(send, receive)
+        exchange_on_a_stream(host.send, host.receive)
     finally:
-        if bridge.stdin is not None:
-            bridge.stdin.close()
-        bridge.wait(timeout=10)
+        host.close()
+
+
+def test_a_batch_in_flight_when_the_gateway_restarts_is_failed_as_a_batch(stack: Stack):
+    host = BridgeHost(stack)
+    try:
+        host.send(initialize("2025-03-26"))
+        host.receive()
+        sleep = {"name": "test_sleep", "arguments": {"ms": 20000}}
+        host.send(json.dumps([
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": sleep},
+            {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+        ]))  # fmt: skip
+        # The batch is in flight once the test server counts the sleep started.
+        wait_for(
+            lambda: unix_call(stack.gateway_socket, jsonrpc("mcp.test.stats"))["result"]["started"] >= 1,
+            "the sleep call to reach the test server",
+        )
+        assert stack.gateway is not None
+        stack.gateway.stop(signal.SIGKILL)
+        # One array, as the host sent one batch, failing both requests.
+        answers = host.receive(timeout=30)
+        assert isinstance(answers, list), answers
+        assert sorted(answer["id"] for answer in answers) == [1, 2], answers
+        for answer in answers:
+            assert "restarted during the call" in answer["error"]["message"], answer
+        # The bridge goes on with a new gateway.
+        stack.start_gateway()
+        host.send(jsonrpc("ping", id=3))
+        assert host.receive(timeout=30) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    finally:
+        host.close()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use proto::{DelimitedCodec, ErrorObject, Frame, Incoming, Message, RequestId, Response};
+use proto::{DelimitedCodec, ErrorObject, Frame, Message, RequestId, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -102,14 +102,7 @@ pub(super) async fn read_gateway(
                 continue;
             }
             shared.in_flight.remove(&id);
-        } else if let Ok(Incoming::Batch(answers)) = Incoming::from_slice(&bytes) {
-            let answered: HashSet<RequestId> = answers
-                .iter()
-                .filter_map(|answer| match answer {
-                    Ok(Message::Response(response)) => response.id.clone(),
-                    _ => None,
-                })
-                .collect();
+        } else if let Some(answered) = batch_answer_ids(&bytes) {
             let mut shared = shared.lock().expect("bridge state");
             let position = shared
                 .batches
@@ -160,15 +153,36 @@ pub(super) async fn lose(shared: &Mutex<Shared>, generation: u64, stdout: &mpsc:
 /// the envelope is read: the result, which may be megabytes, is skipped
 /// rather than built, and the line goes to the host as the gateway wrote it.
 pub(super) fn response_id(bytes: &[u8]) -> Option<RequestId> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        id: Option<RequestId>,
-        method: Option<serde::de::IgnoredAny>,
-    }
-    let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
-    match envelope.method {
-        Some(_) => None,
-        None => envelope.id,
+    serde_json::from_slice::<Envelope>(bytes)
+        .ok()?
+        .response_id()
+}
+
+/// The ids a batch's answer (an array of responses) answers; `None` for
+/// anything that is no array. Read like [`response_id`]: envelopes only.
+fn batch_answer_ids(bytes: &[u8]) -> Option<HashSet<RequestId>> {
+    let answers: Vec<Envelope> = serde_json::from_slice(bytes).ok()?;
+    Some(
+        answers
+            .into_iter()
+            .filter_map(Envelope::response_id)
+            .collect(),
+    )
+}
+
+/// What the bridge reads of a message from the gateway.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    id: Option<RequestId>,
+    method: Option<serde::de::IgnoredAny>,
+}
+
+impl Envelope {
+    fn response_id(self) -> Option<RequestId> {
+        match self.method {
+            Some(_) => None,
+            None => self.id,
+        }
     }
 }
 
