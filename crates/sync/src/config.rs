@@ -143,7 +143,10 @@ pub struct Config {
     pub local_destinations: bool,
     pub max_age: Duration,
     pub max_jobs: usize,
-    pub jobs: BTreeMap<String, NamedJob>,
+    /// The named jobs, or why `sync_jobs.yaml` cannot be used: a broken
+    /// file costs its named jobs, not the server (ad-hoc jobs and the
+    /// history keep working, and every use of a named job says what is wrong).
+    pub jobs: Result<BTreeMap<String, NamedJob>, String>,
     pub state_dir: PathBuf,
     pub scheduler: bool,
 }
@@ -301,7 +304,9 @@ impl Config {
             Some(path) => (path, false),
             None => (PathBuf::from(DEFAULT_JOBS_PATH), true),
         };
-        let jobs = load_jobs(&jobs_path, jobs_default)?.jobs;
+        let jobs = load_jobs(&jobs_path, jobs_default)
+            .map(|file| file.jobs)
+            .map_err(|error| error.to_string());
         let state_dir = file
             .state_dir
             .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))

@@ -231,16 +231,16 @@ impl Engine {
         self.on_engine(async move { inner.remotes().await }).await
     }
 
-    pub fn named_jobs(&self) -> Vec<NamedJobView> {
-        self.inner
-            .config
-            .jobs
+    pub fn named_jobs(&self) -> Result<Vec<NamedJobView>, SyncError> {
+        Ok(self
+            .inner
+            .named()?
             .iter()
             .map(|(name, job)| NamedJobView {
                 name: name.clone(),
                 job: job.clone(),
             })
-            .collect()
+            .collect())
     }
 
     /// Checks and starts a job; returns its first record and a way to
@@ -337,6 +337,12 @@ impl Engine {
         request: JobRequest,
     ) -> Result<(JobRecord, watch::Receiver<JobRecord>), SyncError> {
         let spec = self.inner.specify(request).await?;
+        // Said at once rather than recorded as a failed job: nothing ran.
+        self.inner
+            .rcd
+            .ready(RCD_WAIT)
+            .await
+            .map_err(SyncError::RcloneUnavailable)?;
         let inner = self.inner.clone();
         let number = {
             let inner = inner.clone();
@@ -389,7 +395,10 @@ impl Engine {
     }
 
     fn start_scheduler(&self) {
-        for (name, job) in &self.inner.config.jobs {
+        let Ok(jobs) = &self.inner.config.jobs else {
+            return;
+        };
+        for (name, job) in jobs {
             let Some(schedule) = &job.schedule else {
                 continue;
             };
@@ -435,6 +444,14 @@ fn parse_id(id: &str) -> Result<u64, SyncError> {
 }
 
 impl Inner {
+    fn named(&self) -> Result<&std::collections::BTreeMap<String, NamedJob>, SyncError> {
+        self.config.jobs.as_ref().map_err(|error| {
+            SyncError::InvalidValue(format!(
+                "the named jobs cannot be used: {error}; fix the file and restart the sync service"
+            ))
+        })
+    }
+
     async fn persist(&self, record: &JobRecord) -> Result<(), SyncError> {
         let history = self.history.clone();
         let record = record.clone();
@@ -518,8 +535,9 @@ impl Inner {
         let mut request = request;
         let mut name = None;
         if let Some(job) = request.job.take() {
-            let Some(named) = self.config.jobs.get(&job) else {
-                let known: Vec<&str> = self.config.jobs.keys().map(String::as_str).collect();
+            let jobs = self.named()?;
+            let Some(named) = jobs.get(&job) else {
+                let known: Vec<&str> = jobs.keys().map(String::as_str).collect();
                 return Err(SyncError::UnknownNamedJob {
                     name: proto::text::echo(&job).into_owned(),
                     known: if known.is_empty() {
@@ -701,6 +719,7 @@ impl Inner {
         let _ = self.persist(&record).await;
         updates.send_replace(record.clone());
         let mut last_persist = Instant::now();
+        let mut recorded_bytes = false;
         let mut stopping = false;
         let mut stop_asked_at = None;
         // A short job ends within its first polls: start quick, then settle.
@@ -784,11 +803,15 @@ impl Inner {
                 );
                 return record;
             }
-            updates.send_replace(record.clone());
-            if last_persist.elapsed() >= PERSIST_EVERY {
+            // Recorded before it is shown: what a status showed done is what
+            // an interrupted job keeps after a crash.
+            let first_bytes = !recorded_bytes && record.stats.bytes > 0;
+            if first_bytes || last_persist.elapsed() >= PERSIST_EVERY {
                 let _ = self.persist(&record).await;
                 last_persist = Instant::now();
+                recorded_bytes |= first_bytes;
             }
+            updates.send_replace(record.clone());
         }
     }
 

@@ -81,7 +81,8 @@ async fn list_named_jobs(
     engine: State<Engine>,
     _params: NoParams,
 ) -> Result<Value, HandlerError> {
-    Ok(json!({ "jobs": engine.named_jobs() }))
+    let jobs = engine.named_jobs().map_err(handler_error)?;
+    Ok(json!({ "jobs": jobs }))
 }
 
 #[derive(Deserialize)]

@@ -44,9 +44,12 @@ fn main() -> ExitCode {
         tracing::info!(
             state_dir = %config.state_dir.display(),
             roots = ?config.local_roots,
-            named_jobs = config.jobs.len(),
+            named_jobs = config.jobs.as_ref().map_or(0, |jobs| jobs.len()),
             "sync service"
         );
+        if let Err(error) = &config.jobs {
+            tracing::error!("named jobs unavailable: {error}");
+        }
         let engine = Engine::start(config).map_err(|error| error.to_string())?;
         engine.set_own_socket(own_socket);
         if let Some(problem) = engine.rclone_problem() {
