@@ -128,6 +128,16 @@ const COMMON_ENV: &[&str] = &[
 
 /// The common variables, the locale's `LC_*`, and those of `names` and
 /// `prefixes` that are set, from this process's environment.
+/// The sync server's history under `up`: `$XDG_STATE_HOME/llmbasedos/sync`.
+fn sync_state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("llmbasedos")
+        .join("sync")
+}
+
 fn inherited_env(names: &[&str], prefixes: &[&str]) -> Vec<(OsString, OsString)> {
     std::env::vars_os()
         .filter(|(name, _)| {
@@ -206,6 +216,11 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         {
             child_args.extend(["--config".into(), path.clone().into_os_string()]);
         }
+        if backend.name == "sync" {
+            // Under `up` the sync server runs the named jobs' schedules
+            // itself (under systemd, the timer template does).
+            child_args.push("--scheduler".into());
+        }
         children.push(ChildSpec {
             name: backend.name.to_owned(),
             program: binary,
@@ -221,6 +236,13 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 );
                 env.push(("LLMBASEDOS_FS_ROOT".into(), root.clone().into()));
                 env.extend(semantic.env());
+                env
+            } else if backend.name == "sync" {
+                let mut env = inherited_env(
+                    &["LLMBASEDOS_WORKER_THREADS", "XDG_CONFIG_HOME"],
+                    &["LLMBASEDOS_SYNC_"],
+                );
+                env.push(("STATE_DIRECTORY".into(), sync_state_dir().into()));
                 env
             } else {
                 inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])

@@ -24,6 +24,11 @@ struct Args {
     /// Run the named jobs' schedules in this process (`llmbasedos up`).
     #[arg(long)]
     scheduler: bool,
+    /// Ask the running service (at --socket) to start the named job NAME,
+    /// print its id and exit: what the timer template
+    /// `llmbasedos-sync-job@NAME.timer` runs.
+    #[arg(long, value_name = "NAME")]
+    run_job: Option<String>,
     /// Print the service's caps.json and exit.
     #[arg(long)]
     print_caps: bool,
@@ -34,6 +39,9 @@ fn main() -> ExitCode {
     if args.print_caps {
         print!("{}", sync::CAPS);
         return ExitCode::SUCCESS;
+    }
+    if let Some(name) = &args.run_job {
+        return run_named_job(args.serve.socket.as_deref(), name);
     }
     let config_path = args.config.clone();
     let own_socket = own_socket(args.serve.socket.as_deref());
@@ -85,5 +93,52 @@ fn own_socket(bound: Option<&std::path::Path>) -> Option<PathBuf> {
         }
         use std::os::unix::ffi::OsStringExt;
         Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+}
+
+/// One `runJob {job: name}` request to the service's socket.
+fn run_named_job(socket: Option<&std::path::Path>, name: &str) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let socket = socket.unwrap_or(std::path::Path::new("/run/mcp/sync.sock"));
+    let request = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "mcp.sync.runJob", "params": { "job": name }
+    });
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+        let mut frame = serde_json::to_vec(&request)?;
+        frame.push(0);
+        stream.write_all(&frame)?;
+        let mut answer = Vec::new();
+        std::io::BufReader::new(stream).read_until(0, &mut answer)?;
+        answer.pop();
+        Ok(answer)
+    })();
+    let answer: serde_json::Value = match answer.map(|bytes| serde_json::from_slice(&bytes)) {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => {
+            eprintln!("llmbasedos-sync: the service answered something unreadable: {error}");
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            eprintln!(
+                "llmbasedos-sync: cannot reach the sync service at {}: {error}",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(id) = answer
+        .pointer("/result/job_id")
+        .and_then(serde_json::Value::as_str)
+    {
+        println!("started {name} as {id}");
+        ExitCode::SUCCESS
+    } else {
+        let message = answer
+            .pointer("/error/message")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no answer");
+        eprintln!("llmbasedos-sync: {name}: {message}");
+        ExitCode::FAILURE
     }
 }
