@@ -50,7 +50,7 @@ pub enum SyncError {
     Refused(#[from] Refusal),
     #[error("{0}")]
     InvalidValue(String),
-    #[error("no job with id {0:?}; listJobs shows the known ones")]
+    #[error("no job with id {0:?}; the job history (listing the jobs) shows the known ones")]
     UnknownJobId(String),
     #[error("no named job {name:?}: {known}")]
     UnknownNamedJob { name: String, known: String },
