@@ -87,14 +87,14 @@ class SyncStack:
     def socket(self) -> Path:
         return self.stack.caps_dir / "sync.sock"
 
-    def start_server(self) -> Process:
+    def start_server(self, idle_timeout: int = 0) -> Process:
         process = Process(
             [
                 str(binary("llmbasedos-sync")),
                 "--socket",
                 str(self.socket),
                 "--idle-timeout",
-                "0",
+                str(idle_timeout),
                 "--config",
                 str(self.config),
             ],
@@ -444,3 +444,23 @@ def test_a_host_follows_a_job_with_progress_and_cancelling_stops_it(sync: SyncSt
     assert latest["state"] == "stopped", latest
     assert len(tree(sync.home / "cancelled")) < 12
     assert "job/stop" in sync.server.log()
+
+
+def test_the_server_does_not_exit_idle_while_a_job_runs(sync: SyncStack):
+    src, dst = sync.home / "src", sync.home / "dst"
+    src.mkdir()
+    size = 3 << 20
+    (src / "big.bin").write_bytes(os.urandom(size))
+    sync.server.stop()
+    sync.start_server(idle_timeout=1)
+    # Straight to the server's socket: one connection, closed at once.
+    answer = unix_call(sync.socket, jsonrpc("mcp.sync.runJob", {"source": str(src), "destination": str(dst), "bandwidth_limit": "1M"}))
+    assert answer["result"]["state"] in ("queued", "running"), answer
+    # No connection of ours from here on: only the job keeps the server up,
+    # for the three seconds or so it takes at 1 MiB/s.
+    wait_for(lambda: (dst / "big.bin").exists() and (dst / "big.bin").stat().st_size == size, "the job's copy", 60)
+    assert sync.server.popen.poll() is None, "the server exited idle under a running job"
+    wait_for(lambda: sync.server.popen.poll() is not None, "the idle exit once the job ended")
+    assert sync.server.popen.returncode == 0
+    sync.start_server()
+    assert sync.status(answer["result"]["job_id"])["state"] == "succeeded"
