@@ -387,6 +387,17 @@ impl Engine {
                 tracing::error!(%error, "cannot record the end of a job");
             }
             tracing::info!(job = %finished.id(), state = ?finished.state, "job ended");
+            let (history, max_age, max_jobs) = (
+                worker.history.clone(),
+                worker.config.max_age,
+                worker.config.max_jobs,
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(error) = history.prune(max_age, max_jobs) {
+                    tracing::warn!(%error, "cannot prune the history");
+                }
+            })
+            .await;
             sender.send_replace(finished);
             worker.live.lock().expect("lock").remove(&number);
             worker.release();
@@ -435,6 +446,35 @@ impl Engine {
             });
         }
     }
+}
+
+/// A limit as rclone reads it, for choosing the smallest: a number in KiB/s
+/// unless a unit follows (`B`, `K`, `M`, `G`, `T`, `P`, optionally with
+/// `i`/`B`), the upload side of `UP:DOWN`, `off` unlimited.
+fn bytes_per_second(limit: &str) -> f64 {
+    let limit = limit.split(':').next().unwrap_or(limit).trim();
+    if limit == "off" {
+        return f64::INFINITY;
+    }
+    let digits = limit
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(limit.len());
+    let (number, unit) = limit.split_at(digits);
+    let number: f64 = number.parse().unwrap_or(f64::INFINITY);
+    let scale = match unit
+        .trim_end_matches(['i', 'B'])
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" if unit.starts_with('B') => 1.0,
+        "" | "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024f64.powi(4),
+        "P" => 1024f64.powi(5),
+        _ => f64::INFINITY,
+    };
+    number * scale
 }
 
 fn parse_id(id: &str) -> Result<u64, SyncError> {
@@ -637,7 +677,7 @@ impl Inner {
             limited
                 .iter()
                 .map(|(_, rate)| rate.clone())
-                .min_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)))
+                .min_by(|a, b| bytes_per_second(a).total_cmp(&bytes_per_second(b)))
                 .unwrap_or_else(|| "off".to_owned())
         };
         if let Err(error) = client
@@ -951,5 +991,19 @@ impl Inner {
             }
         }
         record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes_per_second;
+
+    #[test]
+    fn the_smallest_bandwidth_limit_is_found_by_rate_not_spelling() {
+        assert!(bytes_per_second("512K") < bytes_per_second("1M"));
+        assert!(bytes_per_second("1M") < bytes_per_second("1.5M:10M"));
+        assert_eq!(bytes_per_second("100"), 100.0 * 1024.0);
+        assert_eq!(bytes_per_second("2Mi"), 2.0 * 1024.0 * 1024.0);
+        assert!(bytes_per_second("10G") < bytes_per_second("off"));
     }
 }
