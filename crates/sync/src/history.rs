@@ -43,7 +43,13 @@ impl History {
             message,
         };
         std::fs::create_dir_all(state_dir).map_err(|e| error(e.to_string()))?;
-        let database = Database::create(&path).map_err(|e| error(e.to_string()))?;
+        let database = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => error(
+                "another sync server holds this history; stop it, or give this one another state_dir"
+                    .to_owned(),
+            ),
+            other => error(other.to_string()),
+        })?;
         let history = History {
             database,
             path: display,
