@@ -7,6 +7,7 @@ progress and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -138,13 +139,15 @@ class SyncStack:
 
     def rcd_pid(self) -> int:
         def find():
-            children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children")
+            # The rcd is forked by one of the server's threads.
             for task in Path(f"/proc/{self.server.pid}/task").iterdir():
                 for pid in (task / "children").read_text().split():
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    try:
+                        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    except FileNotFoundError:
+                        continue
                     if b"rcd" in cmdline:
                         return int(pid)
-            del children
             return None
 
         return wait_for(find, "rclone rcd")
@@ -335,8 +338,6 @@ def test_the_rc_endpoint_needs_the_generated_credentials_even_with_no_auth_inher
                 f"http://127.0.0.1:{port}/core/version", data=b"{}", headers={"Content-Type": "application/json"}
             )
             if credentials:
-                import base64
-
                 request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=5)
