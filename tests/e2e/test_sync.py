@@ -88,7 +88,7 @@ class SyncStack:
     def socket(self) -> Path:
         return self.stack.caps_dir / "sync.sock"
 
-    def start_server(self, idle_timeout: int = 0) -> Process:
+    def start_server(self, idle_timeout: int = 0, *extra: str) -> Process:
         process = Process(
             [
                 str(binary("llmbasedos-sync")),
@@ -98,6 +98,7 @@ class SyncStack:
                 str(idle_timeout),
                 "--config",
                 str(self.config),
+                *extra,
             ],
             self.tmp / "sync.log",
             env={"LLMBASEDOS_LOG": "debug", **self.env},
@@ -465,3 +466,56 @@ def test_the_server_does_not_exit_idle_while_a_job_runs(sync: SyncStack):
     assert sync.server.popen.returncode == 0
     sync.start_server()
     assert sync.status(answer["result"]["job_id"])["state"] == "succeeded"
+
+
+def test_the_scheduler_runs_a_named_job_on_its_schedule_and_the_timer_command_by_name(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = (
+        f"jobs:\n  every-two:\n    source: {home}/src\n    destination: {home}/scheduled\n"
+        "    mode: copy\n    schedule: every 2s\n"
+    )
+    sync = SyncStack(tmp_path, jobs_yaml=jobs)
+    try:
+        (home / "src").mkdir()
+        (home / "src" / "a.txt").write_text("scheduled\n")
+        named = sync.ok("mcp.sync.listNamedJobs")["jobs"]
+        assert named == [
+            {
+                "name": "every-two",
+                "source": f"{home}/src",
+                "destination": f"{home}/scheduled",
+                "mode": "copy",
+                "dry_run": False,
+                "filters": {"include": [], "exclude": []},
+                "bandwidth_limit": None,
+                "schedule": "every 2s",
+            }
+        ], named
+        # Without --scheduler nothing runs by itself.
+        assert sync.ok("mcp.sync.listJobs")["jobs"] == []
+        # What llmbasedos-sync-job@every-two.service runs.
+        ran = subprocess.run(
+            [str(binary("llmbasedos-sync")), "--run-job", "every-two", "--socket", str(sync.socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ran.returncode == 0 and ran.stdout.startswith("started every-two as job-"), ran
+        unknown = subprocess.run(
+            [str(binary("llmbasedos-sync")), "--run-job", "nope", "--socket", str(sync.socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert unknown.returncode == 1 and "every-two" in unknown.stderr, unknown
+        sync.server.stop()
+        sync.start_server(0, "--scheduler")
+        scheduled = wait_for(
+            lambda: [job for job in sync.ok("mcp.sync.listJobs")["jobs"] if job["state"] == "succeeded"][1:],
+            "a scheduled run besides the one by name",
+            30,
+        )
+        assert scheduled[0]["name"] == "every-two", scheduled
+        assert (home / "scheduled" / "a.txt").read_text() == "scheduled\n"
+    finally:
+        sync.stop()

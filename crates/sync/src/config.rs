@@ -91,7 +91,7 @@ pub struct NamedJob {
     #[serde(default)]
     pub filters: Filters,
     pub bandwidth_limit: Option<String>,
-    /// `hourly`, `daily`, `weekly`, or `every <N>m|h|d`: the server's own
+    /// `hourly`, `daily`, `weekly`, or `every <N>s|m|h|d`: the server's own
     /// scheduler under `llmbasedos up`; under systemd the timer
     /// `llmbasedos-sync-job@<name>.timer` runs it.
     pub schedule: Option<String>,
@@ -220,12 +220,12 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The interval of a schedule: `hourly`, `daily`, `weekly`, `every <N>m|h|d`.
+/// The interval of a schedule: `hourly`, `daily`, `weekly`, `every <N>s|m|h|d`.
 pub fn parse_schedule(schedule: &str) -> Result<Duration, String> {
     const HOUR: u64 = 3600;
     let bad = || {
         format!(
-            "schedule {:?} is not one of hourly, daily, weekly or \"every <N>m|h|d\"",
+            "schedule {:?} is not one of hourly, daily, weekly or \"every <N>s|m|h|d\"",
             proto::text::echo(schedule)
         )
     };
@@ -243,6 +243,7 @@ pub fn parse_schedule(schedule: &str) -> Result<Duration, String> {
     let (number, unit) = every.split_at(every.len().saturating_sub(1));
     let number: u64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit {
+        "s" => 1,
         "m" => 60,
         "h" => HOUR,
         "d" => 24 * HOUR,
@@ -395,6 +396,7 @@ mod tests {
         assert_eq!(parse_schedule("every 2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_schedule("every 0m").is_err());
         assert!(parse_schedule("every m").is_err());
+        assert_eq!(parse_schedule("every 5s"), Ok(Duration::from_secs(5)));
         assert!(parse_schedule("monthly").is_err());
     }
 }
