@@ -519,3 +519,24 @@ def test_the_scheduler_runs_a_named_job_on_its_schedule_and_the_timer_command_by
         assert (home / "scheduled" / "a.txt").read_text() == "scheduled\n"
     finally:
         sync.stop()
+
+
+def test_two_jobs_at_once_never_mix_their_numbers(sync: SyncStack):
+    sizes = {"one": 3 << 20, "two": 1 << 20}
+    for name, size in sizes.items():
+        (sync.home / name).mkdir()
+        (sync.home / name / "data.bin").write_bytes(os.urandom(size))
+    started = {
+        name: sync.run(source=str(sync.home / name), destination=str(sync.home / f"{name}-copy"), bandwidth_limit="2M")
+        for name in sizes
+    }
+    both = wait_for(
+        lambda: all((s := sync.status(job["job_id"]))["state"] == "running" and s["bytes"] > 0 for job in started.values())
+        and True,
+        "both jobs running at once",
+    )
+    assert both
+    for name, job in started.items():
+        done = sync.wait_end(job["job_id"])
+        assert done["state"] == "succeeded", done
+        assert (done["bytes"], done["total_bytes"], done["files_transferred"]) == (sizes[name], sizes[name], 1), done
