@@ -8,6 +8,12 @@
 //! (SYNC_BENCH_FILES, SYNC_BENCH_BIG_MIB and SYNC_BENCH_ROUNDS change
 //! that); the smoke run under `cargo test --all-targets` takes 1,000 files
 //! and 64 MiB, one round. rclone must be installed (scripts/install-test-deps).
+//!
+//! Measured 2026-12-02 on the shared 2-core machine (other builds running),
+//! with SYNC_BENCH_BIG_MIB=256 because the disk had 11 GB free: rclone
+//! sync directly 3.47 s, through the server 3.06 s (best of 2; the
+//! server's rcd is already running, the direct run starts rclone), and
+//! getJobStatus while the job ran p50 286 µs, p99 7.9 ms (355 calls).
 
 use std::io::Write;
 use std::path::Path;

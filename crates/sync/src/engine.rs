@@ -7,7 +7,7 @@
 //! [`Engine`], whose methods run their work on that runtime.
 //!
 //! A job on the rc API runs in its own stats group (`_group: job/<n>`), so
-//! two jobs never mix their numbers; it is polled every half second and
+//! two jobs never mix their numbers; it is polled every 200 ms (sooner at first) and
 //! its record written to the history at each change of state and every few
 //! seconds while it runs. A job whose rcd died (or was replaced by a newer
 //! start) is `interrupted` with what it had done. `check` runs as a
@@ -36,7 +36,8 @@ use crate::paths::{Confinement, Refusal, parse_arguments, valid_bandwidth};
 use crate::rc::{RcCall, RcClient, RcError};
 use crate::rcd::{Rcd, RcloneSettings};
 
-const POLL: Duration = Duration::from_millis(500);
+/// How often a running job is asked for: its end is seen at most this late.
+const POLL: Duration = Duration::from_millis(200);
 const PERSIST_EVERY: Duration = Duration::from_secs(3);
 const RCD_WAIT: Duration = Duration::from_secs(15);
 const STOP_WAIT: Duration = Duration::from_secs(30);
