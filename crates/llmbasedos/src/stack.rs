@@ -23,6 +23,11 @@ pub(crate) const BACKENDS: &[Backend] = &[
         development_only: false,
     },
     Backend {
+        name: "sync",
+        binary: "llmbasedos-sync",
+        development_only: false,
+    },
+    Backend {
         name: "test",
         binary: "llmbasedos-test-server",
         development_only: true,

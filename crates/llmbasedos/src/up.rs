@@ -128,6 +128,27 @@ const COMMON_ENV: &[&str] = &[
 
 /// The common variables, the locale's `LC_*`, and those of `names` and
 /// `prefixes` that are set, from this process's environment.
+/// The sync server's history under `up`:
+/// `$XDG_STATE_HOME/llmbasedos/sync/<runtime directory's hash>`. It outlives
+/// the runtime directory (which may be on a tmpfs), and each stack has its
+/// own: one history is one server's (its database is locked while open).
+fn sync_state_dir(runtime_dir: &Path) -> PathBuf {
+    let runtime_dir = std::path::absolute(runtime_dir).unwrap_or_else(|_| runtime_dir.to_owned());
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in runtime_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("llmbasedos")
+        .join("sync")
+        .join(format!("{hash:016x}"))
+}
+
 fn inherited_env(names: &[&str], prefixes: &[&str]) -> Vec<(OsString, OsString)> {
     std::env::vars_os()
         .filter(|(name, _)| {
@@ -206,6 +227,11 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         {
             child_args.extend(["--config".into(), path.clone().into_os_string()]);
         }
+        if backend.name == "sync" {
+            // Under `up` the sync server runs the named jobs' schedules
+            // itself (under systemd, the timer template does).
+            child_args.push("--scheduler".into());
+        }
         children.push(ChildSpec {
             name: backend.name.to_owned(),
             program: binary,
@@ -221,6 +247,13 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 );
                 env.push(("LLMBASEDOS_FS_ROOT".into(), root.clone().into()));
                 env.extend(semantic.env());
+                env
+            } else if backend.name == "sync" {
+                let mut env = inherited_env(
+                    &["LLMBASEDOS_WORKER_THREADS", "XDG_CONFIG_HOME"],
+                    &["LLMBASEDOS_SYNC_"],
+                );
+                env.push(("STATE_DIRECTORY".into(), sync_state_dir(runtime_dir).into()));
                 env
             } else {
                 inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])

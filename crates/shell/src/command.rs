@@ -90,6 +90,11 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         summary: "ask the language model (the gateway's llm proxy, mcp.llm.chat)",
     },
     Builtin {
+        name: "sync",
+        usage: "sync remotes | sync run [-n] [-m MODE] (JOB | SOURCE DESTINATION) | sync status ID | sync stop ID | sync history [STATE]",
+        summary: "rclone jobs through the sync service: remotes, run one with a live progress line (-n: dry run; MODE: sync, copy, move, check; Ctrl-C stops it), its status, stop it, the history",
+    },
+    Builtin {
         name: "tools",
         usage: "tools",
         summary: "list the tools the gateway offers",
@@ -191,6 +196,7 @@ pub(crate) enum Command {
     Llm {
         prompt: String,
     },
+    Sync(SyncCommand),
     Tools,
     /// `call NAME …`, or a name typed as the command (`explicit` false).
     Call {
@@ -204,6 +210,28 @@ pub(crate) enum Command {
     History,
     Exit {
         status: u8,
+    },
+}
+
+/// A `sync` subcommand.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SyncCommand {
+    Remotes,
+    /// A named job (`job`) or the two ends.
+    Run {
+        job: Option<String>,
+        ends: Option<(String, String)>,
+        mode: Option<String>,
+        dry_run: bool,
+    },
+    Status {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+    History {
+        state: Option<String>,
     },
 }
 
@@ -342,6 +370,7 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
                 Command::Llm { prompt: text }
             })
         }
+        "sync" => parse_sync(args).map(Command::Sync).map_err(usage(name)),
         "tools" => {
             no_args(args).map_err(usage(name))?;
             Ok(Command::Tools)
@@ -380,6 +409,55 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
                 .map_err(|problem| UsageError(format!("{other}: {problem}")))?,
             explicit: false,
         }),
+    }
+}
+
+fn parse_sync(args: &[String]) -> Result<SyncCommand, String> {
+    let Some((verb, rest)) = args.split_first() else {
+        return Err("say what to do: remotes, run, status, stop or history".to_owned());
+    };
+    match verb.as_str() {
+        "remotes" => {
+            no_args(rest)?;
+            Ok(SyncCommand::Remotes)
+        }
+        "run" => {
+            let (flags, operands) = split_flags(rest, &['n'], &['m'])?;
+            let mode = flags.value('m').map(str::to_owned);
+            let dry_run = flags.has('n');
+            match <[String; 2]>::try_from(operands) {
+                Ok([source, destination]) => Ok(SyncCommand::Run {
+                    job: None,
+                    ends: Some((source, destination)),
+                    mode,
+                    dry_run,
+                }),
+                Err(operands) if operands.len() == 1 && mode.is_none() => Ok(SyncCommand::Run {
+                    job: operands.into_iter().next(),
+                    ends: None,
+                    mode,
+                    dry_run,
+                }),
+                Err(_) => Err(
+                    "give a named job, or SOURCE and DESTINATION (a named job has its own mode)"
+                        .to_owned(),
+                ),
+            }
+        }
+        "status" | "stop" => {
+            let id = at_most_one(rest.to_vec())?.ok_or_else(|| "a job id is needed".to_owned())?;
+            Ok(if verb == "status" {
+                SyncCommand::Status { id }
+            } else {
+                SyncCommand::Stop { id }
+            })
+        }
+        "history" => Ok(SyncCommand::History {
+            state: at_most_one(rest.to_vec())?,
+        }),
+        other => Err(format!(
+            "{other:?} is not a sync command: remotes, run, status, stop or history"
+        )),
     }
 }
 

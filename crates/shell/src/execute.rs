@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::command::{BUILTINS, Command, End, Params, builtin};
+use crate::command::{BUILTINS, Command, End, Params, SyncCommand, builtin};
 use crate::gateway::{Catalog, Failure, Gateway};
 use crate::path::resolve;
 use crate::render;
@@ -356,6 +356,7 @@ impl Shell {
                 }
             }
             Command::Llm { prompt } => self.llm(out, &prompt).await?,
+            Command::Sync(command) => self.sync(out, command).await?,
             Command::Tools => {
                 let tools = self.gateway.list_tools().await.map_err(from_failure)?;
                 if self.json {
@@ -736,6 +737,62 @@ impl Shell {
         outcome.map_err(from_failure)
     }
 
+    /// `sync …`: the sync service's methods; `run` follows the job with a
+    /// live progress line (the request carries a progress token, so the
+    /// answer is the job's end, and Ctrl-C, which cancels the request,
+    /// stops the job).
+    async fn sync(&self, out: &mut String, command: SyncCommand) -> Result<(), ShellError> {
+        let missing = "the sync service is not available on this gateway";
+        let (method, params) = match command {
+            SyncCommand::Remotes => ("mcp.sync.listRemotes", json!({})),
+            SyncCommand::Run {
+                job,
+                ends,
+                mode,
+                dry_run,
+            } => {
+                let mut params = json!({ "dry_run": dry_run });
+                if let Some(job) = job {
+                    params["job"] = json!(job);
+                }
+                if let Some((source, destination)) = ends {
+                    params["source"] = json!(source);
+                    params["destination"] = json!(destination);
+                }
+                if let Some(mode) = mode {
+                    params["mode"] = json!(mode);
+                }
+                ("mcp.sync.runJob", params)
+            }
+            SyncCommand::Status { id } => ("mcp.sync.getJobStatus", json!({ "job_id": id })),
+            SyncCommand::Stop { id } => ("mcp.sync.stopJob", json!({ "job_id": id })),
+            SyncCommand::History { state } => {
+                let mut params = json!({ "limit": 20 });
+                if let Some(state) = state {
+                    params["state"] = json!(state);
+                }
+                ("mcp.sync.listJobs", params)
+            }
+        };
+        let result = if method == "mcp.sync.runJob" {
+            self.call_showing_progress(method, Some(params))
+                .await
+                .map_err(|error| error.of_command("sync"))?
+        } else {
+            self.optional(method, params, missing).await?
+        };
+        if self.json {
+            json_line(out, &result);
+            return Ok(());
+        }
+        match method {
+            "mcp.sync.listRemotes" => render::sync_remotes(out, &result),
+            "mcp.sync.listJobs" => render::sync_jobs(out, &result),
+            _ => render::sync_job(out, &result),
+        }
+        Ok(())
+    }
+
     fn print_value(&self, out: &mut String, value: &Value) {
         if self.json {
             json_line(out, value);
@@ -955,6 +1012,7 @@ fn command_name(command: &Command) -> &str {
         Command::Edit { .. } => "edit",
         Command::Search { .. } => "search",
         Command::Llm { .. } => "llm",
+        Command::Sync(_) => "sync",
         Command::Tools => "tools",
         Command::Call { name, .. } => name,
         Command::Help { .. } => "help",

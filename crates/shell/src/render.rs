@@ -197,6 +197,88 @@ pub(crate) fn tool_text(result: &Value) -> String {
         .join("\n")
 }
 
+/// `sync remotes`: one remote a line, name and type.
+pub(crate) fn sync_remotes(out: &mut String, result: &Value) {
+    let remotes = result.get("remotes").and_then(Value::as_array);
+    for remote in remotes.into_iter().flatten() {
+        let text = |key: &str| remote.get(key).and_then(Value::as_str).unwrap_or("");
+        let destination = remote.get("destination_allowed").and_then(Value::as_bool) == Some(true);
+        let _ = writeln!(
+            out,
+            "{:<20} {:<12}{}",
+            text("name"),
+            text("type"),
+            if destination {
+                " (destination allowed)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// A job's status in a few lines.
+pub(crate) fn sync_job(out: &mut String, job: &Value) {
+    let text = |key: &str| job.get(key).and_then(Value::as_str).unwrap_or("");
+    let number = |key: &str| job.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "{} {}: {} {} -> {}",
+        text("job_id"),
+        text("state"),
+        text("mode"),
+        text("source"),
+        text("destination")
+    );
+    let _ = writeln!(
+        out,
+        "  {} bytes, {} files transferred, {} checks, {} deletes, {} errors",
+        number("bytes"),
+        number("files_transferred"),
+        number("checks"),
+        number("deletes"),
+        number("errors")
+    );
+    if let Some(outcome) = job.get("outcome").and_then(Value::as_str) {
+        let _ = writeln!(out, "  {outcome}");
+    }
+    for error in job
+        .get("last_errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(out, "  error: {}", error.as_str().unwrap_or(""));
+    }
+    for difference in job
+        .pointer("/check/differences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = |key: &str| difference.get(key).and_then(Value::as_str).unwrap_or("");
+        let _ = writeln!(out, "  {}: {}", field("kind"), field("path"));
+    }
+}
+
+/// `sync history`: one job a line, newest first.
+pub(crate) fn sync_jobs(out: &mut String, result: &Value) {
+    let jobs = result.get("jobs").and_then(Value::as_array);
+    for job in jobs.into_iter().flatten() {
+        let text = |key: &str| job.get(key).and_then(Value::as_str).unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{:<14} {:<11} {:<5} {} -> {}  {}",
+            text("job_id"),
+            text("state"),
+            text("mode"),
+            text("source"),
+            text("destination"),
+            text("ended_at")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

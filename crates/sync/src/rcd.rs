@@ -1,0 +1,373 @@
+//! The private `rclone rcd`: started when the server starts, restarted
+//! with a growing delay when it dies ([`server_kit::Supervisor`]), killed
+//! with the server (`PR_SET_PDEATHSIG` from the engine's long-lived thread,
+//! and on drop).
+//!
+//! Each start gets fresh random credentials, passed in the child's
+//! environment (`RCLONE_RC_USER`/`RCLONE_RC_PASS`: the environment of a
+//! process is readable only by its user, its command line by everyone),
+//! never logged and never shown. The environment is cleared first, so an
+//! inherited `RCLONE_RC_NO_AUTH`, `RCLONE_*` option or proxy cannot reach
+//! rclone; only `HOME`, `PATH`, the config path and a configured proxy do.
+//! Where the installed rclone can serve the rc API on a UNIX socket (1.63
+//! and later) it does, in a directory only this user can enter; 1.60
+//! (Debian 12) cannot, so it gets a random loopback port.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use server_kit::{Backoff, Next, Supervisor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::rc::{Address, RcCall, RcClient};
+
+/// What to install when rclone is missing; part of the errors' text.
+pub const INSTALL_HINT: &str = "install rclone (the rclone package: `pacman -S rclone`, or `apt-get install rclone` on Debian)";
+
+/// How long a fresh rcd gets to answer its first call.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The first rclone whose rcd listens on `unix://` addresses.
+const UNIX_SOCKET_SINCE: (u32, u32) = (1, 63);
+
+/// Where the rcd is.
+#[derive(Clone, Debug)]
+pub enum RcdState {
+    Starting,
+    Ready {
+        client: RcClient,
+        /// Counts starts: a job started on one generation is interrupted
+        /// when another has taken its place.
+        generation: u64,
+        version: (u32, u32),
+    },
+    /// rclone cannot be run; the text says why and what to install.
+    Unavailable(String),
+}
+
+/// How rclone is run.
+#[derive(Clone, Debug)]
+pub struct RcloneSettings {
+    pub binary: PathBuf,
+    pub config: Option<PathBuf>,
+    pub log_level: String,
+    pub proxy: Option<String>,
+    /// A private directory for the UNIX socket of newer rclone.
+    pub runtime_dir: PathBuf,
+}
+
+impl RcloneSettings {
+    /// A command for `rclone <arguments>` with the scrubbed environment.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.env_clear();
+        for name in ["HOME", "PATH", "USER", "LANG", "TZ"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        if let Some(config) = &self.config {
+            command.env("RCLONE_CONFIG", config);
+        }
+        if let Some(proxy) = &self.proxy {
+            for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+                command.env(name, proxy);
+            }
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
+    /// `rclone version`'s major and minor number.
+    pub async fn version(&self) -> Result<(u32, u32), String> {
+        let output = self
+            .command()
+            .arg("version")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .await
+            .map_err(|error| self.missing(&error))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        parse_version(&text).ok_or_else(|| {
+            format!(
+                "{} did not say its version; {INSTALL_HINT}",
+                self.binary.display()
+            )
+        })
+    }
+
+    pub fn missing(&self, error: &std::io::Error) -> String {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "rclone is not installed (no {} found); {INSTALL_HINT}",
+                self.binary.display()
+            )
+        } else {
+            format!("cannot run {}: {error}", self.binary.display())
+        }
+    }
+}
+
+/// `rclone v1.60.1-DEV` → (1, 60).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let line = text.lines().next()?;
+    let version = line.split_whitespace().find(|word| word.starts_with('v'))?;
+    let mut parts = version[1..].split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The supervised rcd, as the jobs see it.
+#[derive(Debug)]
+pub struct Rcd {
+    state: watch::Receiver<RcdState>,
+}
+
+impl Rcd {
+    /// Starts the supervisor on the current runtime; it runs until `stop`.
+    pub fn start(settings: RcloneSettings, stop: CancellationToken) -> Arc<Rcd> {
+        let (sender, receiver) = watch::channel(RcdState::Starting);
+        let sender = Arc::new(sender);
+        let settings = Arc::new(settings);
+        tokio::spawn(async move {
+            let backoff = Backoff::new(
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+            );
+            let mut generation = 0;
+            Supervisor::new("rclone rcd", backoff, stop.clone())
+                .run(|| {
+                    generation += 1;
+                    run_once(settings.clone(), sender.clone(), generation, stop.clone())
+                })
+                .await;
+        });
+        Arc::new(Rcd { state: receiver })
+    }
+
+    pub fn state(&self) -> RcdState {
+        self.state.borrow().clone()
+    }
+
+    /// The rcd's client once it is ready (waiting up to `wait` while it
+    /// starts), or why there is none.
+    pub async fn ready(&self, wait: Duration) -> Result<(RcClient, u64, (u32, u32)), String> {
+        let mut state = self.state.clone();
+        let waited = tokio::time::timeout(wait, async {
+            loop {
+                match &*state.borrow_and_update() {
+                    RcdState::Ready {
+                        client,
+                        generation,
+                        version,
+                    } => return Ok((client.clone(), *generation, *version)),
+                    RcdState::Unavailable(why) => return Err(why.clone()),
+                    RcdState::Starting => {}
+                }
+                if state.changed().await.is_err() {
+                    return Err("the rclone supervisor stopped".to_owned());
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err("rclone's rc server is not ready yet; try again".to_owned()))
+    }
+
+    /// The generation serving now, if any.
+    pub fn generation(&self) -> Option<u64> {
+        match &*self.state.borrow() {
+            RcdState::Ready { generation, .. } => Some(*generation),
+            _ => None,
+        }
+    }
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the kernel's random source");
+    hex::encode(bytes)
+}
+
+fn free_loopback_port() -> std::io::Result<std::net::SocketAddr> {
+    // The port is free now; another process could take it before rclone
+    // binds it, in which case this start fails and the next one picks again.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.local_addr()
+}
+
+async fn run_once(
+    settings: Arc<RcloneSettings>,
+    state: Arc<watch::Sender<RcdState>>,
+    generation: u64,
+    stop: CancellationToken,
+) -> Next {
+    state.send_replace(RcdState::Starting);
+    let version = match settings.version().await {
+        Ok(version) => version,
+        Err(why) => {
+            tracing::error!("{why}");
+            state.send_replace(RcdState::Unavailable(why));
+            return Next::Restart;
+        }
+    };
+    let address = if version >= UNIX_SOCKET_SINCE {
+        match unix_socket_path(&settings.runtime_dir) {
+            Ok(path) => Address::Unix(path),
+            Err(error) => {
+                tracing::warn!(%error, "no private directory for rclone's socket; using loopback");
+                match free_loopback_port() {
+                    Ok(address) => Address::Tcp(address),
+                    Err(error) => return failed(&state, format!("no loopback port: {error}")),
+                }
+            }
+        }
+    } else {
+        match free_loopback_port() {
+            Ok(address) => Address::Tcp(address),
+            Err(error) => return failed(&state, format!("no loopback port: {error}")),
+        }
+    };
+    let user = random_secret();
+    let password = random_secret();
+    let rc_address = match &address {
+        Address::Tcp(address) => address.to_string(),
+        Address::Unix(path) => format!("unix://{}", path.display()),
+    };
+    let mut command = settings.command();
+    command
+        .args(["rcd", "--rc-addr", &rc_address, "--log-level"])
+        .arg(&settings.log_level)
+        .env("RCLONE_RC_USER", &user)
+        .env("RCLONE_RC_PASS", &password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let why = settings.missing(&error);
+            tracing::error!("{why}");
+            state.send_replace(RcdState::Unavailable(why));
+            return Next::Restart;
+        }
+    };
+    let pid = child.id();
+    if let Some(stderr) = child.stderr.take() {
+        // rclone's own log, into ours; escaped, as everything from outside.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "rclone", "{}", proto::text::escaped(&line));
+            }
+        });
+    }
+    let client = RcClient::new(address, &user, &password);
+    drop((user, password));
+    let ready = tokio::time::timeout(READY_TIMEOUT, async {
+        loop {
+            if client.call(RcCall::CoreVersion, &json!({})).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::select! {
+        result = ready => {
+            if result.is_err() {
+                let _ = child.kill().await;
+                return failed(&state, "rclone's rc server did not answer after its start".to_owned());
+            }
+        }
+        status = child.wait() => {
+            return failed(&state, format!("rclone rcd exited at its start ({})", describe(status)));
+        }
+        () = stop.cancelled() => {
+            let _ = child.kill().await;
+            return Next::Stop;
+        }
+    }
+    tracing::info!(
+        pid,
+        generation,
+        version = %format!("{}.{}", version.0, version.1),
+        address = ?client.address(),
+        "rclone rcd ready"
+    );
+    state.send_replace(RcdState::Ready {
+        client,
+        generation,
+        version,
+    });
+    tokio::select! {
+        status = child.wait() => {
+            tracing::warn!(pid, generation, "rclone rcd exited ({})", describe(status));
+            state.send_replace(RcdState::Starting);
+            Next::Restart
+        }
+        () = stop.cancelled() => {
+            let _ = child.kill().await;
+            Next::Stop
+        }
+    }
+}
+
+fn failed(state: &watch::Sender<RcdState>, why: String) -> Next {
+    tracing::error!("{why}");
+    state.send_replace(RcdState::Starting);
+    Next::Restart
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn unix_socket_path(runtime_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(runtime_dir)?;
+    let path = runtime_dir.join("rc.sock");
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("rclone v1.60.1-DEV\n- os/version: debian"),
+            Some((1, 60))
+        );
+        assert_eq!(parse_version("rclone v1.71.0\n"), Some((1, 71)));
+        assert_eq!(parse_version("something else"), None);
+    }
+}

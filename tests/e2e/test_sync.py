@@ -1,0 +1,542 @@
+"""The sync server with real rclone (Debian's 1.60 as install-test-deps
+installs it) on local directories and alias/crypt remotes the test writes
+into its own rclone config, reached through the gateway: the classic
+vocabulary on the gateway's UNIX socket, and the official MCP SDK for
+progress and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import PATIENCE, Process, Stack, binary, connectable_tcp, connectable_unix, jsonrpc, require_tool, unix_call, wait_for
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+CRYPT_PASSWORD = "correct horse battery staple"
+INSTALL = "run ./scripts/install-test-deps (it installs Debian's rclone)"
+# What the server may call (crates/sync/src/rc.rs, RcCall).
+ALLOWED_RC = {
+    "core/version",
+    "sync/sync",
+    "sync/copy",
+    "sync/move",
+    "job/status",
+    "job/stop",
+    "core/stats",
+    "core/stats-delete",
+    "core/bwlimit",
+}
+
+
+class SyncStack:
+    def __init__(self, tmp: Path, rclone_binary: str | None = None, jobs_yaml: str | None = None, env=None):
+        self.rclone = require_tool("rclone", INSTALL)
+        self.tmp = tmp
+        self.home = tmp / "home"
+        self.vault = tmp / "vault"
+        for path in (self.home, self.vault):
+            path.mkdir()
+        self.obscured = subprocess.run(
+            [self.rclone, "obscure", CRYPT_PASSWORD], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        self.rclone_conf = tmp / "rclone.conf"
+        self.rclone_conf.write_text(
+            f"[vault]\ntype = alias\nremote = {self.vault}\n\n"
+            f"[secret]\ntype = crypt\nremote = vault:crypt\npassword = {self.obscured}\n"
+        )
+        self.jobs_file = tmp / "sync_jobs.yaml"
+        self.jobs_file.write_text(
+            jobs_yaml
+            if jobs_yaml is not None
+            else f"jobs:\n  docs:\n    source: {self.home}/src\n    destination: {self.home}/named\n    mode: copy\n"
+        )
+        self.state = tmp / "state"
+        self.config = tmp / "sync.yaml"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "rclone": {
+                        "binary": rclone_binary or self.rclone,
+                        "config": str(self.rclone_conf),
+                        "log_level": "DEBUG",
+                    },
+                    "local_roots": [str(self.home)],
+                    "destination_remotes": ["secret", "vault"],
+                    "state_dir": str(self.state),
+                    "jobs_file": str(self.jobs_file),
+                }
+            )
+        )
+        self.stack = Stack(tmp)
+        self.stack.publish_caps("sync", "llmbasedos-sync")
+        self.env = env or {}
+        self.start_server()
+        self.stack.start_gateway(overrides={"limits": {"backend_timeout_secs": 120}})
+
+    @property
+    def socket(self) -> Path:
+        return self.stack.caps_dir / "sync.sock"
+
+    def start_server(self, idle_timeout: int = 0, *extra: str) -> Process:
+        process = Process(
+            [
+                str(binary("llmbasedos-sync")),
+                "--socket",
+                str(self.socket),
+                "--idle-timeout",
+                str(idle_timeout),
+                "--config",
+                str(self.config),
+                *extra,
+            ],
+            self.tmp / "sync.log",
+            env={"LLMBASEDOS_LOG": "debug", **self.env},
+        )
+        wait_for(lambda: connectable_unix(self.socket), "the sync server's socket")
+        self.stack.backends["sync"] = process
+        self.server = process
+        return process
+
+    def call(self, method: str, params=None) -> dict:
+        answer = unix_call(self.stack.gateway_socket, jsonrpc(method, params), timeout=60)
+        return answer
+
+    def ok(self, method: str, params=None) -> dict:
+        answer = self.call(method, params)
+        assert "result" in answer, answer
+        return answer["result"]
+
+    def error(self, method: str, params=None) -> dict:
+        answer = self.call(method, params)
+        assert "error" in answer, answer
+        return answer["error"]
+
+    def run(self, **params) -> dict:
+        return self.ok("mcp.sync.runJob", params)
+
+    def status(self, job_id: str) -> dict:
+        return self.ok("mcp.sync.getJobStatus", {"job_id": job_id})
+
+    def wait_end(self, job_id: str) -> dict:
+        return wait_for(
+            lambda: (s := self.status(job_id))["state"] not in ("queued", "running") and s, f"the end of {job_id}", 60
+        )
+
+    def wait_running(self, job_id: str) -> dict:
+        return wait_for(
+            lambda: (s := self.status(job_id))["state"] == "running" and s["bytes"] > 0 and s, f"{job_id} running"
+        )
+
+    def rcd_pid(self) -> int:
+        def find():
+            # The rcd is forked by one of the server's threads.
+            for task in Path(f"/proc/{self.server.pid}/task").iterdir():
+                for pid in (task / "children").read_text().split():
+                    try:
+                        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    except FileNotFoundError:
+                        continue
+                    if b"rcd" in cmdline:
+                        return int(pid)
+            return None
+
+        return wait_for(find, "rclone rcd")
+
+    def rcd_port(self) -> int:
+        cmdline = Path(f"/proc/{self.rcd_pid()}/cmdline").read_bytes().split(b"\0")
+        address = cmdline[cmdline.index(b"--rc-addr") + 1].decode()
+        return int(address.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.stack.stop()
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def sync(tmp_path: Path):
+    stack = SyncStack(tmp_path)
+    yield stack
+    stack.stop()
+
+
+def test_a_sync_copies_exactly_what_changed_and_check_reports_a_planted_mismatch(sync: SyncStack):
+    src, dst = sync.home / "src", sync.home / "dst"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "c.txt", "sub/d.txt"):
+        (src / name).write_text(f"content of {name}\n")
+    first = sync.run(source=str(src), destination=str(dst))
+    assert first["state"] in ("queued", "running"), first
+    done = sync.wait_end(first["job_id"])
+    assert done["state"] == "succeeded", done
+    assert tree(dst) == tree(src)
+    assert done["files_transferred"] == 4 and done["totals_final"] is True and done["percent"] == 100
+
+    kept = (dst / "a.txt").stat().st_ino
+    (src / "b.txt").write_text("b changed, and longer\n")
+    (src / "e.txt").write_text("new\n")
+    (src / "c.txt").unlink()
+    second = sync.wait_end(sync.run(source=str(src), destination=str(dst))["job_id"])
+    assert second["state"] == "succeeded", second
+    assert tree(dst) == tree(src)
+    assert second["files_transferred"] == 2, second
+    assert second["deletes"] == 1, second
+    assert (dst / "a.txt").stat().st_ino == kept, "an unchanged file is left alone"
+
+    (dst / "sub" / "d.txt").write_text("content of sub/d.tx!\n")  # same size, other bytes
+    check = sync.wait_end(sync.run(source=str(src), destination=str(dst), mode="check")["job_id"])
+    assert check["state"] == "failed", check
+    assert check["check"]["differing"] == 1 and check["check"]["matching"] == 3, check
+    assert check["check"]["differences"] == [{"path": "sub/d.txt", "kind": "differ"}]
+    (dst / "sub" / "d.txt").write_text("content of sub/d.txt\n")
+    clean = sync.wait_end(sync.run(source=str(src), destination=str(dst), mode="check")["job_id"])
+    assert clean["state"] == "succeeded", clean
+
+    listed = sync.ok("mcp.sync.listJobs", {"limit": 2})
+    assert [job["job_id"] for job in listed["jobs"]] == [clean["job_id"], check["job_id"]]
+    rest = sync.ok("mcp.sync.listJobs", {"limit": 10, "cursor": listed["next_cursor"]})
+    assert [job["job_id"] for job in rest["jobs"]] == [second["job_id"], first["job_id"]]
+    failed = sync.ok("mcp.sync.listJobs", {"state": "failed"})
+    assert [job["job_id"] for job in failed["jobs"]] == [check["job_id"]]
+    log = sync.ok("mcp.sync.getJobLog", {"job_id": check["job_id"]})
+    assert any("differences" in line for line in log["lines"]), log
+
+
+def test_dry_run_changes_nothing_and_filters_copy_only_what_matches(sync: SyncStack):
+    src, dst = sync.home / "src", sync.home / "dst"
+    (src / "docs").mkdir(parents=True)
+    (src / "docs" / "keep.md").write_text("md\n")
+    (src / "notes.txt").write_text("txt\n")
+    (src / "draft.tmp").write_text("tmp\n")
+    dst.mkdir()
+    (dst / "old.txt").write_text("would be deleted by a sync\n")
+    before = tree(dst)
+    dry = sync.wait_end(sync.run(source=str(src), destination=str(dst), dry_run=True)["job_id"])
+    assert dry["state"] == "succeeded" and dry["dry_run"] is True, dry
+    assert tree(dst) == before, "a dry run changes nothing"
+
+    filtered = sync.wait_end(
+        sync.run(
+            source=str(src),
+            destination=str(sync.home / "filtered"),
+            mode="copy",
+            filters={"include": ["*.md", "*.txt"], "exclude": ["notes.*"]},
+        )["job_id"]
+    )
+    assert filtered["state"] == "succeeded", filtered
+    assert set(tree(sync.home / "filtered")) == {"docs/keep.md"}
+
+    # The original's form: positional source, destination, prefix, allow-listed flags.
+    original = sync.ok("mcp.sync.runJob", [str(src), str(sync.home / "orig"), "nightly", ["--include", "*.tmp"]])
+    assert original["job_id"].startswith("nightly-"), original
+    assert sync.wait_end(original["job_id"])["state"] == "succeeded"
+    assert set(tree(sync.home / "orig")) == {"draft.tmp"}
+    refused = sync.error("mcp.sync.runJob", [str(src), str(dst), "x", ["--config", "/etc/passwd"]])
+    assert refused["data"]["kind"] == "argument_refused" and "--config" in refused["message"], refused
+
+    named = sync.wait_end(sync.run(job="docs")["job_id"])
+    assert named["state"] == "succeeded" and named["name"] == "docs", named
+    assert tree(sync.home / "named") == tree(src)
+
+
+def test_crypt_and_alias_remotes_and_no_secret_anywhere(sync: SyncStack):
+    src = sync.home / "src"
+    src.mkdir()
+    (src / "diary.txt").write_text("dear diary\n")
+    remotes = sync.ok("mcp.sync.listRemotes")["remotes"]
+    assert sorted((r["name"], r["type"]) for r in remotes) == [("secret", "crypt"), ("vault", "alias")]
+    job = sync.wait_end(sync.run(source=str(src), destination="secret:", mode="copy")["job_id"])
+    assert job["state"] == "succeeded", job
+    stored = list((sync.vault / "crypt").iterdir())
+    assert len(stored) == 1 and "diary" not in stored[0].name, "crypt encrypts names"
+    assert b"dear diary" not in stored[0].read_bytes()
+    back = sync.wait_end(sync.run(source="secret:", destination=str(sync.home / "back"), mode="copy")["job_id"])
+    assert back["state"] == "succeeded", back
+    assert (sync.home / "back" / "diary.txt").read_text() == "dear diary\n"
+    everything = json.dumps([remotes, job, back, sync.ok("mcp.sync.listJobs")])
+    for secret in (CRYPT_PASSWORD, sync.obscured):
+        assert secret not in everything
+        assert secret not in sync.server.log(), "no secret in the server's log (rclone's DEBUG lines included)"
+
+
+def test_a_stopped_job_is_stopped_with_no_partial_files_and_only_allowed_rc_calls_happen(sync: SyncStack):
+    src, dst = sync.home / "src", sync.home / "dst"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(24 << 20))
+    job = sync.run(source=str(src), destination=str(dst), bandwidth_limit="2M")
+    running = sync.wait_running(job["job_id"])
+    assert running["totals_final"] is False and "percent" not in running, "no percentage while counting"
+    assert running["transferring"][0]["path"] == f"{src}/big.bin", "full paths"
+    stopped = sync.ok("mcp.sync.stopJob", {"job_id": job["job_id"]})
+    assert stopped["state"] == "stopped", stopped
+    assert not (dst / "big.bin").exists(), "rclone removed the partial file"
+    assert [p for p in dst.rglob("*") if p.is_file()] == []
+
+    calls = set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', sync.server.log()))
+    assert {"sync/sync", "job/stop", "core/stats", "core/bwlimit"} <= calls, calls
+    assert calls <= ALLOWED_RC, calls - ALLOWED_RC
+
+
+def test_rclone_killed_mid_job_interrupts_it_and_the_next_job_works(sync: SyncStack):
+    src = sync.home / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(16 << 20))
+    job = sync.run(source=str(src), destination=str(sync.home / "dst"), bandwidth_limit="1M")
+    sync.wait_running(job["job_id"])
+    first = sync.rcd_pid()
+    os.kill(first, signal.SIGKILL)
+    interrupted = sync.wait_end(job["job_id"])
+    assert interrupted["state"] == "interrupted", interrupted
+    assert "rclone stopped" in interrupted["outcome"] and interrupted["bytes"] > 0, interrupted
+    wait_for(lambda: sync.rcd_pid() != first, "a new rclone rcd")
+    (src / "small.txt").write_text("small\n")
+    after = sync.wait_end(sync.run(source=str(src), destination=str(sync.home / "next"), filters={"include": ["*.txt"]})["job_id"])
+    assert after["state"] == "succeeded", after
+    assert (sync.home / "next" / "small.txt").read_text() == "small\n"
+
+
+def test_the_server_killed_and_restarted_keeps_its_history(sync: SyncStack):
+    src = sync.home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    (src / "big.bin").write_bytes(os.urandom(16 << 20))
+    done = sync.wait_end(sync.run(source=str(src), destination=str(sync.home / "one"), filters={"include": ["*.txt"]})["job_id"])
+    running = sync.run(source=str(src), destination=str(sync.home / "two"), bandwidth_limit="1M")
+    sync.wait_running(running["job_id"])
+    sync.server.stop(signal.SIGKILL)
+    sync.start_server()
+    assert sync.status(done["job_id"]) == done
+    after = sync.status(running["job_id"])
+    assert after["state"] == "interrupted" and after["bytes"] > 0, after
+    fresh = sync.run(source=str(src), destination=str(sync.home / "three"), filters={"include": ["*.txt"]})
+    assert int(fresh["job_id"].rsplit("-", 1)[1]) > int(running["job_id"].rsplit("-", 1)[1]), "ids never restart"
+    assert sync.wait_end(fresh["job_id"])["state"] == "succeeded"
+
+
+def test_the_rc_endpoint_needs_the_generated_credentials_even_with_no_auth_inherited(tmp_path: Path):
+    sync = SyncStack(tmp_path, env={"RCLONE_RC_NO_AUTH": "1", "RCLONE_RC_USER": "u", "RCLONE_RC_PASS": "p"})
+    try:
+        port = sync.rcd_port()
+        wait_for(lambda: connectable_tcp(port), "rclone rcd's port")
+        environ = Path(f"/proc/{sync.rcd_pid()}/environ").read_bytes().split(b"\0")
+        assert b"RCLONE_RC_NO_AUTH=1" not in environ
+        assert b"RCLONE_RC_USER=u" not in environ
+        for credentials in (None, "u:p"):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/core/version", data=b"{}", headers={"Content-Type": "application/json"}
+            )
+            if credentials:
+                request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 401
+        # The server itself still gets through.
+        assert sync.ok("mcp.sync.listRemotes")["remotes"]
+    finally:
+        sync.stop()
+
+
+def test_bad_input_gets_clear_errors_and_the_server_keeps_serving(sync: SyncStack):
+    src = sync.home / "src"
+    src.mkdir()
+    outside = sync.tmp / "outside"
+    outside.mkdir()
+    (src / "escape").symlink_to(outside)
+    cases = [
+        ({"source": "nowhere:x", "destination": str(src)}, "unknown_remote", "nowhere"),
+        ({"source": "/etc", "destination": str(src)}, "path_outside", "/etc"),
+        ({"source": str(src), "destination": f"{sync.home}/../outside"}, "path_outside", "outside the local roots"),
+        ({"source": str(src / "escape"), "destination": str(src)}, "path_outside", "symbolic links"),
+        ({"source": ":local:/etc", "destination": str(src)}, "path_outside", "rclone config"),
+        ({"source": str(src), "destination": str(src), "bandwidth_limit": "fast"}, "invalid", "bandwidth_limit"),
+        ({"job": "nope"}, "unknown_named_job", "docs"),
+    ]
+    for params, kind, text in cases:
+        error = sync.error("mcp.sync.runJob", params)
+        assert error["data"]["kind"] == kind and text in error["message"], (params, error)
+    unknown = sync.error("mcp.sync.getJobStatus", {"job_id": "job-999"})
+    assert unknown["data"]["kind"] == "unknown_job" and "job-999" in unknown["message"]
+    assert sync.error("mcp.sync.stopJob", {"job_id": "garbage"})["data"]["kind"] == "unknown_job"
+    assert sync.ok("mcp.sync.listRemotes")["remotes"], "still serving"
+
+
+def test_a_malformed_jobs_file_and_a_missing_rclone_leave_the_server_serving(tmp_path: Path):
+    sync = SyncStack(tmp_path, rclone_binary=str(tmp_path / "no-rclone-here"), jobs_yaml="jobs:\n  a: {source: /x}\n")
+    try:
+        error = sync.error("mcp.sync.runJob", {"source": str(sync.home), "destination": str(sync.home / "d")})
+        assert error["data"]["kind"] == "rclone_unavailable", error
+        assert "install rclone" in error["message"] and "apt-get install rclone" in error["message"], error
+        named = sync.error("mcp.sync.listNamedJobs")
+        assert "sync_jobs.yaml" in named["message"] and "destination" in named["message"], named
+        assert sync.ok("mcp.sync.listJobs")["jobs"] == []
+        assert "rclone is not installed" in sync.server.log()
+    finally:
+        sync.stop()
+
+
+def target(stack: Stack):
+    return streamable_http_client(stack.url, http_client=create_mcp_http_client(headers=stack.auth))
+
+
+def test_a_host_follows_a_job_with_progress_and_cancelling_stops_it(sync: SyncStack):
+    src = sync.home / "src"
+    src.mkdir()
+    for index in range(12):
+        (src / f"file{index:02}.bin").write_bytes(os.urandom(256 << 10))
+
+    async def scenario():
+        async with Client(target(sync.stack), mode="legacy") as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"sync_runJob", "sync_getJobStatus", "sync_stopJob", "sync_listJobs"} <= tools, tools
+            seen = []
+
+            async def on_progress(progress, total, message):
+                seen.append((progress, total, message))
+
+            result = await client.call_tool(
+                "sync_runJob",
+                {"source": str(src), "destination": str(sync.home / "dst"), "bandwidth_limit": "1M"},
+                progress_callback=on_progress,
+            )
+            assert result.is_error is False, result
+            final = result.structured_content
+            assert final["state"] == "succeeded", final
+            assert len(seen) >= 2, seen
+            values = [progress for progress, _, _ in seen]
+            assert values == sorted(values), "ordered progress"
+            assert seen[0][2].startswith("counting") and seen[0][1] is None
+            assert seen[-1][1] == final["total_bytes"] == 12 * (256 << 10), seen[-1]
+
+            first = asyncio.Event()
+
+            async def on_first(progress, total, message):
+                if progress > 0:
+                    first.set()
+
+            call = asyncio.create_task(
+                client.call_tool(
+                    "sync_runJob",
+                    {"source": str(src), "destination": str(sync.home / "cancelled"), "bandwidth_limit": "512K"},
+                    progress_callback=on_first,
+                )
+            )
+            await asyncio.wait_for(first.wait(), PATIENCE)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+
+    asyncio.run(scenario())
+    latest = wait_for(
+        lambda: (jobs := sync.ok("mcp.sync.listJobs", {"limit": 1})["jobs"]) and jobs[0]["state"] != "running" and jobs[0],
+        "the cancelled job to end",
+    )
+    assert latest["state"] == "stopped", latest
+    assert len(tree(sync.home / "cancelled")) < 12
+    assert "job/stop" in sync.server.log()
+
+
+def test_the_server_does_not_exit_idle_while_a_job_runs(sync: SyncStack):
+    src, dst = sync.home / "src", sync.home / "dst"
+    src.mkdir()
+    size = 3 << 20
+    (src / "big.bin").write_bytes(os.urandom(size))
+    sync.server.stop()
+    sync.start_server(idle_timeout=1)
+    # Straight to the server's socket: one connection, closed at once.
+    answer = unix_call(sync.socket, jsonrpc("mcp.sync.runJob", {"source": str(src), "destination": str(dst), "bandwidth_limit": "1M"}))
+    assert answer["result"]["state"] in ("queued", "running"), answer
+    # No connection of ours from here on: only the job keeps the server up,
+    # for the three seconds or so it takes at 1 MiB/s.
+    wait_for(lambda: (dst / "big.bin").exists() and (dst / "big.bin").stat().st_size == size, "the job's copy", 60)
+    assert sync.server.popen.poll() is None, "the server exited idle under a running job"
+    wait_for(lambda: sync.server.popen.poll() is not None, "the idle exit once the job ended")
+    assert sync.server.popen.returncode == 0
+    sync.start_server()
+    assert sync.status(answer["result"]["job_id"])["state"] == "succeeded"
+
+
+def test_the_scheduler_runs_a_named_job_on_its_schedule_and_the_timer_command_by_name(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = (
+        f"jobs:\n  every-two:\n    source: {home}/src\n    destination: {home}/scheduled\n"
+        "    mode: copy\n    schedule: every 2s\n"
+    )
+    sync = SyncStack(tmp_path, jobs_yaml=jobs)
+    try:
+        (home / "src").mkdir()
+        (home / "src" / "a.txt").write_text("scheduled\n")
+        named = sync.ok("mcp.sync.listNamedJobs")["jobs"]
+        assert named == [
+            {
+                "name": "every-two",
+                "source": f"{home}/src",
+                "destination": f"{home}/scheduled",
+                "mode": "copy",
+                "dry_run": False,
+                "filters": {"include": [], "exclude": []},
+                "bandwidth_limit": None,
+                "schedule": "every 2s",
+            }
+        ], named
+        # Without --scheduler nothing runs by itself.
+        assert sync.ok("mcp.sync.listJobs")["jobs"] == []
+        # What llmbasedos-sync-job@every-two.service runs.
+        ran = subprocess.run(
+            [str(binary("llmbasedos-sync")), "--run-job", "every-two", "--socket", str(sync.socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ran.returncode == 0 and ran.stdout.startswith("started every-two as job-"), ran
+        unknown = subprocess.run(
+            [str(binary("llmbasedos-sync")), "--run-job", "nope", "--socket", str(sync.socket)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert unknown.returncode == 1 and "every-two" in unknown.stderr, unknown
+        sync.server.stop()
+        sync.start_server(0, "--scheduler")
+        scheduled = wait_for(
+            lambda: [job for job in sync.ok("mcp.sync.listJobs")["jobs"] if job["state"] == "succeeded"][1:],
+            "a scheduled run besides the one by name",
+            30,
+        )
+        assert scheduled[0]["name"] == "every-two", scheduled
+        assert (home / "scheduled" / "a.txt").read_text() == "scheduled\n"
+    finally:
+        sync.stop()
+
+
+def test_two_jobs_at_once_never_mix_their_numbers(sync: SyncStack):
+    sizes = {"one": 3 << 20, "two": 1 << 20}
+    for name, size in sizes.items():
+        (sync.home / name).mkdir()
+        (sync.home / name / "data.bin").write_bytes(os.urandom(size))
+    started = {
+        name: sync.run(source=str(sync.home / name), destination=str(sync.home / f"{name}-copy"), bandwidth_limit="2M")
+        for name in sizes
+    }
+    both = wait_for(
+        lambda: all((s := sync.status(job["job_id"]))["state"] == "running" and s["bytes"] > 0 for job in started.values())
+        and True,
+        "both jobs running at once",
+    )
+    assert both
+    for name, job in started.items():
+        done = sync.wait_end(job["job_id"])
+        assert done["state"] == "succeeded", done
+        assert (done["bytes"], done["total_bytes"], done["files_transferred"]) == (sizes[name], sizes[name], 1), done
