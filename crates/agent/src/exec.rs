@@ -890,17 +890,24 @@ impl Engine {
                 };
                 let (sender, receiver) = oneshot::channel();
                 lock(&live.approvals).insert(key.clone(), sender);
-                {
-                    let mut record = lock(&live.record);
+                let note = format!(
+                    "waiting for mcp.agent.approve {{execution_id, step: {key}}}: {message}"
+                );
+                let waiting = |record: &mut ExecutionRecord| {
                     record.status = Status::WaitingApproval;
                     if let Some(step_record) = record.steps.get_mut(&step.id) {
                         step_record.status = StepStatus::WaitingApproval;
-                        step_record.notes.push(format!(
-                            "waiting for mcp.agent.approve {{execution_id, step: {key}}}: {message}"
-                        ));
+                        step_record.notes.push(note.clone());
                     }
-                    self.store.put(&record);
-                }
+                };
+                // Saved (committed) before anyone can see the run waiting:
+                // a run killed while waiting resumes with its finished steps.
+                let mut saved = live.snapshot();
+                waiting(&mut saved);
+                self.store.put(&saved);
+                let store = self.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+                waiting(&mut lock(&live.record));
                 let _ = live.events.send(StepEvent {
                     step: step.id.clone(),
                     status: StepStatus::WaitingApproval,
