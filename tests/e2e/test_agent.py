@@ -563,3 +563,71 @@ def test_an_llm_answer_is_validated_against_its_schema_with_a_bounded_retry(agen
     asyncio.run(scenario())
     retry = agent.web.llm_requests[-1]["messages"]
     assert "not JSON" in retry[-1]["content"]
+
+
+def stdio_target(stack: Stack):
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    argv = stack.stdio_bridge_argv()
+    return stdio_client(StdioServerParameters(command=argv[0], args=argv[1:]))
+
+
+def test_every_workflow_is_a_tool_whose_list_follows_the_directory(agent: Stack):
+    web = agent.web
+
+    async def scenario():
+        changes: list[str] = []
+
+        async def on_message(message):
+            method = getattr(getattr(message, "root", message), "method", None)
+            if method:
+                changes.append(method)
+
+        async with Client(stdio_target(agent), mode="legacy", message_handler=on_message) as client:
+            async def tools() -> dict:
+                return {tool.name: tool for tool in (await client.list_tools()).tools}
+
+            deadline = time.monotonic() + 10
+            listed = await tools()
+            while "workflow_summarize" not in listed and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                listed = await tools()
+            tool = listed["workflow_summarize"]
+            assert tool.description == "Read a file, ask the model, write the answer back, post it."
+            assert tool.input_schema["required"] == ["path", "hook"]
+            assert "workflow_broken" not in listed and "workflow_parallel" in listed
+
+            progress: list[str] = []
+
+            async def on_progress(value, total, message):
+                progress.append(message)
+
+            result = await client.call_tool("workflow_summarize", {"path": "/doc.txt", "hook": web.url("/tool")},
+                                            progress_callback=on_progress)
+            assert result.is_error is False, result.content[0].text
+            assert result.structured_content["status"] == "succeeded"
+            assert result.structured_content["outputs"]["summary"].startswith("SUMMARY: ")
+            for step in ("read", "ask", "write", "post"):
+                assert f"step {step}: succeeded" in progress, progress
+
+            bad = await client.call_tool("workflow_summarize", {"path": 3})
+            assert bad.is_error is True and "input_schema" in bad.content[0].text
+
+            changes.clear()
+            (agent.workflows / "fresh.yaml").write_text("id: fresh\ndescription: A new one.\nsteps:\n  - log: hi\n")
+            for _ in range(200):
+                if "notifications/tools/list_changed" in changes:
+                    break
+                await asyncio.sleep(0.05)
+            assert "notifications/tools/list_changed" in changes
+            assert (await tools())["workflow_fresh"].description == "A new one."
+            changes.clear()
+            (agent.workflows / "fresh.yaml").unlink()
+            for _ in range(200):
+                if "notifications/tools/list_changed" in changes:
+                    break
+                await asyncio.sleep(0.05)
+            assert "workflow_fresh" not in await tools()
+
+    asyncio.run(scenario())
+    assert web.posts[0]["path"] == "/tool"

@@ -65,6 +65,123 @@ pub fn register(builder: ServerBuilder<Agent>) -> ServerBuilder<Agent> {
         .method("mcp.agent.stopWorkflow", stop_workflow)
         .method("mcp.agent.approve", approve)
         .method("mcp.agent.resumeWorkflow", resume_workflow)
+        .method("mcp.agent.listTools", list_tools)
+        .method("mcp.agent.callTool", call_tool)
+        .method("mcp.agent.watchTools", watch_tools)
+}
+
+/// The prefix of the workflows' tool names.
+pub const TOOL_PREFIX: &str = "workflow_";
+
+/// `mcp.agent.listTools`: every valid workflow as an MCP tool.
+async fn list_tools(
+    _context: Context,
+    agent: State<Agent>,
+    _params: Empty,
+) -> Result<Value, HandlerError> {
+    let catalog = agent.engine.catalog.borrow().clone();
+    let tools: Vec<Value> = catalog
+        .workflows
+        .values()
+        .map(|w| {
+            let description = if w.description.is_empty() {
+                format!("Runs the workflow {}.", w.name)
+            } else {
+                w.description.clone()
+            };
+            json!({
+                "name": format!("{TOOL_PREFIX}{}", w.id),
+                "title": w.name,
+                "description": description,
+                "inputSchema": w.input_schema,
+            })
+        })
+        .collect();
+    Ok(json!({"tools": tools}))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallToolParams {
+    name: String,
+    arguments: Value,
+}
+
+/// `mcp.agent.callTool`: a workflow tool runs its workflow to the end.
+async fn call_tool(
+    context: Context,
+    agent: State<Agent>,
+    params: CallToolParams,
+) -> Result<Value, HandlerError> {
+    let Some(id) = params.name.strip_prefix(TOOL_PREFIX) else {
+        return Err(HandlerError::NotFound(format!(
+            "{} is not a workflow tool; they are named {TOOL_PREFIX}<workflow id>",
+            proto::text::echo(&params.name)
+        )));
+    };
+    let (live, events) = agent
+        .engine
+        .start(id, params.arguments, caller(&context))
+        .map_err(handler_error)?;
+    answer(&context, live, events, true).await
+}
+
+/// `mcp.agent.watchTools`: a notice once watching and on every change of
+/// the workflows, until cancelled.
+async fn watch_tools(
+    context: Context,
+    agent: State<Agent>,
+    _params: Empty,
+) -> Result<Value, HandlerError> {
+    let mut catalog = agent.engine.catalog.clone();
+    catalog.mark_unchanged();
+    let mut notices = 0.0;
+    let stopping = stopping();
+    context
+        .progress(notices, None, Some("watching the workflows"))
+        .await;
+    loop {
+        tokio::select! {
+            changed = catalog.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                notices += 1.0;
+                context.progress(notices, None, Some("the workflows changed")).await;
+            }
+            () = context.cancelled() => break,
+            // A watch never finishes by itself: it must not hold the
+            // server's drain on SIGTERM.
+            () = stopping.cancelled() => break,
+        }
+    }
+    Ok(json!({}))
+}
+
+/// Cancelled once the process is asked to stop (SIGTERM or SIGINT, which
+/// the lifecycle handles too).
+fn stopping() -> tokio_util::sync::CancellationToken {
+    use std::sync::OnceLock;
+    use tokio::signal::unix::{SignalKind, signal};
+    static STOPPING: OnceLock<tokio_util::sync::CancellationToken> = OnceLock::new();
+    STOPPING
+        .get_or_init(|| {
+            let token = tokio_util::sync::CancellationToken::new();
+            let cancel = token.clone();
+            if let (Ok(mut terminate), Ok(mut interrupt)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                    cancel.cancel();
+                });
+            }
+            token
+        })
+        .clone()
 }
 
 #[derive(Debug, Deserialize)]
