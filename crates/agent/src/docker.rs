@@ -13,6 +13,12 @@
 //! disk), and no implicit pull (a missing image is an error unless the
 //! policy allows pulls).
 //!
+//! A limit of the mount check: the daemon resolves the (already resolved)
+//! source again when it mounts it, so a path component swapped for a
+//! symlink in between by someone who can write beneath an allowed root (a
+//! concurrent step with a writable mount there) is followed. Keep writable
+//! mounts off, or give writable steps a root of their own.
+//!
 //! Removal: every container gets a name chosen *before* it is created, held
 //! by a guard. The normal path removes it explicitly (forced, so a running
 //! one is killed first) after the outcome is known: exit, timeout, cancel or
@@ -288,11 +294,20 @@ impl Docker {
         cancel: CancellationToken,
     ) -> Result<DockerOutput, DockerError> {
         let body = self.container_body(spec).await?;
-        self.ensure_image(&spec.image).await?;
         let mut guard = ContainerGuard::new(self.client.clone());
-        let outcome = self
-            .create_and_supervise(&guard.name, body, spec, &cancel)
-            .await;
+        // The timeout and the cancel cover everything that may take long:
+        // a pull (when allowed), the create, the start, the run itself.
+        let steps = async {
+            self.ensure_image(&spec.image).await?;
+            self.create_and_supervise(&guard.name, body, spec).await
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(DockerError::Cancelled),
+            () = tokio::time::sleep(spec.timeout) => Err(DockerError::Timeout { after: spec.timeout }),
+            outcome = steps => outcome,
+        };
+        // Forced: a container still running (timeout, cancel) is killed first.
         guard.remove().await;
         outcome
     }
@@ -331,7 +346,6 @@ impl Docker {
         name: &str,
         body: ContainerCreateBody,
         spec: &DockerSpec,
-        cancel: &CancellationToken,
     ) -> Result<DockerOutput, DockerError> {
         let options = CreateContainerOptions {
             name: Some(name.to_string()),
@@ -355,7 +369,6 @@ impl Docker {
             .attach_container(name, Some(attach))
             .await
             .map_err(|error| self.engine_error("attach to the container", error))?;
-        let deadline = tokio::time::sleep(spec.timeout);
         self.client
             .start_container(name, None)
             .await
@@ -366,17 +379,8 @@ impl Docker {
             condition: "not-running".into(),
         };
         let mut waiter = self.client.wait_container(name, Some(wait));
-        let finished = async {
-            let (captured, status) =
-                tokio::join!(capture(attached.output, spec.output_limit), waiter.next());
-            (captured, status)
-        };
-        let (captured, status) = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(DockerError::Cancelled),
-            () = deadline => return Err(DockerError::Timeout { after: spec.timeout }),
-            done = finished => done,
-        };
+        let (captured, status) =
+            tokio::join!(capture(attached.output, spec.output_limit), waiter.next());
         let code = match status {
             Some(Ok(response)) => response.status_code,
             // bollard turns a non-zero status into an error.
