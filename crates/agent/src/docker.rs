@@ -93,6 +93,9 @@ pub struct DockerPolicy {
     /// Whether a missing image may be pulled from the daemon's registry.
     /// Off by default: nothing is fetched from the network implicitly.
     pub allow_pull: bool,
+    /// `uid[:gid]` every container runs as (e.g. `"65534:65534"`); `None`:
+    /// the image's own user. Files a writable mount receives belong to it.
+    pub user: Option<String>,
 }
 
 /// A host path bind-mounted into the container.
@@ -133,7 +136,8 @@ pub struct DockerSpec {
     /// Bytes kept of each of stdout and stderr; the rest is read and dropped.
     #[serde(default = "default_output_limit")]
     pub output_limit: usize,
-    /// Mount the image's root file system read-only.
+    /// Mount the image's root file system read-only (with a fresh tmpfs on
+    /// `/tmp`, so programs still have somewhere to write scratch files).
     #[serde(default)]
     pub read_only_rootfs: bool,
 }
@@ -491,6 +495,12 @@ impl Docker {
             security_opt: Some(vec!["no-new-privileges".into()]),
             ipc_mode: Some("private".into()),
             readonly_rootfs: Some(spec.read_only_rootfs),
+            tmpfs: spec.read_only_rootfs.then(|| {
+                HashMap::from([(
+                    "/tmp".to_string(),
+                    "rw,nosuid,nodev,noexec,size=64m".to_string(),
+                )])
+            }),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,
@@ -503,6 +513,7 @@ impl Docker {
             image: Some(spec.image.clone()),
             cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
             env: Some(env),
+            user: self.policy.user.clone(),
             labels: Some(HashMap::from([(
                 LABEL.to_string(),
                 std::process::id().to_string(),
