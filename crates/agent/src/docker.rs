@@ -142,6 +142,27 @@ pub struct DockerSpec {
     pub read_only_rootfs: bool,
 }
 
+impl DockerSpec {
+    /// A step running `image`'s own command with the defaults the YAML
+    /// would get: no env, mounts or network, no limits,
+    /// [`DEFAULT_TIMEOUT`], [`DEFAULT_OUTPUT_LIMIT`], a writable root.
+    pub fn new(image: impl Into<String>) -> DockerSpec {
+        DockerSpec {
+            image: image.into(),
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            mounts: Vec::new(),
+            network: None,
+            memory_bytes: None,
+            cpus: None,
+            pids: None,
+            timeout: DEFAULT_TIMEOUT,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            read_only_rootfs: false,
+        }
+    }
+}
+
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
@@ -240,6 +261,24 @@ pub enum DockerError {
         operation: &'static str,
         message: String,
     },
+}
+
+impl DockerError {
+    /// The error's kind as a stable snake_case name (what a step's error
+    /// records; the text is for people).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } => "docker_unavailable",
+            Self::MountRefused { .. } => "docker_mount_refused",
+            Self::NetworkRefused { .. } => "docker_network_refused",
+            Self::ImageMissing { .. } => "docker_image_missing",
+            Self::Invalid { .. } => "docker_invalid_step",
+            Self::Timeout { .. } => "timeout",
+            Self::Exited { .. } => "docker_exited",
+            Self::Cancelled => "cancelled",
+            Self::Engine { .. } => "docker_engine",
+        }
+    }
 }
 
 /// A connection to the Docker daemon, with the policy its steps run under.

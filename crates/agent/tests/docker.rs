@@ -27,17 +27,10 @@ fn policy(allowed_mounts: &[&Path]) -> DockerPolicy {
 
 fn shell(script: &str) -> DockerSpec {
     DockerSpec {
-        image: dockerd::IMAGE.into(),
         command: vec!["sh".into(), "-c".into(), script.into()],
-        env: BTreeMap::new(),
-        mounts: Vec::new(),
-        network: None,
-        memory_bytes: None,
-        cpus: None,
-        pids: None,
         timeout: Duration::from_secs(60),
         output_limit: 64 * 1024,
-        read_only_rootfs: false,
+        ..DockerSpec::new(dockerd::IMAGE)
     }
 }
 
@@ -533,6 +526,7 @@ async fn docker_missing_or_down_is_unavailable_with_the_fix() {
         };
         assert_eq!(named, &socket);
         assert!(hint.contains("docker group"), "{hint}");
+        assert_eq!(error.kind(), "docker_unavailable");
         assert!(error.to_string().contains("install Docker"), "{error}");
     }
 }
