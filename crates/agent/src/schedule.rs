@@ -12,9 +12,11 @@
 //! Wildcard and step fields (`*/15 * * * *`) keep their real-time rhythm
 //! across both, so the repeated hour is not a hole.
 //!
-//! Nothing here reads the clock: every function is given `now`, so tests
-//! (and the engine's scheduler loop) decide what time it is.
+//! Nothing here reads the clock but through [`Clock`]: the decisions are
+//! given `now`, and [`drive`] (the loop that fires one schedule) asks its
+//! clock, so tests decide what time it is.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,10 +26,16 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use proto::text::echo;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 /// How late a slot may be taken and still count as on time rather than
 /// missed (a timer that wakes a little late, a busy machine).
 pub const ON_TIME_GRACE: Duration = Duration::from_secs(60);
+
+/// The longest [`drive`] sleeps before it looks at the clock again, so a
+/// wall-clock change or a suspend is noticed within it (its timers run on
+/// the monotonic clock, which a suspend stops).
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Slots counted at most when reporting how many were missed.
 pub const MISSED_COUNT_LIMIT: u64 = 10_000;
@@ -173,6 +181,79 @@ impl Schedule {
             run_now,
             missed,
             next,
+        }
+    }
+}
+
+/// Where a scheduler reads the time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// One run a schedule asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firing {
+    /// When it was decided (what the caller stores as the schedule's last
+    /// run, to give back to [`drive`] after a restart).
+    pub at: DateTime<Utc>,
+    /// Slots missed before it (see [`Decision::missed`]).
+    pub missed: u64,
+}
+
+/// How long to sleep at `now` before deciding again: until `next`, at most
+/// [`MAX_SLEEP`].
+pub fn sleep_before(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    next.and_then(|next| (next - now).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_SLEEP)
+}
+
+/// Fires `schedule` until `shutdown`: `fire` is awaited once per run the
+/// schedule asks for (it should start the run, not wait for it). `last` is
+/// the stored time of the last firing (`None`: never, nothing is missed);
+/// missed slots are handled by the schedule's [`Missed`] policy at the first
+/// decision. Returns when `shutdown` is cancelled or the expression never
+/// fires again.
+pub async fn drive<F, Fut>(
+    schedule: &Schedule,
+    clock: &dyn Clock,
+    last: Option<DateTime<Utc>>,
+    shutdown: CancellationToken,
+    mut fire: F,
+) where
+    F: FnMut(Firing) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut last = last.unwrap_or_else(|| clock.now());
+    loop {
+        let now = clock.now();
+        let decision = schedule.decide(Some(last), now);
+        // Every slot up to `now` has been decided on (run, skipped, or none
+        // was due); a clock set back starts again from the new now.
+        last = now;
+        if decision.run_now {
+            fire(Firing {
+                at: now,
+                missed: decision.missed,
+            })
+            .await;
+        }
+        if decision.next.is_none() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(sleep_before(decision.next, clock.now())) => {}
         }
     }
 }
@@ -422,6 +503,124 @@ mod tests {
         let decision = minutely.decide(Some(last), utc("2027-01-10T10:00:30Z"));
         assert!(decision.run_now);
         assert_eq!(decision.missed, MISSED_COUNT_LIMIT);
+    }
+
+    /// A clock that follows tokio's (paused, auto-advancing) time from a
+    /// chosen wall-clock start.
+    struct TestClock {
+        start: DateTime<Utc>,
+        base: tokio::time::Instant,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.start + chrono::Duration::from_std(self.base.elapsed()).unwrap()
+        }
+    }
+
+    async fn firings(
+        schedule: &Schedule,
+        start: &str,
+        last: Option<&str>,
+        count: usize,
+    ) -> Vec<Firing> {
+        let clock = TestClock {
+            start: utc(start),
+            base: tokio::time::Instant::now(),
+        };
+        let shutdown = CancellationToken::new();
+        let mut fired = Vec::new();
+        drive(
+            schedule,
+            &clock,
+            last.map(utc),
+            shutdown.clone(),
+            |firing| {
+                fired.push(firing);
+                if fired.len() == count {
+                    shutdown.cancel();
+                }
+                async {}
+            },
+        )
+        .await;
+        fired
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drive_fires_each_slot_once_on_time() {
+        let every_hour = schedule("0 * * * *", "UTC", Missed::Skip);
+        let fired = firings(&every_hour, "2026-01-10T10:59:00Z", None, 3).await;
+        let at: Vec<_> = fired.iter().map(|firing| firing.at).collect();
+        assert_eq!(
+            at,
+            [
+                utc("2026-01-10T11:00:00Z"),
+                utc("2026-01-10T12:00:00Z"),
+                utc("2026-01-10T13:00:00Z")
+            ]
+        );
+        assert!(fired.iter().all(|firing| firing.missed == 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drive_applies_the_missed_policy_at_start() {
+        // Last run three days ago: run_once fires at once, then on schedule.
+        let once = schedule("30 2 * * *", "UTC", Missed::RunOnce);
+        let fired = firings(
+            &once,
+            "2026-01-13T12:00:00Z",
+            Some("2026-01-10T02:30:00Z"),
+            2,
+        )
+        .await;
+        assert_eq!(
+            fired,
+            [
+                Firing {
+                    at: utc("2026-01-13T12:00:00Z"),
+                    missed: 3
+                },
+                Firing {
+                    at: utc("2026-01-14T02:30:00Z"),
+                    missed: 0
+                },
+            ]
+        );
+        // skip: the first firing is the next slot.
+        let skip = schedule("30 2 * * *", "UTC", Missed::Skip);
+        let fired = firings(
+            &skip,
+            "2026-01-13T12:00:00Z",
+            Some("2026-01-10T02:30:00Z"),
+            1,
+        )
+        .await;
+        assert_eq!(
+            fired,
+            [Firing {
+                at: utc("2026-01-14T02:30:00Z"),
+                missed: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn sleeps_are_bounded_so_clock_changes_are_noticed() {
+        let now = utc("2026-01-10T10:00:00Z");
+        assert_eq!(
+            sleep_before(Some(utc("2026-01-10T10:00:10Z")), now),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            sleep_before(Some(utc("2026-01-11T10:00:00Z")), now),
+            MAX_SLEEP
+        );
+        assert_eq!(
+            sleep_before(Some(utc("2026-01-10T09:00:00Z")), now),
+            Duration::ZERO
+        );
+        assert_eq!(sleep_before(None, now), Duration::ZERO);
     }
 
     #[test]
