@@ -53,6 +53,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The label every container this runner creates carries (value: the
 /// creating process's pid), so leftovers of a killed agent can be found.
+/// (A pid, not a random run id: whether its process still lives is what
+/// tells a leftover from another agent's step.)
 pub const LABEL: &str = "org.llmbasedos.agent";
 
 /// Where Docker listens when neither the policy nor `DOCKER_HOST` says.
@@ -337,26 +339,53 @@ impl Docker {
         cancel: CancellationToken,
     ) -> Result<DockerOutput, DockerError> {
         let body = self.container_body(spec).await?;
+        let deadline = tokio::time::Instant::now() + spec.timeout;
         let mut guard = ContainerGuard::new(self.client.clone());
-        // The timeout and the cancel cover everything that may take long:
-        // a pull (when allowed), the create, the start, the run itself.
-        let steps = async {
-            self.ensure_image(&spec.image).await?;
-            self.create_and_supervise(&guard.name, body, spec).await
-        };
-        let outcome = tokio::select! {
-            biased;
-            () = cancel.cancelled() => Err(DockerError::Cancelled),
-            () = tokio::time::sleep(spec.timeout) => Err(DockerError::Timeout { after: spec.timeout }),
-            outcome = steps => outcome,
-        };
+        let outcome = self
+            .guarded_run(&guard.name, body, spec, deadline, &cancel)
+            .await;
         // Forced: a container still running (timeout, cancel) is killed first.
         guard.remove().await;
         outcome
     }
 
-    /// Removes every container this runner's label marks (leftovers of an
-    /// agent that was killed mid-step); returns how many it removed.
+    /// The timeout and the cancel cover the pull (when allowed) and the run;
+    /// the create is never cut off mid-request, because a create the daemon
+    /// finishes after the removal was asked for would leave the container
+    /// behind (it is bounded by the API request timeout instead).
+    async fn guarded_run(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        spec: &DockerSpec,
+        deadline: tokio::time::Instant,
+        cancel: &CancellationToken,
+    ) -> Result<DockerOutput, DockerError> {
+        let stopped = stop_signal(cancel, deadline, spec.timeout);
+        tokio::select! {
+            biased;
+            error = stopped => return Err(error),
+            found = self.ensure_image(&spec.image) => found?,
+        }
+        let options = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        self.client
+            .create_container(Some(options), body)
+            .await
+            .map_err(|error| self.engine_error("create the container", error))?;
+        let stopped = stop_signal(cancel, deadline, spec.timeout);
+        tokio::select! {
+            biased;
+            error = stopped => Err(error),
+            outcome = self.supervise(name, spec) => outcome,
+        }
+    }
+
+    /// Removes the containers this runner's label marks whose creating
+    /// process is gone (leftovers of an agent killed mid-step; another
+    /// agent's running steps are left alone); returns how many it removed.
     pub async fn remove_leftovers(&self) -> Result<usize, DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
         let options = ListContainersOptions {
@@ -370,7 +399,17 @@ impl Docker {
             .await
             .map_err(|error| self.engine_error("list containers", error))?;
         let mut removed = 0;
-        for id in containers.into_iter().filter_map(|container| container.id) {
+        let leftovers = containers.into_iter().filter(|container| {
+            let creator = container
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL));
+            let alive = creator
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid != 0 && Path::new(&format!("/proc/{pid}")).exists());
+            !alive
+        });
+        for id in leftovers.filter_map(|container| container.id) {
             match self
                 .client
                 .remove_container(&id, Some(force_remove()))
@@ -384,20 +423,8 @@ impl Docker {
         Ok(removed)
     }
 
-    async fn create_and_supervise(
-        &self,
-        name: &str,
-        body: ContainerCreateBody,
-        spec: &DockerSpec,
-    ) -> Result<DockerOutput, DockerError> {
-        let options = CreateContainerOptions {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
-        self.client
-            .create_container(Some(options), body)
-            .await
-            .map_err(|error| self.engine_error("create the container", error))?;
+    /// Attaches, starts, reads the output and waits for the exit.
+    async fn supervise(&self, name: &str, spec: &DockerSpec) -> Result<DockerOutput, DockerError> {
         // Attached before the start, so not a byte of output is missed (there
         // is no log driver to replay it from).
         let attach = AttachContainerOptions {
@@ -439,13 +466,7 @@ impl Docker {
         let captured =
             captured.map_err(|error| self.engine_error("read the container's output", error))?;
         if code != 0 {
-            let oom_killed = match self.client.inspect_container(name, None).await {
-                Ok(inspect) => inspect
-                    .state
-                    .and_then(|state| state.oom_killed)
-                    .unwrap_or(false),
-                Err(_) => false,
-            };
+            let oom_killed = self.oom_killed(name, code, spec).await;
             return Err(DockerError::Exited {
                 code,
                 stderr_tail: String::from_utf8_lossy(&captured.stderr.tail).into_owned(),
@@ -460,6 +481,31 @@ impl Docker {
             stderr: String::from_utf8_lossy(&captured.stderr.head).into_owned(),
             truncated,
         })
+    }
+
+    /// Whether the kernel's OOM killer ended the container. Docker records
+    /// it from an event that may come after the exit (seen on cgroup v1), so
+    /// a SIGKILL under a memory limit is looked at a few times.
+    async fn oom_killed(&self, name: &str, code: i64, spec: &DockerSpec) -> bool {
+        const SIGKILLED: i64 = 128 + 9;
+        let attempts = if code == SIGKILLED && spec.memory_bytes.is_some() {
+            20
+        } else {
+            1
+        };
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let state = match self.client.inspect_container(name, None).await {
+                Ok(inspect) => inspect.state,
+                Err(_) => return false,
+            };
+            if state.and_then(|state| state.oom_killed).unwrap_or(false) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The container Docker is asked for: the policy applied to the spec.
@@ -705,6 +751,19 @@ impl Docker {
     }
 }
 
+/// The error a run ends with when it is cancelled or its deadline passes.
+async fn stop_signal(
+    cancel: &CancellationToken,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> DockerError {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => DockerError::Cancelled,
+        () = tokio::time::sleep_until(deadline) => DockerError::Timeout { after: timeout },
+    }
+}
+
 fn default_socket() -> PathBuf {
     std::env::var("DOCKER_HOST")
         .ok()
@@ -798,8 +857,9 @@ impl ContainerGuard {
     }
 
     async fn remove(&mut self) {
-        self.armed = false;
         remove_container(&self.client, &self.name).await;
+        // Only now: if this future is dropped mid-removal, `Drop` tries again.
+        self.armed = false;
     }
 }
 
@@ -812,7 +872,14 @@ impl Drop for ContainerGuard {
             Ok(runtime) => {
                 let client = self.client.clone();
                 let name = std::mem::take(&mut self.name);
-                runtime.spawn(async move { remove_container(&client, &name).await });
+                runtime.spawn(async move {
+                    // Dropped during the create, the daemon may still be
+                    // making the container: once more after a moment.
+                    if !remove_container(&client, &name).await {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        remove_container(&client, &name).await;
+                    }
+                });
             }
             Err(_) => {
                 tracing::warn!(container = %self.name, "no runtime to remove the container; it is removed at the next start")
@@ -821,12 +888,16 @@ impl Drop for ContainerGuard {
     }
 }
 
-async fn remove_container(client: &bollard::Docker, name: &str) {
+/// Removes the container by name; false when there was none (never
+/// created, or not yet).
+async fn remove_container(client: &bollard::Docker, name: &str) -> bool {
     match client.remove_container(name, Some(force_remove())).await {
-        Ok(()) => {}
-        // Never created (the run failed or was dropped before).
-        Err(error) if is_not_found(&error) => {}
-        Err(error) => tracing::warn!(container = %name, %error, "could not remove the container"),
+        Ok(()) => true,
+        Err(error) if is_not_found(&error) => false,
+        Err(error) => {
+            tracing::warn!(container = %name, %error, "could not remove the container");
+            true
+        }
     }
 }
 

@@ -174,13 +174,13 @@ async fn a_step_dropped_mid_run_still_has_its_container_removed() {
 async fn leftovers_of_a_killed_agent_are_removed_at_the_next_start() {
     let _serial = dockerd::exclusive().await;
     let daemon = dockerd::shared();
-    let label = format!("{}=12345", agent::docker::LABEL);
-    for args in [
-        ["create", "--label", &label, dockerd::IMAGE, "true"],
-        ["create", "--label", "other=1", dockerd::IMAGE, "true"],
-    ] {
+    // A creator that cannot exist (above the kernel's largest pid), a live
+    // one (this test process: another agent's step), and one not ours.
+    let dead = format!("{}=4194305", agent::docker::LABEL);
+    let alive = format!("{}={}", agent::docker::LABEL, std::process::id());
+    for label in [dead.as_str(), alive.as_str(), "other=1"] {
         let status = daemon
-            .cli(&args)
+            .cli(&["create", "--label", label, dockerd::IMAGE, "true"])
             .stdout(std::process::Stdio::null())
             .status()
             .await
@@ -191,17 +191,23 @@ async fn leftovers_of_a_killed_agent_are_removed_at_the_next_start() {
     assert_eq!(
         docker.remove_leftovers().await.unwrap(),
         1,
-        "only the labelled one"
+        "only the dead creator's"
     );
     let others = daemon.containers().await;
-    assert_eq!(others.len(), 1, "a container that is not the agent's stays");
-    let status = daemon
-        .cli(&["rm", "-f", &others[0]])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    assert_eq!(
+        others.len(),
+        2,
+        "a live agent's container and one not the agent's stay"
+    );
+    for other in &others {
+        let status = daemon
+            .cli(&["rm", "-f", other])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
 /// A root the policy allows, a file in it, and a directory beside it that
