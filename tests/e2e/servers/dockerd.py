@@ -88,6 +88,8 @@ class Dockerd:
         # A dynamically linked busybox would find no libc in the image.
         if subprocess.run(["ldd", busybox], capture_output=True).returncode == 0:
             raise DockerdMissing(f"{busybox} is dynamically linked; the image needs busybox-static: {INSTALL}")
+        if os.geteuid() != 0:
+            raise DockerdMissing("the Docker tests start their own dockerd, which needs root: run them as root")
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = {name: value for name, value in os.environ.items() if name not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")}

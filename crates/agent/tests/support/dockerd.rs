@@ -92,6 +92,12 @@ impl Dockerd {
             busybox.display()
         );
 
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            root,
+            "the Docker tests start their own dockerd, which needs root: run them as root"
+        );
         let dir = tempfile::Builder::new()
             .prefix("dockerd-")
             .tempdir()
