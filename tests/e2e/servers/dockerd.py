@@ -111,16 +111,19 @@ class Dockerd:
             preexec_fn=_die_with_parent,
         )
         log.close()
-        deadline = time.monotonic() + PATIENCE
-        while not (_answers(self.socket) and self.docker("version", check=False).returncode == 0):
-            if self.popen.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"dockerd did not start (exit {self.popen.returncode}); its log:\n"
-                    + self.log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.05)
-        self._import_busybox(busybox)
+        try:
+            deadline = time.monotonic() + PATIENCE
+            while not (_answers(self.socket) and self.docker("version", check=False).returncode == 0):
+                if self.popen.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"dockerd did not start (exit {self.popen.poll()}); its log:\n"
+                        + self.log_path.read_text(errors="replace")[-4000:]
+                    )
+                time.sleep(0.05)
+            self._import_busybox(busybox)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _import_busybox(self, busybox: str):
