@@ -379,13 +379,12 @@ async fn a_writable_mount_is_written_when_the_policy_allows_it() {
 async fn there_is_no_network_by_default_and_none_without_the_policy() {
     let _serial = dockerd::exclusive().await;
     let docker = connect(policy(&[])).await;
-    let output = run(&docker, &shell("ip -o link | cut -d: -f2"))
-        .await
-        .unwrap();
+    let script = "ip -o link | cut -d: -f2; echo routes: $(ip route | wc -l)";
+    let output = run(&docker, &shell(script)).await.unwrap();
     assert_eq!(
         output.stdout.split_whitespace().collect::<Vec<_>>(),
-        ["lo"],
-        "only the loopback interface"
+        ["lo", "routes:", "0"],
+        "only the loopback interface, and no route anywhere"
     );
 
     for network in ["bridge", "host", "container:other"] {
