@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Stack, wait_for
+from conftest import Stack
+from servers.dockerd import IMAGE, dockerd  # noqa: F401
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -241,8 +242,11 @@ def agent(tmp_path: Path):
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
     config = tmp_path / "agent.yaml"
-    config.write_text(json.dumps({"http": {"credentials": {"hook": str(secret_file)}}}))
+    # No Docker here (the Docker test restarts the agent with its own daemon).
+    config.write_text(json.dumps({"http": {"credentials": {"hook": str(secret_file)}},
+                                  "docker": {"socket": str(tmp_path / "no-docker.sock")}}))
     stack = Stack(tmp_path)
+    stack.agent_config = config
     stack.publish_caps("fs", "llmbasedos-fs")
     stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(root)})
     stack.agent_env = {
@@ -631,3 +635,71 @@ def test_every_workflow_is_a_tool_whose_list_follows_the_directory(agent: Stack)
 
     asyncio.run(scenario())
     assert web.posts[0]["path"] == "/tool"
+
+
+DOCKER_WORKFLOW = """
+id: boxes
+steps:
+  - id: hello
+    needs: []
+    docker: {image: IMAGE, command: [sh, -c, "echo 'hello {{ inputs.name }}'; ip -o link | cut -d: -f2 | tr -d ' '"]}
+  - id: mounted
+    needs: []
+    docker:
+      image: IMAGE
+      command: [cat, /data/in.txt]
+      mounts: [{source: "{{ inputs.allowed }}", target: /data}]
+  - id: outside
+    needs: []
+    docker:
+      image: IMAGE
+      command: [cat, /data/passwd]
+      mounts: [{source: /etc, target: /data}]
+    on_error: continue
+  - id: networked
+    needs: []
+    docker: {image: IMAGE, command: [true], network: bridge}
+    on_error: continue
+"""
+
+HANG_WORKFLOW = """
+id: hang
+steps:
+  - id: sleepy
+    docker: {image: IMAGE, command: [sleep, "600"]}
+    timeout: 1s
+"""
+
+
+def test_docker_steps_run_confined_and_a_hanging_one_is_killed(agent: Stack, dockerd):
+    allowed = agent.root / "allowed"
+    allowed.mkdir()
+    (allowed / "in.txt").write_text("from the host\n")
+    (agent.workflows / "boxes.yaml").write_text(DOCKER_WORKFLOW.replace("IMAGE", IMAGE))
+    (agent.workflows / "hang.yaml").write_text(HANG_WORKFLOW.replace("IMAGE", IMAGE))
+    config = json.loads(agent.agent_config.read_text())
+    config["docker"] = {"socket": str(dockerd.socket), "allowed_mounts": [str(allowed)]}
+    agent.agent_config.write_text(json.dumps(config))
+    agent.backends["agent"].stop()
+    agent.start_backend("agent", "llmbasedos-agent", env=agent.agent_env)
+
+    async def scenario():
+        async with Client(target(agent)) as client:
+            started = await call(client, "agent_runWorkflow",
+                                 {"id": "boxes", "inputs": {"name": "{{ 6 * 7 }}", "allowed": str(allowed)}})
+            status = await finished(client, started["execution_id"], timeout=60)
+            assert status["status"] == "succeeded", status
+            logs = await call(client, "agent_getWorkflowLogs", {"execution_id": started["execution_id"]})
+            by_id = {step["id"]: step for step in logs["steps"]}
+            # The template payload stayed text, and the container had no network but lo.
+            assert by_id["hello"]["output"]["stdout"].split() == ["hello", "{{", "6", "*", "7", "}}", "lo"]
+            assert by_id["mounted"]["output"]["stdout"] == "from the host\n"
+            assert by_id["outside"]["error"]["kind"] == "docker_mount_refused", by_id["outside"]
+            assert by_id["networked"]["error"]["kind"] == "docker_network_refused", by_id["networked"]
+
+            hang = await call(client, "agent_runWorkflow", {"id": "hang"})
+            status = await finished(client, hang["execution_id"], timeout=60)
+            assert status["status"] == "failed" and status["error"]["kind"] == "timeout", status
+
+    asyncio.run(scenario())
+    assert dockerd.containers() == []

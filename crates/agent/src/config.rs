@@ -59,6 +59,15 @@ pub struct RawDocker {
     /// Whether a step may name a network (none by default).
     #[serde(default)]
     pub allow_network: bool,
+    /// Whether a mount may be writable at all (a step still has to ask).
+    #[serde(default)]
+    pub allow_writable_mounts: bool,
+    /// Whether a missing image may be pulled (off: nothing is fetched).
+    #[serde(default)]
+    pub allow_pull: bool,
+    /// `uid[:gid]` containers run as [default: the image's user].
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +94,9 @@ pub struct Config {
     pub docker_socket: Option<PathBuf>,
     pub docker_allowed_mounts: Vec<PathBuf>,
     pub docker_allow_network: bool,
+    pub docker_allow_writable_mounts: bool,
+    pub docker_allow_pull: bool,
+    pub docker_user: Option<String>,
     pub max_executions: usize,
     pub log_value_bytes: usize,
 }
@@ -142,6 +154,9 @@ impl Config {
             docker_socket: docker.socket,
             docker_allowed_mounts: docker.allowed_mounts,
             docker_allow_network: docker.allow_network,
+            docker_allow_writable_mounts: docker.allow_writable_mounts,
+            docker_allow_pull: docker.allow_pull,
+            docker_user: docker.user,
             max_executions: store.max_executions.unwrap_or(1000).max(1),
             log_value_bytes: store.log_value_bytes.unwrap_or(16 << 10).max(256),
         }

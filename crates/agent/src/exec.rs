@@ -695,7 +695,13 @@ impl Engine {
             );
             let result = tokio::select! {
                 result = async {
-                    match step.timeout {
+                    // A docker step's own runner kills and removes its
+                    // container at the timeout; the executor waits a little longer.
+                    let limit = match (&step.kind, step.timeout) {
+                        (StepKind::Docker(_), Some(limit)) => Some(limit + crate::docker_step::REMOVAL_GRACE),
+                        (_, limit) => limit,
+                    };
+                    match limit {
                         Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| Err(StepError::new("timeout", format!("the step did not finish within {limit:?}")))),
                         None => run.await,
                     }
@@ -859,14 +865,22 @@ impl Engine {
                 for (key, value) in &docker.env {
                     env.insert(key.clone(), text(value)?);
                 }
+                let mut rendered = docker.clone();
+                for mount in &mut rendered.mounts {
+                    mount.source = text(&mount.source)?;
+                    mount.target = text(&mount.target)?;
+                }
+                if let Some(network) = &docker.network {
+                    rendered.network = Some(text(network)?);
+                }
                 *input = json!({"image": image, "command": command, "env": env,
-                    "mounts": docker.mounts.iter().map(|m| json!({"source": m.source, "target": m.target, "writable": m.writable})).collect::<Vec<_>>(),
-                    "network": docker.network});
+                    "mounts": rendered.mounts.iter().map(|m| json!({"source": m.source, "target": m.target, "writable": m.writable})).collect::<Vec<_>>(),
+                    "network": rendered.network});
                 match &self.docker {
                     Some(runner) => {
                         runner
                             .run(
-                                docker,
+                                &rendered,
                                 image,
                                 command,
                                 env,

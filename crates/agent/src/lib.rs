@@ -15,15 +15,21 @@
 //! - [`runners`]: `mcp` and `llm` through the gateway, `http`.
 //! - [`store`]: executions and per-step logs in redb.
 //! - [`config`]: the server's configuration file, `agent.yaml`.
+//! - [`docker`]: the Docker step runner (bollard), [`docker_step`] the
+//!   bridge from a workflow's `docker:` step to it.
+//! - [`schedule`]: cron expressions with time zones, next fire times,
+//!   the missed-run policy.
 //! - [`handlers`]: the `mcp.agent.*` methods.
 
 pub mod config;
+pub mod docker;
 pub mod docker_step;
 pub mod exec;
 pub mod handlers;
 pub mod load;
 pub mod model;
 pub mod runners;
+pub mod schedule;
 pub mod store;
 pub mod template;
 
@@ -99,6 +105,14 @@ pub fn engine(
         max_response_bytes: config.max_response_bytes,
         log_value_bytes: config.log_value_bytes,
     };
+    let docker = DockerRunner::new(docker::DockerPolicy {
+        socket: config.docker_socket.clone(),
+        allowed_mounts: config.docker_allowed_mounts.clone(),
+        allow_network: config.docker_allow_network,
+        allow_writable_mounts: config.docker_allow_writable_mounts,
+        allow_pull: config.docker_allow_pull,
+        user: config.docker_user.clone(),
+    });
     let engine = exec::Engine::new(
         templates,
         receiver,
@@ -106,7 +120,7 @@ pub fn engine(
         gateway,
         credentials,
         limits,
-        None,
+        Some(Arc::new(docker)),
     )
     .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
     Ok((Arc::new(engine), watcher))

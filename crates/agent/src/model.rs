@@ -177,6 +177,9 @@ pub struct DockerStep {
     pub pids: Option<i64>,
     #[serde(default)]
     pub output_limit: Option<usize>,
+    /// The image's root file system read-only (a fresh tmpfs on /tmp).
+    #[serde(default)]
+    pub read_only_rootfs: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
