@@ -141,7 +141,7 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.state_dir)
             .or_else(|| env("STATE_DIRECTORY").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/llmbasedos-agent"));
+            .unwrap_or_else(|| PathBuf::from("/var/lib/llmbasedos/agent"));
         Config {
             workflow_dirs,
             gateway_socket,
@@ -183,5 +183,11 @@ mod tests {
             Some(&PathBuf::from("/etc/llmbasedos/workflows"))
         );
         assert!(!config.docker_allow_network);
+        // The unit's state directory is the one used.
+        let raw = read(&path).unwrap();
+        let config = Config::resolve(raw, |name| {
+            (name == "STATE_DIRECTORY").then(|| "/var/lib/llmbasedos/agent".into())
+        });
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/llmbasedos/agent"));
     }
 }
