@@ -251,7 +251,7 @@ impl Stack {
             "llmbasedos-agent",
             "agent",
             &[
-                ("LLMBASEDOS_AGENT_WORKFLOWS", workflows.clone()),
+                ("LLMBASEDOS_AGENT_WORKFLOWS", workflows),
                 ("LLMBASEDOS_AGENT_STATE_DIR", dir.join("state")),
                 ("LLMBASEDOS_AGENT_GATEWAY_SOCKET", gateway_socket.clone()),
                 ("LLMBASEDOS_AGENT_CONFIG", dir.join("no-agent.yaml")),
