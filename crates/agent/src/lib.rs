@@ -135,3 +135,80 @@ pub fn server(
     let state = handlers::Agent { engine, watcher };
     handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(state)).build()
 }
+
+/// Runs the workflows' schedules (`on: schedule`) on a thread of their own
+/// (the server's runtime starts after the engine is built): one driver per
+/// scheduled workflow, all restarted when the workflows change. A run it
+/// starts carries `{"trigger": "schedule", "identity": …}` as its caller.
+/// The last firing is the latest scheduled execution in the store, so
+/// slots missed while the machine was off follow the schedule's policy.
+pub fn run_schedules(engine: Arc<exec::Engine>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("agent-schedules".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the scheduler; schedules will not fire");
+                    return;
+                }
+            };
+            runtime.block_on(drive_schedules(engine));
+        })
+        .map(drop)
+}
+
+async fn drive_schedules(engine: Arc<exec::Engine>) {
+    let mut catalog = engine.catalog.clone();
+    loop {
+        let current = catalog.borrow_and_update().clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        for workflow in current.workflows.values() {
+            let Some(trigger) = &workflow.schedule else {
+                continue;
+            };
+            let Ok(schedule) = schedule::Schedule::new(&trigger.spec) else {
+                continue;
+            };
+            let last = last_scheduled(&engine, &workflow.id);
+            let engine = engine.clone();
+            let id = workflow.id.clone();
+            let caller = serde_json::json!({"trigger": "schedule", "identity": trigger.identity});
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                schedule::drive(&schedule, &schedule::SystemClock, last, stop, |firing| {
+                    let started = engine.start(&id, serde_json::json!({}), Some(caller.clone()));
+                    match started {
+                        Ok((live, _)) => tracing::info!(workflow = %id, execution = %live.snapshot().id, missed = firing.missed, "scheduled run started"),
+                        Err(error) => tracing::warn!(workflow = %id, %error, "a scheduled run could not start"),
+                    }
+                    std::future::ready(())
+                })
+                .await;
+            });
+        }
+        if catalog.changed().await.is_err() {
+            return;
+        }
+        stop.cancel();
+    }
+}
+
+/// The latest scheduled execution of `workflow` in the store.
+fn last_scheduled(engine: &exec::Engine, workflow: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let records = engine.store.list(Some(workflow), 10_000).ok()?;
+    records
+        .iter()
+        .filter(|record| {
+            record
+                .caller
+                .as_ref()
+                .is_some_and(|caller| caller["trigger"] == "schedule")
+        })
+        .map(|record| record.started_ms)
+        .max()
+        .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+}

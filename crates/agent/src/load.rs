@@ -200,7 +200,12 @@ impl Checker<'_> {
                 self.error(None, format!("outputs: {error}"), "fix the template syntax")
             })?;
         }
+        let schedule = match raw.on {
+            None => None,
+            Some(on) => Some(self.trigger(on)?),
+        };
         Ok(Workflow {
+            schedule,
             name: raw.name.unwrap_or_else(|| raw.id.clone()),
             description: raw.description.unwrap_or_default(),
             id: raw.id,
@@ -482,6 +487,40 @@ impl Checker<'_> {
             on_error,
             outputs,
         })
+    }
+
+    /// `on: {schedule: {cron, timezone?, missed?, identity?}}`.
+    fn trigger(&self, on: Value) -> Result<crate::model::Trigger, LoadError> {
+        let line = self
+            .text
+            .lines()
+            .position(|line| line.starts_with("on:"))
+            .map(|index| index + 1);
+        let fix = "write on: {schedule: {cron: \"30 2 * * *\", timezone: Europe/Paris, missed: skip|run_once, identity: <who its calls run as>}}";
+        let Value::Object(mut on) = on else {
+            return Err(self.error(line, "on is not a mapping", fix));
+        };
+        let Some(Value::Object(mut schedule)) = on.remove("schedule") else {
+            return Err(self.error(line, "on has no schedule mapping", fix));
+        };
+        if let Some(other) = on.keys().next() {
+            return Err(self.error(
+                line,
+                format!("unknown trigger {}", proto::text::echo(other)),
+                fix,
+            ));
+        }
+        let identity = match schedule.remove("identity") {
+            None => None,
+            Some(Value::String(identity)) => Some(identity),
+            Some(_) => return Err(self.error(line, "on.schedule.identity is not a name", fix)),
+        };
+        let spec: crate::schedule::ScheduleSpec =
+            serde_json::from_value(Value::Object(schedule))
+                .map_err(|error| self.error(line, format!("on.schedule: {error}"), fix))?;
+        crate::schedule::Schedule::new(&spec)
+            .map_err(|error| self.error(line, format!("on.schedule: {error}"), fix))?;
+        Ok(crate::model::Trigger { spec, identity })
     }
 
     fn method_name(&self, method: &str, here: &str, line: Option<usize>) -> Result<(), LoadError> {
@@ -800,6 +839,19 @@ steps:
         let error = load("id: w\nsteps:\n  - id: a\n    http: {url: 'http://x', headers: {Authorization: 'Bearer abc'}}\n").unwrap_err();
         assert!(error.fix.contains("credential"), "{error}");
         assert!(!error.to_string().contains("abc"), "{error}");
+    }
+
+    #[test]
+    fn a_schedule_is_checked_at_load() {
+        let workflow = load("id: w\non:\n  schedule: {cron: '30 2 * * *', timezone: Europe/Paris, missed: run_once, identity: backup}\nsteps:\n  - log: hi\n").unwrap();
+        let trigger = workflow.schedule.unwrap();
+        assert_eq!(trigger.identity.as_deref(), Some("backup"));
+        let error = load("id: w\non:\n  schedule: {cron: 'every tuesday'}\nsteps:\n  - log: hi\n")
+            .unwrap_err();
+        assert_eq!(error.line, Some(2), "{error}");
+        assert!(error.problem.contains("cron"), "{error}");
+        let error = load("id: w\non:\n  schedule: {cron: '* * * * *', timezone: Mars/Olympus}\nsteps:\n  - log: hi\n").unwrap_err();
+        assert!(error.problem.contains("time zone"), "{error}");
     }
 
     #[test]

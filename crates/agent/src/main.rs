@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     server_kit::run("llmbasedos-agent", &args.serve, move || {
         let config = agent::config::Config::load(config.as_deref())?;
         let (engine, watcher) = agent::engine(&config)?;
+        agent::run_schedules(engine.clone()).map_err(|error| error.to_string())?;
         agent::server(engine, watcher).map_err(|error| error.to_string())
     })
 }

@@ -28,6 +28,16 @@ pub struct Workflow {
     pub resumable: bool,
     /// The file it came from (`<yaml>` for validateWorkflow).
     pub file: String,
+    /// `on: schedule`: when it runs unattended, and as whom.
+    pub schedule: Option<Trigger>,
+}
+
+/// A workflow's schedule: the cron spec and the identity its runs carry
+/// (`identity`, passed on as the caller of its calls).
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub spec: crate::schedule::ScheduleSpec,
+    pub identity: Option<String>,
 }
 
 /// One step: what it does and the control every step has.
