@@ -32,6 +32,11 @@ pub(crate) const BACKENDS: &[Backend] = &[
         binary: "llmbasedos-test-server",
         development_only: true,
     },
+    Backend {
+        name: "agent",
+        binary: "llmbasedos-agent",
+        development_only: false,
+    },
 ];
 
 pub(crate) const GATEWAY_BINARY: &str = "llmbasedos-gateway";

@@ -65,6 +65,51 @@ pub(crate) struct UpArgs {
     /// The model to ask for.
     #[arg(long, env = "LLMBASEDOS_LLM_MODEL", default_value = "default")]
     llm_model: String,
+    /// The agent's workflow directory (watched; *.yaml) [default:
+    /// ~/.config/llmbasedos/workflows].
+    #[arg(long, value_name = "DIR")]
+    workflows: Option<PathBuf>,
+}
+
+/// What the agent server gets from `up`: its workflows, the gateway's
+/// socket (its mcp and llm steps call through it), a persistent state
+/// directory, and Docker's address if one is set.
+fn agent_env(args: &UpArgs, layout: &Layout) -> anyhow::Result<Vec<(OsString, OsString)>> {
+    let home = std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from);
+    let from = |variable: &str, under_home: &str| {
+        std::env::var_os(variable)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|home| home.join(under_home)))
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+    };
+    let workflows = match &args.workflows {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("--workflows {}", dir.display()))?
+        }
+        None => from("XDG_CONFIG_HOME", ".config").join("llmbasedos/workflows"),
+    };
+    std::fs::create_dir_all(&workflows).with_context(|| {
+        format!(
+            "cannot create the workflow directory {}",
+            workflows.display()
+        )
+    })?;
+    let mut env = inherited_env(&["LLMBASEDOS_WORKER_THREADS", "DOCKER_HOST"], &[]);
+    env.push(("LLMBASEDOS_AGENT_WORKFLOWS".into(), workflows.into()));
+    env.push((
+        "LLMBASEDOS_AGENT_GATEWAY_SOCKET".into(),
+        layout.gateway_socket().into(),
+    ));
+    env.push((
+        "LLMBASEDOS_AGENT_STATE_DIR".into(),
+        from("XDG_STATE_HOME", ".local/state")
+            .join("llmbasedos/agent")
+            .into(),
+    ));
+    Ok(env)
 }
 
 /// The LLM section of the generated gateway config, if one is wanted; the
@@ -255,6 +300,8 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 );
                 env.push(("STATE_DIRECTORY".into(), sync_state_dir(runtime_dir).into()));
                 env
+            } else if backend.name == "agent" {
+                agent_env(args, &layout)?
             } else {
                 inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])
             },

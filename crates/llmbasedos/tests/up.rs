@@ -60,6 +60,10 @@ impl Stack {
             .arg("2")
             .arg("--with-test-server")
             .args(extra)
+            // The agent's state and workflows: the test's own, so that
+            // stacks of tests running at once do not share one store.
+            .env("XDG_STATE_HOME", runtime_dir.join("state"))
+            .env("XDG_CONFIG_HOME", runtime_dir.join("config"))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -49,6 +49,27 @@ pub struct Caps {
     /// The MCP prompts the service offers, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PromptsSpec>,
+    /// Tools the service makes and withdraws at run time, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_tools: Option<DynamicToolsSpec>,
+}
+
+/// How a service offers tools that change while it runs (the agent's
+/// workflows, say), besides its methods: three methods declared in
+/// `methods` (usually with `"tool": false`). `list` takes `{}` and returns
+/// `{tools: [MCP Tool]}`, the current tools under their own names; `call`
+/// takes `{name, arguments}` and returns the result of that tool as any
+/// method's result; `watch` is a long-running call taking `{}` that sends
+/// one `notifications/progress` when it is in place and one more each time
+/// the list may have changed, and runs until cancelled. The gateway lists
+/// again on each, and hosts get `notifications/tools/list_changed` when the
+/// list did change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicToolsSpec {
+    pub list: String,
+    pub call: String,
+    pub watch: String,
 }
 
 /// How a service offers MCP prompts: their definitions, and the method
@@ -286,6 +307,19 @@ impl CompiledCaps {
                 }
             }
         }
+        if let Some(dynamic) = &caps.dynamic_tools {
+            for (key, method) in [
+                ("list", &dynamic.list),
+                ("call", &dynamic.call),
+                ("watch", &dynamic.watch),
+            ] {
+                if !methods.contains_key(method) {
+                    return Err(file_error(format!(
+                        "dynamic_tools.{key} names {method:?}, which is not a declared method"
+                    )));
+                }
+            }
+        }
         if let Some(prompts) = &caps.prompts {
             for (key, method) in std::iter::once(("get", &prompts.get))
                 .chain(prompts.complete.iter().map(|method| ("complete", method)))
@@ -419,6 +453,32 @@ mod tests {
         let method = compiled.method("mcp.demo.read_all").expect("declared");
         assert!(method.params.is_valid(&json!({"path": "/a"})));
         assert!(!method.params.is_valid(&json!({"path": 3})));
+    }
+
+    #[test]
+    fn dynamic_tools_name_declared_methods() {
+        let mut caps: Value =
+            serde_json::from_str(&caps_with(method("mcp.demo.list"))).expect("json");
+        caps["dynamic_tools"] =
+            json!({"list": "mcp.demo.list", "call": "mcp.demo.list", "watch": "mcp.demo.watch"});
+        let error =
+            CompiledCaps::from_json(&caps.to_string(), "demo.cap.json").expect_err("undeclared");
+        assert!(
+            error.to_string().contains(
+                "dynamic_tools.watch names \"mcp.demo.watch\", which is not a declared method"
+            ),
+            "{error}"
+        );
+        caps["dynamic_tools"]["watch"] = json!("mcp.demo.list");
+        let compiled = CompiledCaps::from_json(&caps.to_string(), "demo.cap.json").expect("valid");
+        assert_eq!(
+            compiled
+                .caps()
+                .dynamic_tools
+                .as_ref()
+                .map(|d| d.call.as_str()),
+            Some("mcp.demo.list")
+        );
     }
 
     #[test]

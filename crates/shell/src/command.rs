@@ -105,6 +105,11 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         summary: "call a method (mcp.fs.read) or a tool (fs_read); the name alone works too",
     },
     Builtin {
+        name: "wf",
+        usage: "wf list | wf run ID [KEY=VALUE... | '{JSON}'] | wf status EXECUTION | wf logs EXECUTION [STEP] | wf stop EXECUTION | wf approve EXECUTION STEP [no]",
+        summary: "workflows of the agent server: list them, run one (its steps shown as they finish), its status and logs, stop it, answer an approval",
+    },
+    Builtin {
         name: "help",
         usage: "help [COMMAND]",
         summary: "list the commands, or explain one",
@@ -204,6 +209,8 @@ pub(crate) enum Command {
         params: Params,
         explicit: bool,
     },
+    /// `wf …`: the agent server's workflows.
+    Workflow(Workflow),
     Help {
         topic: Option<String>,
     },
@@ -233,6 +240,112 @@ pub(crate) enum SyncCommand {
     History {
         state: Option<String>,
     },
+}
+
+/// One `wf` subcommand.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Workflow {
+    List,
+    Run {
+        id: String,
+        inputs: serde_json::Value,
+    },
+    Status {
+        execution: String,
+    },
+    Logs {
+        execution: String,
+        step: Option<String>,
+    },
+    Stop {
+        execution: String,
+    },
+    Approve {
+        execution: String,
+        step: String,
+        approved: bool,
+    },
+}
+
+fn workflow(args: &[String]) -> Result<Workflow, String> {
+    let Some((action, rest)) = args.split_first() else {
+        return Err("say what to do: list, run, status, logs, stop or approve".to_owned());
+    };
+    let execution = |rest: &[String]| -> Result<String, String> {
+        rest.first()
+            .cloned()
+            .ok_or_else(|| format!("wf {action} needs an execution id (wf run prints it)"))
+    };
+    let extra = |rest: &[String], allowed: usize| match rest.get(allowed) {
+        Some(extra) => Err(format!("unexpected {extra:?}")),
+        None => Ok(()),
+    };
+    match action.as_str() {
+        "list" => {
+            extra(rest, 0)?;
+            Ok(Workflow::List)
+        }
+        "run" => {
+            let Some((id, words)) = rest.split_first() else {
+                return Err("wf run needs a workflow id (wf list lists them)".to_owned());
+            };
+            let inputs = match parse_params(words)? {
+                Params::Json(value @ serde_json::Value::Object(_)) => value,
+                Params::Json(_) => return Err("the inputs are one JSON object".to_owned()),
+                Params::Words { positional, named } => {
+                    if let Some(value) = positional.first() {
+                        return Err(format!(
+                            "inputs are KEY=VALUE (or one JSON object), not {value}"
+                        ));
+                    }
+                    serde_json::Value::Object(named)
+                }
+            };
+            Ok(Workflow::Run {
+                id: id.clone(),
+                inputs,
+            })
+        }
+        "status" => {
+            extra(rest, 1)?;
+            Ok(Workflow::Status {
+                execution: execution(rest)?,
+            })
+        }
+        "logs" => {
+            extra(rest, 2)?;
+            Ok(Workflow::Logs {
+                execution: execution(rest)?,
+                step: rest.get(1).cloned(),
+            })
+        }
+        "stop" => {
+            extra(rest, 1)?;
+            Ok(Workflow::Stop {
+                execution: execution(rest)?,
+            })
+        }
+        "approve" => {
+            extra(rest, 3)?;
+            let step = rest
+                .get(1)
+                .cloned()
+                .ok_or_else(|| "wf approve needs the execution id and the step".to_owned())?;
+            let approved = match rest.get(2).map(String::as_str) {
+                None | Some("yes") => true,
+                Some("no") => false,
+                Some(other) => return Err(format!("say yes or no, not {other:?}")),
+            };
+            Ok(Workflow::Approve {
+                execution: execution(rest)?,
+                step,
+                approved,
+            })
+        }
+        other => Err(format!(
+            "unknown wf action {other:?}: use list, run, status, logs, stop or approve"
+        )),
+    }
 }
 
 /// What was typed cannot be a command; the message says why and how.
@@ -385,6 +498,7 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
                 explicit: true,
             })
         }
+        "wf" => Ok(Command::Workflow(workflow(args).map_err(usage(name))?)),
         "help" => Ok(Command::Help {
             topic: at_most_one(args.to_vec()).map_err(usage(name))?,
         }),
@@ -577,6 +691,52 @@ mod tests {
         Params::Words {
             positional: Vec::new(),
             named: value.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn wf_subcommands_parse_and_bad_ones_say_how() {
+        assert_eq!(
+            parse(&words("wf list")),
+            Ok(Command::Workflow(Workflow::List))
+        );
+        assert_eq!(
+            parse(&words("wf run summarize path=/a.txt n=3")),
+            Ok(Command::Workflow(Workflow::Run {
+                id: "summarize".to_owned(),
+                inputs: json!({"path": "/a.txt", "n": 3}),
+            }))
+        );
+        assert_eq!(
+            parse(&words("wf approve e1 gate no")),
+            Ok(Command::Workflow(Workflow::Approve {
+                execution: "e1".to_owned(),
+                step: "gate".to_owned(),
+                approved: false,
+            }))
+        );
+        assert_eq!(
+            parse(&words("wf logs e1 read")),
+            Ok(Command::Workflow(Workflow::Logs {
+                execution: "e1".to_owned(),
+                step: Some("read".to_owned()),
+            }))
+        );
+        for (line, problem) in [
+            ("wf", "say what to do"),
+            ("wf frob", "unknown wf action"),
+            ("wf status", "needs an execution id"),
+            ("wf run", "needs a workflow id"),
+            ("wf run x loose", "inputs are KEY=VALUE"),
+            ("wf approve e1 gate maybe", "yes or no"),
+        ] {
+            let Err(UsageError(message)) = parse(&words(line)) else {
+                panic!("{line} parsed");
+            };
+            assert!(
+                message.contains(problem) && message.contains("usage: wf list"),
+                "{line}: {message}"
+            );
         }
     }
 

@@ -370,6 +370,7 @@ impl Shell {
                 params,
                 explicit,
             } => self.call(out, &name, params, explicit).await?,
+            Command::Workflow(workflow) => self.workflow(out, workflow).await?,
             Command::Help { topic } => self.help(out, topic.as_deref()).await?,
             Command::History => {
                 for (number, line) in self.history.iter().enumerate() {
@@ -687,6 +688,78 @@ impl Shell {
         if !format!("{shown}{rest}").ends_with('\n') {
             out.push('\n');
         }
+        Ok(())
+    }
+
+    /// `wf …`: the agent server's methods; `run` waits for the end and
+    /// prints each step as it finishes (the run's progress notifications).
+    async fn workflow(
+        &self,
+        out: &mut String,
+        workflow: crate::command::Workflow,
+    ) -> Result<(), ShellError> {
+        use crate::command::Workflow;
+        const MISSING: &str = "workflows need the agent server (llmbasedos-agent)";
+        let (method, params) = match workflow {
+            Workflow::List => ("mcp.agent.listWorkflows", json!({})),
+            Workflow::Run { id, inputs } => {
+                let params = json!({"id": id, "inputs": inputs, "wait": true});
+                let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel::<Value>();
+                let call =
+                    self.optional_with_progress("mcp.agent.runWorkflow", params, MISSING, sender);
+                let json = self.json;
+                let print = async move {
+                    while let Some(update) = updates.recv().await {
+                        if !json
+                            && let Some(message) = update.get("message").and_then(Value::as_str)
+                        {
+                            crate::emit(&format!("{message}\n"));
+                        }
+                    }
+                };
+                let (result, ()) = tokio::join!(call, print);
+                let result = result?;
+                if self.json {
+                    json_line(out, &result);
+                } else {
+                    out.push_str(&format!(
+                        "execution {} {}\n",
+                        result["execution_id"].as_str().unwrap_or("?"),
+                        result["status"].as_str().unwrap_or("?")
+                    ));
+                    out.push_str(&format!("{:#}\n", result["outputs"]));
+                }
+                return Ok(());
+            }
+            Workflow::Status { execution } => (
+                "mcp.agent.getWorkflowStatus",
+                json!({"execution_id": execution}),
+            ),
+            Workflow::Logs { execution, step } => {
+                let mut params = json!({"execution_id": execution});
+                if let Some(step) = step {
+                    params["step"] = json!(step);
+                }
+                ("mcp.agent.getWorkflowLogs", params)
+            }
+            Workflow::Stop { execution } => {
+                ("mcp.agent.stopWorkflow", json!({"execution_id": execution}))
+            }
+            Workflow::Approve {
+                execution,
+                step,
+                approved,
+            } => (
+                "mcp.agent.approve",
+                json!({"execution_id": execution, "step": step, "approved": approved}),
+            ),
+        };
+        let result = self.optional(method, params, MISSING).await?;
+        if self.json {
+            json_line(out, &result);
+            return Ok(());
+        }
+        render_workflow(out, method, &result);
         Ok(())
     }
 
@@ -1015,6 +1088,7 @@ fn command_name(command: &Command) -> &str {
         Command::Sync(_) => "sync",
         Command::Tools => "tools",
         Command::Call { name, .. } => name,
+        Command::Workflow(_) => "wf",
         Command::Help { .. } => "help",
         Command::History => "history",
         Command::Exit { .. } => "exit",
@@ -1080,5 +1154,78 @@ fn optional_failure(failure: Failure, method: &str, missing: &str) -> ShellError
         )),
         Failure::Server(error) => ShellError::failed(in_shell_words(&error)),
         other => from_failure(other),
+    }
+}
+
+/// A `wf` answer for a person: one line per workflow, step or log entry.
+fn render_workflow(out: &mut String, method: &str, result: &Value) {
+    let text = |value: &Value| {
+        value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned)
+    };
+    match method {
+        "mcp.agent.listWorkflows" => {
+            for workflow in result["workflows"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{}\t{}\n",
+                    text(&workflow["id"]),
+                    text(&workflow["description"])
+                ));
+            }
+            for error in result["errors"].as_array().into_iter().flatten() {
+                let line = error["line"]
+                    .as_u64()
+                    .map(|line| format!(":{line}"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "broken: {}{line}: {}; {}\n",
+                    text(&error["file"]),
+                    text(&error["problem"]),
+                    text(&error["fix"])
+                ));
+            }
+        }
+        "mcp.agent.getWorkflowStatus" => {
+            out.push_str(&format!(
+                "{} {} {}\n",
+                text(&result["execution_id"]),
+                text(&result["workflow"]),
+                text(&result["status"])
+            ));
+            for step in result["steps"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  {}\t{}\n",
+                    text(&step["id"]),
+                    text(&step["status"])
+                ));
+            }
+            if let Some(message) = result["error"]["message"].as_str() {
+                out.push_str(&format!("error: {message}\n"));
+            }
+        }
+        "mcp.agent.getWorkflowLogs" => {
+            for step in result["steps"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{}\t{}\tattempts {}\t{} ms\n",
+                    text(&step["id"]),
+                    text(&step["status"]),
+                    step["attempts"],
+                    step["duration_ms"]
+                        .as_f64()
+                        .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
+                ));
+                if let Some(message) = step["error"]["message"].as_str() {
+                    out.push_str(&format!("  error: {message}\n"));
+                }
+                if !step["output"].is_null() {
+                    out.push_str(&format!(
+                        "  output: {}\n",
+                        proto::text::bounded(&step["output"].to_string(), 400)
+                    ));
+                }
+            }
+        }
+        _ => out.push_str(&format!("{result:#}\n")),
     }
 }

@@ -73,7 +73,19 @@ impl Gateway {
                     .await
                     .map(|reply| ToolReply::Reply(Box::new(reply)));
             }
-            Some(ToolTarget::Method(method)) => {
+            Some(target @ (ToolTarget::Method(_) | ToolTarget::Dynamic { .. })) => {
+                let (method, mut arguments) = match target {
+                    ToolTarget::Dynamic { method, name } => {
+                        // A run-time tool: the service's call method names it.
+                        let mut params = JsonObject::new();
+                        params.insert("name".to_owned(), Value::String(name.clone()));
+                        params.insert("arguments".to_owned(), Value::Object(arguments));
+                        (method, params)
+                    }
+                    ToolTarget::Method(method) | ToolTarget::Upstream { name: method, .. } => {
+                        (method, arguments)
+                    }
+                };
                 let Some(service) = snapshot.methods.get(method) else {
                     return Err(ErrorObject::internal(
                         "the tool's service vanished; list the tools again",
@@ -81,7 +93,6 @@ impl Gateway {
                 };
                 // Only an MCP host gets media as content blocks (`_content`);
                 // classic callers keep the backend's own shape.
-                let mut arguments = arguments;
                 let mut meta = JsonObject::new();
                 meta.insert(mcp::meta_key::CONTENT_BLOCKS.to_owned(), Value::Bool(true));
                 arguments.insert("_meta".to_owned(), Value::Object(meta));

@@ -7,6 +7,7 @@
 //! and skipped; the other services keep working. [`watch`] decides which
 //! directory events start a reload.
 
+mod dynamic;
 mod snapshot;
 mod watch;
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use client::Pool;
 use proto::MethodSpec;
-use proto::caps::{PromptsSpec, ResourcesSpec};
+use proto::caps::{DynamicToolsSpec, PromptsSpec, ResourcesSpec};
 use proto::mcp::Tool;
 use tokio::sync::broadcast;
 
@@ -33,6 +34,8 @@ pub struct Service {
     pub methods: Vec<MethodSpec>,
     pub resources: Option<ResourcesSpec>,
     pub prompts: Option<PromptsSpec>,
+    /// Tools the service changes at run time (caps `dynamic_tools`).
+    pub dynamic_tools: Option<DynamicToolsSpec>,
     /// The service's error base (caps `error_base`): its codes for "not
     /// found" and the like are derived from it, so the gateway can map
     /// them to MCP's by code, never by message.
@@ -96,6 +99,8 @@ pub struct Registry {
     pools: std::sync::Mutex<HashMap<PathBuf, Arc<Pool>>>,
     changes: broadcast::Sender<()>,
     upstreams: std::sync::Mutex<BTreeMap<String, UpstreamEntry>>,
+    /// The current tools of services with `dynamic_tools`, by service.
+    dynamic: std::sync::Mutex<BTreeMap<String, Vec<Tool>>>,
     backend_connections: usize,
     max_message: usize,
     /// How many times the directory was read.
@@ -111,6 +116,7 @@ impl Registry {
             pools: std::sync::Mutex::new(HashMap::new()),
             changes,
             upstreams: std::sync::Mutex::new(BTreeMap::new()),
+            dynamic: std::sync::Mutex::new(BTreeMap::new()),
             backend_connections,
             max_message,
             scans: AtomicU64::new(0),

@@ -63,6 +63,9 @@ impl Snapshot {
 pub enum ToolTarget {
     /// A backend method: `fs_read` → `mcp.fs.read`.
     Method(String),
+    /// A service's run-time tool (caps `dynamic_tools`): its `call` method
+    /// with `{name, arguments}`.
+    Dynamic { method: String, name: String },
     /// A tool of a third-party MCP server, by its own name there.
     Upstream {
         link: Arc<UpstreamLink>,
@@ -118,6 +121,7 @@ impl Registry {
             }
             snapshot.services.insert(service.name.clone(), service);
         }
+        self.add_dynamic_tools(&mut snapshot);
         let upstreams = self
             .upstreams
             .lock()
@@ -188,13 +192,14 @@ impl Registry {
             methods: caps.methods,
             resources: caps.resources,
             prompts: caps.prompts,
+            dynamic_tools: caps.dynamic_tools,
             error_base: caps.error_base,
         }))
     }
 }
 
 /// Names every MCP host accepts: `^[a-zA-Z0-9_-]{1,64}$`.
-fn valid_tool_name(name: &str) -> bool {
+pub(super) fn valid_tool_name(name: &str) -> bool {
     (1..=proto::caps::MAX_TOOL_NAME).contains(&name.len())
         && name
             .bytes()

@@ -10,6 +10,8 @@ impl Registry {
     /// the process ends. Logs and keeps the last snapshot if watching fails.
     pub async fn watch(self: Arc<Self>) {
         use notify::{RecursiveMode, Watcher};
+        // Services whose tools change at run time are followed beside.
+        tokio::spawn(self.clone().follow_dynamic_tools());
         let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|event| is_caps_change(&event)) {

@@ -67,6 +67,9 @@ impl Stack {
             // and the index stays in the temp dir.
             .env("LLMBASEDOS_FS_MODEL_DIR", "/nonexistent/all-MiniLM-L6-v2")
             .env("LLMBASEDOS_FS_INDEX_DIR", dir.path().join("index"))
+            // The agent's state and workflows: this stack's own.
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
