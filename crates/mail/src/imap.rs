@@ -189,10 +189,18 @@ impl Lease<'_> {
     }
 }
 
+/// The server's own words in async-imap's `No`/`Bad` text, which wraps
+/// them as `… information: Some("…") …`.
+fn server_text(text: &str) -> &str {
+    text.split_once("information: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map_or(text, |(words, _)| words)
+}
+
 fn server_error(account: &str, what: &str, error: &async_imap::error::Error) -> MailError {
     use async_imap::error::Error;
     let reason = match error {
-        Error::No(text) | Error::Bad(text) => proto::text::echo(text).into_owned(),
+        Error::No(text) | Error::Bad(text) => proto::text::echo(server_text(text)).into_owned(),
         Error::Io(io) => format!("connection failed ({})", io.kind()),
         Error::ConnectionLost => "the connection was lost".to_owned(),
         Error::Parse(_) => "its answer could not be parsed".to_owned(),
@@ -573,18 +581,18 @@ impl Imap {
             let raw = name.name().to_owned();
             let (messages, unseen) = if selectable {
                 let raw = raw.clone();
-                let status = lease
-                    .run(
-                        "give the folder's counts (STATUS)",
-                        async move |connection| {
-                            connection
-                                .session
-                                .status(quote_raw(&raw), "(MESSAGES UNSEEN)")
-                                .await
-                        },
-                    )
-                    .await?;
-                (Some(status.exists), status.unseen)
+                // A folder the server lists but cannot count (not created
+                // yet, say) is still listed, without counts.
+                match lease
+                    .run("give the folder's counts (STATUS)", async move |connection| {
+                        connection.session.status(&raw, "(MESSAGES UNSEEN)").await
+                    })
+                    .await
+                {
+                    Ok(status) => (Some(status.exists), status.unseen),
+                    Err(MailError::Server { .. }) if lease.connection.is_some() => (None, None),
+                    Err(error) => return Err(error),
+                }
             } else {
                 (None, None)
             };
@@ -1173,8 +1181,8 @@ fn has_attachment(structure: &BodyStructure<'_>) -> bool {
     }
 }
 
-/// A folder name for a command: quoted, non-ASCII in modified UTF-7
-/// (RFC 3501 5.1.3).
+/// A folder name for a command, non-ASCII in modified UTF-7 (RFC 3501
+/// 5.1.3); async-imap quotes it.
 fn encode_folder(name: &str) -> String {
     let mut out = String::new();
     let mut pending: Vec<u16> = Vec::new();
@@ -1206,12 +1214,7 @@ fn encode_folder(name: &str) -> String {
         }
     }
     flush(&mut pending, &mut out);
-    quote(&out)
-}
-
-/// A raw mailbox name from LIST, quoted again for STATUS.
-fn quote_raw(name: &str) -> String {
-    quote(name)
+    out
 }
 
 /// Modified UTF-7 → UTF-8; a name that does not decode is shown raw.

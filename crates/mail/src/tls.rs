@@ -61,7 +61,7 @@ impl Configs {
             .map_err(|error| MailError::Tls {
                 account: account.name.clone(),
                 server: server(),
-                reason: proto::text::echo(&error.to_string()).into_owned(),
+                reason: tls_reason(&error.to_string()),
             })
     }
 }
@@ -124,4 +124,11 @@ fn client_config(
         .map_err(|error| error.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// rustls's reason without the structure dump that follows it
+/// (`invalid peer certificate: UnknownIssuer`).
+pub fn tls_reason(text: &str) -> String {
+    let short = text.split(['{', '(']).next().unwrap_or(text).trim();
+    proto::text::echo(short).into_owned()
 }
