@@ -1,0 +1,1 @@
+//! iCalendar invites (RFC 5545): not written yet.
