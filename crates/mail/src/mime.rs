@@ -1244,6 +1244,21 @@ Content-Type: text/html; charset=utf-8\n\
         }
     }
 
+    #[test]
+    fn an_invite_part_is_listed_not_read_as_body() {
+        let raw = "From: a@example.org\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain body\n--b\nContent-Type: text/html\n\n<p>html body</p>\n--b\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\n\nBEGIN:VCALENDAR\nEND:VCALENDAR\n--b--\n";
+        let view = view(raw);
+        assert_eq!(view.body.text, "plain body");
+        let listed: Vec<_> = view
+            .attachments
+            .iter()
+            .map(|a| (a.part_id.as_str(), a.content_type.as_str()))
+            .collect();
+        assert_eq!(listed, [("3", "text/calendar")]);
+        let invite = extract_part(raw.as_bytes(), &LIMITS, "3").unwrap();
+        assert!(invite.bytes.starts_with(b"BEGIN:VCALENDAR"));
+    }
+
     proptest::proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
