@@ -11,14 +11,17 @@
 //! resolved to an IANA zone (chrono-tz): as it is written, as the
 //! `X-LIC-LOCATION` of its VTIMEZONE, as the last two segments of a
 //! path-style id (`/mozilla.org/…/Europe/Berlin`), or as a Windows zone name
-//! (Outlook's `W. Europe Standard Time`) through the CLDR table below. A TZID
-//! none of these resolve keeps its local time and has no UTC time.
+//! (Outlook's `W. Europe Standard Time`) through the CLDR table below. A
+//! VTIMEZONE that names no IANA zone (Outlook's `Customized Time Zone`) is
+//! read from its own STANDARD/DAYLIGHT observances; its recurrences are
+//! expanded on the wall clock and each instance's UTC time read from them.
+//! A TZID none of these resolve keeps its local time and has no UTC time.
 //! Floating times and dates (all-day) have no UTC time either; for window
 //! comparisons they are read as if they were UTC.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use icalendar::parser::{Component, Property};
 use rrule::{RRule, RRuleSet, Unvalidated};
 use serde::Serialize;
@@ -190,6 +193,9 @@ pub struct Calendar {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     pub entries: Vec<Entry>,
+    /// VTIMEZONE definitions that are not IANA zones, for expansion.
+    #[serde(skip)]
+    custom_zones: HashMap<String, CustomZone>,
 }
 
 /// Which occurrences [`expand`] returns: those overlapping `[from, to)`
@@ -283,7 +289,18 @@ pub fn parse_calendar(text: &str, limits: &Limits) -> Result<Calendar, CalendarE
         }
         entries.push(reader.entry(kind, component)?);
     }
-    Ok(Calendar { method, entries })
+    let custom_zones = zones
+        .into_iter()
+        .filter_map(|(tzid, zone)| match zone {
+            Zone::Custom(custom) => Some((tzid, custom)),
+            Zone::Iana(_) => None,
+        })
+        .collect();
+    Ok(Calendar {
+        method,
+        entries,
+        custom_zones,
+    })
 }
 
 /// The occurrences of `calendar`'s entries inside `window`: recurring
@@ -331,7 +348,7 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             Some(recurrence) if !is_override => {
                 let limit = window.max_occurrences.saturating_add(replaced.len() + 1);
                 let (starts, limited) =
-                    recurrence_starts(entry, start, recurrence, window, duration, limit)?;
+                    recurrence_starts(entry, start, recurrence, window, duration, limit, calendar)?;
                 truncated |= limited;
                 starts
             }
@@ -508,6 +525,75 @@ fn from_rrule_time(instant: DateTime<rrule::Tz>, like: &Time) -> Time {
     }
 }
 
+/// How a recurrence is expanded: by rrule in an IANA zone (or UTC), or on
+/// the wall clock of a VTIMEZONE that is not an IANA zone, each instance's
+/// UTC time then read from the VTIMEZONE's observances.
+#[derive(Clone, Copy)]
+enum Frame<'a> {
+    Rrule(rrule::Tz),
+    Wall { zone: &'a CustomZone, tzid: &'a str },
+}
+
+impl Frame<'_> {
+    fn instant(&self, time: &Time) -> DateTime<rrule::Tz> {
+        match *self {
+            Frame::Rrule(zone) => to_rrule_time(time, zone),
+            Frame::Wall { zone, tzid } => {
+                let wall = match time {
+                    Time::Zoned {
+                        local, tzid: other, ..
+                    } if other == tzid => *local,
+                    other => match other.utc() {
+                        Some(utc) => zone.local_of(utc),
+                        None => other.sort_key().naive_utc(),
+                    },
+                };
+                wall.and_utc().with_timezone(&rrule::Tz::UTC)
+            }
+        }
+    }
+
+    fn time(&self, instant: DateTime<rrule::Tz>, like: &Time) -> Time {
+        match *self {
+            Frame::Rrule(_) => from_rrule_time(instant, like),
+            Frame::Wall { zone, tzid } => {
+                let local = instant.naive_utc();
+                Time::Zoned {
+                    local,
+                    tzid: tzid.to_owned(),
+                    time_zone: None,
+                    utc: Some(zone.to_utc(local)),
+                }
+            }
+        }
+    }
+
+    /// The rule as rrule should read it: on the wall clock, a UTC UNTIL
+    /// becomes the local time it is.
+    fn rule(&self, rule: &str) -> String {
+        let Frame::Wall { zone, .. } = *self else {
+            return rule.to_owned();
+        };
+        rule.split(';')
+            .map(|part| {
+                let until = part
+                    .get(..6)
+                    .filter(|name| name.eq_ignore_ascii_case("UNTIL="))
+                    .and_then(|_| part[6..].strip_suffix('Z'))
+                    .and_then(|value| NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S").ok());
+                match until {
+                    Some(until) => format!(
+                        "UNTIL={}Z",
+                        zone.local_of(until.and_utc()).format("%Y%m%dT%H%M%S")
+                    ),
+                    None => part.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
 fn recurrence_starts(
     entry: &Entry,
     start: &Time,
@@ -515,9 +601,25 @@ fn recurrence_starts(
     window: &Window,
     duration: Option<Duration>,
     limit: usize,
+    calendar: &Calendar,
 ) -> Result<(Vec<Time>, bool), CalendarError> {
-    let zone = rrule_zone(start);
-    let dt_start = to_rrule_time(start, zone);
+    let frame = match start {
+        Time::Zoned {
+            tzid,
+            time_zone: None,
+            utc: Some(_),
+            ..
+        } => match calendar.custom_zones.get(tzid) {
+            Some(zone) => Frame::Wall { zone, tzid },
+            None => Frame::Rrule(rrule::Tz::UTC),
+        },
+        other => Frame::Rrule(rrule_zone(other)),
+    };
+    let zone = match frame {
+        Frame::Rrule(zone) => zone,
+        Frame::Wall { .. } => rrule::Tz::UTC,
+    };
+    let dt_start = frame.instant(start);
     let invalid = |reason: String| CalendarError::InvalidValue {
         line: entry.line,
         property: "RRULE",
@@ -525,7 +627,8 @@ fn recurrence_starts(
     };
     let mut set = RRuleSet::new(dt_start);
     for rule in &recurrence.rules {
-        let rule: RRule<Unvalidated> = rule
+        let rule: RRule<Unvalidated> = frame
+            .rule(rule)
             .parse()
             .map_err(|e: rrule::RRuleError| invalid(e.to_string()))?;
         set = set.rrule(
@@ -534,10 +637,10 @@ fn recurrence_starts(
         );
     }
     for rdate in &recurrence.rdates {
-        set = set.rdate(to_rrule_time(rdate, zone));
+        set = set.rdate(frame.instant(rdate));
     }
     for exdate in &recurrence.exdates {
-        set = set.exdate(to_rrule_time(exdate, zone));
+        set = set.exdate(frame.instant(exdate));
     }
     if recurrence.rules.is_empty() {
         // RFC 5545: DTSTART is the first instance; with RDATE only the set
@@ -548,8 +651,14 @@ fn recurrence_starts(
     let reach_back = duration
         .filter(|d| *d > Duration::zero())
         .unwrap_or_else(Duration::zero);
-    let after = (window.from - reach_back - Duration::seconds(1)).with_timezone(&zone);
-    let before = window.to.with_timezone(&zone);
+    // On a wall clock the window is only known to within a day; the
+    // overlap check on UTC times then cuts it exactly.
+    let slack = match frame {
+        Frame::Rrule(_) => Duration::seconds(1),
+        Frame::Wall { .. } => Duration::days(1),
+    };
+    let after = (window.from - reach_back - slack).with_timezone(&zone);
+    let before = (window.to + slack - Duration::seconds(1)).with_timezone(&zone);
     let result = set
         .after(after)
         .before(before)
@@ -557,7 +666,7 @@ fn recurrence_starts(
     let starts = result
         .dates
         .into_iter()
-        .map(|instant| from_rrule_time(instant, start))
+        .map(|instant| frame.time(instant, start))
         .collect();
     // `limited`: the count bound or rrule's own iteration bound was reached.
     Ok((starts, result.limited))
@@ -648,7 +757,7 @@ impl Unfolded {
 
 struct Reader<'a> {
     unfolded: &'a Unfolded,
-    zones: &'a HashMap<String, Option<chrono_tz::Tz>>,
+    zones: &'a HashMap<String, Zone>,
 }
 
 impl Reader<'_> {
@@ -798,17 +907,26 @@ impl Reader<'_> {
         let Some(tzid) = tzid else {
             return Some(Time::Floating { local });
         };
-        let zone = self
-            .zones
-            .get(tzid)
-            .copied()
-            .flatten()
-            .or_else(|| resolve_tzid(tzid, None));
+        let known = self.zones.get(tzid);
+        let (time_zone, utc) = match known {
+            Some(Zone::Iana(zone)) => (
+                Some(zone.name().to_owned()),
+                Some(local_to_utc(*zone, local)),
+            ),
+            Some(Zone::Custom(zone)) => (None, Some(zone.to_utc(local))),
+            None => match resolve_tzid(tzid, None) {
+                Some(zone) => (
+                    Some(zone.name().to_owned()),
+                    Some(local_to_utc(zone, local)),
+                ),
+                None => (None, None),
+            },
+        };
         Some(Time::Zoned {
             local,
             tzid: tzid.to_owned(),
-            time_zone: zone.map(|zone| zone.name().to_owned()),
-            utc: zone.map(|zone| local_to_utc(zone, local)),
+            time_zone,
+            utc,
         })
     }
 }
@@ -891,8 +1009,168 @@ fn parse_duration(value: &str) -> Option<Duration> {
     Duration::try_seconds(sign * seconds)
 }
 
-/// VTIMEZONE ids and the IANA zone each stands for, if any.
-fn time_zones(root: &Component<'_>) -> HashMap<String, Option<chrono_tz::Tz>> {
+/// A VTIMEZONE's meaning: an IANA zone, or its own observances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Zone {
+    Iana(chrono_tz::Tz),
+    Custom(CustomZone),
+}
+
+/// A VTIMEZONE that names no IANA zone (Outlook's "Customized Time Zone"):
+/// its STANDARD and DAYLIGHT observances, read as RFC 5545 §3.6.5 says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CustomZone {
+    observances: Vec<Observance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observance {
+    /// DTSTART: the first onset, in the local time before it (offset_from).
+    onset: NaiveDateTime,
+    offset_from: i32,
+    offset_to: i32,
+    rules: Vec<String>,
+    rdates: Vec<NaiveDateTime>,
+}
+
+impl Observance {
+    /// The last onset at or before `local`.
+    fn last_onset(&self, local: NaiveDateTime) -> Option<NaiveDateTime> {
+        if self.onset > local {
+            return None;
+        }
+        let mut last = self.onset;
+        for &rdate in &self.rdates {
+            if rdate <= local && rdate > last {
+                last = rdate;
+            }
+        }
+        for rule in &self.rules {
+            let Ok(parsed) = rule.parse::<RRule<Unvalidated>>() else {
+                continue;
+            };
+            // Yearly rules (all real VTIMEZONEs) restart two years back, so
+            // that a 1601 onset does not cost four centuries of iterations;
+            // other rules are expanded from the onset, bounded by rrule.
+            let yearly_from = (parsed.get_freq() == rrule::Frequency::Yearly
+                && parsed.get_count().is_none())
+            .then(|| local.date().year() - 2)
+            .filter(|&year| year > self.onset.date().year())
+            .and_then(|year| {
+                let day = self
+                    .onset
+                    .date()
+                    .with_year(year)
+                    .or_else(|| NaiveDate::from_ymd_opt(year, 1, 1))?;
+                Some(day.and_time(self.onset.time()))
+            });
+            let start = yearly_from
+                .unwrap_or(self.onset)
+                .and_utc()
+                .with_timezone(&rrule::Tz::UTC);
+            let Ok(set) = parsed.build(start) else {
+                continue;
+            };
+            let before = local.and_utc().with_timezone(&rrule::Tz::UTC);
+            if let Some(found) = set.before(before).all(u16::MAX).dates.last() {
+                last = last.max(found.naive_utc());
+            }
+        }
+        Some(last)
+    }
+}
+
+impl CustomZone {
+    /// The UTC offset in seconds in effect at a local time.
+    fn offset_at_local(&self, local: NaiveDateTime) -> i32 {
+        self.observances
+            .iter()
+            .filter_map(|observance| {
+                observance
+                    .last_onset(local)
+                    .map(|onset| (onset, observance.offset_to))
+            })
+            .max_by_key(|&(onset, _)| onset)
+            .map(|(_, offset)| offset)
+            .unwrap_or_else(|| {
+                // Before the first onset: the offset that onset came from.
+                self.observances
+                    .iter()
+                    .min_by_key(|o| o.onset)
+                    .map_or(0, |o| o.offset_from)
+            })
+    }
+
+    fn to_utc(&self, local: NaiveDateTime) -> DateTime<Utc> {
+        (local - Duration::seconds(i64::from(self.offset_at_local(local)))).and_utc()
+    }
+
+    fn local_of(&self, utc: DateTime<Utc>) -> NaiveDateTime {
+        let naive = utc.naive_utc();
+        let guess = naive + Duration::seconds(i64::from(self.offset_at_local(naive)));
+        naive + Duration::seconds(i64::from(self.offset_at_local(guess)))
+    }
+
+    fn from_component(component: &Component<'_>) -> Option<CustomZone> {
+        let observances: Vec<Observance> = component
+            .components
+            .iter()
+            .filter(|sub| sub.name == "STANDARD" || sub.name == "DAYLIGHT")
+            .filter_map(|sub| {
+                let local =
+                    |value: &str| NaiveDateTime::parse_from_str(value.trim(), "%Y%m%dT%H%M%S").ok();
+                Some(Observance {
+                    onset: local(sub.find_prop("DTSTART")?.val.as_str())?,
+                    offset_from: parse_offset(sub.find_prop("TZOFFSETFROM")?.val.as_str())?,
+                    offset_to: parse_offset(sub.find_prop("TZOFFSETTO")?.val.as_str())?,
+                    rules: sub
+                        .properties
+                        .iter()
+                        .filter(|p| p.name == "RRULE")
+                        .map(|p| p.val.as_str().trim().to_owned())
+                        .collect(),
+                    rdates: sub
+                        .properties
+                        .iter()
+                        .filter(|p| p.name == "RDATE")
+                        .flat_map(|p| {
+                            p.val
+                                .as_str()
+                                .split(',')
+                                .filter_map(local)
+                                .collect::<Vec<_>>()
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        (!observances.is_empty()).then_some(CustomZone { observances })
+    }
+}
+
+/// `+0100`, `-0530`, `+013045` as seconds east of UTC.
+fn parse_offset(value: &str) -> Option<i32> {
+    let value = value.trim();
+    let (sign, digits) = match value.as_bytes().first()? {
+        b'+' => (1, &value[1..]),
+        b'-' => (-1, &value[1..]),
+        _ => return None,
+    };
+    if !(digits.len() == 4 || digits.len() == 6) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..4].parse().ok()?;
+    let seconds: i32 = digits
+        .get(4..)
+        .filter(|s| !s.is_empty())
+        .map_or(Some(0), |s| s.parse().ok())?;
+    (hours < 24 && minutes < 60 && seconds < 60)
+        .then_some(sign * (hours * 3600 + minutes * 60 + seconds))
+}
+
+/// VTIMEZONE ids and what each stands for, where it can be told.
+fn time_zones(root: &Component<'_>) -> HashMap<String, Zone> {
     root.components
         .iter()
         .filter(|component| component.name == "VTIMEZONE")
@@ -901,7 +1179,10 @@ fn time_zones(root: &Component<'_>) -> HashMap<String, Option<chrono_tz::Tz>> {
             let location = component
                 .find_prop("X-LIC-LOCATION")
                 .map(|p| p.val.as_str().trim().to_owned());
-            let zone = resolve_tzid(&tzid, location.as_deref());
+            let zone = match resolve_tzid(&tzid, location.as_deref()) {
+                Some(zone) => Zone::Iana(zone),
+                None => Zone::Custom(CustomZone::from_component(component)?),
+            };
             Some((tzid, zone))
         })
         .collect()
@@ -1523,6 +1804,69 @@ END:VCALENDAR
             .map(|(s, n)| (s.to_string(), n.to_string()))
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_vtimezone_without_an_iana_name_is_read_from_its_observances() {
+        let custom = OUTLOOK.replace("W. Europe Standard Time", "Customized Time Zone");
+        let calendar = parse(&custom);
+        let start = calendar.entries[0].start.clone().unwrap();
+        assert!(
+            matches!(
+                &start,
+                Time::Zoned {
+                    time_zone: None,
+                    ..
+                }
+            ),
+            "{start:?}"
+        );
+        assert_eq!(start.utc(), Some(utc("2026-10-13T08:00:00Z")));
+        let got = starts(
+            &calendar,
+            &window("2026-10-12T00:00:00Z", "2026-11-11T00:00:00Z"),
+        );
+        let expected = starts(
+            &parse(OUTLOOK),
+            &window("2026-10-12T00:00:00Z", "2026-11-11T00:00:00Z"),
+        );
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), 4);
+        // The UNTIL (UTC) still ends the series on its last Tuesday.
+        let late = starts(
+            &calendar,
+            &window("2026-11-25T00:00:00Z", "2027-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            late.iter().map(|(s, _, _)| s.as_str()).collect::<Vec<_>>(),
+            ["2026-12-01T09:00:00+00:00"]
+        );
+        // Summer 2030, winter 2031: the observances' rules keep working.
+        let zone = &calendar.custom_zones["Customized Time Zone"];
+        let at = |text: &str| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
+        assert_eq!(zone.offset_at_local(at("2030-07-01 12:00")), 7200);
+        assert_eq!(zone.offset_at_local(at("2031-01-15 12:00")), 3600);
+        assert_eq!(
+            zone.local_of(utc("2030-07-01T10:00:00Z")),
+            at("2030-07-01 12:00")
+        );
+    }
+
+    #[test]
+    fn utc_offsets() {
+        let table = [
+            ("+0100", Some(3600)),
+            ("-0530", Some(-19_800)),
+            ("+013045", Some(5445)),
+            ("0100", None),
+            ("+01", None),
+            ("+2500", None),
+            ("+01x0", None),
+            ("", None),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_offset(text), expected, "{text:?}");
+        }
     }
 
     #[test]
