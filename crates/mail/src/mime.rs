@@ -1259,6 +1259,41 @@ Content-Type: text/html; charset=utf-8\n\
         assert!(invite.bytes.starts_with(b"BEGIN:VCALENDAR"));
     }
 
+    #[test]
+    fn charsets_and_text_attachments() {
+        let raw = "From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\n\
+Subject: =?iso-8859-1?q?caf=E9?=\n\
+Content-Type: multipart/mixed; boundary=b\n\
+\n\
+--b\n\
+Content-Type: text/plain; charset=iso-8859-1\n\
+Content-Transfer-Encoding: quoted-printable\n\
+\n\
+caf=E9 cr=E8me\n\
+--b\n\
+Content-Type: text/plain; name=\"notes.txt\"\n\
+Content-Disposition: attachment; filename=\"notes.txt\"\n\
+\n\
+secret notes\n\
+--b\n\
+Content-Type: text/plain\n\
+Content-Disposition: attachment\n\
+\n\
+unnamed attached text\n\
+--b--\n";
+        let view = view(raw);
+        assert_eq!(view.from[0].name.as_deref(), Some("André"));
+        assert_eq!(view.subject.as_deref(), Some("café"));
+        // Attached text is listed, not read as the body.
+        assert_eq!(view.body.text, "café crème");
+        let listed: Vec<_> = view
+            .attachments
+            .iter()
+            .map(|a| (a.part_id.as_str(), a.name.as_deref(), a.size))
+            .collect();
+        assert_eq!(listed, [("2", Some("notes.txt"), 12), ("3", None, 21)]);
+    }
+
     proptest::proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
