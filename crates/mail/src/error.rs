@@ -58,6 +58,12 @@ pub enum MailError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error(
+        "message {uid} has no part {part}; getMessage lists its attachments with their part ids"
+    )]
+    PartNotFound { uid: u32, part: String },
     #[error("{what} is {size} bytes, over the limit of {limit} bytes; {fix}")]
     TooLarge {
         what: String,
@@ -98,6 +104,8 @@ impl MailError {
             MailError::FolderNotFound { .. } => "folder_not_found",
             MailError::MessageNotFound { .. } => "message_not_found",
             MailError::Invalid(_) => "invalid",
+            MailError::Malformed(_) => "malformed",
+            MailError::PartNotFound { .. } => "part_not_found",
             MailError::TooLarge { .. } => "too_large",
             MailError::Server { .. } => "server_error",
             MailError::Unsupported { .. } => "unsupported",

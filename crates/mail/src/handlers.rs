@@ -39,8 +39,9 @@ pub fn handler_error(error: MailError) -> HandlerError {
     let handler = match &error {
         MailError::UnknownAccount { .. }
         | MailError::FolderNotFound { .. }
-        | MailError::MessageNotFound { .. } => HandlerError::NotFound(message),
-        MailError::Invalid(_) => HandlerError::InvalidValue(message),
+        | MailError::MessageNotFound { .. }
+        | MailError::PartNotFound { .. } => HandlerError::NotFound(message),
+        MailError::Invalid(_) | MailError::Malformed(_) => HandlerError::InvalidValue(message),
         MailError::SendRefused(_) => HandlerError::PermissionDenied(message),
         MailError::RateLimited { .. } => service(RATE_LIMITED, message),
         MailError::TooLarge { .. } => service(TOO_LARGE, message),
@@ -106,8 +107,10 @@ impl Mail {
     }
 }
 
+mod read;
+
 pub fn register(builder: ServerBuilder<Mail>) -> ServerBuilder<Mail> {
-    builder
+    read::register(builder)
         .method("mcp.mail.listAccounts", list_accounts)
         .method("mcp.mail.listFolders", list_folders)
         .method("mcp.mail.listMessages", list_messages)
@@ -266,20 +269,6 @@ fn address_text(address: &mail_parser::Address<'_>) -> Vec<String> {
         .collect()
 }
 
-fn preview(text: &str) -> String {
-    let mut out = String::new();
-    for word in text.split_whitespace() {
-        if out.chars().count() >= limits::PREVIEW_CHARS {
-            break;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out.chars().take(limits::PREVIEW_CHARS).collect()
-}
-
 async fn list_messages(
     _context: Context,
     mail: State<Mail>,
@@ -298,6 +287,7 @@ async fn list_messages(
         .await
         .map_err(handler_error)?;
     let parser = MessageParser::default();
+    let preview_limits = crate::mime::Limits::default();
     let messages = page
         .messages
         .into_iter()
@@ -312,9 +302,7 @@ async fn list_messages(
                     parsed.to().map(address_text).unwrap_or_default(),
                     parsed.subject().map(str::to_owned),
                     parsed.message_id().map(|id| format!("<{id}>")),
-                    parsed
-                        .body_text(0)
-                        .map(|text| preview(&text))
+                    crate::mime::preview(&summary.head, &preview_limits, limits::PREVIEW_CHARS)
                         .unwrap_or_default(),
                 )
             };

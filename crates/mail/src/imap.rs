@@ -584,9 +584,12 @@ impl Imap {
                 // A folder the server lists but cannot count (not created
                 // yet, say) is still listed, without counts.
                 match lease
-                    .run("give the folder's counts (STATUS)", async move |connection| {
-                        connection.session.status(&raw, "(MESSAGES UNSEEN)").await
-                    })
+                    .run(
+                        "give the folder's counts (STATUS)",
+                        async move |connection| {
+                            connection.session.status(&raw, "(MESSAGES UNSEEN)").await
+                        },
+                    )
                     .await
                 {
                     Ok(status) => (Some(status.exists), status.unseen),
@@ -1010,6 +1013,15 @@ async fn read_greeting<T: Io>(
 
 fn login_error(account: &Account, error: &async_imap::error::Error) -> MailError {
     match error {
+        // RFC 5530: UNAVAILABLE is the server's own trouble, not the
+        // credentials'.
+        async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") || text.contains("emporary") => {
+            MailError::Server {
+                account: account.name.clone(),
+                what: "log in".to_owned(),
+                reason: "the server is temporarily unable to authenticate (UNAVAILABLE); try again later".to_owned(),
+            }
+        }
         async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_) => MailError::Login {
             account: account.name.clone(),
             protocol: "IMAP",

@@ -18,10 +18,13 @@
 //! - [`handlers`]: the thin server layer and the one error mapping.
 
 pub mod accounts;
+pub mod calendar;
 pub mod error;
 pub mod handlers;
 pub mod imap;
 pub mod limits;
+pub mod mime;
+pub mod oauth;
 pub mod secrets;
 pub mod smtp;
 pub mod tls;

@@ -28,13 +28,13 @@ struct Args {
     #[arg(long, env = "LLMBASEDOS_MAIL_SECRETS_DIR")]
     secrets_dir: Option<PathBuf>,
     /// Seconds to wait for a TCP connection.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "LLMBASEDOS_MAIL_CONNECT_TIMEOUT", default_value_t = 10)]
     connect_timeout: u64,
     /// Seconds to wait for the greeting, TLS and login.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "LLMBASEDOS_MAIL_LOGIN_TIMEOUT", default_value_t = 15)]
     login_timeout: u64,
     /// Seconds to wait for one IMAP command's answer.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "LLMBASEDOS_MAIL_COMMAND_TIMEOUT", default_value_t = 60)]
     command_timeout: u64,
     /// Print the service's caps.json and exit.
     #[arg(long)]

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,8 +94,21 @@ class Dovecot:
     `home/<user>/Maildir`."""
 
     def __init__(self, directory: Path, users: dict[str, str], cert: Path, key: Path):
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # dovecot's auth and mail processes run as other users (dovecot,
+        # nobody) when the tests run as root: their files live in a
+        # directory they can reach, not beneath pytest's private one.
+        self.private = os.geteuid() == 0
+        if self.private:
+            self.dir = Path(tempfile.mkdtemp(prefix="llmbasedos-dovecot-"))
+            self.dir.chmod(0o755)
+            shutil.copy(cert, self.dir / "cert.pem")
+            shutil.copy(key, self.dir / "key.pem")
+            cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "where").write_text(str(self.dir))
+        else:
+            self.dir = directory
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.users = users
         self.imaps_port = free_port()
         self.imap_port = free_port()
@@ -212,6 +226,8 @@ protocol imap {{
 
     def stop(self):
         stop(self.process)
+        if self.private:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class SmtpRecorder:
