@@ -26,17 +26,25 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 HERE = Path(__file__).resolve().parent
 INSTALL = "run ./scripts/install-test-deps (apt: dovecot-imapd python3-aiosmtpd gnome-keyring dbus openssl)"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def fail(message: str):
+    """pytest's failure in a test, an exit elsewhere (the packaging test
+    runs this module as a script)."""
+    try:
+        import pytest
+    except ImportError:
+        raise SystemExit(message) from None
+    pytest.fail(message)
+
+
 def require(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
     if path is None:
-        pytest.fail(f"{name} is missing: {INSTALL}")
+        fail(f"{name} is missing: {INSTALL}")
     return path
 
 
@@ -245,10 +253,10 @@ class SmtpRecorder:
 
     def start(self):
         if not Path(SYSTEM_PYTHON).exists():
-            pytest.fail(f"{SYSTEM_PYTHON} is missing: {INSTALL}")
+            fail(f"{SYSTEM_PYTHON} is missing: {INSTALL}")
         check = subprocess.run([SYSTEM_PYTHON, "-c", "import aiosmtpd"], capture_output=True)
         if check.returncode != 0:
-            pytest.fail(f"aiosmtpd is missing for {SYSTEM_PYTHON}: {INSTALL}")
+            fail(f"aiosmtpd is missing for {SYSTEM_PYTHON}: {INSTALL}")
         log = self.dir / "smtp.log"
         env = {"PATH": os.environ.get("PATH", ""), "SMTP_PASSWORD": self.password}
         self.process = subprocess.Popen(
@@ -356,3 +364,33 @@ class SilentServer:
         for connection in self.held:
             connection.close()
         self.listener.close()
+
+
+def serve_dovecot(directory: Path, user: str, password: str):
+    """For tests/packaging/run: dovecot with `user` and three messages in
+    its INBOX; prints one JSON line (imaps_port, cert) and serves until
+    SIGTERM."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = make_certificate(directory)
+    dovecot = Dovecot(directory / "dovecot", {user: password}, cert, key)
+    dovecot.deliver(user, [
+        (f"From: a@example.org\r\nTo: {user}@example.org\r\nSubject: packaged {n}\r\n"
+         f"Message-ID: <p{n}@example.org>\r\n\r\nhello {n}\r\n".encode(), "")
+        for n in range(3)
+    ])
+    dovecot.start()
+    print(json.dumps({"imaps_port": dovecot.imaps_port, "cert": str(cert)}), flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    finally:
+        dovecot.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 5 or sys.argv[1] != "dovecot":
+        raise SystemExit("usage: mail_servers.py dovecot DIR USER PASSWORD")
+    serve_dovecot(Path(sys.argv[2]), sys.argv[3], sys.argv[4])
