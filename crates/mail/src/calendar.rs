@@ -316,17 +316,21 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             overrides.entry(uid.as_str()).or_default().push(index);
         }
     }
+    let masters: std::collections::HashSet<&str> = calendar
+        .entries
+        .iter()
+        .filter(|entry| entry.recurrence_id.is_none())
+        .filter_map(|entry| entry.uid.as_deref())
+        .collect();
     let mut occurrences = Vec::new();
     let mut truncated = false;
     for (index, entry) in calendar.entries.iter().enumerate() {
         let Some(start) = &entry.start else { continue };
         let is_override = entry.recurrence_id.is_some();
-        let has_master = entry.uid.as_deref().is_some_and(|uid| {
-            calendar
-                .entries
-                .iter()
-                .any(|other| other.uid.as_deref() == Some(uid) && other.recurrence_id.is_none())
-        });
+        let has_master = entry
+            .uid
+            .as_deref()
+            .is_some_and(|uid| masters.contains(uid));
         // Overrides are placed by their master; one without a master (an
         // invite for one instance) stands alone.
         if is_override && has_master {
@@ -337,10 +341,10 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             .as_ref()
             .or(entry.due.as_ref())
             .map(|end| end.sort_key() - start.sort_key());
-        let replaced: Vec<&Entry> = match (&entry.uid, is_override) {
+        let replaced: Vec<(usize, &Entry)> = match (&entry.uid, is_override) {
             (Some(uid), false) => overrides
                 .get(uid.as_str())
-                .map(|list| list.iter().map(|&i| &calendar.entries[i]).collect())
+                .map(|list| list.iter().map(|&i| (i, &calendar.entries[i])).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -356,7 +360,7 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
         };
         for instance in starts {
             let key = instance.sort_key();
-            if replaced.iter().any(|o| {
+            if replaced.iter().any(|(_, o)| {
                 o.recurrence_id
                     .as_ref()
                     .is_some_and(|id| id.sort_key() == key)
@@ -382,7 +386,7 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
                 });
             }
         }
-        for replacement in &replaced {
+        for &(override_index, replacement) in &replaced {
             let Some(start) = replacement
                 .start
                 .clone()
@@ -392,11 +396,6 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             };
             let end = replacement.end.clone().or_else(|| replacement.due.clone());
             if overlaps(&start, end.as_ref(), window) {
-                let override_index = calendar
-                    .entries
-                    .iter()
-                    .position(|candidate| std::ptr::eq(candidate, *replacement))
-                    .unwrap_or(index);
                 occurrences.push(Occurrence {
                     entry: override_index,
                     uid: replacement.uid.clone(),
@@ -408,6 +407,15 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
                     overridden: true,
                 });
             }
+        }
+        // Only the earliest `max_occurrences` are returned: keep memory to
+        // about twice that however many entries there are.
+        if occurrences.len() > window.max_occurrences.saturating_mul(2) {
+            occurrences.sort_by_key(|occurrence: &Occurrence| {
+                (occurrence.start.sort_key(), occurrence.entry)
+            });
+            occurrences.truncate(window.max_occurrences);
+            truncated = true;
         }
     }
     occurrences.sort_by_key(|occurrence| (occurrence.start.sort_key(), occurrence.entry));
@@ -1756,6 +1764,27 @@ END:VCALENDAR
             expansion.occurrences[0].start.utc(),
             Some(utc("2026-12-01T12:00:00Z"))
         );
+        // Many recurring entries: the earliest occurrences across all of them.
+        let mut text = String::from("BEGIN:VCALENDAR\n");
+        for day in (1..=20).rev() {
+            text.push_str(&format!(
+                "BEGIN:VEVENT\nUID:e{day}\nDTSTART:202612{day:02}T080000Z\nRRULE:FREQ=DAILY\nSUMMARY:e{day}\nEND:VEVENT\n"
+            ));
+        }
+        text.push_str("END:VCALENDAR\n");
+        let many = Window {
+            max_occurrences: 5,
+            ..window
+        };
+        let expansion = expand(&parse(&text), &many).unwrap();
+        let got: Vec<_> = expansion
+            .occurrences
+            .iter()
+            .map(|o| o.summary.as_deref().unwrap())
+            .collect();
+        // Same start: calendar order (e2 comes before e1 in the text).
+        assert_eq!(got, ["e1", "e2", "e1", "e3", "e2"]);
+        assert!(expansion.truncated);
         assert_eq!(
             expand(
                 &calendar,
