@@ -26,6 +26,15 @@ use icalendar::parser::{Component, Property};
 use rrule::{RRule, RRuleSet, Unvalidated};
 use serde::Serialize;
 
+/// Years a date in an entry may have: every real calendar is inside, and
+/// with durations bounded too, no date arithmetic can overflow.
+const YEARS: std::ops::RangeInclusive<i32> = 1000..=3000;
+/// Longest DURATION accepted: a thousand years.
+const MAX_DURATION_SECONDS: i64 = 1000 * 366 * 86_400;
+/// Most instances one recurrence is stepped through (before the window
+/// included), so that a fine rule started long ago costs bounded time.
+const ITERATION_BUDGET: usize = 200_000;
+
 /// Limits checked while a calendar is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -316,17 +325,21 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             overrides.entry(uid.as_str()).or_default().push(index);
         }
     }
+    let masters: std::collections::HashSet<&str> = calendar
+        .entries
+        .iter()
+        .filter(|entry| entry.recurrence_id.is_none())
+        .filter_map(|entry| entry.uid.as_deref())
+        .collect();
     let mut occurrences = Vec::new();
     let mut truncated = false;
     for (index, entry) in calendar.entries.iter().enumerate() {
         let Some(start) = &entry.start else { continue };
         let is_override = entry.recurrence_id.is_some();
-        let has_master = entry.uid.as_deref().is_some_and(|uid| {
-            calendar
-                .entries
-                .iter()
-                .any(|other| other.uid.as_deref() == Some(uid) && other.recurrence_id.is_none())
-        });
+        let has_master = entry
+            .uid
+            .as_deref()
+            .is_some_and(|uid| masters.contains(uid));
         // Overrides are placed by their master; one without a master (an
         // invite for one instance) stands alone.
         if is_override && has_master {
@@ -337,10 +350,10 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             .as_ref()
             .or(entry.due.as_ref())
             .map(|end| end.sort_key() - start.sort_key());
-        let replaced: Vec<&Entry> = match (&entry.uid, is_override) {
+        let replaced: Vec<(usize, &Entry)> = match (&entry.uid, is_override) {
             (Some(uid), false) => overrides
                 .get(uid.as_str())
-                .map(|list| list.iter().map(|&i| &calendar.entries[i]).collect())
+                .map(|list| list.iter().map(|&i| (i, &calendar.entries[i])).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -356,7 +369,7 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
         };
         for instance in starts {
             let key = instance.sort_key();
-            if replaced.iter().any(|o| {
+            if replaced.iter().any(|(_, o)| {
                 o.recurrence_id
                     .as_ref()
                     .is_some_and(|id| id.sort_key() == key)
@@ -382,7 +395,7 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
                 });
             }
         }
-        for replacement in &replaced {
+        for &(override_index, replacement) in &replaced {
             let Some(start) = replacement
                 .start
                 .clone()
@@ -392,11 +405,6 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
             };
             let end = replacement.end.clone().or_else(|| replacement.due.clone());
             if overlaps(&start, end.as_ref(), window) {
-                let override_index = calendar
-                    .entries
-                    .iter()
-                    .position(|candidate| std::ptr::eq(candidate, *replacement))
-                    .unwrap_or(index);
                 occurrences.push(Occurrence {
                     entry: override_index,
                     uid: replacement.uid.clone(),
@@ -408,6 +416,15 @@ pub fn expand(calendar: &Calendar, window: &Window) -> Result<Expansion, Calenda
                     overridden: true,
                 });
             }
+        }
+        // Only the earliest `max_occurrences` are returned: keep memory to
+        // about twice that however many entries there are.
+        if occurrences.len() > window.max_occurrences.saturating_mul(2) {
+            occurrences.sort_by_key(|occurrence: &Occurrence| {
+                (occurrence.start.sort_key(), occurrence.entry)
+            });
+            occurrences.truncate(window.max_occurrences);
+            truncated = true;
         }
     }
     occurrences.sort_by_key(|occurrence| (occurrence.start.sort_key(), occurrence.entry));
@@ -430,16 +447,24 @@ fn overlaps(start: &Time, end: Option<&Time>, window: &Window) -> bool {
 }
 
 /// `time` moved by `duration`, in its own kind (a date stays a date).
+/// Years and durations are bounded where they are read, so this does not
+/// overflow; should it, the time stays where it was rather than panic.
 fn shift(time: &Time, duration: Duration) -> Time {
-    match time {
+    shift_checked(time, duration).unwrap_or_else(|| time.clone())
+}
+
+fn shift_checked(time: &Time, duration: Duration) -> Option<Time> {
+    let local_plus = |local: &NaiveDateTime| local.checked_add_signed(duration);
+    let utc_plus = |utc: &DateTime<Utc>| utc.checked_add_signed(duration);
+    Some(match time {
         Time::Date { date } => Time::Date {
-            date: *date + Duration::days(duration.num_days()),
+            date: date.checked_add_signed(Duration::days(duration.num_days()))?,
         },
         Time::Floating { local } => Time::Floating {
-            local: *local + duration,
+            local: local_plus(local)?,
         },
         Time::Utc { utc } => Time::Utc {
-            utc: *utc + duration,
+            utc: utc_plus(utc)?,
         },
         Time::Zoned {
             local,
@@ -454,7 +479,7 @@ fn shift(time: &Time, duration: Duration) -> Time {
                 .and_then(|name| name.parse::<chrono_tz::Tz>().ok());
             match (utc, zone) {
                 (Some(utc), Some(zone)) => {
-                    let utc = *utc + duration;
+                    let utc = utc_plus(utc)?;
                     Time::Zoned {
                         local: utc.with_timezone(&zone).naive_local(),
                         tzid: tzid.clone(),
@@ -463,14 +488,17 @@ fn shift(time: &Time, duration: Duration) -> Time {
                     }
                 }
                 _ => Time::Zoned {
-                    local: *local + duration,
+                    local: local_plus(local)?,
                     tzid: tzid.clone(),
                     time_zone: time_zone.clone(),
-                    utc: utc.map(|utc| utc + duration),
+                    utc: match utc {
+                        Some(utc) => Some(utc_plus(utc)?),
+                        None => None,
+                    },
                 },
             }
         }
-    }
+    })
 }
 
 /// The rrule zone a time recurs in, and the converter back.
@@ -619,18 +647,41 @@ fn recurrence_starts(
         Frame::Rrule(zone) => zone,
         Frame::Wall { .. } => rrule::Tz::UTC,
     };
-    let dt_start = frame.instant(start);
     let invalid = |reason: String| CalendarError::InvalidValue {
         line: entry.line,
         property: "RRULE",
         reason: bounded(&reason),
     };
+    let rules = recurrence
+        .rules
+        .iter()
+        .map(|rule| frame.rule(rule).parse::<RRule<Unvalidated>>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    // Occurrences that began before the window may still overlap it.
+    let reach_back = duration
+        .filter(|d| *d > Duration::zero())
+        .unwrap_or_else(Duration::zero);
+    // On a wall clock the window is only known to within a day; the
+    // overlap check on UTC times then cuts it exactly.
+    let slack = match frame {
+        Frame::Rrule(_) => Duration::seconds(1),
+        Frame::Wall { .. } => Duration::days(1),
+    };
+    let after = window
+        .from
+        .checked_sub_signed(reach_back + slack)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        .with_timezone(&zone);
+    let before = window
+        .to
+        .checked_add_signed(slack)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .with_timezone(&zone);
+    let original_start = frame.instant(start);
+    let dt_start = skip_ahead(original_start, &rules, &after);
     let mut set = RRuleSet::new(dt_start);
-    for rule in &recurrence.rules {
-        let rule: RRule<Unvalidated> = frame
-            .rule(rule)
-            .parse()
-            .map_err(|e: rrule::RRuleError| invalid(e.to_string()))?;
+    for rule in rules {
         set = set.rrule(
             rule.validate(dt_start)
                 .map_err(|e| invalid(e.to_string()))?,
@@ -645,31 +696,82 @@ fn recurrence_starts(
     if recurrence.rules.is_empty() {
         // RFC 5545: DTSTART is the first instance; with RDATE only the set
         // would not include it.
-        set = set.rdate(dt_start);
+        set = set.rdate(original_start);
     }
-    // Occurrences that began before the window may still overlap it.
-    let reach_back = duration
-        .filter(|d| *d > Duration::zero())
-        .unwrap_or_else(Duration::zero);
-    // On a wall clock the window is only known to within a day; the
-    // overlap check on UTC times then cuts it exactly.
-    let slack = match frame {
-        Frame::Rrule(_) => Duration::seconds(1),
-        Frame::Wall { .. } => Duration::days(1),
+    let mut starts = Vec::new();
+    let mut limited = false;
+    for (stepped, instant) in (&set).into_iter().enumerate() {
+        if stepped >= ITERATION_BUDGET || starts.len() >= limit {
+            limited = true;
+            break;
+        }
+        if instant < after {
+            continue;
+        }
+        if instant >= before {
+            break;
+        }
+        starts.push(frame.time(instant, start));
+    }
+    Ok((starts, limited))
+}
+
+/// A DTSTART moved forward, by whole periods of every rule, to just before
+/// `target`, so that a rule like `FREQ=MINUTELY` started years ago is not
+/// stepped through minute by minute. Only for rules whose instances that
+/// keeps (no COUNT, which counts from the real start; periods of fixed
+/// length, SECONDLY to WEEKLY); others start where they start and are
+/// bounded by [`ITERATION_BUDGET`].
+fn skip_ahead(
+    dt_start: DateTime<rrule::Tz>,
+    rules: &[RRule<Unvalidated>],
+    target: &DateTime<rrule::Tz>,
+) -> DateTime<rrule::Tz> {
+    use rrule::Frequency;
+    if rules.is_empty() {
+        return dt_start;
+    }
+    let mut step: i64 = 1;
+    for rule in rules {
+        let period: i64 = match rule.get_freq() {
+            Frequency::Secondly => 1,
+            Frequency::Minutely => 60,
+            Frequency::Hourly => 3_600,
+            Frequency::Daily => 86_400,
+            Frequency::Weekly => 604_800,
+            Frequency::Monthly | Frequency::Yearly => return dt_start,
+        };
+        if rule.get_count().is_some() {
+            return dt_start;
+        }
+        step = lcm(step, period * i64::from(rule.get_interval().max(1)));
+        if step > MAX_DURATION_SECONDS {
+            return dt_start;
+        }
+    }
+    // On the wall clock of the start's zone, as RFC 5545 recurs.
+    let local = dt_start.naive_local();
+    let gap = (target.naive_local() - local).num_seconds();
+    // One step short of the target, so nothing inside the window is skipped.
+    let periods = gap / step - 1;
+    if periods <= 0 {
+        return dt_start;
+    }
+    let Some(moved) = local.checked_add_signed(Duration::seconds(periods * step)) else {
+        return dt_start;
     };
-    let after = (window.from - reach_back - slack).with_timezone(&zone);
-    let before = (window.to + slack - Duration::seconds(1)).with_timezone(&zone);
-    let result = set
-        .after(after)
-        .before(before)
-        .all(u16::try_from(limit).unwrap_or(u16::MAX));
-    let starts = result
-        .dates
-        .into_iter()
-        .map(|instant| frame.time(instant, start))
-        .collect();
-    // `limited`: the count bound or rrule's own iteration bound was reached.
-    Ok((starts, result.limited))
+    dt_start
+        .timezone()
+        .from_local_datetime(&moved)
+        .earliest()
+        .unwrap_or(dt_start)
+}
+
+fn lcm(a: i64, b: i64) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    a / gcd(a, b) * b
 }
 
 /// The text with folded lines joined, and where each of its lines began
@@ -885,13 +987,27 @@ impl Reader<'_> {
                 let value = value.split('/').next().unwrap_or("").trim();
                 self.one_time(value, is_date, tzid.as_deref())
                     .ok_or_else(|| {
-                        self.invalid(property, name, "expected YYYYMMDD or YYYYMMDDTHHMMSS[Z]")
+                        self.invalid(
+                            property,
+                            name,
+                            "expected YYYYMMDD or YYYYMMDDTHHMMSS[Z], year 1000 to 3000",
+                        )
                     })
             })
             .collect()
     }
 
     fn one_time(&self, value: &str, is_date: bool, tzid: Option<&str>) -> Option<Time> {
+        let time = self.one_time_any_year(value, is_date, tzid)?;
+        let written_year = match &time {
+            Time::Date { date } => date.year(),
+            Time::Floating { local } | Time::Zoned { local, .. } => local.year(),
+            Time::Utc { utc } => utc.year(),
+        };
+        YEARS.contains(&written_year).then_some(time)
+    }
+
+    fn one_time_any_year(&self, value: &str, is_date: bool, tzid: Option<&str>) -> Option<Time> {
         if is_date || (value.len() == 8 && !value.contains('T')) {
             return NaiveDate::parse_from_str(value, "%Y%m%d")
                 .ok()
@@ -1003,7 +1119,7 @@ fn parse_duration(value: &str) -> Option<Duration> {
             }
         }
     }
-    if number.is_some() || !any {
+    if number.is_some() || !any || seconds > MAX_DURATION_SECONDS {
         return None;
     }
     Duration::try_seconds(sign * seconds)
@@ -1049,6 +1165,11 @@ impl Observance {
             let Ok(parsed) = rule.parse::<RRule<Unvalidated>>() else {
                 continue;
             };
+            // Real VTIMEZONEs change offsets yearly; anything finer is not
+            // a time zone and would cost an expansion per lookup.
+            if parsed.get_freq() != rrule::Frequency::Yearly {
+                continue;
+            }
             // Yearly rules (all real VTIMEZONEs) restart two years back, so
             // that a 1601 onset does not cost four centuries of iterations;
             // other rules are expanded from the onset, bounded by rrule.
@@ -1756,6 +1877,27 @@ END:VCALENDAR
             expansion.occurrences[0].start.utc(),
             Some(utc("2026-12-01T12:00:00Z"))
         );
+        // Many recurring entries: the earliest occurrences across all of them.
+        let mut text = String::from("BEGIN:VCALENDAR\n");
+        for day in (1..=20).rev() {
+            text.push_str(&format!(
+                "BEGIN:VEVENT\nUID:e{day}\nDTSTART:202612{day:02}T080000Z\nRRULE:FREQ=DAILY\nSUMMARY:e{day}\nEND:VEVENT\n"
+            ));
+        }
+        text.push_str("END:VCALENDAR\n");
+        let many = Window {
+            max_occurrences: 5,
+            ..window
+        };
+        let expansion = expand(&parse(&text), &many).unwrap();
+        let got: Vec<_> = expansion
+            .occurrences
+            .iter()
+            .map(|o| o.summary.as_deref().unwrap())
+            .collect();
+        // Same start: calendar order (e2 comes before e1 in the text).
+        assert_eq!(got, ["e1", "e2", "e1", "e3", "e2"]);
+        assert!(expansion.truncated);
         assert_eq!(
             expand(
                 &calendar,
@@ -1870,6 +2012,69 @@ END:VCALENDAR
     }
 
     #[test]
+    fn extreme_values_are_refused_or_bounded() {
+        let year = window("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
+        let bad_year = "expected YYYYMMDD or YYYYMMDDTHHMMSS[Z], year 1000 to 3000";
+        // (properties, the reason they are refused, or how many occurrences)
+        let table: [(&str, Result<usize, &str>); 9] = [
+            ("DTSTART:99991231T235959Z\nDURATION:PT1H\n", Err(bad_year)),
+            ("DTSTART:00010101T000000Z\n", Err(bad_year)),
+            ("DTSTART:+99991231T000000Z\n", Err(bad_year)),
+            (
+                "DTSTART:29991231T235959Z\nDURATION:P99999999W\n",
+                Err("not an RFC 5545 duration like PT1H30M"),
+            ),
+            (
+                "DTSTART:10000101T000000Z\nDTEND:30001231T000000Z\nRRULE:FREQ=YEARLY\n",
+                Ok(100),
+            ),
+            // Stepped ahead: a minute-by-minute rule from 1000 AD reaches 2026 at once.
+            (
+                "DTSTART;TZID=Europe/Berlin:10000101T000000\nRRULE:FREQ=MINUTELY;INTERVAL=7\n",
+                Ok(100),
+            ),
+            ("DTSTART:10000101T000000Z\nRRULE:FREQ=SECONDLY\n", Ok(100)),
+            // COUNT forbids stepping ahead: the iteration budget ends it, marked truncated.
+            (
+                "DTSTART:10000101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=4000000000\n",
+                Ok(0),
+            ),
+            (
+                "DTSTART;VALUE=DATE:29991231\nDTEND;VALUE=DATE:10000101\nRRULE:FREQ=DAILY\n",
+                Ok(0),
+            ),
+        ];
+        for (properties, expected) in table {
+            let text = format!(
+                "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n{properties}END:VEVENT\nEND:VCALENDAR\n"
+            );
+            let got = parse_calendar(&text, &Limits::default())
+                .map_err(|error| match error {
+                    CalendarError::InvalidValue { reason, .. } => reason,
+                    other => format!("{other:?}"),
+                })
+                .map(|calendar| expand(&calendar, &year).unwrap().occurrences.len());
+            assert_eq!(got, expected.map_err(str::to_owned), "{properties:?}");
+        }
+        let text = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:10000101T000000Z\nRRULE:FREQ=MINUTELY;INTERVAL=7\nEND:VEVENT\nEND:VCALENDAR\n";
+        let first = expand(&parse(text), &year).unwrap().occurrences[0]
+            .start
+            .utc()
+            .unwrap();
+        // Every 7 minutes since 1000-01-01T00:00Z: the first at or after 2026-01-01.
+        let since = (utc("2026-01-01T00:00:00Z") - utc("1000-01-01T00:00:00Z")).num_minutes();
+        let expected = utc("1000-01-01T00:00:00Z") + Duration::minutes((since + 6) / 7 * 7);
+        assert_eq!(first, expected);
+        // A caller's window at the ends of time does not overflow.
+        let wide = Window {
+            from: DateTime::<Utc>::MIN_UTC,
+            to: DateTime::<Utc>::MAX_UTC,
+            max_occurrences: 3,
+        };
+        assert_eq!(expand(&parse(text), &wide).unwrap().occurrences.len(), 3);
+    }
+
+    #[test]
     fn malformed_calendars_name_the_line() {
         let table: [(&str, CalendarError); 9] = [
             ("", CalendarError::NoCalendar),
@@ -1883,7 +2088,7 @@ END:VCALENDAR
                 CalendarError::InvalidValue {
                     line: 4,
                     property: "DTSTART",
-                    reason: "expected YYYYMMDD or YYYYMMDDTHHMMSS[Z]".into(),
+                    reason: "expected YYYYMMDD or YYYYMMDDTHHMMSS[Z], year 1000 to 3000".into(),
                 },
             ),
             (
