@@ -76,6 +76,7 @@ pub mod file {
         pub ca_file: Option<PathBuf>,
         pub drafts_folder: Option<String>,
         pub send: Option<SendPolicy>,
+        pub oauth2: Option<OAuth2>,
         /// Never allowed: read only to refuse it with the way out.
         pub password: Option<yaml_serde::Value>,
         // The original llmbasedos's keys.
@@ -95,6 +96,23 @@ pub mod file {
         pub host: String,
         pub port: Option<u16>,
         pub security: Option<Security>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct OAuth2 {
+        /// `google`, `microsoft` or `custom`.
+        pub provider: String,
+        pub client_id: String,
+        /// Microsoft's tenant (default `common`).
+        pub tenant: Option<String>,
+        pub token_endpoint: Option<String>,
+        pub device_authorization_endpoint: Option<String>,
+        pub scopes: Option<Vec<String>>,
+        /// `xoauth2` (default) or `oauthbearer`, for IMAP.
+        pub mechanism: Option<SaslMechanism>,
+        /// Never allowed: read only to refuse it with the way out.
+        pub client_secret: Option<yaml_serde::Value>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -143,6 +161,23 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// The SASL mechanism carrying an OAuth2 token to IMAP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaslMechanism {
+    Xoauth2,
+    Oauthbearer,
+}
+
+/// An account's OAuth2 registration (no secret: the refresh token and an
+/// optional client secret are in secrets.rs's places).
+#[derive(Clone, Debug)]
+pub struct OAuth2Settings {
+    pub provider: crate::oauth::Provider,
+    pub client_id: String,
+    pub mechanism: SaslMechanism,
+}
+
 /// One resolved account.
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -157,6 +192,7 @@ pub struct Account {
     pub ca_file: Option<PathBuf>,
     pub drafts_folder: String,
     pub send: Option<SendPolicy>,
+    pub oauth2: Option<OAuth2Settings>,
 }
 
 /// Every account, by name.
@@ -306,6 +342,23 @@ pub fn resolve(file: file::File, text: &str, origin: &str) -> Result<Accounts, C
                 })
             }
         };
+        let oauth2 = match (auth, account.oauth2) {
+            (AuthKind::Oauth2, None) => {
+                return Err(fail(
+                    "auth: oauth2 needs an oauth2 block: `oauth2: {provider: google, client_id: …}` (or microsoft, or custom with token_endpoint)".to_owned(),
+                ));
+            }
+            (AuthKind::Password, Some(_)) => {
+                return Err(fail(
+                    "has an oauth2 block but auth: password; set auth: oauth2 or remove the block"
+                        .to_owned(),
+                ));
+            }
+            (AuthKind::Password, None) => None,
+            (AuthKind::Oauth2, Some(settings)) => {
+                Some(oauth2_settings(&name, settings).map_err(&fail)?)
+            }
+        };
         if send.is_some() && smtp.is_none() {
             return Err(fail(
                 "send: needs an smtp server; add `smtp: {host: …, port: 465, security: tls}`"
@@ -325,10 +378,58 @@ pub fn resolve(file: file::File, text: &str, origin: &str) -> Result<Accounts, C
                 ca_file: account.ca_file,
                 drafts_folder: account.drafts_folder.unwrap_or_else(|| "Drafts".to_owned()),
                 send,
+                oauth2,
             },
         );
     }
     Ok(Accounts { accounts })
+}
+
+fn oauth2_settings(name: &str, settings: file::OAuth2) -> Result<OAuth2Settings, String> {
+    use crate::oauth::Provider;
+    if settings.client_secret.is_some() {
+        return Err(format!(
+            "oauth2.client_secret does not belong in this file; store it with `llmbasedos-mail add-secret {name} --kind client-secret` or as the systemd credential {name}.client_secret"
+        ));
+    }
+    if settings.client_id.trim().is_empty() {
+        return Err(
+            "oauth2.client_id is empty; give the client id registered with the provider".to_owned(),
+        );
+    }
+    let mut provider = match settings.provider.as_str() {
+        "google" => Provider::google(),
+        "microsoft" => Provider::microsoft(settings.tenant.as_deref().unwrap_or("common")),
+        "custom" => {
+            let Some(token_endpoint) = &settings.token_endpoint else {
+                return Err("oauth2.provider custom needs token_endpoint (and device_authorization_endpoint for authorize)".to_owned());
+            };
+            Provider::custom(
+                token_endpoint,
+                settings.device_authorization_endpoint.as_deref(),
+                &[],
+            )
+        }
+        other => {
+            return Err(format!(
+                "oauth2.provider {} is not known; use google, microsoft or custom",
+                proto::text::echo(other)
+            ));
+        }
+    };
+    if settings.provider != "custom"
+        && (settings.token_endpoint.is_some() || settings.device_authorization_endpoint.is_some())
+    {
+        return Err("oauth2 endpoints are set by the google/microsoft presets; use provider: custom to give your own".to_owned());
+    }
+    if let Some(scopes) = settings.scopes {
+        provider.scopes = scopes;
+    }
+    Ok(OAuth2Settings {
+        provider,
+        client_id: settings.client_id,
+        mechanism: settings.mechanism.unwrap_or(SaslMechanism::Xoauth2),
+    })
 }
 
 fn endpoint(

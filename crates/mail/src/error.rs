@@ -83,6 +83,12 @@ pub enum MailError {
         what: String,
         reason: String,
     },
+    #[error("account {account}: {message}")]
+    OAuth {
+        account: String,
+        message: String,
+        reauthorize: bool,
+    },
     #[error("{0}")]
     SendRefused(String),
     #[error(
@@ -109,6 +115,10 @@ impl MailError {
             MailError::TooLarge { .. } => "too_large",
             MailError::Server { .. } => "server_error",
             MailError::Unsupported { .. } => "unsupported",
+            MailError::OAuth {
+                reauthorize: true, ..
+            } => "oauth_reauthorize",
+            MailError::OAuth { .. } => "oauth_failed",
             MailError::SendRefused(_) => "send_refused",
             MailError::RateLimited { .. } => "rate_limited",
         }

@@ -49,6 +49,7 @@ pub fn handler_error(error: MailError) -> HandlerError {
             service(UNAVAILABLE, message)
         }
         MailError::Login { .. }
+        | MailError::OAuth { .. }
         | MailError::Secret { .. }
         | MailError::Server { .. }
         | MailError::Unsupported { .. } => HandlerError::Failed(message),

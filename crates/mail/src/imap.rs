@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::accounts::{Account, AuthKind, Security};
+use crate::auth;
 use crate::error::MailError;
 use crate::secrets::SecretSources;
 use crate::tls;
@@ -90,6 +91,7 @@ struct AccountPool {
 /// Every account's sessions.
 pub struct Imap {
     secrets: SecretSources,
+    oauth: Arc<auth::OAuthClients>,
     timeouts: Timeouts,
     pools: HashMap<String, (Arc<Semaphore>, AccountPool)>,
     tls: tls::Configs,
@@ -399,6 +401,7 @@ impl Imap {
     pub fn new(
         accounts: &crate::accounts::Accounts,
         secrets: SecretSources,
+        oauth: Arc<auth::OAuthClients>,
         timeouts: Timeouts,
     ) -> Result<Imap, String> {
         let pools = accounts
@@ -416,6 +419,7 @@ impl Imap {
             .collect();
         Ok(Imap {
             secrets,
+            oauth,
             timeouts,
             pools,
             tls: tls::Configs::new(accounts)?,
@@ -512,27 +516,22 @@ impl Imap {
             if endpoint.security != Security::Starttls {
                 read_greeting(&mut client, account, &server).await?;
             }
-            let secret = self
-                .secrets
-                .lookup(&account.name, account.auth)
-                .await
-                .map_err(|source| MailError::Secret {
-                    account: account.name.clone(),
-                    source,
-                })?;
             let mut session = match account.auth {
-                AuthKind::Password => client
-                    .login(&account.username, secret.expose())
-                    .await
-                    .map_err(|(error, _)| login_error(account, &error))?,
-                AuthKind::Oauth2 => {
-                    return Err(MailError::Unsupported {
-                        account: account.name.clone(),
-                        what: "OAuth2 login".to_owned(),
-                        reason: "this build has no OAuth2 support yet; use auth: password"
-                            .to_owned(),
-                    });
+                AuthKind::Password => {
+                    let secret = self
+                        .secrets
+                        .lookup(&account.name, account.auth)
+                        .await
+                        .map_err(|source| MailError::Secret {
+                            account: account.name.clone(),
+                            source,
+                        })?;
+                    client
+                        .login(&account.username, secret.expose())
+                        .await
+                        .map_err(|(error, _)| login_error(account, &error))?
                 }
+                AuthKind::Oauth2 => self.oauth_login(account, client).await?,
             };
             let capabilities = session
                 .capabilities()
@@ -550,6 +549,43 @@ impl Imap {
         tokio::time::timeout(timeouts.login, greeting_and_login)
             .await
             .map_err(|_| timeout("the greeting and login", timeouts.login))?
+    }
+
+    /// AUTHENTICATE with an access token; a refused token is replaced by a
+    /// fresh one once (it may have been revoked early or expired in flight).
+    async fn oauth_login(
+        &self,
+        account: &Account,
+        client: async_imap::Client<Box<dyn Io>>,
+    ) -> Result<Session, MailError> {
+        let oauth = self.oauth.get(account)?;
+        let mut client = client;
+        for attempt in 0..2 {
+            let token = oauth
+                .access_token()
+                .await
+                .map_err(|error| auth::oauth_error(account, error))?;
+            let (mechanism, response) = auth::imap_response(account, &token)?;
+            match client
+                .authenticate(mechanism, auth::InitialResponse::new(response))
+                .await
+            {
+                Ok(session) => return Ok(session),
+                Err((error, returned)) => {
+                    let refused = matches!(
+                        error,
+                        async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)
+                    );
+                    if !refused || attempt == 1 {
+                        return Err(login_error(account, &error));
+                    }
+                    tracing::info!(account = %account.name, "the IMAP server refused the access token; refreshing it once");
+                    oauth.invalidate(&token).await;
+                    client = returned;
+                }
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
     }
 
     /// The folders with their counts and special uses.

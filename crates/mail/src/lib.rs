@@ -18,6 +18,7 @@
 //! - [`handlers`]: the thin server layer and the one error mapping.
 
 pub mod accounts;
+pub mod auth;
 pub mod calendar;
 pub mod error;
 pub mod handlers;
@@ -29,6 +30,7 @@ pub mod secrets;
 pub mod smtp;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use server_kit::{BuildError, Server};
@@ -44,6 +46,7 @@ pub const CAPS_ORIGIN: &str = "crates/mail/mail.cap.json";
 pub enum StartError {
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// TLS or OAuth2 settings that cannot be used.
     #[error("{0}")]
     Tls(String),
 }
@@ -56,10 +59,12 @@ pub fn server(
     timeouts: imap::Timeouts,
 ) -> Result<Server, StartError> {
     let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).map_err(BuildError::from)?;
-    let imap = imap::Imap::new(&accounts, secrets.clone(), timeouts).map_err(StartError::Tls)?;
+    let oauth = Arc::new(auth::OAuthClients::new(&accounts, &secrets).map_err(StartError::Tls)?);
+    let imap = imap::Imap::new(&accounts, secrets.clone(), oauth.clone(), timeouts)
+        .map_err(StartError::Tls)?;
     let smtp = smtp::Smtp::new(
-        &accounts,
         secrets,
+        oauth,
         Duration::from_secs(30).max(timeouts.command / 2),
     );
     let state = handlers::Mail {

@@ -53,12 +53,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Kind::Password)]
         kind: Kind,
     },
+    /// Get ACCOUNT's first OAuth2 refresh token with the device
+    /// authorization grant (RFC 8628): open the address shown, enter the
+    /// code; the refresh token is stored like add-secret stores one.
+    Authorize { account: String },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Kind {
     Password,
+    /// An OAuth2 refresh token (normally `authorize` stores it).
     Oauth2,
+    /// An OAuth2 client secret, for providers that want one.
+    ClientSecret,
 }
 
 fn main() -> ExitCode {
@@ -68,8 +75,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let sources = SecretSources::from_environment(args.secrets_dir.clone());
-    if let Some(Command::AddSecret { account, kind }) = &args.command {
-        return add_secret(&args, sources, account, *kind);
+    match &args.command {
+        Some(Command::AddSecret { account, kind }) => {
+            return add_secret(&args, sources, account, *kind);
+        }
+        Some(Command::Authorize { account }) => return authorize(&args, sources, account),
+        None => {}
     }
     let timeouts = Timeouts {
         connect: Duration::from_secs(args.connect_timeout.max(1)),
@@ -99,9 +110,10 @@ fn add_secret(args: &Args, sources: SecretSources, account: &str, kind: Kind) ->
         );
         return ExitCode::from(78);
     }
-    let kind = match kind {
-        Kind::Password => AuthKind::Password,
-        Kind::Oauth2 => AuthKind::Oauth2,
+    let suffix = match kind {
+        Kind::Password => mail::secrets::kind_name(AuthKind::Password),
+        Kind::Oauth2 => mail::secrets::kind_name(AuthKind::Oauth2),
+        Kind::ClientSecret => "client_secret",
     };
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal();
@@ -130,9 +142,72 @@ fn add_secret(args: &Args, sources: SecretSources, account: &str, kind: Kind) ->
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sources.store(account, kind, &secret)) {
+    match runtime.block_on(sources.store_named(account, suffix, &secret)) {
         Ok(place) => {
             eprintln!("llmbasedos-mail: stored the secret of {account} in {place}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("llmbasedos-mail: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn authorize(args: &Args, sources: SecretSources, account: &str) -> ExitCode {
+    let accounts = match Accounts::load(&args.accounts) {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            eprintln!("llmbasedos-mail: {error}");
+            return ExitCode::from(78);
+        }
+    };
+    let Some(found) = accounts.accounts.get(account) else {
+        eprintln!(
+            "llmbasedos-mail: {} has no account {account}",
+            args.accounts.display()
+        );
+        return ExitCode::from(78);
+    };
+    if found.oauth2.is_none() {
+        eprintln!(
+            "llmbasedos-mail: account {account} does not use OAuth2 (auth: oauth2 with an oauth2 block)"
+        );
+        return ExitCode::from(78);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("llmbasedos-mail: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clients = match mail::auth::OAuthClients::new(&accounts, &sources) {
+        Ok(clients) => clients,
+        Err(error) => {
+            eprintln!("llmbasedos-mail: {error}");
+            return ExitCode::from(78);
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = clients.get(found).map_err(|error| error.to_string())?;
+        let device = client.start_device_authorization().await.map_err(|error| error.to_string())?;
+        eprintln!(
+            "To let llmbasedos read the mail of {account}, open\n    {}\nand enter the code\n    {}\n(waiting up to {} s)",
+            device.verification_uri_complete.as_deref().unwrap_or(&device.verification_uri),
+            device.user_code,
+            device.expires_in.as_secs()
+        );
+        client.finish_device_authorization(&device).await.map_err(|error| error.to_string())
+    });
+    match result {
+        Ok(()) => {
+            eprintln!(
+                "llmbasedos-mail: account {account} is authorized; its refresh token is stored"
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

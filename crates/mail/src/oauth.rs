@@ -363,13 +363,17 @@ impl OAuth2Client {
                     account: account.clone(),
                 })?,
         };
-        let mut form = self.form("refresh_token");
-        form.append_pair("refresh_token", refresh_token.expose());
-        if !self.config.provider.scopes.is_empty() {
-            form.append_pair("scope", &self.config.provider.scopes.join(" "));
-        }
+        // The serializer is not Send: it must not live across the await.
+        let body = {
+            let mut form = self.form("refresh_token");
+            form.append_pair("refresh_token", refresh_token.expose());
+            if !self.config.provider.scopes.is_empty() {
+                form.append_pair("scope", &self.config.provider.scopes.join(" "));
+            }
+            form.finish()
+        };
         let answer = self
-            .post(&self.config.provider.token_endpoint, form.finish())
+            .post(&self.config.provider.token_endpoint, body)
             .await?;
         let (status, answer) = answer;
         if let Some(code) = answer.error {
@@ -417,12 +421,15 @@ impl OAuth2Client {
             .ok_or_else(|| OAuthError::NoDeviceEndpoint {
                 account: account.clone(),
             })?;
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("client_id", &self.config.client_id);
-        if !self.config.provider.scopes.is_empty() {
-            form.append_pair("scope", &self.config.provider.scopes.join(" "));
-        }
-        let (status, body) = self.post_raw(endpoint, form.finish()).await?;
+        let request = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("client_id", &self.config.client_id);
+            if !self.config.provider.scopes.is_empty() {
+                form.append_pair("scope", &self.config.provider.scopes.join(" "));
+            }
+            form.finish()
+        };
+        let (status, body) = self.post_raw(endpoint, request).await?;
         let bad_answer = || OAuthError::BadAnswer {
             endpoint: endpoint.clone(),
             status,
@@ -464,10 +471,13 @@ impl OAuth2Client {
                 });
             }
             self.clock.sleep(interval).await;
-            let mut form = self.form("urn:ietf:params:oauth:grant-type:device_code");
-            form.append_pair("device_code", device.device_code.expose());
+            let body = {
+                let mut form = self.form("urn:ietf:params:oauth:grant-type:device_code");
+                form.append_pair("device_code", device.device_code.expose());
+                form.finish()
+            };
             let (status, answer) = self
-                .post(&self.config.provider.token_endpoint, form.finish())
+                .post(&self.config.provider.token_endpoint, body)
                 .await?;
             match answer.error.as_deref() {
                 Some("authorization_pending") => continue,

@@ -125,15 +125,53 @@ impl SecretSources {
     /// The secret of `account` for `kind`, from the first place that has it.
     pub async fn lookup(&self, account: &str, kind: AuthKind) -> Result<Secret, SecretError> {
         let suffix = kind_name(kind);
-        let file_name = format!("{account}.{suffix}");
         let mut tried = Vec::new();
-        if let Some(directory) = &self.credentials_directory {
-            let path = directory.join(&file_name);
-            tried.push(path.display().to_string());
-            // systemd made this file for us alone; its mode is systemd's.
-            if let Ok(value) = tokio::fs::read_to_string(&path).await {
-                return Ok(Secret(trim_line_end(value)));
-            }
+        match self
+            .find(account, suffix, Order::CredentialFirst, &mut tried)
+            .await?
+        {
+            Some(secret) => Ok(secret),
+            None => Err(SecretError::Missing {
+                account: account.to_owned(),
+                kind: suffix,
+                tried: tried.join(", "),
+            }),
+        }
+    }
+
+    /// A secret that may be absent (an OAuth2 client secret).
+    pub async fn lookup_optional(
+        &self,
+        account: &str,
+        suffix: &'static str,
+    ) -> Result<Option<Secret>, SecretError> {
+        self.find(account, suffix, Order::CredentialFirst, &mut Vec::new())
+            .await
+    }
+
+    /// A refresh token: the places it is rotated into (the Secret Service,
+    /// the private file) before the systemd credential that seeded it, so
+    /// that a rotated token wins over the read-only first one.
+    pub async fn lookup_rotating(
+        &self,
+        account: &str,
+        suffix: &'static str,
+    ) -> Result<Option<Secret>, SecretError> {
+        self.find(account, suffix, Order::StoredFirst, &mut Vec::new())
+            .await
+    }
+
+    async fn find(
+        &self,
+        account: &str,
+        suffix: &str,
+        order: Order,
+        tried: &mut Vec<String>,
+    ) -> Result<Option<Secret>, SecretError> {
+        if order == Order::CredentialFirst
+            && let Some(secret) = self.credential(account, suffix, tried).await
+        {
+            return Ok(Some(secret));
         }
         if self.secret_service {
             tried.push("the Secret Service".to_owned());
@@ -143,7 +181,7 @@ impl SecretSources {
             )
             .await
             {
-                Ok(Ok(Some(secret))) => return Ok(secret),
+                Ok(Ok(Some(secret))) => return Ok(Some(secret)),
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => {
                     tracing::info!(account, error = %error, "the Secret Service cannot be asked")
@@ -151,16 +189,31 @@ impl SecretSources {
                 Err(_) => tracing::info!(account, "the Secret Service did not answer in time"),
             }
         }
-        let path = self.secrets_dir.join(&file_name);
+        let path = self.secrets_dir.join(format!("{account}.{suffix}"));
         tried.push(path.display().to_string());
-        match read_private(&path).await? {
-            Some(secret) => Ok(secret),
-            None => Err(SecretError::Missing {
-                account: account.to_owned(),
-                kind: suffix,
-                tried: tried.join(", "),
-            }),
+        if let Some(secret) = read_private(&path).await? {
+            return Ok(Some(secret));
         }
+        if order == Order::StoredFirst {
+            return Ok(self.credential(account, suffix, tried).await);
+        }
+        Ok(None)
+    }
+
+    async fn credential(
+        &self,
+        account: &str,
+        suffix: &str,
+        tried: &mut Vec<String>,
+    ) -> Option<Secret> {
+        let path = self
+            .credentials_directory
+            .as_ref()?
+            .join(format!("{account}.{suffix}"));
+        tried.push(path.display().to_string());
+        // systemd made this file for us alone; its mode is systemd's.
+        let value = tokio::fs::read_to_string(&path).await.ok()?;
+        Some(Secret(trim_line_end(value)))
     }
 
     /// Stores a secret: in the Secret Service when there is one, else in
@@ -172,7 +225,16 @@ impl SecretSources {
         kind: AuthKind,
         secret: &Secret,
     ) -> Result<String, SecretError> {
-        let suffix = kind_name(kind);
+        self.store_named(account, kind_name(kind), secret).await
+    }
+
+    /// [`store`](Self::store) under any suffix (`client_secret`).
+    pub async fn store_named(
+        &self,
+        account: &str,
+        suffix: &str,
+        secret: &Secret,
+    ) -> Result<String, SecretError> {
         if self.secret_service {
             match tokio::time::timeout(
                 SECRET_SERVICE_TIMEOUT,
@@ -194,6 +256,47 @@ impl SecretSources {
             SecretError::Store(format!("cannot write {}: {error}", path.display()))
         })?;
         Ok(path.display().to_string())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    CredentialFirst,
+    StoredFirst,
+}
+
+/// The OAuth2 refresh tokens, kept where the other secrets are.
+#[derive(Clone, Debug)]
+pub struct RefreshTokens(pub SecretSources);
+
+impl crate::oauth::TokenStore for RefreshTokens {
+    fn load<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> crate::oauth::BoxFuture<'a, Result<Option<crate::oauth::Secret>, crate::oauth::StoreError>>
+    {
+        Box::pin(async move {
+            self.0
+                .lookup_rotating(account, "oauth2")
+                .await
+                .map(|found| found.map(|secret| crate::oauth::Secret::new(secret.expose())))
+                .map_err(|error| crate::oauth::StoreError(error.to_string()))
+        })
+    }
+
+    fn store<'a>(
+        &'a self,
+        account: &'a str,
+        refresh_token: &'a crate::oauth::Secret,
+    ) -> crate::oauth::BoxFuture<'a, Result<(), crate::oauth::StoreError>> {
+        Box::pin(async move {
+            let secret = Secret::new(refresh_token.expose().to_owned());
+            self.0
+                .store_named(account, "oauth2", &secret)
+                .await
+                .map(|place| tracing::info!(account, place = %place, "stored a new OAuth2 refresh token"))
+                .map_err(|error| crate::oauth::StoreError(error.to_string()))
+        })
     }
 }
 

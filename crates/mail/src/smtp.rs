@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::accounts::{Account, Accounts, AuthKind, Security};
+use std::sync::Arc;
+
+use crate::accounts::{Account, AuthKind, Security};
+use crate::auth::{self, OAuthClients};
 use crate::error::MailError;
 use crate::limits;
 use crate::secrets::SecretSources;
@@ -197,6 +200,7 @@ fn unique() -> String {
 /// Sending, with the policy and the per-account rate.
 pub struct Smtp {
     secrets: SecretSources,
+    oauth: Arc<OAuthClients>,
     sent: Mutex<HashMap<String, VecDeque<Instant>>>,
     timeout: Duration,
 }
@@ -208,9 +212,10 @@ impl std::fmt::Debug for Smtp {
 }
 
 impl Smtp {
-    pub fn new(_accounts: &Accounts, secrets: SecretSources, timeout: Duration) -> Smtp {
+    pub fn new(secrets: SecretSources, oauth: Arc<OAuthClients>, timeout: Duration) -> Smtp {
         Smtp {
             secrets,
+            oauth,
             sent: Mutex::new(HashMap::new()),
             timeout,
         }
@@ -309,50 +314,76 @@ impl Smtp {
             Security::Starttls => Tls::Required(parameters),
             Security::Plain => Tls::None,
         };
-        if account.auth != AuthKind::Password {
-            return Err(MailError::Unsupported {
-                account: account.name.clone(),
-                what: "sending with OAuth2".to_owned(),
-                reason: "this build has no OAuth2 support yet; use auth: password".to_owned(),
-            });
-        }
-        let secret = self
-            .secrets
-            .lookup(&account.name, account.auth)
-            .await
-            .map_err(|source| MailError::Secret {
-                account: account.name.clone(),
-                source,
-            })?;
-        let transport =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.clone())
-                .port(endpoint.port)
-                .tls(tls)
-                .credentials(Credentials::new(
-                    account.username.clone(),
-                    secret.expose().to_owned(),
-                ))
-                .timeout(Some(self.timeout))
-                .build();
-        let sending = transport.send(composed.message.clone());
-        let result = tokio::time::timeout(self.timeout + Duration::from_secs(5), sending).await;
-        match result {
-            Ok(Ok(_)) => {
-                tracing::info!(
-                    account = %account.name,
-                    recipients = composed.recipients,
-                    message_id = %composed.message_id,
-                    "mail sent"
-                );
-                Ok(())
+        for attempt in 0..2 {
+            // A password, or a fresh access token over XOAUTH2 (lettre has
+            // no OAUTHBEARER); a refused token is replaced once.
+            let (credentials, mechanism, token) = match account.auth {
+                AuthKind::Password => {
+                    let secret = self
+                        .secrets
+                        .lookup(&account.name, account.auth)
+                        .await
+                        .map_err(|source| MailError::Secret {
+                            account: account.name.clone(),
+                            source,
+                        })?;
+                    (
+                        Credentials::new(account.username.clone(), secret.expose().to_owned()),
+                        vec![Mechanism::Plain, Mechanism::Login],
+                        None,
+                    )
+                }
+                AuthKind::Oauth2 => {
+                    let oauth = self.oauth.get(account)?;
+                    let token = oauth
+                        .access_token()
+                        .await
+                        .map_err(|error| auth::oauth_error(account, error))?;
+                    (
+                        Credentials::new(account.username.clone(), token.expose().to_owned()),
+                        vec![Mechanism::Xoauth2],
+                        Some(token),
+                    )
+                }
+            };
+            let transport =
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.clone())
+                    .port(endpoint.port)
+                    .tls(tls.clone())
+                    .credentials(credentials)
+                    .authentication(mechanism)
+                    .timeout(Some(self.timeout))
+                    .build();
+            let sending = transport.send(composed.message.clone());
+            let result = tokio::time::timeout(self.timeout + Duration::from_secs(5), sending).await;
+            match result {
+                Ok(Ok(_)) => {
+                    tracing::info!(
+                        account = %account.name,
+                        recipients = composed.recipients,
+                        message_id = %composed.message_id,
+                        "mail sent"
+                    );
+                    return Ok(());
+                }
+                Ok(Err(error)) => {
+                    let error = smtp_error(account, &server, &error);
+                    if let (MailError::Login { .. }, Some(token), 0) = (&error, &token, attempt) {
+                        self.oauth.get(account)?.invalidate(token).await;
+                        continue;
+                    }
+                    return Err(error);
+                }
+                Err(_) => {
+                    return Err(MailError::Timeout {
+                        account: account.name.clone(),
+                        what: format!("the SMTP exchange ({server})"),
+                        seconds: self.timeout.as_secs(),
+                    });
+                }
             }
-            Ok(Err(error)) => Err(smtp_error(account, &server, &error)),
-            Err(_) => Err(MailError::Timeout {
-                account: account.name.clone(),
-                what: format!("the SMTP exchange ({server})"),
-                seconds: self.timeout.as_secs(),
-            }),
         }
+        unreachable!("the loop returns on its second attempt")
     }
 }
 
