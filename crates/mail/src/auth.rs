@@ -120,13 +120,14 @@ pub fn imap_response(
 }
 
 /// async-imap's side of a one-step SASL exchange: the initial response,
-/// then empty answers (XOAUTH2's error challenge wants one).
+/// then `failure_reply` to the server's error challenge (XOAUTH2 wants an
+/// empty line, OAUTHBEARER `%x01`; RFC 7628 3.2.3).
 #[derive(Debug)]
-pub struct InitialResponse(Option<oauth::Secret>);
+pub struct InitialResponse(Option<oauth::Secret>, Vec<u8>);
 
 impl InitialResponse {
-    pub fn new(response: oauth::Secret) -> InitialResponse {
-        InitialResponse(Some(response))
+    pub fn new(response: oauth::Secret, failure_reply: Vec<u8>) -> InitialResponse {
+        InitialResponse(Some(response), failure_reply)
     }
 }
 
@@ -137,6 +138,6 @@ impl async_imap::Authenticator for InitialResponse {
         self.0
             .take()
             .map(|response| response.expose().as_bytes().to_vec())
-            .unwrap_or_default()
+            .unwrap_or_else(|| self.1.clone())
     }
 }

@@ -39,7 +39,7 @@ use crate::tls;
 /// Sessions per account at once; further calls wait for one.
 pub const MAX_SESSIONS: usize = 3;
 /// An idle session older than this is checked with NOOP before use.
-pub const NOOP_AFTER: Duration = Duration::from_secs(30);
+pub const NOOP_AFTER: Duration = Duration::from_secs(2);
 /// An idle session older than this is closed instead (servers drop idle
 /// clients after 30 minutes; RFC 3501 5.4).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(20 * 60);
@@ -471,7 +471,19 @@ impl Imap {
         Ok(lease)
     }
 
+    /// A logged-in connection. With OAuth2, a refused access token costs
+    /// one more connection with a fresh token (it may have been revoked
+    /// early or expired in flight) before the login counts as refused.
     async fn connect(&self, account: &Account) -> Result<Connection, MailError> {
+        match self.connect_once(account).await {
+            Err(MailError::Login { .. }) if account.auth == AuthKind::Oauth2 => {
+                self.connect_once(account).await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_once(&self, account: &Account) -> Result<Connection, MailError> {
         let endpoint = &account.imap;
         let server = format!("{}:{}", endpoint.host, endpoint.port);
         let timeouts = self.timeouts;
@@ -559,33 +571,36 @@ impl Imap {
         client: async_imap::Client<Box<dyn Io>>,
     ) -> Result<Session, MailError> {
         let oauth = self.oauth.get(account)?;
-        let mut client = client;
-        for attempt in 0..2 {
-            let token = oauth
-                .access_token()
-                .await
-                .map_err(|error| auth::oauth_error(account, error))?;
-            let (mechanism, response) = auth::imap_response(account, &token)?;
-            match client
-                .authenticate(mechanism, auth::InitialResponse::new(response))
-                .await
-            {
-                Ok(session) => return Ok(session),
-                Err((error, returned)) => {
-                    let refused = matches!(
-                        error,
-                        async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)
-                    );
-                    if !refused || attempt == 1 {
-                        return Err(login_error(account, &error));
-                    }
-                    tracing::info!(account = %account.name, "the IMAP server refused the access token; refreshing it once");
+        let token = oauth
+            .access_token()
+            .await
+            .map_err(|error| auth::oauth_error(account, error))?;
+        let (mechanism, response) = auth::imap_response(account, &token)?;
+        let failure_reply = if mechanism == "OAUTHBEARER" {
+            vec![1]
+        } else {
+            Vec::new()
+        };
+        match client
+            .authenticate(
+                mechanism,
+                auth::InitialResponse::new(response, failure_reply),
+            )
+            .await
+        {
+            Ok(session) => Ok(session),
+            Err((error, _)) => {
+                if matches!(
+                    error,
+                    async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)
+                ) {
+                    // The next connection asks for a fresh token.
+                    tracing::info!(account = %account.name, "the IMAP server refused the access token");
                     oauth.invalidate(&token).await;
-                    client = returned;
                 }
+                Err(login_error(account, &error))
             }
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
     /// The folders with their counts and special uses.

@@ -20,6 +20,7 @@ import pwd
 import shutil
 import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import threading
@@ -101,7 +102,7 @@ class Dovecot:
     before login) listeners, users from a passwd-file, maildirs under
     `home/<user>/Maildir`."""
 
-    def __init__(self, directory: Path, users: dict[str, str], cert: Path, key: Path):
+    def __init__(self, directory: Path, users: dict[str, str], cert: Path, key: Path, token_users: list[str] = ()):
         # dovecot's auth and mail processes run as other users (dovecot,
         # nobody) when the tests run as root: their files live in a
         # directory they can reach, not beneath pytest's private one.
@@ -114,6 +115,7 @@ class Dovecot:
             cert, key = self.dir / "cert.pem", self.dir / "key.pem"
             directory.mkdir(parents=True, exist_ok=True)
             (directory / "where").write_text(str(self.dir))
+            self.keep = directory
         else:
             self.dir = directory
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -124,8 +126,16 @@ class Dovecot:
         self.process: subprocess.Popen | None = None
         self.owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
         (self.dir / "passwd").write_text("".join(f"{user}:{{PLAIN}}{password}::::::\n" for user, password in users.items()))
+        # Users who log in with an OAuth2 access token (XOAUTH2,
+        # OAUTHBEARER): the token is their passdb password, in a file the
+        # test's OAuth2 provider rewrites whenever it issues one.
+        self.token_users = list(token_users)
+        self.token_passwd = self.dir / "passwd-oauth"
+        self.token_passwd.write_text("".join(f"{user}:{{PLAIN}}no-token-yet::::::\n" for user in self.token_users))
         internal = "dovecot" if os.geteuid() == 0 else self.owner.pw_name
         login = "dovenull" if os.geteuid() == 0 else self.owner.pw_name
+        # As root, auth reads the token file the provider writes (0600, root's).
+        auth_as_root = "service auth {\n  user = root\n}\nservice auth-worker {\n  user = root\n}\n" if os.geteuid() == 0 else ""
         self.config = self.dir / "dovecot.conf"
         self.config.write_text(f"""
 base_dir = {self.dir}/run
@@ -138,16 +148,24 @@ default_internal_user = {internal}
 default_login_user = {login}
 first_valid_uid = 1
 auth_failure_delay = 0
+# No auth penalty (a growing delay after failed logins from one address):
+# the tests refuse tokens on purpose and log in again at once.
+login_trusted_networks = 127.0.0.0/8
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.dir}/passwd
 }}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.token_passwd}
+}}
+{auth_as_root}
 userdb {{
   driver = static
   args = uid={self.owner.pw_uid} gid={self.owner.pw_gid} home={self.dir}/home/%u
@@ -221,7 +239,7 @@ protocol imap {{
         dovecot = require("dovecot")
         home = self.dir / "home"
         home.mkdir(exist_ok=True)
-        for user in self.users:
+        for user in [*self.users, *self.token_users]:
             self.maildir(user)
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", f"{self.owner.pw_uid}:{self.owner.pw_gid}", str(home)], check=True)
@@ -232,9 +250,15 @@ protocol imap {{
         wait_port(self.imap_port, "dovecot (imap)", self.process, self.dir / "dovecot.out")
         return self
 
+    def kick(self, user: str):
+        """Ends the user's IMAP sessions (doveadm kick)."""
+        subprocess.run([require("doveadm"), "-c", str(self.config), "kick", user], check=True, capture_output=True)
+
     def stop(self):
         stop(self.process)
         if self.private:
+            if self.log.exists():
+                shutil.copy(self.log, self.keep / "dovecot.log")
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -394,3 +418,42 @@ if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] != "dovecot":
         raise SystemExit("usage: mail_servers.py dovecot DIR USER PASSWORD")
     serve_dovecot(Path(sys.argv[2]), sys.argv[3], sys.argv[4])
+
+
+class OAuthProvider:
+    """tests/e2e/servers/oauth_server.py: the refresh-token (RFC 6749 §6)
+    and device (RFC 8628) grants, writing the current access token into
+    dovecot's token passwd-file."""
+
+    def __init__(self, directory: Path, client_id: str, refresh_tokens: list[str], passwd_file: Path, user: str):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.argv = [sys.executable, str(HERE / "oauth_server.py"), "--client-id", client_id,
+                     "--passwd-file", str(passwd_file), "--passwd-template", f"{user}:{{PLAIN}}@TOKEN@::::::"]
+        for token in refresh_tokens:
+            self.argv += ["--refresh-token", token]
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self):
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=open(self.dir / "oauth.log", "ab"))
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError("the OAuth2 provider did not start: " + (self.dir / "oauth.log").read_text())
+        self.port = json.loads(line)["port"]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self, path: str, body: dict | None = None) -> dict:
+        import urllib.request
+
+        data = None if body is None and path == "state" else json.dumps(body or {}).encode()
+        request = urllib.request.Request(f"{self.url}/admin/{path}", data=data, method="GET" if data is None else "POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def stop(self):
+        stop(self.process)

@@ -75,6 +75,11 @@ class Provider:
         with os.fdopen(fd, "w") as out:
             out.write(line + "\n")
         os.chmod(temp, 0o600)
+        # dovecot re-reads a passwd-file when its mtime (whole seconds)
+        # changes: every version gets a later second than the last, so a
+        # token written within a second of the previous one is seen.
+        self.passwd_version = max(int(time.time()), getattr(self, "passwd_version", 0) + 1)
+        os.utime(temp, (self.passwd_version, self.passwd_version))
         os.replace(temp, self.passwd_file)
 
     def issue(self, with_refresh: str | None) -> dict:
