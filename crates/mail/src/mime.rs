@@ -32,6 +32,9 @@ use serde::Serialize;
 /// How deep a MIME tree is walked; deeper parts are not listed (mail-parser
 /// bounds its own nesting too; this keeps our recursion bounded whatever it does).
 const MAX_DEPTH: usize = 32;
+/// Most attachments listed in a view: a message of 100,000 tiny parts
+/// must not become an answer of 100,000 entries.
+pub const MAX_LISTED_ATTACHMENTS: usize = 500;
 /// How many References a reply carries at most (RFC 5322 §3.6.4 lets a
 /// client trim them; the first and the most recent are kept).
 const MAX_REFERENCES: usize = 20;
@@ -203,7 +206,10 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthResults>,
     pub body: Body,
+    /// In part order, at most [`MAX_LISTED_ATTACHMENTS`].
     pub attachments: Vec<Attachment>,
+    /// Whether the message has more attachments than were listed.
+    pub attachments_truncated: bool,
     /// The bytes of the message as given.
     pub size: usize,
 }
@@ -246,6 +252,8 @@ pub fn parse_message(
 ) -> Result<MessageView, MimeError> {
     let message = parse(raw, limits)?;
     let (full_body, source) = body_text(&message);
+    // One past the bound tells whether there were more.
+    let attachments = attachments(&message, MAX_LISTED_ATTACHMENTS + 1);
     Ok(MessageView {
         from: mailboxes(message.from()),
         to: mailboxes(message.to()),
@@ -261,7 +269,12 @@ pub fn parse_message(
         references: id_list(message.references()),
         authentication: authentication_results(&message, options.trusted_authserv_id),
         body: window(&full_body, source, options.window),
-        attachments: attachments(&message),
+        attachments_truncated: attachments.len() > MAX_LISTED_ATTACHMENTS,
+        attachments: {
+            let mut attachments = attachments;
+            attachments.truncate(MAX_LISTED_ATTACHMENTS);
+            attachments
+        },
         size: raw.len(),
     })
 }
@@ -950,10 +963,10 @@ fn part_content(part: &MessagePart<'_>) -> Result<Part, MimeError> {
     })
 }
 
-fn attachments(message: &Message<'_>) -> Vec<Attachment> {
+fn attachments(message: &Message<'_>, most: usize) -> Vec<Attachment> {
     let mut list = Vec::new();
     walk(message, &mut Vec::new(), 0, &mut |id, part, related| {
-        if matches!(part.body, PartType::Multipart(_)) {
+        if list.len() >= most || matches!(part.body, PartType::Multipart(_)) {
             return;
         }
         let name = part_name(part);
@@ -1162,6 +1175,39 @@ AAEC/w==\n";
         assert_eq!(view.attachments[0].size, 4);
         let part = extract_part(raw.as_bytes(), &LIMITS, "1").unwrap();
         assert_eq!(part.bytes, [0, 1, 2, 255]);
+    }
+
+    #[test]
+    fn the_attachment_list_is_bounded() {
+        let mut raw =
+            String::from("From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n");
+        for i in 0..MAX_LISTED_ATTACHMENTS + 5 {
+            raw.push_str(&format!(
+                "--b\nContent-Type: application/octet-stream; name=\"f{i}\"\n\nx\n"
+            ));
+        }
+        raw.push_str("--b--\n");
+        let view = view(&raw);
+        assert_eq!(view.attachments.len(), MAX_LISTED_ATTACHMENTS);
+        assert!(view.attachments_truncated);
+        assert_eq!(
+            view.attachments.last().unwrap().part_id,
+            MAX_LISTED_ATTACHMENTS.to_string()
+        );
+        // Parts past the list are still reachable.
+        let last = (MAX_LISTED_ATTACHMENTS + 5).to_string();
+        assert_eq!(
+            extract_part(raw.as_bytes(), &LIMITS, &last)
+                .unwrap()
+                .name
+                .as_deref(),
+            Some(format!("f{}", MAX_LISTED_ATTACHMENTS + 4).as_str())
+        );
+        assert!(
+            !super::parse_message(NESTED.as_bytes(), &LIMITS, &WHOLE)
+                .unwrap()
+                .attachments_truncated
+        );
     }
 
     #[test]
