@@ -37,6 +37,11 @@ pub(crate) const BACKENDS: &[Backend] = &[
         binary: "llmbasedos-agent",
         development_only: false,
     },
+    Backend {
+        name: "mail",
+        binary: "llmbasedos-mail",
+        development_only: false,
+    },
 ];
 
 pub(crate) const GATEWAY_BINARY: &str = "llmbasedos-gateway";
@@ -83,6 +88,33 @@ impl Layout {
 /// The fs root when none is given: `$XDG_DATA_HOME/llmbasedos/files`
 /// (`~/.local/share/llmbasedos/files`), a directory of its own rather than
 /// the whole home, so that trying llmbasedos exposes nothing by surprise.
+/// `$XDG_<kind>_HOME` (or `~/<fallback>`) joined with `llmbasedos`.
+fn user_dir(variable: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(variable)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(fallback)))
+        .unwrap_or_else(|| PathBuf::from(OsString::from("/tmp")))
+        .join("llmbasedos")
+}
+
+/// The mail accounts `up` uses without --mail-accounts, if the file is there.
+pub(crate) fn default_mail_accounts() -> Option<PathBuf> {
+    [
+        user_dir("XDG_CONFIG_HOME", ".config").join("mail_accounts.yaml"),
+        PathBuf::from("/etc/llmbasedos/mail_accounts.yaml"),
+    ]
+    .into_iter()
+    .find(|path| path.is_file())
+}
+
+/// Where the mail server of `up` keeps private secret files.
+pub(crate) fn mail_secrets_dir() -> PathBuf {
+    user_dir("XDG_STATE_HOME", ".local/state")
+        .join("mail")
+        .join("secrets")
+}
+
 pub(crate) fn default_fs_root() -> PathBuf {
     let data_home = std::env::var_os("XDG_DATA_HOME")
         .filter(|dir| !dir.is_empty())

@@ -41,6 +41,13 @@ pub(crate) struct UpArgs {
     /// everything.
     #[arg(long, value_name = "FILE")]
     fs_config: Option<PathBuf>,
+    /// The mail server's accounts (see config/mail_accounts.yaml) [default:
+    /// ~/.config/llmbasedos/mail_accounts.yaml, else
+    /// /etc/llmbasedos/mail_accounts.yaml; without one, mail is not
+    /// started]. Secrets come from the Secret Service of this session or
+    /// from `llmbasedos-mail add-secret`'s files.
+    #[arg(long, value_name = "FILE")]
+    mail_accounts: Option<PathBuf>,
     /// Address of the gateway's Streamable HTTP and WebSocket endpoints.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: String,
@@ -277,6 +284,29 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             // itself (under systemd, the timer template does).
             child_args.push("--scheduler".into());
         }
+        if backend.name == "mail" {
+            let Some(accounts) = args
+                .mail_accounts
+                .clone()
+                .or_else(stack::default_mail_accounts)
+            else {
+                println!(
+                    "mail server: no mail_accounts.yaml (pass --mail-accounts FILE): skipping it"
+                );
+                continue;
+            };
+            let accounts = std::path::absolute(&accounts)
+                .with_context(|| format!("--mail-accounts {}", accounts.display()))?;
+            if !accounts.is_file() {
+                bail!("--mail-accounts {}: no such file", accounts.display());
+            }
+            child_args.extend([
+                "--accounts".into(),
+                accounts.into_os_string(),
+                "--secrets-dir".into(),
+                stack::mail_secrets_dir().into_os_string(),
+            ]);
+        }
         children.push(ChildSpec {
             name: backend.name.to_owned(),
             program: binary,
@@ -302,6 +332,17 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
                 env
             } else if backend.name == "agent" {
                 agent_env(args, &layout)?
+            } else if backend.name == "mail" {
+                // The session's Secret Service, and systemd credentials
+                // when `up` itself runs as a unit with LoadCredential=.
+                inherited_env(
+                    &[
+                        "LLMBASEDOS_WORKER_THREADS",
+                        "DBUS_SESSION_BUS_ADDRESS",
+                        "CREDENTIALS_DIRECTORY",
+                    ],
+                    &["LLMBASEDOS_MAIL_"],
+                )
             } else {
                 inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])
             },

@@ -4,6 +4,33 @@
 
 pub(crate) use client::cli::{Params, parse_params};
 
+/// What `mail` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MailCommand {
+    Folders {
+        account: String,
+    },
+    List {
+        account: String,
+        folder: String,
+        limit: u64,
+    },
+    Read {
+        account: String,
+        folder: String,
+        uid: u64,
+    },
+    /// Without `confirmed` the message is only shown, with what to type
+    /// to send it: a send is always a second, deliberate command.
+    Send {
+        account: String,
+        to: String,
+        subject: String,
+        body: String,
+        confirmed: bool,
+    },
+}
+
 /// One built-in command of the shell: its name, usage line and summary.
 #[derive(Debug)]
 pub(crate) struct Builtin {
@@ -93,6 +120,11 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         name: "sync",
         usage: "sync remotes | sync run [-n] [-m MODE] (JOB | SOURCE DESTINATION) | sync status ID | sync stop ID | sync history [STATE]",
         summary: "rclone jobs through the sync service: remotes, run one with a live progress line (-n: dry run; MODE: sync, copy, move, check; Ctrl-C stops it), its status, stop it, the history",
+    },
+    Builtin {
+        name: "mail",
+        usage: "mail ACTION ACCOUNT ...",
+        summary: "mail: folders ACCOUNT, list ACCOUNT [FOLDER] [-n N], read ACCOUNT UID [FOLDER], send [-y] ACCOUNT TO SUBJECT BODY... (shown first; sent only with -y)",
     },
     Builtin {
         name: "tools",
@@ -202,6 +234,7 @@ pub(crate) enum Command {
         prompt: String,
     },
     Sync(SyncCommand),
+    Mail(MailCommand),
     Tools,
     /// `call NAME …`, or a name typed as the command (`explicit` false).
     Call {
@@ -484,6 +517,7 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
             })
         }
         "sync" => parse_sync(args).map(Command::Sync).map_err(usage(name)),
+        "mail" => mail(args).map(Command::Mail).map_err(usage(name)),
         "tools" => {
             no_args(args).map_err(usage(name))?;
             Ok(Command::Tools)
@@ -678,6 +712,78 @@ fn at_least_one(operands: &[String]) -> Result<(), String> {
     }
 }
 
+fn mail(args: &[String]) -> Result<MailCommand, String> {
+    let Some((action, rest)) = args.split_first() else {
+        return Err("say folders, list, read or send".to_owned());
+    };
+    match action.as_str() {
+        "folders" => {
+            let account = exactly_one(rest.to_vec())?;
+            Ok(MailCommand::Folders { account })
+        }
+        "list" => {
+            let (flags, operands) = split_flags(rest, &[], &['n'])?;
+            let limit = match flags.value('n') {
+                None => 20,
+                Some(count) => count
+                    .parse()
+                    .ok()
+                    .filter(|count| (1..=100).contains(count))
+                    .ok_or_else(|| {
+                        format!("-n needs a number of messages from 1 to 100, not {count:?}")
+                    })?,
+            };
+            let mut operands = operands.into_iter();
+            let Some(account) = operands.next() else {
+                return Err("name the account".to_owned());
+            };
+            let folder = at_most_one(operands.collect())?.unwrap_or_else(|| "INBOX".to_owned());
+            Ok(MailCommand::List {
+                account,
+                folder,
+                limit,
+            })
+        }
+        "read" => {
+            let (account, uid, folder) = match rest {
+                [account, uid] => (account, uid, "INBOX".to_owned()),
+                [account, uid, folder] => (account, uid, folder.clone()),
+                _ => return Err("give ACCOUNT UID [FOLDER]".to_owned()),
+            };
+            let uid = uid.parse().ok().filter(|uid| *uid > 0).ok_or_else(|| {
+                format!("UID is a message's number from `mail list`, not {uid:?}")
+            })?;
+            Ok(MailCommand::Read {
+                account: account.clone(),
+                folder,
+                uid,
+            })
+        }
+        "send" => {
+            let (confirmed, rest) = match rest.split_first() {
+                Some((flag, rest)) if flag == "-y" => (true, rest),
+                _ => (false, rest),
+            };
+            let [account, to, subject, body @ ..] = rest else {
+                return Err("give ACCOUNT TO SUBJECT BODY...".to_owned());
+            };
+            if body.is_empty() {
+                return Err("the message needs a body".to_owned());
+            }
+            Ok(MailCommand::Send {
+                account: account.clone(),
+                to: to.clone(),
+                subject: subject.clone(),
+                body: format!("{}\n", body.join(" ")),
+                confirmed,
+            })
+        }
+        other => Err(format!(
+            "{other:?} is not a mail command; say folders, list, read or send"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,6 +791,61 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn mail_commands_parse_and_a_send_needs_its_y() {
+        let cases = [
+            (
+                "mail folders work",
+                Some(MailCommand::Folders {
+                    account: "work".into(),
+                }),
+            ),
+            (
+                "mail list work -n 5",
+                Some(MailCommand::List {
+                    account: "work".into(),
+                    folder: "INBOX".into(),
+                    limit: 5,
+                }),
+            ),
+            (
+                "mail read work 42 Archive",
+                Some(MailCommand::Read {
+                    account: "work".into(),
+                    folder: "Archive".into(),
+                    uid: 42,
+                }),
+            ),
+            (
+                "mail send work a@example.org Hi see you",
+                Some(MailCommand::Send {
+                    account: "work".into(),
+                    to: "a@example.org".into(),
+                    subject: "Hi".into(),
+                    body: "see you\n".into(),
+                    confirmed: false,
+                }),
+            ),
+            ("mail read work zero", None),
+            ("mail list work -n 0", None),
+            ("mail send work a@example.org Hi", None),
+            ("mail delete work", None),
+        ];
+        for (line, expected) in cases {
+            let parsed = parse(&words(line));
+            match expected {
+                Some(expected) => assert_eq!(parsed.ok(), Some(Command::Mail(expected)), "{line}"),
+                None => assert!(parsed.is_err(), "{line}"),
+            }
+        }
+        let Ok(Command::Mail(MailCommand::Send { confirmed, .. })) =
+            parse(&words("mail send -y work a@b.c S body"))
+        else {
+            panic!("send -y does not parse");
+        };
+        assert!(confirmed);
     }
 
     fn named(value: Value) -> Params {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::command::{BUILTINS, Command, End, Params, SyncCommand, builtin};
+use crate::command::{BUILTINS, Command, End, MailCommand, Params, SyncCommand, builtin};
 use crate::gateway::{Catalog, Failure, Gateway};
 use crate::path::resolve;
 use crate::render;
@@ -357,6 +357,7 @@ impl Shell {
             }
             Command::Llm { prompt } => self.llm(out, &prompt).await?,
             Command::Sync(command) => self.sync(out, command).await?,
+            Command::Mail(mail) => self.mail(out, mail).await?,
             Command::Tools => {
                 let tools = self.gateway.list_tools().await.map_err(from_failure)?;
                 if self.json {
@@ -380,6 +381,163 @@ impl Shell {
             Command::Exit { status } => return Ok(Flow::Exit(status)),
         }
         Ok(Flow::Continue)
+    }
+
+    /// `mail …` on the mail service's methods. Message text is the
+    /// senders': it is printed as it came, never run.
+    async fn mail(&self, out: &mut String, mail: MailCommand) -> Result<(), ShellError> {
+        let (method, params) = match &mail {
+            MailCommand::Folders { account } => {
+                ("mcp.mail.listFolders", json!({ "account": account }))
+            }
+            MailCommand::List {
+                account,
+                folder,
+                limit,
+            } => (
+                "mcp.mail.listMessages",
+                json!({ "account": account, "folder": folder, "limit": limit }),
+            ),
+            MailCommand::Read {
+                account,
+                folder,
+                uid,
+            } => (
+                "mcp.mail.getMessage",
+                json!({ "account": account, "folder": folder, "uid": uid }),
+            ),
+            MailCommand::Send {
+                account,
+                to,
+                subject,
+                body,
+                confirmed: false,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "From account: {account}\nTo: {to}\nSubject: {subject}\n\n{body}"
+                );
+                let _ = writeln!(
+                    out,
+                    "(not sent: run the same command as `mail send -y …` to send it)"
+                );
+                return Ok(());
+            }
+            MailCommand::Send {
+                account,
+                to,
+                subject,
+                body,
+                confirmed: true,
+            } => (
+                "mcp.mail.send",
+                json!({ "account": account, "to": to, "subject": subject, "body": body }),
+            ),
+        };
+        let result =
+            self.gateway
+                .call(method, Some(params))
+                .await
+                .map_err(|failure| match failure {
+                    Failure::Server(error) if error.code == METHOD_NOT_FOUND => ShellError::failed(
+                        "the mail server is not available on this gateway".to_owned(),
+                    ),
+                    Failure::Server(error) => ShellError::failed(in_shell_words(&error)),
+                    other => from_failure(other),
+                })?;
+        if self.json {
+            json_line(out, &result);
+            return Ok(());
+        }
+        let text = |value: &Value, key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        match mail {
+            MailCommand::Folders { .. } => {
+                for folder in result["folders"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:>7} messages {:>6} unseen {}",
+                        text(folder, "name"),
+                        folder["messages"]
+                            .as_u64()
+                            .map_or("-".to_owned(), |count| count.to_string()),
+                        folder["unseen"]
+                            .as_u64()
+                            .map_or("-".to_owned(), |count| count.to_string()),
+                        text(folder, "special_use")
+                    );
+                }
+            }
+            MailCommand::List { .. } => {
+                for message in result["messages"].as_array().into_iter().flatten() {
+                    let seen = if message["seen"].as_bool() == Some(true) {
+                        ' '
+                    } else {
+                        '*'
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{seen}{:>7}  {:<25.25}  {:<30.30}  {}",
+                        message["uid"].as_u64().unwrap_or(0),
+                        text(message, "date"),
+                        text(message, "from"),
+                        text(message, "subject")
+                    );
+                }
+                if let Some(total) = result["total"].as_u64() {
+                    let _ = writeln!(
+                        out,
+                        "({} of {total})",
+                        result["messages"].as_array().map_or(0, Vec::len)
+                    );
+                }
+            }
+            MailCommand::Read { .. } => {
+                let addresses = |key: &str| {
+                    result[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|mailbox| text(mailbox, "address"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let _ = writeln!(
+                    out,
+                    "From: {}\nTo: {}\nDate: {}\nSubject: {}",
+                    addresses("from"),
+                    addresses("to"),
+                    text(&result, "date"),
+                    text(&result, "subject")
+                );
+                for attachment in result["attachments"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "Attachment {}: {} ({}, {} bytes)",
+                        text(attachment, "part_id"),
+                        text(attachment, "name"),
+                        text(attachment, "content_type"),
+                        attachment["size"].as_u64().unwrap_or(0)
+                    );
+                }
+                let _ = writeln!(out, "\n{}", text(&result["body"], "text"));
+                if result["body"]["has_more"].as_bool() == Some(true) {
+                    let _ = writeln!(
+                        out,
+                        "(the body goes on: call mcp.mail.getMessage with body_offset)"
+                    );
+                }
+            }
+            MailCommand::Send { .. } => {
+                let _ = writeln!(out, "sent: {}", text(&result, "message_id"));
+            }
+        }
+        Ok(())
     }
 
     fn path(&self, typed: &str) -> String {
@@ -1086,6 +1244,7 @@ fn command_name(command: &Command) -> &str {
         Command::Search { .. } => "search",
         Command::Llm { .. } => "llm",
         Command::Sync(_) => "sync",
+        Command::Mail(_) => "mail",
         Command::Tools => "tools",
         Command::Call { name, .. } => name,
         Command::Workflow(_) => "wf",
