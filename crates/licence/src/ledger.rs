@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
@@ -41,7 +41,7 @@ pub enum Period {
     Month,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum QuotaError {
     #[error(
         "this request may use {asked} tokens (prompt and max_tokens) and the tier allows {limit} per request; ask for fewer max_tokens or a shorter prompt"

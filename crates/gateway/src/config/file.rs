@@ -27,6 +27,38 @@ pub struct RawConfig {
     /// What starts the services: what a client is told to do when one is
     /// not running.
     pub supervisor: Supervisor,
+    /// The licence, tiers, per-client rights, rates and token quotas
+    /// (none: every client may do everything, unlimited).
+    pub licence: Option<RawLicence>,
+}
+
+/// Where the licence and its tiers are, and who gets which tier.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLicence {
+    /// The licence [default: /etc/llmbasedos/lic.key].
+    pub key: Option<PathBuf>,
+    /// The public keys that may sign licences, `*.pub` [default:
+    /// /etc/llmbasedos/licence-keys].
+    pub keys_dir: Option<PathBuf>,
+    /// [default: /etc/llmbasedos/licence_tiers.yaml]
+    pub tiers: Option<PathBuf>,
+    /// Accept the original llmbasedos's unsigned YAML key.
+    pub allow_unsigned: bool,
+    /// Where days and months of token quotas end (IANA name) [default: UTC].
+    pub time_zone: Option<String>,
+    /// Where the token ledger is kept [default: /var/lib/llmbasedos].
+    pub state_dir: Option<PathBuf>,
+    /// UNIX-socket clients given a tier below the licence's.
+    pub clients: Vec<RawClientTier>,
+}
+
+/// A UNIX peer's tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientTier {
+    pub uid: u32,
+    pub tier: String,
 }
 
 /// An OpenAI-compatible chat completions API: OpenAI, llama.cpp's
@@ -85,6 +117,9 @@ pub struct RawAuth {
     /// Where the token's holders find the token (`llmbasedos up` writes
     /// `<runtime dir>/gateway.token`): named in the 401 answer, never read.
     pub token_file: Option<PathBuf>,
+    /// UNIX peers (uids) that may act on behalf of another client
+    /// (`_meta["llmbasedos/on_behalf_of"]`): the agent server.
+    pub delegates: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +129,9 @@ pub struct RawToken {
     pub name: String,
     /// `sha256` of the token, hex (`llmbasedos-gateway hash-token` prints it).
     pub sha256: String,
+    /// A tier below the licence's for this client (a guest host).
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, Llm, LlmKey,
-    RawConfig, Token, Upstream, UpstreamTransport,
+    Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, LicenceConfig, Llm,
+    LlmKey, RawConfig, Token, Upstream, UpstreamTransport,
 };
 
 impl RawConfig {
@@ -45,6 +45,7 @@ impl RawConfig {
             tokens.push(Token {
                 name: token.name,
                 sha256: digest,
+                tier: token.tier,
             });
         }
         let mut unix_allowed_gids = Vec::new();
@@ -220,7 +221,54 @@ impl RawConfig {
                 })
             }
         };
+        let licence = match self.licence {
+            None => None,
+            Some(raw) => {
+                let time_zone = match raw.time_zone.as_deref() {
+                    None => licence::ledger::Tz::UTC,
+                    Some(name) => name.parse().map_err(|_| {
+                        error(
+                            "licence.time_zone",
+                            format!(
+                                "{} is not a time zone: give an IANA name such as Europe/Paris or UTC",
+                                proto::text::echo(name)
+                            ),
+                        )
+                    })?,
+                };
+                let mut assigned: Vec<(String, String)> = tokens
+                    .iter()
+                    .filter_map(|token| {
+                        Some((format!("token:{}", token.name), token.tier.clone()?))
+                    })
+                    .collect();
+                assigned.extend(
+                    raw.clients
+                        .into_iter()
+                        .map(|client| (format!("uid:{}", client.uid), client.tier)),
+                );
+                Some(LicenceConfig {
+                    key: raw
+                        .key
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/lic.key")),
+                    keys_dir: raw
+                        .keys_dir
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/licence-keys")),
+                    tiers: raw
+                        .tiers
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/licence_tiers.yaml")),
+                    allow_unsigned: raw.allow_unsigned,
+                    time_zone,
+                    state_dir: raw
+                        .state_dir
+                        .unwrap_or_else(|| PathBuf::from("/var/lib/llmbasedos")),
+                    assigned,
+                })
+            }
+        };
         Ok(Config {
+            licence,
+            delegates: self.auth.delegates,
             upstreams,
             llm,
             listen,

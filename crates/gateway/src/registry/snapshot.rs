@@ -15,7 +15,13 @@ use serde_json::Value;
 use super::{Registry, Service, UpstreamLink};
 
 /// Methods the gateway answers itself; a service may not claim them.
-pub const BUILTIN_METHODS: &[&str] = &["mcp.hello", "mcp.listCapabilities", "mcp.llm.chat"];
+pub const BUILTIN_METHODS: &[&str] = &[
+    "mcp.hello",
+    "mcp.listCapabilities",
+    "mcp.llm.chat",
+    "mcp.licence.check",
+    "mcp.licence.status",
+];
 
 /// A consistent view of every service, method and tool.
 #[derive(Debug, Default)]

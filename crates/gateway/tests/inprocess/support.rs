@@ -159,6 +159,7 @@ impl Stack {
                 tokens: vec![RawToken {
                     name: "tests".to_owned(),
                     sha256: hex::encode(gateway::config::hash_token(TOKEN)),
+                    tier: None,
                 }],
                 ..RawAuth::default()
             },
