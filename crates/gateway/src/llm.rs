@@ -62,6 +62,9 @@ pub enum LlmError {
 pub struct LlmProxy {
     http: reqwest::Client,
     endpoint: String,
+    /// llama.cpp's `/tokenize`, when configured: prompts are counted by
+    /// the model's own tokenizer.
+    tokenize: Option<String>,
     model: String,
     api_key: Option<String>,
     timeout: Duration,
@@ -98,18 +101,58 @@ impl LlmProxy {
         Ok(LlmProxy {
             http: client::web_client()?,
             endpoint: format!("{}/chat/completions", config.url.trim_end_matches('/')),
+            tokenize: config.tokenize_url.clone(),
             model: config.model.clone(),
             api_key,
             timeout: config.timeout,
         })
     }
 
+    /// The model asked for when a request names none.
+    pub fn default_model(&self) -> &str {
+        &self.model
+    }
+
+    /// The prompt's tokens: by the provider's tokenizer (llama.cpp's
+    /// `/tokenize`) when configured and reachable, else
+    /// [`estimate_prompt`], which never counts fewer.
+    pub async fn count_prompt(&self, messages: &[ChatMessage]) -> u64 {
+        let Some(url) = &self.tokenize else {
+            return estimate_prompt(messages);
+        };
+        let mut total = 3;
+        for message in messages {
+            let asked = self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json!({ "content": message.content }).to_string())
+                .send();
+            let counted = async {
+                let response = tokio::time::timeout(Duration::from_secs(10), asked)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let body: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+                Some(body.get("tokens")?.as_array()?.len() as u64)
+            };
+            match counted.await {
+                Some(tokens) => total += tokens + 4 + message.role.len() as u64,
+                None => return estimate_prompt(messages),
+            }
+        }
+        total
+    }
+
     /// Asks for a completion; with `params.stream`, each piece of text goes
     /// to `pieces` as it arrives. Returns the `mcp.llm.chat` result.
+    /// `cap`: the answer's tokens allowed by the client's quota; a stream
+    /// that reaches it is cut there, with a final piece saying so.
     pub async fn chat(
         &self,
         params: ChatParams,
         pieces: Option<mpsc::UnboundedSender<String>>,
+        cap: Option<u64>,
     ) -> Result<Value, LlmError> {
         validate(&params)?;
         let model = params.model.unwrap_or_else(|| self.model.clone());
@@ -159,7 +202,7 @@ impl LlmProxy {
                 });
             }
             if params.stream {
-                read_stream(response, &model, pieces).await
+                read_stream(response, &model, pieces, cap).await
             } else {
                 let bytes = response
                     .bytes()
@@ -268,12 +311,28 @@ fn result(model: &str, content: &str, finish_reason: Value, usage: Value) -> Val
     })
 }
 
-/// Reads `data:` events (`chat.completion.chunk`s, then `[DONE]`).
+/// A prompt's tokens, never fewer than a byte-level tokenizer makes:
+/// one per byte of every role and content, plus each message's framing.
+pub fn estimate_prompt(messages: &[ChatMessage]) -> u64 {
+    3 + messages
+        .iter()
+        .map(|message| (message.role.len() + message.content.len()) as u64 + 4)
+        .sum::<u64>()
+}
+
+/// The final piece of a stream cut at the client's token quota.
+pub const CUT_NOTICE: &str =
+    "\n[llmbasedos: answer cut here: this client's token quota is reached]";
+
+/// Reads `data:` events (`chat.completion.chunk`s, then `[DONE]`); with
+/// `cap`, stops after that many pieces of text (each at least one token).
 async fn read_stream(
     response: reqwest::Response,
     asked: &str,
     pieces: Option<mpsc::UnboundedSender<String>>,
+    cap: Option<u64>,
 ) -> Result<Value, LlmError> {
+    let mut counted: u64 = 0;
     let mut body = response.bytes_stream();
     let mut buffer = Vec::new();
     let mut content = String::new();
@@ -314,6 +373,23 @@ async fn read_stream(
                     content.push_str(piece);
                     if let Some(pieces) = &pieces {
                         let _ = pieces.send(piece.to_owned());
+                    }
+                    counted += 1;
+                    if cap.is_some_and(|cap| counted >= cap) {
+                        // The quota ends here: nothing more is read.
+                        if let Some(pieces) = &pieces {
+                            let _ = pieces.send(CUT_NOTICE.to_owned());
+                        }
+                        let mut answer = result(
+                            &model,
+                            &content,
+                            Value::String("quota".to_owned()),
+                            json!({ "completion_tokens": counted }),
+                        );
+                        answer["cut"] = Value::String(format!(
+                            "the answer was cut after {counted} tokens: this client's token quota is reached"
+                        ));
+                        return Ok(answer);
                     }
                 }
                 if let Some(reason) = choice

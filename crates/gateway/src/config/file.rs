@@ -77,6 +77,10 @@ pub struct RawLlm {
     pub api_key_file: Option<PathBuf>,
     /// Seconds a completion may take [default: 300].
     pub timeout_secs: Option<u64>,
+    /// llama.cpp's `/tokenize` (e.g. `http://127.0.0.1:8080/tokenize`):
+    /// prompts are counted by the model's tokenizer for token quotas
+    /// (else estimated high).
+    pub tokenize_url: Option<String>,
 }
 
 /// A third-party MCP server: a child process speaking stdio (`command`) or

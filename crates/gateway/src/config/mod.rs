@@ -96,6 +96,8 @@ pub struct LicenceConfig {
 #[derive(Clone, Debug)]
 pub struct Llm {
     pub url: String,
+    /// llama.cpp's `/tokenize` endpoint, to count prompts exactly.
+    pub tokenize_url: Option<String>,
     pub model: String,
     pub key: LlmKey,
     pub timeout: Duration,

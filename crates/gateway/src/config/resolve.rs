@@ -214,6 +214,7 @@ impl RawConfig {
                     }
                 };
                 Some(Llm {
+                    tokenize_url: llm.tokenize_url,
                     url: llm.url,
                     model: llm.model,
                     key,
