@@ -49,6 +49,11 @@ pub struct Caps {
     /// The MCP prompts the service offers, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PromptsSpec>,
+    /// The gateway passes the calling client's identity and tier to the
+    /// service in `_meta["llmbasedos/caller"]` (the agent server acts on
+    /// behalf of its callers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wants_caller: bool,
 }
 
 /// How a service offers MCP prompts: their definitions, and the method

@@ -389,6 +389,25 @@ impl Gateway {
         if let Some(level) = meta.log_level {
             session.state().log_level = Some(level);
         }
+        // A delegate's request on behalf of a client runs as that client.
+        let delegated;
+        let session = match meta.other.get(rights::ON_BEHALF_OF) {
+            None => session,
+            Some(on_behalf_of) => {
+                match self.delegated(session, name, params.as_ref(), on_behalf_of) {
+                    Ok(derived) => {
+                        delegated = derived;
+                        &delegated
+                    }
+                    Err(refusal) => {
+                        let reply = self.refused(session, name, &refusal)?;
+                        return reply
+                            .into_value(shape_of(era, session), &self.info)
+                            .map(Routed::Value);
+                    }
+                }
+            }
+        };
         // The one rights check (`rights`): before any concern sees the call.
         if let Err(refusal) = self.authorize(session, name, params.as_ref()) {
             let reply = self.refused(session, name, &refusal)?;

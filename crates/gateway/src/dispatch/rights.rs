@@ -470,3 +470,122 @@ impl Gateway {
         Ok(super::ToolReply::Reply(Box::new(Reply::ToolCall(result))))
     }
 }
+
+/// The `_meta` key a delegate names the client it acts for with.
+pub(crate) const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
+/// The `_meta` key a `wants_caller` service learns its caller from.
+pub(crate) const CALLER: &str = "llmbasedos/caller";
+
+/// Puts the calling client into a backend call's `_meta` (object params
+/// only; positional ones carry no `_meta`).
+pub(super) fn add_caller(session: &Session, params: &mut Option<Value>) {
+    let params = params.get_or_insert_with(|| Value::Object(mcp::JsonObject::new()));
+    let Value::Object(object) = params else {
+        return;
+    };
+    let meta = object
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(mcp::JsonObject::new()));
+    if let Value::Object(meta) = meta {
+        meta.insert(
+            CALLER.to_owned(),
+            json!({
+                "client": session.identity(),
+                "tier": session.client().map(|client| client.tier.name.as_str()),
+            }),
+        );
+    }
+}
+
+impl Gateway {
+    /// A request with `_meta["llmbasedos/on_behalf_of"]`: only a UNIX peer
+    /// named in `auth.delegates` may send it, the delegate's own rights are
+    /// checked first, and the request then runs as the named client (its
+    /// rights, its bucket, its quotas): never more than the delegate's own.
+    pub(super) fn delegated(
+        &self,
+        session: &Arc<Session>,
+        name: &str,
+        params: Option<&Value>,
+        on_behalf_of: &Value,
+    ) -> Result<Arc<Session>, Refusal> {
+        let delegate = session
+            .identity()
+            .strip_prefix("uid:")
+            .and_then(|uid| uid.parse::<u32>().ok())
+            .filter(|uid| self.config.delegates.contains(uid));
+        let refuse = |reason: String| {
+            let refusal = Refusal::Delegation { reason };
+            if let Some(client) = session.client() {
+                log_refusal(client, name, params, &refusal);
+            } else {
+                tracing::info!(client = %proto::text::escaped(session.identity()), path = %proto::text::escaped(name), reason = "delegation refused", "refused");
+            }
+            refusal
+        };
+        if delegate.is_none() {
+            return Err(refuse(format!(
+                "{} may not act on behalf of another client: only the UNIX peers in auth.delegates may send _meta[\"{ON_BEHALF_OF}\"]",
+                proto::text::echo(session.identity())
+            )));
+        }
+        let Some(identity) = on_behalf_of
+            .as_str()
+            .filter(|identity| !identity.is_empty())
+        else {
+            return Err(refuse(format!(
+                "_meta[\"{ON_BEHALF_OF}\"] must be the client's identity, e.g. \"token:alice\" or \"uid:1000\""
+            )));
+        };
+        // The delegate's own rights first.
+        self.authorize(session, name, params)?;
+        let client = self
+            .licensing
+            .as_ref()
+            .map(|licensing| licensing.client(identity));
+        Ok(session.on_behalf_of(identity.to_owned(), client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wants_caller_service_learns_who_calls() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let session = Session::new(
+            "token:alice".to_owned(),
+            tokio::sync::mpsc::channel(1).0,
+            permits,
+            None,
+        );
+        let mut params = Some(json!({"text": "x", "_meta": {"progressToken": 1}}));
+        add_caller(&session, &mut params);
+        let params = params.expect("params");
+        assert_eq!(params["_meta"][CALLER]["client"], "token:alice");
+        assert_eq!(params["_meta"]["progressToken"], 1);
+        assert_eq!(params["text"], "x");
+        let mut none = None;
+        add_caller(&session, &mut none);
+        assert_eq!(
+            none.expect("made")["_meta"][CALLER]["client"],
+            "token:alice"
+        );
+        let mut positional = Some(json!(["a"]));
+        add_caller(&session, &mut positional);
+        assert_eq!(positional, Some(json!(["a"])));
+    }
+
+    #[test]
+    fn every_routed_method_has_one_subject() {
+        for (index, (name, _)) in ROUTED.iter().enumerate() {
+            assert!(
+                !ROUTED[index + 1..].iter().any(|(other, _)| other == name),
+                "{name} twice"
+            );
+        }
+        assert_eq!(subject("tools/call"), Subject::Tool);
+        assert_eq!(subject("mcp.fs.read"), Subject::Method);
+    }
+}

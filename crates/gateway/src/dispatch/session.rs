@@ -68,6 +68,32 @@ impl Session {
         })
     }
 
+    /// A session for one request a delegate makes on behalf of the client
+    /// `identity`: that client's rights and limits, the delegate's
+    /// notification stream and request slots.
+    pub(super) fn on_behalf_of(
+        &self,
+        identity: String,
+        client: Option<Arc<Client>>,
+    ) -> Arc<Session> {
+        let legacy_version = self.state().legacy_version;
+        Arc::new(Session {
+            shared: Arc::new(SessionShared {
+                identity,
+                state: Mutex::new(SessionState {
+                    legacy_version,
+                    log_level: None,
+                }),
+                running: Mutex::new(foldhash::HashMap::default()),
+                permits: self.shared.permits.clone(),
+                client,
+                home: self.shared.home.clone(),
+                subscriptions: Mutex::new(HashMap::new()),
+            }),
+            outgoing: self.outgoing.clone(),
+        })
+    }
+
     /// The same session, with notifications going to `outgoing`.
     pub fn fork(&self, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
         Arc::new(Session {

@@ -195,6 +195,7 @@ impl Registry {
             resources: caps.resources,
             prompts: caps.prompts,
             error_base: caps.error_base,
+            wants_caller: caps.wants_caller,
         }))
     }
 }

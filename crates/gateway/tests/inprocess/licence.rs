@@ -448,3 +448,66 @@ async fn a_batch_is_checked_entry_by_entry() {
     assert!(refused(&by_id(2)), "{answers}");
     assert!(refused(&by_id(3)), "{answers}");
 }
+
+/// `on_behalf_of` only from a configured delegate, with the named
+/// client's rights, never more than the delegate's own.
+#[tokio::test]
+async fn a_delegate_acts_with_the_clients_rights_and_never_more_than_its_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = licensed(dir.path(), |raw| {
+        // 4646: an ELITE delegate (the licence's tier); 4343: a FREE one.
+        raw.auth.delegates = vec![4646, 4343];
+    });
+    let on_behalf = |client: &str, text: bool| {
+        let mut params = json!({"_meta": {"llmbasedos/on_behalf_of": client}});
+        if text {
+            params["text"] = json!("x");
+        }
+        Some(params)
+    };
+    let mut delegate = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:4646").await;
+    // For LIMITED: echo is allowed, whoami is not, though the delegate may.
+    let answer = delegate
+        .request("mcp.test.echo", on_behalf("uid:4242", true))
+        .await;
+    assert!(succeeded(&answer), "{answer}");
+    let answer = delegate
+        .request("mcp.test.whoami", on_behalf("uid:4242", false))
+        .await;
+    assert!(refused(&answer), "{answer}");
+    let answer = delegate.request("mcp.test.whoami", None).await;
+    assert!(succeeded(&answer), "the delegate itself may: {answer}");
+    // The licence check names the client acted for.
+    let check = delegate
+        .request("mcp.licence.check", on_behalf("uid:4242", false))
+        .await;
+    assert_eq!(check["result"]["tier"], "LIMITED", "{check}");
+    // A FREE delegate cannot lend an ELITE client's rights to itself.
+    let mut free = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:4343").await;
+    let answer = free
+        .request("mcp.test.echo", on_behalf("uid:0", true))
+        .await;
+    assert!(refused(&answer), "{answer}");
+    // A client that is not a delegate cannot use on_behalf_of at all.
+    let mut limited = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:4242").await;
+    let answer = limited
+        .request("mcp.test.echo", on_behalf("uid:0", true))
+        .await;
+    assert_eq!(answer["error"]["code"], -32002, "{answer}");
+    assert_eq!(answer["error"]["data"]["kind"], "delegation_refused");
+    // Nor over HTTP with a token (a delegate is a UNIX peer).
+    let router = stack.router();
+    let mut client = HttpClient::open(&router, Era::Modern).await;
+    let (_, answer) = client
+        .request(
+            "tools/call",
+            Some(json!({"name": "test_echo", "arguments": {"text": "x"},
+                        "_meta": {"llmbasedos/on_behalf_of": "uid:0"}})),
+        )
+        .await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["kind"],
+        "delegation_refused"
+    );
+}
