@@ -333,6 +333,12 @@ mod tests {
             .expect("shipped config is valid");
         assert_eq!(config.listen, Some("127.0.0.1:8000".parse().expect("addr")));
         assert_eq!(config.caps_dir, PathBuf::from("/run/mcp"));
+        let licence = config.licence.expect("the shipped config is licensed");
+        assert_eq!(
+            licence.tiers,
+            PathBuf::from("/etc/llmbasedos/licence_tiers.yaml")
+        );
+        assert!(!licence.allow_unsigned);
     }
 
     #[test]
