@@ -81,6 +81,27 @@ pub struct RawLlm {
     /// prompts are counted by the model's tokenizer for token quotas
     /// (else estimated high).
     pub tokenize_url: Option<String>,
+    /// Names clients may use for models: `fast: local-7b`.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// More APIs, chosen by model name (the first whose `models` match);
+    /// the others go to `url`.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+}
+
+/// One more OpenAI-compatible API behind `mcp.llm.chat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Names it in logs and errors.
+    pub name: String,
+    pub url: String,
+    /// Glob patterns over the model names it serves (`gpt-*`).
+    pub models: Vec<String>,
+    pub api_key_credential: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub tokenize_url: Option<String>,
 }
 
 /// A third-party MCP server: a child process speaking stdio (`command`) or

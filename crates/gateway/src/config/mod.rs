@@ -15,7 +15,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use file::{
-    RawAuth, RawClientTier, RawConfig, RawLicence, RawLimits, RawLlm, RawToken, RawUpstream,
+    RawAuth, RawClientTier, RawConfig, RawLicence, RawLimits, RawLlm, RawProvider, RawToken,
+    RawUpstream,
 };
 
 /// What starts (and restarts) the services behind the gateway.
@@ -98,9 +99,23 @@ pub struct Llm {
     pub url: String,
     /// llama.cpp's `/tokenize` endpoint, to count prompts exactly.
     pub tokenize_url: Option<String>,
+    /// Model aliases: name → model.
+    pub aliases: Vec<(String, String)>,
+    /// More APIs, by model name.
+    pub providers: Vec<Provider>,
     pub model: String,
     pub key: LlmKey,
     pub timeout: Duration,
+}
+
+/// One more LLM API, resolved.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub name: String,
+    pub url: String,
+    pub models: Vec<String>,
+    pub key: LlmKey,
+    pub tokenize_url: Option<String>,
 }
 
 /// Where the LLM API key comes from.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, LicenceConfig, Llm,
-    LlmKey, RawConfig, Token, Upstream, UpstreamTransport,
+    LlmKey, Provider, RawConfig, Token, Upstream, UpstreamTransport,
 };
 
 impl RawConfig {
@@ -213,7 +213,54 @@ impl RawConfig {
                         ));
                     }
                 };
+                let mut providers = Vec::new();
+                for (index, provider) in llm.providers.into_iter().enumerate() {
+                    let at = |field: &str| format!("llm.providers[{index}].{field}");
+                    if !(provider.url.starts_with("http://")
+                        || provider.url.starts_with("https://"))
+                    {
+                        return Err(error(
+                            &at("url"),
+                            "must be an http:// or https:// URL, e.g. https://api.openai.com/v1"
+                                .to_owned(),
+                        ));
+                    }
+                    if provider.models.is_empty() {
+                        return Err(error(
+                            &at("models"),
+                            "name the models it serves, e.g. [\"gpt-*\"]".to_owned(),
+                        ));
+                    }
+                    for (number, pattern) in provider.models.iter().enumerate() {
+                        if globset::Glob::new(pattern).is_err() {
+                            return Err(error(
+                                &at(&format!("models[{number}]")),
+                                format!("{pattern:?} is not a glob pattern (use * and ?)"),
+                            ));
+                        }
+                    }
+                    let key = match (provider.api_key_credential, provider.api_key_file) {
+                        (None, None) => LlmKey::None,
+                        (Some(name), None) => LlmKey::Credential(name),
+                        (None, Some(file)) => LlmKey::File(file),
+                        (Some(_), Some(_)) => {
+                            return Err(error(
+                                &at("api_key_file"),
+                                "give api_key_credential or api_key_file, not both".to_owned(),
+                            ));
+                        }
+                    };
+                    providers.push(Provider {
+                        name: provider.name,
+                        url: provider.url,
+                        models: provider.models,
+                        key,
+                        tokenize_url: provider.tokenize_url,
+                    });
+                }
                 Some(Llm {
+                    aliases: llm.aliases.into_iter().collect(),
+                    providers,
                     tokenize_url: llm.tokenize_url,
                     url: llm.url,
                     model: llm.model,

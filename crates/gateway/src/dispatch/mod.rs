@@ -352,9 +352,14 @@ impl Gateway {
     /// backend's text ([`Answer::Tool`]).
     async fn answer(&self, session: &Arc<Session>, request: Request) -> Answer {
         let Request { id, method, params } = request;
+        let modern = params
+            .as_ref()
+            .and_then(|params| params.get("_meta"))
+            .is_some_and(|meta| meta.get(proto::mcp::meta_key::PROTOCOL_VERSION).is_some());
         match self.route(session, &id, &method, params).await {
             Ok(Routed::Value(value)) => Answer::Response(Response::success(id, value)),
             Ok(Routed::Tool(result)) => Answer::Tool { id, result },
+            Err(error) if modern => Answer::Response(Response::error(Some(id), for_modern(error))),
             Err(error) => Answer::Response(Response::error(Some(id), error)),
         }
     }
@@ -466,6 +471,29 @@ impl Gateway {
             .into_value(shape_of(era, session), &self.info)
             .map(Routed::Value)
     }
+}
+
+/// 2026-07-28 reserves -32020..=-32099 for the specification's own codes:
+/// a service's code in that range (mail's, agent's bases) reaches a modern
+/// client as -32603 with the service's code in `data.service_code`.
+fn for_modern(mut error: ErrorObject) -> ErrorObject {
+    use proto::mcp::code as mcp_code;
+    let spec = [
+        mcp_code::HEADER_MISMATCH,
+        mcp_code::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        mcp_code::UNSUPPORTED_PROTOCOL_VERSION,
+    ];
+    if mcp_code::SPEC_RESERVED.contains(&error.code) && !spec.contains(&error.code) {
+        let original = error.code;
+        error.code = proto::error::code::INTERNAL_ERROR;
+        match &mut error.data {
+            Some(Value::Object(data)) => {
+                data.insert("service_code".to_owned(), json!(original));
+            }
+            other => *other = Some(json!({ "service_code": original })),
+        }
+    }
+    error
 }
 
 /// How a reply is shaped for the request's era and the session's revision.

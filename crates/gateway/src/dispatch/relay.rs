@@ -136,12 +136,10 @@ impl Gateway {
             super::rights::log_refusal(client, "mcp.llm.chat", None, &refusal);
             super::rights::refusal_error(session.client(), &refusal)
         };
-        let model = params
-            .model
-            .clone()
-            .unwrap_or_else(|| llm.default_model().to_owned());
+        // The tier's list applies to the model that runs (an alias resolved).
+        let model = llm.resolve(params.model.as_deref());
         client.allows_model(&model).map_err(refuse)?;
-        let prompt = llm.count_prompt(&params.messages).await;
+        let prompt = llm.count_prompt(&params.messages, &model).await;
         let ask = licence::Ask {
             prompt,
             max_tokens: params.max_tokens.map(u64::from),
