@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Stack, connectable_tcp, jsonrpc, wait_for
+from conftest import Stack, jsonrpc, unix_call, wait_for
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -153,10 +153,12 @@ tiers:
 """
 
 
-def licensed(stack: Stack, fake: FakeOpenAI, day: int = 1000, extra: dict | None = None) -> dict:
+def licensed(
+    stack: Stack, fake: FakeOpenAI, day: int = 1000, extra: dict | None = None, tiers: str | None = None
+) -> dict:
     """The gateway's overrides: an unsigned PRO licence (allowed), the
     tiers above, the ledger in the stack's state directory."""
-    (stack.root / "tiers.yaml").write_text(TIERS.format(day=day))
+    (stack.root / "tiers.yaml").write_text(tiers or TIERS.format(day=day))
     (stack.root / "lic.key").write_text("tier: PRO\nuser_id: e2e\n")
     overrides = {
         "licence": {
@@ -344,3 +346,28 @@ def test_rights_and_lists_through_the_sdk(llm_stack: Stack, fake: FakeOpenAI):
     asyncio.run(scenario())
     log = stack.gateway.log()
     assert "refused" in log and "test_noop" in log and "permission denied" in log
+
+
+def test_rates_per_client_over_http_and_the_unix_socket(llm_stack: Stack, fake: FakeOpenAI):
+    """Three requests a window per client, then -32001 with a retry hint
+    (Retry-After on HTTP); the UNIX peer (another client) has its own
+    bucket; the UNIX socket's raw path is checked too."""
+    stack = llm_stack
+    tiers = "tiers:\n  FREE: {allow: []}\n  PRO:\n    allow: ['mcp.test.echo', 'test_echo']\n    requests: 3\n    window_secs: 3600\n"
+    stack.start_gateway(overrides=licensed(stack, fake, tiers=tiers))
+    echo = {"text": "x"}
+    for index in range(3):
+        _, _, answer = post(stack, "mcp.test.echo", echo, id=index)
+        assert answer.get("result") == {"text": "x"}, answer
+    _, headers, answer = post(stack, "mcp.test.echo", echo, id=9)
+    assert answer["error"]["code"] == -32001 and answer["error"]["data"]["kind"] == "rate_limited", answer
+    assert 1_000_000 < answer["error"]["data"]["retry_after_ms"] <= 1_200_000
+    assert 1000 < int(headers["retry-after"]) <= 1200
+    # The UNIX peer is another client: its bucket is full; its raw path
+    # refuses what the tier does not allow.
+    socket_path = stack.gateway_socket
+    assert unix_call(socket_path, jsonrpc("mcp.test.echo", echo))["result"] == {"text": "x"}
+    denied = unix_call(socket_path, jsonrpc("mcp.test.noop", {}, id=2))
+    assert denied["error"]["code"] == -32002, denied
+    log = stack.gateway.log()
+    assert "rate limited" in log and "mcp.test.noop" in log
