@@ -25,6 +25,9 @@ tiers:
     allow: ["*"]
     requests: 3
     window_secs: 3600
+  ONE:
+    allow: ["*"]
+    concurrent: 1
   ELITE:
     allow: ["*"]
 "#;
@@ -69,6 +72,10 @@ fn licensed(dir: &Path, configure: impl FnOnce(&mut RawConfig)) -> Stack {
                 RawClientTier {
                     uid: 4545,
                     tier: "SLOW".to_owned(),
+                },
+                RawClientTier {
+                    uid: 4747,
+                    tier: "ONE".to_owned(),
                 },
             ],
             ..RawLicence::default()
@@ -510,4 +517,24 @@ async fn a_delegate_acts_with_the_clients_rights_and_never_more_than_its_own() {
         answer["result"]["structuredContent"]["kind"],
         "delegation_refused"
     );
+}
+
+/// The tier's `concurrent` bounds a client's request slots (shared by its
+/// sessions), below the gateway's own limit.
+#[tokio::test]
+async fn a_tier_bounds_the_requests_a_client_runs_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = licensed(dir.path(), |_| {});
+    let one = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:4747").await;
+    let other = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:4747").await;
+    let held = one.session.try_permit().expect("one slot");
+    assert!(
+        other.session.try_permit().is_none(),
+        "ONE allows one at a time"
+    );
+    drop(held);
+    assert!(other.session.try_permit().is_some());
+    let elite = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:0").await;
+    let slots: Vec<_> = (0..4).filter_map(|_| elite.session.try_permit()).collect();
+    assert_eq!(slots.len(), 4);
 }
