@@ -119,6 +119,10 @@ impl Gateway {
         };
         match subject(name) {
             Subject::Free => Ok(()),
+            // Every client's usage: for the machine's owner (root, the
+            // gateway's own user: `llmbasedos status`) or a tier that
+            // names it.
+            Subject::Method if name == "mcp.licence.status" && is_owner(&client.identity) => Ok(()),
             Subject::Method => client.allows(&[name]),
             Subject::Tool => self.tool_allowed(client, field("name")),
             Subject::Resource => self.resource_allowed(client, field("uri")),
@@ -253,6 +257,16 @@ impl Gateway {
             .client()
             .is_none_or(|client| client.allows(names).is_ok())
     }
+}
+
+/// Root or the gateway's own user, on the UNIX socket.
+fn is_owner(identity: &str) -> bool {
+    // SAFETY: getuid cannot fail.
+    let own = unsafe { libc::getuid() };
+    identity
+        .strip_prefix("uid:")
+        .and_then(|uid| uid.parse::<u32>().ok())
+        .is_some_and(|uid| uid == 0 || uid == own)
 }
 
 /// The method a gateway tool stands for.

@@ -281,6 +281,18 @@ async fn lists_show_a_client_only_what_it_may_use() {
     );
     assert_eq!(check["result"]["structuredContent"]["standing"], "valid");
 
+    // Every client's usage is for the owner, not for FREE.
+    let status = free.request("mcp.licence.status", None).await;
+    assert_eq!(status["error"]["code"], -32002, "{status}");
+    let mut owner = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:0").await;
+    let status = owner.request("mcp.licence.status", None).await;
+    let clients = status["result"]["clients"].as_array().expect("clients");
+    assert!(
+        clients
+            .iter()
+            .any(|client| client["client"] == "uid:4343" && client["tier"] == "FREE"),
+        "{status}"
+    );
     let mut elite = DispatcherClient::open_as(&stack.gateway, Era::Modern, "uid:0").await;
     let tools = tool_names(&elite.request("tools/list", None).await);
     assert!(tools.len() > 5 && tools.contains(&"test_noop".to_owned()));
