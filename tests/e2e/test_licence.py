@@ -51,6 +51,15 @@ class FakeOpenAI:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize":
+                    # llama.cpp's /tokenize: one token per word.
+                    answer = json.dumps({"tokens": list(range(len(body["content"].split())))}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
                 with fake.lock:
                     fake.requests.append(body)
                 tokens = fake.completion
@@ -371,3 +380,18 @@ def test_rates_per_client_over_http_and_the_unix_socket(llm_stack: Stack, fake: 
     assert denied["error"]["code"] == -32002, denied
     log = stack.gateway.log()
     assert "rate limited" in log and "mcp.test.noop" in log
+
+
+def test_the_providers_tokenizer_counts_the_prompt(llm_stack: Stack, fake: FakeOpenAI):
+    """With llm.tokenize_url (llama.cpp's /tokenize), the prompt is counted
+    by the provider: 40 words are 40 tokens where the estimate (one per
+    byte) would be 200 and refuse the call."""
+    stack = llm_stack
+    overrides = licensed(stack, fake, day=100)
+    overrides["llm"]["tokenize_url"] = f"http://127.0.0.1:{fake.port}/tokenize"
+    stack.start_gateway(overrides=overrides)
+    prompt = " ".join(["word"] * 40)
+    _, _, answer = post(stack, "mcp.llm.chat", chat(max_tokens=20, content=prompt))
+    assert "result" in answer, answer
+    # 3 + 40 words + 4 + 4 ("user") reserved with 20: 71 of 100; settled 25.
+    assert usage(stack)["usage"]["day"] == PROMPT_TOKENS + 20
