@@ -491,6 +491,18 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(binary: &Path, dir: &Path, caps_dir: &Path, clients: usize) -> Gateway {
+        Gateway::start_configured(binary, dir, caps_dir, clients, "")
+    }
+
+    /// [`Gateway::start`] with `extra` appended to its gateway.yaml (top-level
+    /// sections, e.g. `licence:`).
+    pub fn start_configured(
+        binary: &Path,
+        dir: &Path,
+        caps_dir: &Path,
+        clients: usize,
+        extra: &str,
+    ) -> Gateway {
         let tokens: Vec<String> = (0..clients).map(|_| random_token()).collect();
         let port = free_port();
         let unix_socket = dir.join("gateway.sock");
@@ -505,6 +517,7 @@ impl Gateway {
                 "    - name: client-{index}\n      sha256: {digest}\n"
             ));
         }
+        config_text.push_str(extra);
         let config = dir.join("gateway.yaml");
         std::fs::write(&config, config_text).expect("write the gateway config");
         let mut process = ChildProcess::spawn(

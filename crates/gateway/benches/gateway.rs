@@ -25,6 +25,12 @@
 //! The echo process is this binary re-executed in child mode. Every child
 //! inherits the pinning (it is spawned after it), is killed by pid when the
 //! run ends (even on panic) and dies with the benchmark (`PR_SET_PDEATHSIG`).
+//! Then, pinned, the rights and rate checks' cost: the same sequential
+//! calls through a gateway with a licence section (a tier whose patterns
+//! are matched and whose per-client bucket is taken on every call, with a
+//! rate no run reaches), next to a fresh gateway without, alternately,
+//! `GATEWAY_BENCH_LICENCE_ROUNDS` times (default 3), best p50 of each.
+//!
 //! Options (environment): `GATEWAY_BENCH_ITERATIONS` (sequential round
 //! trips per figure, default 20000), `GATEWAY_BENCH_CLIENT_CALLS` (calls per
 //! client in the 64-client run, default 2000).
@@ -95,12 +101,100 @@ fn main() -> ExitCode {
     let unpinned = measure("unpinned", &binaries, &settings);
     pin_to_cpu0();
     let pinned = measure("pinned to CPU 0 (every process)", &binaries, &settings);
+    let rounds = if smoke {
+        1
+    } else {
+        env_number("GATEWAY_BENCH_LICENCE_ROUNDS", 3)
+    };
+    let licence = licence_cost(&binaries, settings.iterations, rounds);
     if smoke {
         println!("smoke run (cargo test): the benchmark works; `cargo bench` gives the figures");
         return ExitCode::SUCCESS;
     }
     summary(&unpinned, &pinned);
+    licence.summary();
     ExitCode::SUCCESS
+}
+
+/// Sequential p50s with the rights and rate checks off and on.
+struct LicenceCost {
+    off: (f64, f64),
+    on: (f64, f64),
+}
+
+const TARGET_CHECKS_US: f64 = 2.0;
+
+impl LicenceCost {
+    fn summary(&self) {
+        let added = (self.on.0 - self.off.0, self.on.1 - self.off.1);
+        let verdict = |added: f64| {
+            if added <= TARGET_CHECKS_US {
+                "met"
+            } else {
+                "MISSED"
+            }
+        };
+        println!(
+            "  rights+rate checks, pinned p50 (target ≤ {TARGET_CHECKS_US} µs added): WebSocket {:+.2} µs {}, HTTP {:+.2} µs {}",
+            added.0,
+            verdict(added.0),
+            added.1,
+            verdict(added.1)
+        );
+    }
+}
+
+/// Fresh gateways without and with a licence, alternately; the best
+/// sequential p50 of each (WebSocket classic call, HTTP tools/call).
+fn licence_cost(binaries: &Binaries, iterations: usize, rounds: usize) -> LicenceCost {
+    let mut off = (f64::MAX, f64::MAX);
+    let mut on = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        for licensed in [false, true] {
+            let stack = Stack::start(binaries, licensed);
+            let warmup = iterations / 10;
+            let mut websocket_client =
+                WsClient::connect(stack.gateway.port, &stack.gateway.tokens[0]);
+            let websocket = sequential(warmup, iterations, || {
+                noop_over_websocket(&mut websocket_client)
+            });
+            drop(websocket_client);
+            let mut client = http_client(&stack, 0);
+            let http = sequential(warmup, iterations, || {
+                assert!(client.call(), "a sequential call was refused");
+            });
+            let best = if licensed { &mut on } else { &mut off };
+            best.0 = best.0.min(micros(websocket.p50));
+            best.1 = best.1.min(micros(http.p50));
+        }
+    }
+    println!("rights and rate checks, pinned, best sequential p50 of {rounds} fresh gateways each");
+    println!(
+        "    without a licence section            WebSocket {:>8.1} µs   HTTP {:>8.1} µs",
+        off.0, off.1
+    );
+    println!(
+        "    with rights and rate checks          WebSocket {:>8.1} µs   HTTP {:>8.1} µs\n",
+        on.0, on.1
+    );
+    LicenceCost { off, on }
+}
+
+/// The licence section of a licensed bench gateway: an unsigned licence
+/// (allowed) for a tier whose patterns match the calls and whose rate no
+/// run reaches, so every call takes the checks and none is refused.
+fn licence_config(dir: &Path) -> String {
+    std::fs::write(
+        dir.join("tiers.yaml"),
+        "tiers:\n  BENCH:\n    allow: [\"mcp.test.*\", \"test_*\"]\n    requests: 1000000000\n    window_secs: 1\n",
+    )
+    .expect("write the tiers");
+    std::fs::write(dir.join("lic.key"), "tier: BENCH\nuser_id: bench\n")
+        .expect("write the licence");
+    format!(
+        "licence:\n  key: {0}/lic.key\n  keys_dir: {0}/keys\n  tiers: {0}/tiers.yaml\n  allow_unsigned: true\n  state_dir: {0}/state\n",
+        dir.display()
+    )
 }
 
 struct Settings {
@@ -150,7 +244,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn measure(placement: &'static str, binaries: &Binaries, settings: &Settings) -> Report {
-    let stack = Stack::start(binaries);
+    let stack = Stack::start(binaries, false);
     let idle_rss_kib = stack.gateway.process.memory().rss_kib;
     let iterations = settings.iterations;
     let warmup = iterations / 10;
@@ -370,7 +464,7 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(binaries: &Binaries) -> Stack {
+    fn start(binaries: &Binaries, licensed: bool) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let caps_dir = dir.path().join("mcp");
         std::fs::create_dir(&caps_dir).expect("create the caps dir");
@@ -413,7 +507,13 @@ impl Stack {
         backend.wait_until("its socket", || {
             UnixStream::connect(&backend_socket).is_ok()
         });
-        let gateway = Gateway::start(&binaries.gateway, dir.path(), &caps_dir, CLIENTS);
+        let extra = if licensed {
+            licence_config(dir.path())
+        } else {
+            String::new()
+        };
+        let gateway =
+            Gateway::start_configured(&binaries.gateway, dir.path(), &caps_dir, CLIENTS, &extra);
         Stack {
             gateway,
             _backend: backend,

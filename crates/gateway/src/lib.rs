@@ -26,6 +26,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod front;
+pub mod licensing;
 pub mod llm;
 pub mod registry;
 mod run;

@@ -62,9 +62,32 @@ pub enum LlmError {
 pub struct LlmProxy {
     http: reqwest::Client,
     endpoint: String,
+    /// llama.cpp's `/tokenize`, when configured: prompts are counted by
+    /// the model's own tokenizer.
+    tokenize: Option<String>,
     model: String,
     api_key: Option<String>,
     timeout: Duration,
+    /// Model aliases (`fast` → `local-7b`).
+    aliases: std::collections::HashMap<String, String>,
+    /// More APIs, by model name; the first that matches serves it.
+    providers: Vec<Api>,
+}
+
+/// One more API (`llm.providers`).
+struct Api {
+    name: String,
+    endpoint: String,
+    api_key: Option<String>,
+    tokenize: Option<String>,
+    models: globset::GlobSet,
+}
+
+/// Where a model's requests go.
+struct Route<'a> {
+    endpoint: &'a str,
+    api_key: Option<&'a str>,
+    tokenize: Option<&'a str>,
 }
 
 impl std::fmt::Debug for LlmProxy {
@@ -73,6 +96,14 @@ impl std::fmt::Debug for LlmProxy {
             .field("endpoint", &self.endpoint)
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field(
+                "providers",
+                &self
+                    .providers
+                    .iter()
+                    .map(|api| api.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -80,39 +111,109 @@ impl std::fmt::Debug for LlmProxy {
 impl LlmProxy {
     /// The proxy of the configuration; reads the API key.
     pub fn new(config: &Llm) -> anyhow::Result<LlmProxy> {
-        let api_key = match &config.key {
-            LlmKey::None => None,
-            LlmKey::File(path) => Some(read_key(path, "llm.api_key_file")?),
-            LlmKey::Credential(name) => {
-                let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
-                    anyhow::bail!(
-                        "llm.api_key_credential {name:?} needs systemd credentials: add LoadCredential={name}:/path/to/key to the gateway's unit"
-                    );
-                };
-                Some(read_key(
-                    &std::path::Path::new(&directory).join(name),
-                    "llm.api_key_credential",
-                )?)
+        let api_key = load_key(&config.key, "llm")?;
+        let mut providers = Vec::new();
+        for (index, provider) in config.providers.iter().enumerate() {
+            let mut models = globset::GlobSetBuilder::new();
+            for pattern in &provider.models {
+                models.add(globset::Glob::new(pattern)?);
             }
-        };
+            providers.push(Api {
+                name: provider.name.clone(),
+                endpoint: format!("{}/chat/completions", provider.url.trim_end_matches('/')),
+                api_key: load_key(&provider.key, &format!("llm.providers[{index}]"))?,
+                tokenize: provider.tokenize_url.clone(),
+                models: models.build()?,
+            });
+        }
         Ok(LlmProxy {
+            aliases: config.aliases.iter().cloned().collect(),
+            providers,
             http: client::web_client()?,
             endpoint: format!("{}/chat/completions", config.url.trim_end_matches('/')),
+            tokenize: config.tokenize_url.clone(),
             model: config.model.clone(),
             api_key,
             timeout: config.timeout,
         })
     }
 
+    /// The model asked for when a request names none.
+    pub fn default_model(&self) -> &str {
+        &self.model
+    }
+
+    /// The model a request's name stands for (an alias, or itself; none:
+    /// the configured default).
+    pub fn resolve(&self, asked: Option<&str>) -> String {
+        let name = asked.unwrap_or(&self.model);
+        self.aliases
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// The API that serves `model`: the first provider whose patterns
+    /// match, else the default one.
+    fn route(&self, model: &str) -> Route<'_> {
+        match self.providers.iter().find(|api| api.models.is_match(model)) {
+            Some(api) => Route {
+                endpoint: &api.endpoint,
+                api_key: api.api_key.as_deref(),
+                tokenize: api.tokenize.as_deref(),
+            },
+            None => Route {
+                endpoint: &self.endpoint,
+                api_key: self.api_key.as_deref(),
+                tokenize: self.tokenize.as_deref(),
+            },
+        }
+    }
+
+    /// The prompt's tokens: by the provider's tokenizer (llama.cpp's
+    /// `/tokenize`) when configured and reachable, else
+    /// [`estimate_prompt`], which never counts fewer.
+    pub async fn count_prompt(&self, messages: &[ChatMessage], model: &str) -> u64 {
+        let Some(url) = self.route(model).tokenize else {
+            return estimate_prompt(messages);
+        };
+        let mut total = 3;
+        for message in messages {
+            let asked = self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json!({ "content": message.content }).to_string())
+                .send();
+            let counted = async {
+                let response = tokio::time::timeout(Duration::from_secs(10), asked)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let body: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+                Some(body.get("tokens")?.as_array()?.len() as u64)
+            };
+            match counted.await {
+                Some(tokens) => total += tokens + 4 + message.role.len() as u64,
+                None => return estimate_prompt(messages),
+            }
+        }
+        total
+    }
+
     /// Asks for a completion; with `params.stream`, each piece of text goes
     /// to `pieces` as it arrives. Returns the `mcp.llm.chat` result.
+    /// `cap`: the answer's tokens allowed by the client's quota; a stream
+    /// that reaches it is cut there, with a final piece saying so.
     pub async fn chat(
         &self,
         params: ChatParams,
         pieces: Option<mpsc::UnboundedSender<String>>,
+        cap: Option<u64>,
     ) -> Result<Value, LlmError> {
         validate(&params)?;
-        let model = params.model.unwrap_or_else(|| self.model.clone());
+        let model = self.resolve(params.model.as_deref());
+        let route = self.route(&model);
         let mut body = json!({
             "model": model,
             "messages": params.messages,
@@ -129,10 +230,10 @@ impl LlmProxy {
         }
         let mut request = self
             .http
-            .post(&self.endpoint)
+            .post(route.endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        if let Some(key) = &self.api_key {
+        if let Some(key) = route.api_key {
             request = request.bearer_auth(key);
         }
         let exchange = async {
@@ -140,7 +241,7 @@ impl LlmProxy {
                 .send()
                 .await
                 .map_err(|error| LlmError::Unreachable {
-                    url: self.endpoint.clone(),
+                    url: route.endpoint.to_owned(),
                     reason: without_url(error),
                 })?;
             let status = response.status();
@@ -159,7 +260,7 @@ impl LlmProxy {
                 });
             }
             if params.stream {
-                read_stream(response, &model, pieces).await
+                read_stream(response, &model, pieces, cap).await
             } else {
                 let bytes = response
                     .bytes()
@@ -174,6 +275,25 @@ impl LlmProxy {
             .await
             .map_err(|_| LlmError::Timeout(self.timeout))?
     }
+}
+
+/// An API key from its credential or file (`what` names the section).
+fn load_key(key: &LlmKey, what: &str) -> anyhow::Result<Option<String>> {
+    Ok(match key {
+        LlmKey::None => None,
+        LlmKey::File(path) => Some(read_key(path, &format!("{what}.api_key_file"))?),
+        LlmKey::Credential(name) => {
+            let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+                anyhow::bail!(
+                    "{what}.api_key_credential {name:?} needs systemd credentials: add LoadCredential={name}:/path/to/key to the gateway's unit"
+                );
+            };
+            Some(read_key(
+                &std::path::Path::new(&directory).join(name),
+                &format!("{what}.api_key_credential"),
+            )?)
+        }
+    })
 }
 
 fn read_key(path: &std::path::Path, key: &str) -> anyhow::Result<String> {
@@ -268,12 +388,28 @@ fn result(model: &str, content: &str, finish_reason: Value, usage: Value) -> Val
     })
 }
 
-/// Reads `data:` events (`chat.completion.chunk`s, then `[DONE]`).
+/// A prompt's tokens, never fewer than a byte-level tokenizer makes:
+/// one per byte of every role and content, plus each message's framing.
+pub fn estimate_prompt(messages: &[ChatMessage]) -> u64 {
+    3 + messages
+        .iter()
+        .map(|message| (message.role.len() + message.content.len()) as u64 + 4)
+        .sum::<u64>()
+}
+
+/// The final piece of a stream cut at the client's token quota.
+pub const CUT_NOTICE: &str =
+    "\n[llmbasedos: answer cut here: this client's token quota is reached]";
+
+/// Reads `data:` events (`chat.completion.chunk`s, then `[DONE]`); with
+/// `cap`, stops after that many pieces of text (each at least one token).
 async fn read_stream(
     response: reqwest::Response,
     asked: &str,
     pieces: Option<mpsc::UnboundedSender<String>>,
+    cap: Option<u64>,
 ) -> Result<Value, LlmError> {
+    let mut counted: u64 = 0;
     let mut body = response.bytes_stream();
     let mut buffer = Vec::new();
     let mut content = String::new();
@@ -315,6 +451,23 @@ async fn read_stream(
                     if let Some(pieces) = &pieces {
                         let _ = pieces.send(piece.to_owned());
                     }
+                    counted += 1;
+                    if cap.is_some_and(|cap| counted >= cap) {
+                        // The quota ends here: nothing more is read.
+                        if let Some(pieces) = &pieces {
+                            let _ = pieces.send(CUT_NOTICE.to_owned());
+                        }
+                        let mut answer = result(
+                            &model,
+                            &content,
+                            Value::String("quota".to_owned()),
+                            json!({ "completion_tokens": counted }),
+                        );
+                        answer["cut"] = Value::String(format!(
+                            "the answer was cut after {counted} tokens: this client's token quota is reached"
+                        ));
+                        return Ok(answer);
+                    }
                 }
                 if let Some(reason) = choice
                     .get("finish_reason")
@@ -334,4 +487,54 @@ async fn read_stream(
         ));
     }
     Ok(result(&model, &content, finish_reason, usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Provider;
+
+    #[test]
+    fn aliases_and_providers_route_by_model() {
+        let config = Llm {
+            url: "http://127.0.0.1:9/v1".to_owned(),
+            tokenize_url: Some("http://127.0.0.1:9/tokenize".to_owned()),
+            aliases: vec![
+                ("fast".to_owned(), "local-7b".to_owned()),
+                ("smart".to_owned(), "gpt-4o".to_owned()),
+            ],
+            providers: vec![Provider {
+                name: "openai".to_owned(),
+                url: "https://api.example.invalid/v1/".to_owned(),
+                models: vec!["gpt-*".to_owned()],
+                key: LlmKey::None,
+                tokenize_url: None,
+            }],
+            model: "local-7b".to_owned(),
+            key: LlmKey::None,
+            timeout: Duration::from_secs(5),
+        };
+        let proxy = LlmProxy::new(&config).expect("proxy");
+        assert_eq!(proxy.resolve(None), "local-7b");
+        assert_eq!(proxy.resolve(Some("smart")), "gpt-4o");
+        assert_eq!(proxy.resolve(Some("other")), "other");
+        let remote = proxy.route("gpt-4o");
+        assert_eq!(
+            remote.endpoint,
+            "https://api.example.invalid/v1/chat/completions"
+        );
+        assert!(remote.tokenize.is_none());
+        let local = proxy.route(&proxy.resolve(Some("fast")));
+        assert_eq!(local.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(local.tokenize, Some("http://127.0.0.1:9/tokenize"));
+    }
+
+    #[test]
+    fn the_estimate_never_counts_fewer_than_bytes() {
+        let messages = [ChatMessage {
+            role: "user".to_owned(),
+            content: "héllo wörld".to_owned(),
+        }];
+        assert!(estimate_prompt(&messages) >= "héllo wörld".len() as u64);
+    }
 }

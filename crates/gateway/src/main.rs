@@ -175,6 +175,12 @@ fn serve(cli: &Cli) -> Result<ExitCode, Failure> {
         ),
         None => None,
     };
+    let licensing = match &config.licence {
+        Some(licence) => Some(Arc::new(
+            gateway::licensing::Licensing::load(licence).map_err(Failure::config)?,
+        )),
+        None => None,
+    };
     if config.no_auth {
         tracing::warn!(
             "--no-auth: HTTP and WebSocket clients are accepted without a token (loopback only)"
@@ -230,7 +236,7 @@ fn serve(cli: &Cli) -> Result<ExitCode, Failure> {
     let ready = format!("serving {}", listeners.endpoints().join(", "));
     let shutdown = lifecycle.shutdown();
     let service = async move {
-        gateway::run(Arc::new(config), llm, listeners, shutdown).await;
+        gateway::run(Arc::new(config), llm, licensing, listeners, shutdown).await;
         Ok::<(), Failure>(())
     };
     Ok(lifecycle.run("llmbasedos-gateway", &ready, service))

@@ -60,6 +60,7 @@ impl Listeners {
 pub async fn run(
     config: Arc<Config>,
     llm: Option<LlmProxy>,
+    licensing: Option<Arc<crate::licensing::Licensing>>,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) {
@@ -68,7 +69,7 @@ pub async fn run(
         config.backend_connections,
         config.max_message,
     ));
-    let gateway = Gateway::new(config.clone(), registry.clone(), llm);
+    let gateway = Gateway::licensed(config.clone(), registry.clone(), llm, licensing);
     tokio::spawn(registry.clone().watch());
     tokio::spawn(close_idle_backends(
         registry.clone(),
@@ -152,7 +153,7 @@ mod tests {
             },
         };
         let shutdown = CancellationToken::new();
-        let running = tokio::spawn(run(config, None, listeners, shutdown.clone()));
+        let running = tokio::spawn(run(config, None, None, listeners, shutdown.clone()));
 
         let mut stream = tokio::net::UnixStream::connect(&socket)
             .await

@@ -29,6 +29,26 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
     let params = client::cli::parse_params(&args.params)
         .and_then(client::cli::Params::into_value)
         .map_err(anyhow::Error::msg)?;
+    match request(runtime_dir, &args.method, params, args.timeout)? {
+        Ok(result) => {
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error {}: {}", error.code, error.message);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// One request through the gateway's socket: its result or its error.
+pub(crate) fn request(
+    runtime_dir: &Path,
+    method: &str,
+    params: Option<Value>,
+    timeout: u64,
+) -> anyhow::Result<Result<Value, proto::ErrorObject>> {
+    let args = Timeout { timeout };
     let socket = Layout::new(runtime_dir).gateway_socket();
     // Nothing is sent before the socket's directory and the process
     // serving it are known to be this user's (or root's).
@@ -42,7 +62,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
     stream.set_read_timeout(Some(Duration::from_secs(args.timeout)))?;
     let request = Message::Request(Request {
         id: RequestId::Number(1),
-        method: args.method.clone(),
+        method: method.to_owned(),
         params,
     });
     let mut frame = request.to_vec();
@@ -69,18 +89,7 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
             bail!("the server closed the connection without answering");
         }
         match Message::from_slice(&answer) {
-            Ok(Message::Response(response)) => {
-                return match response.outcome {
-                    Ok(result) => {
-                        println!("{}", serde_json::to_string_pretty(&result)?);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(error) => {
-                        eprintln!("error {}: {}", error.code, error.message);
-                        Ok(ExitCode::FAILURE)
-                    }
-                };
-            }
+            Ok(Message::Response(response)) => return Ok(response.outcome),
             Ok(Message::Notification(notification)) => {
                 eprintln!(
                     "{}: {}",
@@ -92,4 +101,8 @@ pub(crate) fn run(runtime_dir: &Path, args: &CallArgs) -> anyhow::Result<ExitCod
             Err(invalid) => bail!("the server sent an unreadable message: {invalid}"),
         }
     }
+}
+
+struct Timeout {
+    timeout: u64,
 }

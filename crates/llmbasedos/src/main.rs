@@ -13,8 +13,12 @@
 //! - `llmbasedos call METHOD key=value…` sends one request through the
 //!   gateway's UNIX socket, once it knows the socket is served by the user
 //!   or root, and prints the result.
+//! - `llmbasedos licence keygen | issue | verify | show` makes signing
+//!   keys and signed licences and checks one; `llmbasedos status` shows
+//!   every client's tier, limits and token usage.
 
 mod call;
+mod licence;
 mod runtime_dir;
 mod stack;
 mod up;
@@ -45,6 +49,10 @@ enum Command {
     Up(up::UpArgs),
     /// Call one method through the gateway: `llmbasedos call mcp.fs.list path=/`.
     Call(call::CallArgs),
+    /// Make signing keys, issue signed licences, check one.
+    Licence(licence::LicenceArgs),
+    /// The licence, and every client's tier, limits and token usage.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(&runtime_dir, &args),
         Command::Call(args) => call::run(&runtime_dir, &args),
+        Command::Licence(args) => licence::run(&args),
+        Command::Status => licence::status(&runtime_dir),
     };
     match result {
         Ok(code) => code,

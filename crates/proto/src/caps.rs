@@ -52,6 +52,11 @@ pub struct Caps {
     /// Tools the service makes and withdraws at run time, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_tools: Option<DynamicToolsSpec>,
+    /// The gateway passes the calling client's identity and tier to the
+    /// service in `_meta["llmbasedos/caller"]` (the agent server acts on
+    /// behalf of its callers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wants_caller: bool,
 }
 
 /// How a service offers tools that change while it runs (the agent's

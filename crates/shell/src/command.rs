@@ -132,6 +132,11 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         summary: "list the tools the gateway offers",
     },
     Builtin {
+        name: "licence",
+        usage: "licence",
+        summary: "the licence's tier, this client's limits, token usage and what remains (mcp.licence.check)",
+    },
+    Builtin {
         name: "call",
         usage: "call METHOD-OR-TOOL [KEY=VALUE... | VALUE... | '{JSON}']",
         summary: "call a method (mcp.fs.read) or a tool (fs_read); the name alone works too",
@@ -236,6 +241,7 @@ pub(crate) enum Command {
     Sync(SyncCommand),
     Mail(MailCommand),
     Tools,
+    Licence,
     /// `call NAME …`, or a name typed as the command (`explicit` false).
     Call {
         name: String,
@@ -521,6 +527,10 @@ pub(crate) fn parse(words: &[String]) -> Result<Command, UsageError> {
         "tools" => {
             no_args(args).map_err(usage(name))?;
             Ok(Command::Tools)
+        }
+        "licence" => {
+            no_args(args).map_err(usage(name))?;
+            Ok(Command::Licence)
         }
         "call" => {
             let Some((target, rest)) = args.split_first() else {
@@ -1019,6 +1029,7 @@ mod tests {
                 },
             ),
             ("tools", Command::Tools),
+            ("licence", Command::Licence),
             (
                 "call mcp.test.echo text=hi repeat=2",
                 Command::Call {
@@ -1121,7 +1132,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            parse(&words("licence")),
+            parse(&words("whoami")),
             Ok(Command::Call {
                 explicit: false,
                 ..

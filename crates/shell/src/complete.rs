@@ -183,7 +183,7 @@ mod tests {
         let catalog = catalog();
         let cases: &[(&str, &str, usize, &[&str])] = &[
             // line, cwd, replaced from, candidates
-            ("l", "/", 0, &["llm", "ls"]),
+            ("l", "/", 0, &["licence", "llm", "ls"]),
             ("mcp.t", "/", 0, &["mcp.test.echo"]),
             ("test_", "/", 0, &["test_echo"]),
             ("call te", "/", 5, &["test_echo"]),

@@ -358,6 +358,20 @@ impl Shell {
             Command::Llm { prompt } => self.llm(out, &prompt).await?,
             Command::Sync(command) => self.sync(out, command).await?,
             Command::Mail(mail) => self.mail(out, mail).await?,
+            Command::Licence => {
+                let check = self
+                    .optional(
+                        "mcp.licence.check",
+                        json!({}),
+                        "the licence needs the gateway's mcp.licence.check",
+                    )
+                    .await?;
+                if self.json {
+                    json_line(out, &check);
+                } else {
+                    render::licence(out, &check);
+                }
+            }
             Command::Tools => {
                 let tools = self.gateway.list_tools().await.map_err(from_failure)?;
                 if self.json {
@@ -846,6 +860,17 @@ impl Shell {
         if !format!("{shown}{rest}").ends_with('\n') {
             out.push('\n');
         }
+        if let Some(cut) = result.get("cut").and_then(Value::as_str) {
+            let _ = writeln!(out, "({cut})");
+        }
+        // When a token quota applies, what remains of it.
+        if let Ok(check) = self
+            .gateway
+            .call("mcp.licence.check", Some(json!({})))
+            .await
+        {
+            render::remaining_tokens(out, &check);
+        }
         Ok(())
     }
 
@@ -1246,6 +1271,7 @@ fn command_name(command: &Command) -> &str {
         Command::Sync(_) => "sync",
         Command::Mail(_) => "mail",
         Command::Tools => "tools",
+        Command::Licence => "licence",
         Command::Call { name, .. } => name,
         Command::Workflow(_) => "wf",
         Command::Help { .. } => "help",

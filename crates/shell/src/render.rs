@@ -197,6 +197,80 @@ pub(crate) fn tool_text(result: &Value) -> String {
         .join("\n")
 }
 
+/// `licence`: the tier, why, the limits, usage and what remains.
+pub(crate) fn licence(out: &mut String, check: &Value) {
+    let text = |value: &Value| {
+        value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned)
+    };
+    if check.get("licensed") != Some(&Value::Bool(true)) {
+        let _ = writeln!(out, "no licence: {}", text(&check["reason"]));
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "tier: {} (licence: {})",
+        text(&check["tier"]),
+        text(&check["machine_tier"])
+    );
+    let _ = writeln!(out, "licence: {}", text(&check["reason"]));
+    if let Some(licensee) = check["licensee"]
+        .as_str()
+        .filter(|licensee| !licensee.is_empty())
+    {
+        let _ = writeln!(out, "licensee: {licensee}");
+    }
+    if let Some(expires) = check["expires"].as_str() {
+        let _ = writeln!(out, "expires: {expires}");
+    }
+    let limits = &check["limits"];
+    if let Some(rate) = limits["rate"].as_object() {
+        let _ = writeln!(
+            out,
+            "rate: {} requests per {} s",
+            rate.get("requests").unwrap_or(&Value::Null),
+            rate.get("window_secs").unwrap_or(&Value::Null)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "language model: {}",
+        if limits["llm"]["access"] == Value::Bool(true) {
+            "allowed"
+        } else {
+            "not allowed"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "tokens used: {} today, {} this month",
+        check["usage"]["day"], check["usage"]["month"]
+    );
+    remaining_tokens(out, check);
+}
+
+/// What remains of the token quotas, when one applies.
+pub(crate) fn remaining_tokens(out: &mut String, check: &Value) {
+    let remaining = &check["remaining"];
+    let day = remaining["day"].as_u64();
+    let month = remaining["month"].as_u64();
+    match (day, month) {
+        (None, None) => {}
+        (day, month) => {
+            let show = |value: Option<u64>| {
+                value.map_or_else(|| "unlimited".to_owned(), |value| value.to_string())
+            };
+            let _ = writeln!(
+                out,
+                "tokens left: {} today, {} this month",
+                show(day),
+                show(month)
+            );
+        }
+    }
+}
+
 /// `sync remotes`: one remote a line, name and type.
 pub(crate) fn sync_remotes(out: &mut String, result: &Value) {
     let remotes = result.get("remotes").and_then(Value::as_array);

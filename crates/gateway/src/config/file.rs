@@ -27,6 +27,38 @@ pub struct RawConfig {
     /// What starts the services: what a client is told to do when one is
     /// not running.
     pub supervisor: Supervisor,
+    /// The licence, tiers, per-client rights, rates and token quotas
+    /// (none: every client may do everything, unlimited).
+    pub licence: Option<RawLicence>,
+}
+
+/// Where the licence and its tiers are, and who gets which tier.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLicence {
+    /// The licence [default: /etc/llmbasedos/lic.key].
+    pub key: Option<PathBuf>,
+    /// The public keys that may sign licences, `*.pub` [default:
+    /// /etc/llmbasedos/licence-keys].
+    pub keys_dir: Option<PathBuf>,
+    /// [default: /etc/llmbasedos/licence_tiers.yaml]
+    pub tiers: Option<PathBuf>,
+    /// Accept the original llmbasedos's unsigned YAML key.
+    pub allow_unsigned: bool,
+    /// Where days and months of token quotas end (IANA name) [default: UTC].
+    pub time_zone: Option<String>,
+    /// Where the token ledger is kept [default: /var/lib/llmbasedos].
+    pub state_dir: Option<PathBuf>,
+    /// UNIX-socket clients given a tier below the licence's.
+    pub clients: Vec<RawClientTier>,
+}
+
+/// A UNIX peer's tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientTier {
+    pub uid: u32,
+    pub tier: String,
 }
 
 /// An OpenAI-compatible chat completions API: OpenAI, llama.cpp's
@@ -45,6 +77,31 @@ pub struct RawLlm {
     pub api_key_file: Option<PathBuf>,
     /// Seconds a completion may take [default: 300].
     pub timeout_secs: Option<u64>,
+    /// llama.cpp's `/tokenize` (e.g. `http://127.0.0.1:8080/tokenize`):
+    /// prompts are counted by the model's tokenizer for token quotas
+    /// (else estimated high).
+    pub tokenize_url: Option<String>,
+    /// Names clients may use for models: `fast: local-7b`.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// More APIs, chosen by model name (the first whose `models` match);
+    /// the others go to `url`.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+}
+
+/// One more OpenAI-compatible API behind `mcp.llm.chat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Names it in logs and errors.
+    pub name: String,
+    pub url: String,
+    /// Glob patterns over the model names it serves (`gpt-*`).
+    pub models: Vec<String>,
+    pub api_key_credential: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub tokenize_url: Option<String>,
 }
 
 /// A third-party MCP server: a child process speaking stdio (`command`) or
@@ -85,6 +142,9 @@ pub struct RawAuth {
     /// Where the token's holders find the token (`llmbasedos up` writes
     /// `<runtime dir>/gateway.token`): named in the 401 answer, never read.
     pub token_file: Option<PathBuf>,
+    /// UNIX peers (uids) that may act on behalf of another client
+    /// (`_meta["llmbasedos/on_behalf_of"]`): the agent server.
+    pub delegates: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +154,9 @@ pub struct RawToken {
     pub name: String,
     /// `sha256` of the token, hex (`llmbasedos-gateway hash-token` prints it).
     pub sha256: String,
+    /// A tier below the licence's for this client (a guest host).
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,7 +14,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use file::{RawAuth, RawConfig, RawLimits, RawLlm, RawToken, RawUpstream};
+pub use file::{
+    RawAuth, RawClientTier, RawConfig, RawLicence, RawLimits, RawLlm, RawProvider, RawToken,
+    RawUpstream,
+};
 
 /// What starts (and restarts) the services behind the gateway.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -70,15 +73,49 @@ pub struct Config {
     /// or else the configuration file whose `auth.tokens` hold its SHA-256.
     pub token_hint: String,
     pub supervisor: Supervisor,
+    /// Licensing (none: every client may do everything).
+    pub licence: Option<LicenceConfig>,
+    /// UNIX peers that may act on behalf of other clients.
+    pub delegates: Vec<u32>,
+}
+
+/// The licence section, resolved (the files are read by
+/// [`crate::licensing::Licensing::load`]).
+#[derive(Clone, Debug)]
+pub struct LicenceConfig {
+    pub key: PathBuf,
+    pub keys_dir: PathBuf,
+    pub tiers: PathBuf,
+    pub allow_unsigned: bool,
+    pub time_zone: licence::ledger::Tz,
+    pub state_dir: PathBuf,
+    /// Client identity (`token:<name>`, `uid:<n>`) → its tier.
+    pub assigned: Vec<(String, String)>,
 }
 
 /// The language model API, resolved.
 #[derive(Clone, Debug)]
 pub struct Llm {
     pub url: String,
+    /// llama.cpp's `/tokenize` endpoint, to count prompts exactly.
+    pub tokenize_url: Option<String>,
+    /// Model aliases: name → model.
+    pub aliases: Vec<(String, String)>,
+    /// More APIs, by model name.
+    pub providers: Vec<Provider>,
     pub model: String,
     pub key: LlmKey,
     pub timeout: Duration,
+}
+
+/// One more LLM API, resolved.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub name: String,
+    pub url: String,
+    pub models: Vec<String>,
+    pub key: LlmKey,
+    pub tokenize_url: Option<String>,
 }
 
 /// Where the LLM API key comes from.
@@ -114,6 +151,7 @@ pub enum UpstreamTransport {
 pub struct Token {
     pub name: String,
     pub sha256: [u8; 32],
+    pub tier: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";

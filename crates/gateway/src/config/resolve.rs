@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, Llm, LlmKey,
-    RawConfig, Token, Upstream, UpstreamTransport,
+    Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, LicenceConfig, Llm,
+    LlmKey, Provider, RawConfig, Token, Upstream, UpstreamTransport,
 };
 
 impl RawConfig {
@@ -45,6 +45,7 @@ impl RawConfig {
             tokens.push(Token {
                 name: token.name,
                 sha256: digest,
+                tier: token.tier,
             });
         }
         let mut unix_allowed_gids = Vec::new();
@@ -212,7 +213,55 @@ impl RawConfig {
                         ));
                     }
                 };
+                let mut providers = Vec::new();
+                for (index, provider) in llm.providers.into_iter().enumerate() {
+                    let at = |field: &str| format!("llm.providers[{index}].{field}");
+                    if !(provider.url.starts_with("http://")
+                        || provider.url.starts_with("https://"))
+                    {
+                        return Err(error(
+                            &at("url"),
+                            "must be an http:// or https:// URL, e.g. https://api.openai.com/v1"
+                                .to_owned(),
+                        ));
+                    }
+                    if provider.models.is_empty() {
+                        return Err(error(
+                            &at("models"),
+                            "name the models it serves, e.g. [\"gpt-*\"]".to_owned(),
+                        ));
+                    }
+                    for (number, pattern) in provider.models.iter().enumerate() {
+                        if globset::Glob::new(pattern).is_err() {
+                            return Err(error(
+                                &at(&format!("models[{number}]")),
+                                format!("{pattern:?} is not a glob pattern (use * and ?)"),
+                            ));
+                        }
+                    }
+                    let key = match (provider.api_key_credential, provider.api_key_file) {
+                        (None, None) => LlmKey::None,
+                        (Some(name), None) => LlmKey::Credential(name),
+                        (None, Some(file)) => LlmKey::File(file),
+                        (Some(_), Some(_)) => {
+                            return Err(error(
+                                &at("api_key_file"),
+                                "give api_key_credential or api_key_file, not both".to_owned(),
+                            ));
+                        }
+                    };
+                    providers.push(Provider {
+                        name: provider.name,
+                        url: provider.url,
+                        models: provider.models,
+                        key,
+                        tokenize_url: provider.tokenize_url,
+                    });
+                }
                 Some(Llm {
+                    aliases: llm.aliases.into_iter().collect(),
+                    providers,
+                    tokenize_url: llm.tokenize_url,
                     url: llm.url,
                     model: llm.model,
                     key,
@@ -220,7 +269,54 @@ impl RawConfig {
                 })
             }
         };
+        let licence = match self.licence {
+            None => None,
+            Some(raw) => {
+                let time_zone = match raw.time_zone.as_deref() {
+                    None => licence::ledger::Tz::UTC,
+                    Some(name) => name.parse().map_err(|_| {
+                        error(
+                            "licence.time_zone",
+                            format!(
+                                "{} is not a time zone: give an IANA name such as Europe/Paris or UTC",
+                                proto::text::echo(name)
+                            ),
+                        )
+                    })?,
+                };
+                let mut assigned: Vec<(String, String)> = tokens
+                    .iter()
+                    .filter_map(|token| {
+                        Some((format!("token:{}", token.name), token.tier.clone()?))
+                    })
+                    .collect();
+                assigned.extend(
+                    raw.clients
+                        .into_iter()
+                        .map(|client| (format!("uid:{}", client.uid), client.tier)),
+                );
+                Some(LicenceConfig {
+                    key: raw
+                        .key
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/lic.key")),
+                    keys_dir: raw
+                        .keys_dir
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/licence-keys")),
+                    tiers: raw
+                        .tiers
+                        .unwrap_or_else(|| PathBuf::from("/etc/llmbasedos/licence_tiers.yaml")),
+                    allow_unsigned: raw.allow_unsigned,
+                    time_zone,
+                    state_dir: raw
+                        .state_dir
+                        .unwrap_or_else(|| PathBuf::from("/var/lib/llmbasedos")),
+                    assigned,
+                })
+            }
+        };
         Ok(Config {
+            licence,
+            delegates: self.auth.delegates,
             upstreams,
             llm,
             listen,
@@ -284,6 +380,12 @@ mod tests {
             .expect("shipped config is valid");
         assert_eq!(config.listen, Some("127.0.0.1:8000".parse().expect("addr")));
         assert_eq!(config.caps_dir, PathBuf::from("/run/mcp"));
+        let licence = config.licence.expect("the shipped config is licensed");
+        assert_eq!(
+            licence.tiers,
+            PathBuf::from("/etc/llmbasedos/licence_tiers.yaml")
+        );
+        assert!(!licence.allow_unsigned);
     }
 
     #[test]

@@ -46,6 +46,10 @@ impl Gateway {
         params: Option<Value>,
         progress_token: Option<mcp::ProgressToken>,
     ) -> Result<Box<RawValue>, ErrorObject> {
+        let mut params = params;
+        if service.wants_caller {
+            super::rights::add_caller(session, &mut params);
+        }
         let (progress, forwarder) = forward_progress(session, progress_token);
         let timeout = self.config.backend_timeout;
         let outcome =

@@ -35,6 +35,11 @@ impl Gateway {
             return self.answer(session, request).await;
         };
         let Request { id, method, params } = request;
+        // This path does not go through `route`: the same rights check.
+        if let Err(refusal) = self.authorize(session, &method, params.as_ref()) {
+            let error = super::rights::refusal_error(session.client(), &refusal);
+            return Answer::Response(Response::error(Some(id), error));
+        }
         match self
             .call_backend_raw(session, &service, &method, params, None)
             .await
@@ -59,7 +64,9 @@ impl Gateway {
     ) -> Result<Reply, ErrorObject> {
         match name {
             "mcp.hello" => self.hello().map(Reply::Other),
-            "mcp.listCapabilities" => self.list_capabilities().map(Reply::Other),
+            "mcp.listCapabilities" => self.list_capabilities(session).map(Reply::Other),
+            "mcp.licence.check" => self.licence_check(session).await.map(Reply::Other),
+            "mcp.licence.status" => self.licence_status().await.map(Reply::Other),
             "mcp.llm.chat" => {
                 let params = mcp::parse_params(name, params)?;
                 self.chat(session, id, params, progress_token).await
@@ -90,7 +97,8 @@ impl Gateway {
         })
     }
 
-    fn list_capabilities(&self) -> Result<Value, ErrorObject> {
+    /// Every service's caps, with only the methods this client may call.
+    fn list_capabilities(&self, session: &Session) -> Result<Value, ErrorObject> {
         let snapshot = self.registry.snapshot();
         let services = snapshot
             .services
@@ -99,8 +107,13 @@ impl Gateway {
                 service: &service.name,
                 version: &service.version,
                 description: &service.description,
-                methods: &service.methods,
+                methods: service
+                    .methods
+                    .iter()
+                    .filter(|spec| self.shows(session, &[spec.name.as_str()]))
+                    .collect(),
             })
+            .filter(|service| !service.methods.is_empty() || session.client().is_none())
             .collect();
         to_value(&Capabilities { services })
     }
@@ -128,5 +141,5 @@ struct ServiceCapabilities<'a> {
     service: &'a str,
     version: &'a str,
     description: &'a str,
-    methods: &'a [MethodSpec],
+    methods: Vec<&'a MethodSpec>,
 }

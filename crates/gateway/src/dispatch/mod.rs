@@ -26,6 +26,7 @@ mod lifecycle;
 mod prompts;
 mod relay;
 mod resources;
+mod rights;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -50,23 +51,27 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::Config;
+use crate::licensing::Licensing;
 use crate::llm::LlmProxy;
 use crate::registry::Registry;
 use crate::tool_result::{self, RawToolResult};
 
 use self::era::{Reply, Shape};
+pub use self::rights::code as licence_code;
 pub use self::session::Session;
 
 /// Error codes of the gateway itself, for direct calls in the classic vocabulary
 /// (MCP tool calls report backend failures as tool results instead).
+/// -32000..=-32004 are the original's licence codes ([`licence_code`]);
+/// backends' own codes start at -32010 (`proto::error::code`).
 pub mod code {
     /// The service's server is not running or not reachable.
-    pub const SERVICE_UNAVAILABLE: i32 = -32001;
+    pub const SERVICE_UNAVAILABLE: i32 = -32006;
     /// This client had as many requests running as it may for longer than
     /// the backend timeout, and this one found no slot.
     pub const TOO_MANY_REQUESTS: i32 = -32005;
     /// The service did not answer within the backend timeout.
-    pub const SERVICE_TIMEOUT: i32 = -32003;
+    pub const SERVICE_TIMEOUT: i32 = -32007;
 }
 /// The answer to one admitted request; `None` if it was cancelled.
 pub type RequestFuture = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
@@ -151,6 +156,8 @@ pub struct Gateway {
     llm: Option<LlmProxy>,
     /// Every transport's refused clients, logged at a bounded rate.
     pub refusals: crate::front::RefusalLog,
+    /// The licence, tiers, clients and token ledger (none: no limits).
+    licensing: Option<Arc<Licensing>>,
 }
 
 impl Gateway {
@@ -158,6 +165,16 @@ impl Gateway {
         config: Arc<Config>,
         registry: Arc<Registry>,
         llm: Option<LlmProxy>,
+    ) -> Arc<Gateway> {
+        Gateway::licensed(config, registry, llm, None)
+    }
+
+    /// A gateway whose clients have the rights and limits of `licensing`.
+    pub fn licensed(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        llm: Option<LlmProxy>,
+        licensing: Option<Arc<Licensing>>,
     ) -> Arc<Gateway> {
         let mut info = Implementation::new("llmbasedos", env!("CARGO_PKG_VERSION"));
         info.title = Some("llmbasedos gateway".to_owned());
@@ -168,20 +185,37 @@ impl Gateway {
             permits: Mutex::new(HashMap::new()),
             llm,
             refusals: crate::front::RefusalLog::default(),
+            licensing,
         })
+    }
+
+    /// The licensing, when gateway.yaml has a licence section.
+    pub fn licensing(&self) -> Option<&Arc<Licensing>> {
+        self.licensing.as_ref()
     }
 
     /// A new session of the client `identity`; its notifications (progress,
     /// list changes) go to `outgoing`.
     pub fn session(&self, identity: String, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
+        let client = self
+            .licensing
+            .as_ref()
+            .map(|licensing| licensing.client(&identity));
+        // The tier may allow fewer requests at once than the gateway does.
+        let slots = client
+            .as_ref()
+            .and_then(|client| client.tier.concurrent)
+            .map_or(self.config.max_concurrent_requests, |tier| {
+                tier.min(self.config.max_concurrent_requests)
+            });
         let permits = self
             .permits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(identity.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_concurrent_requests)))
+            .or_insert_with(|| Arc::new(Semaphore::new(slots)))
             .clone();
-        Session::new(identity, outgoing, permits)
+        Session::new(identity, outgoing, permits, client)
     }
 
     /// Handles one message from a client. For a request, the returned
@@ -318,9 +352,14 @@ impl Gateway {
     /// backend's text ([`Answer::Tool`]).
     async fn answer(&self, session: &Arc<Session>, request: Request) -> Answer {
         let Request { id, method, params } = request;
+        let modern = params
+            .as_ref()
+            .and_then(|params| params.get("_meta"))
+            .is_some_and(|meta| meta.get(proto::mcp::meta_key::PROTOCOL_VERSION).is_some());
         match self.route(session, &id, &method, params).await {
             Ok(Routed::Value(value)) => Answer::Response(Response::success(id, value)),
             Ok(Routed::Tool(result)) => Answer::Tool { id, result },
+            Err(error) if modern => Answer::Response(Response::error(Some(id), for_modern(error))),
             Err(error) => Answer::Response(Response::error(Some(id), error)),
         }
     }
@@ -355,11 +394,37 @@ impl Gateway {
         if let Some(level) = meta.log_level {
             session.state().log_level = Some(level);
         }
+        // A delegate's request on behalf of a client runs as that client.
+        let delegated;
+        let session = match meta.other.get(rights::ON_BEHALF_OF) {
+            None => session,
+            Some(on_behalf_of) => {
+                match self.delegated(session, name, params.as_ref(), on_behalf_of) {
+                    Ok(derived) => {
+                        delegated = derived;
+                        &delegated
+                    }
+                    Err(refusal) => {
+                        let reply = self.refused(session, name, &refusal)?;
+                        return reply
+                            .into_value(shape_of(era, session), &self.info)
+                            .map(Routed::Value);
+                    }
+                }
+            }
+        };
+        // The one rights check (`rights`): before any concern sees the call.
+        if let Err(refusal) = self.authorize(session, name, params.as_ref()) {
+            let reply = self.refused(session, name, &refusal)?;
+            return reply
+                .into_value(shape_of(era, session), &self.info)
+                .map(Routed::Value);
+        }
         let reply = match name {
             method::INITIALIZE => self.initialize(session, parse_params(name, params)?),
             method::PING => Reply::Empty(EmptyResult::default()),
             method::SERVER_DISCOVER => self.discover(),
-            method::TOOLS_LIST => self.list_tools(parse_params(name, params)?)?,
+            method::TOOLS_LIST => self.list_tools(session, parse_params(name, params)?)?,
             method::TOOLS_CALL => {
                 let version = session
                     .state()
@@ -388,7 +453,7 @@ impl Gateway {
                 self.subscribe(session, parse_params(name, params)?).await?
             }
             method::RESOURCES_UNSUBSCRIBE => self.unsubscribe(session, parse_params(name, params)?),
-            method::PROMPTS_LIST => self.list_prompts(),
+            method::PROMPTS_LIST => self.list_prompts(session),
             method::PROMPTS_GET => {
                 self.get_prompt(session, parse_params(name, params)?)
                     .await?
@@ -402,16 +467,45 @@ impl Gateway {
                     .await?
             }
         };
-        let shape = match era {
-            Era::Modern => Shape::Modern,
-            Era::Legacy => Shape::Legacy(
-                session
-                    .state()
-                    .legacy_version
-                    .unwrap_or(ProtocolVersion::LATEST_LEGACY),
-            ),
-        };
-        reply.into_value(shape, &self.info).map(Routed::Value)
+        reply
+            .into_value(shape_of(era, session), &self.info)
+            .map(Routed::Value)
+    }
+}
+
+/// 2026-07-28 reserves -32020..=-32099 for the specification's own codes:
+/// a service's code in that range (mail's, agent's bases) reaches a modern
+/// client as -32603 with the service's code in `data.service_code`.
+fn for_modern(mut error: ErrorObject) -> ErrorObject {
+    use proto::mcp::code as mcp_code;
+    let spec = [
+        mcp_code::HEADER_MISMATCH,
+        mcp_code::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        mcp_code::UNSUPPORTED_PROTOCOL_VERSION,
+    ];
+    if mcp_code::SPEC_RESERVED.contains(&error.code) && !spec.contains(&error.code) {
+        let original = error.code;
+        error.code = proto::error::code::INTERNAL_ERROR;
+        match &mut error.data {
+            Some(Value::Object(data)) => {
+                data.insert("service_code".to_owned(), json!(original));
+            }
+            other => *other = Some(json!({ "service_code": original })),
+        }
+    }
+    error
+}
+
+/// How a reply is shaped for the request's era and the session's revision.
+fn shape_of(era: Era, session: &Session) -> Shape {
+    match era {
+        Era::Modern => Shape::Modern,
+        Era::Legacy => Shape::Legacy(
+            session
+                .state()
+                .legacy_version
+                .unwrap_or(ProtocolVersion::LATEST_LEGACY),
+        ),
     }
 }
 

@@ -34,12 +34,15 @@ struct ResourceCompletion<'a> {
 
 impl Gateway {
     /// Every service's prompts, named `<service>_<prompt>`.
-    pub(super) fn list_prompts(&self) -> Reply {
+    pub(super) fn list_prompts(&self, session: &Session) -> Reply {
         let snapshot = self.registry.snapshot();
         let prompts: Vec<mcp::Prompt> = snapshot
             .services
             .values()
             .filter_map(|service| Some((service, service.prompts.as_ref()?)))
+            .filter(|(service, _)| {
+                self.shows(session, &[&super::rights::prompt_name(&service.name)])
+            })
             .flat_map(|(service, spec)| {
                 spec.prompts.iter().map(move |prompt| mcp::Prompt {
                     name: format!(

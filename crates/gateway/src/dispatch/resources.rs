@@ -31,6 +31,7 @@ impl Gateway {
             .services
             .values()
             .filter(|service| service.resources.is_some())
+            .filter(|service| self.shows(session, &[&super::rights::resource_name(&service.name)]))
             .collect();
         let (mut index, mut inner) = match params.cursor.as_deref() {
             None => (0, None),

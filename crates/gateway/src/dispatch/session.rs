@@ -12,6 +12,8 @@ use proto::{Message, Notification, RequestId};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::licensing::Client;
+
 /// One client's state: its protocol era, log level, running requests.
 /// Cheap to [`Session::fork`]: an HTTP request gets its own notification
 /// stream while sharing the session's state.
@@ -29,6 +31,8 @@ pub(super) struct SessionShared {
     /// foldhash: a client's own ids, at most `max_concurrent_requests` of them.
     pub(super) running: Mutex<foldhash::HashMap<RequestId, AbortHandle>>,
     pub(super) permits: Arc<Semaphore>,
+    /// The client as the licence sees it (none: no licensing).
+    pub(super) client: Option<Arc<Client>>,
     /// The session's own notification channel (for Streamable HTTP the GET
     /// stream, for UNIX and WebSocket the connection): where
     /// `notifications/resources/updated` goes, whichever request subscribed.
@@ -48,6 +52,7 @@ impl Session {
         identity: String,
         outgoing: mpsc::Sender<Message>,
         permits: Arc<Semaphore>,
+        client: Option<Arc<Client>>,
     ) -> Arc<Session> {
         Arc::new(Session {
             shared: Arc::new(SessionShared {
@@ -55,10 +60,37 @@ impl Session {
                 state: Mutex::new(SessionState::default()),
                 running: Mutex::new(foldhash::HashMap::default()),
                 permits,
+                client,
                 home: outgoing.clone(),
                 subscriptions: Mutex::new(HashMap::new()),
             }),
             outgoing,
+        })
+    }
+
+    /// A session for one request a delegate makes on behalf of the client
+    /// `identity`: that client's rights and limits, the delegate's
+    /// notification stream and request slots.
+    pub(super) fn on_behalf_of(
+        &self,
+        identity: String,
+        client: Option<Arc<Client>>,
+    ) -> Arc<Session> {
+        let legacy_version = self.state().legacy_version;
+        Arc::new(Session {
+            shared: Arc::new(SessionShared {
+                identity,
+                state: Mutex::new(SessionState {
+                    legacy_version,
+                    log_level: None,
+                }),
+                running: Mutex::new(foldhash::HashMap::default()),
+                permits: self.shared.permits.clone(),
+                client,
+                home: self.shared.home.clone(),
+                subscriptions: Mutex::new(HashMap::new()),
+            }),
+            outgoing: self.outgoing.clone(),
         })
     }
 
@@ -72,6 +104,11 @@ impl Session {
 
     pub fn identity(&self) -> &str {
         &self.shared.identity
+    }
+
+    /// The client's tier and bucket, when the gateway is licensed.
+    pub fn client(&self) -> Option<&Arc<Client>> {
+        self.shared.client.as_ref()
     }
 
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {

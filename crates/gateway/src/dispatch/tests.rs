@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use proto::{Message, Request, RequestId, Response};
+use proto::{ErrorObject, Message, Request, RequestId, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -143,4 +143,19 @@ async fn each_era_gets_its_fields() {
         refused.outcome.expect_err("modern ping").code,
         proto::code::METHOD_NOT_FOUND
     );
+}
+
+/// No code of the range 2026-07-28 reserves reaches a modern client
+/// unless the specification defines it.
+#[test]
+fn reserved_codes_do_not_reach_a_modern_client() {
+    let mail = super::for_modern(ErrorObject::new(-32030, "mail failed"));
+    assert_eq!(mail.code, proto::error::code::INTERNAL_ERROR);
+    assert_eq!(mail.data.expect("data")["service_code"], -32030);
+    let spec = super::for_modern(ErrorObject::new(-32022, "unsupported version"));
+    assert_eq!(spec.code, -32022);
+    let fs = super::for_modern(ErrorObject::new(-32012, "permission"));
+    assert_eq!(fs.code, -32012);
+    let licence = super::for_modern(ErrorObject::new(-32001, "rate"));
+    assert_eq!(licence.code, -32001);
 }

@@ -23,24 +23,40 @@ const TOOLS_PAGE: usize = 100;
 impl Gateway {
     /// `tools/list`: a page of the snapshot's tools; the cursor is the
     /// index of the page's first tool.
-    pub(super) fn list_tools(&self, params: ListToolsParams) -> Result<Reply, ErrorObject> {
+    /// Only the tools the client's tier allows are listed (`rights`), the
+    /// gateway's own (`licence_check`, `llm_chat`) first when licensed.
+    pub(super) fn list_tools(
+        &self,
+        session: &Session,
+        params: ListToolsParams,
+    ) -> Result<Reply, ErrorObject> {
         let snapshot = self.registry.snapshot();
+        let filtered;
+        let tools: &[mcp::Tool] = if session.client().is_some() {
+            let mut visible = super::rights::builtin_tools(self.llm.is_some());
+            visible.extend(snapshot.tools.iter().cloned());
+            visible.retain(|tool| self.shows_tool(session, &tool.name));
+            filtered = visible;
+            &filtered
+        } else {
+            &snapshot.tools
+        };
         let start = match params.cursor {
             None => 0,
             Some(cursor) => cursor
                 .parse::<usize>()
                 .ok()
-                .filter(|start| *start <= snapshot.tools.len())
+                .filter(|start| *start <= tools.len())
                 .ok_or_else(|| {
                     ErrorObject::invalid_params(
                         "invalid cursor: pass back a nextCursor from tools/list",
                     )
                 })?,
         };
-        let end = (start + TOOLS_PAGE).min(snapshot.tools.len());
+        let end = (start + TOOLS_PAGE).min(tools.len());
         Ok(Reply::Tools(ListToolsResult {
-            tools: snapshot.tools[start..end].to_vec(),
-            next_cursor: (end < snapshot.tools.len()).then(|| end.to_string()),
+            tools: tools[start..end].to_vec(),
+            next_cursor: (end < tools.len()).then(|| end.to_string()),
             ..ListToolsResult::default()
         }))
     }
@@ -59,6 +75,11 @@ impl Gateway {
     ) -> Result<ToolReply, ErrorObject> {
         let name = params.name.as_str();
         let arguments = params.arguments.unwrap_or_default();
+        if let Some(method) = super::rights::builtin_tool_method(name) {
+            return self
+                .call_builtin_tool(session, method, arguments, progress_token)
+                .await;
+        }
         let snapshot = self.registry.snapshot();
         let result = match snapshot.tool_targets.get(name) {
             None => {

@@ -40,6 +40,8 @@ pub struct Service {
     /// found" and the like are derived from it, so the gateway can map
     /// them to MCP's by code, never by message.
     pub error_base: Option<i32>,
+    /// Caps `wants_caller`: calls carry `_meta["llmbasedos/caller"]`.
+    pub wants_caller: bool,
 }
 
 /// A connected third-party MCP server.

@@ -15,7 +15,13 @@ use serde_json::Value;
 use super::{Registry, Service, UpstreamLink};
 
 /// Methods the gateway answers itself; a service may not claim them.
-pub const BUILTIN_METHODS: &[&str] = &["mcp.hello", "mcp.listCapabilities", "mcp.llm.chat"];
+pub const BUILTIN_METHODS: &[&str] = &[
+    "mcp.hello",
+    "mcp.listCapabilities",
+    "mcp.llm.chat",
+    "mcp.licence.check",
+    "mcp.licence.status",
+];
 
 /// A consistent view of every service, method and tool.
 #[derive(Debug, Default)]
@@ -194,6 +200,7 @@ impl Registry {
             prompts: caps.prompts,
             dynamic_tools: caps.dynamic_tools,
             error_base: caps.error_base,
+            wants_caller: caps.wants_caller,
         }))
     }
 }

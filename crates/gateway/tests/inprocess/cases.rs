@@ -21,7 +21,7 @@ const TEST_PERMISSION_DENIED: i32 = -32092;
 const TEST_CUSTOM: i32 = -32094;
 const RESOURCE_NOT_FOUND_LEGACY: i32 = -32002;
 const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
-const SERVICE_UNAVAILABLE: i32 = -32001;
+const SERVICE_UNAVAILABLE: i32 = -32006;
 
 /// What the test server's internal failure hides (its handler's text).
 const SECRET: &str = "secret-internal-detail";

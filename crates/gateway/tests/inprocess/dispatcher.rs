@@ -112,7 +112,7 @@ async fn progress_reaches_the_session_before_the_answer() {
     }
 }
 
-/// A service that is down: a tool error for an MCP host, -32001 for a
+/// A service that is down: a tool error for an MCP host, -32006 for a
 /// classic caller, and a warning record for a session that asked for
 /// records of that level (`logging/setLevel`, or a modern request's
 /// `logLevel`); none for one that asked for errors only.
@@ -154,7 +154,7 @@ async fn a_service_that_is_down_is_reported_and_logged() {
 
     let mut classic = DispatcherClient::open(&stack.gateway, Era::Plain).await;
     let answer = classic.request("mcp.other.m000", None).await;
-    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(answer["error"]["code"], -32006, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("the other service is not running"),
@@ -226,7 +226,7 @@ async fn subscribing_needs_a_session_to_send_on() {
 }
 
 /// A backend that does not answer within the backend timeout: a tool
-/// error for an MCP host, -32003 for a classic caller, both saying how
+/// error for an MCP host, -32007 for a classic caller, both saying how
 /// long the gateway waited.
 #[tokio::test]
 async fn a_backend_that_does_not_answer_in_time_is_reported() {
@@ -249,7 +249,7 @@ async fn a_backend_that_does_not_answer_in_time_is_reported() {
         text.contains("the test service did not answer within 1 s"),
         "{text}"
     );
-    assert_eq!(direct["error"]["code"], -32003, "{direct}");
+    assert_eq!(direct["error"]["code"], -32007, "{direct}");
     let message = direct["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("the test service did not answer within 1 s"),

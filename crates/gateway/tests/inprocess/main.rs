@@ -13,6 +13,7 @@ mod cases;
 mod dispatcher;
 mod expect;
 mod http;
+mod licence;
 mod support;
 
 use std::future::Future;

@@ -159,6 +159,7 @@ impl Stack {
                 tokens: vec![RawToken {
                     name: "tests".to_owned(),
                     sha256: hex::encode(gateway::config::hash_token(TOKEN)),
+                    tier: None,
                 }],
                 ..RawAuth::default()
             },
@@ -176,7 +177,11 @@ impl Stack {
             config.backend_connections,
             config.max_message,
         ));
-        let gateway = Gateway::new(config, registry.clone(), None);
+        // A licence section: its files are read as the binary reads them.
+        let licensing = config.licence.as_ref().map(|licence| {
+            Arc::new(gateway::licensing::Licensing::load(licence).expect("licensing loads"))
+        });
+        let gateway = Gateway::licensed(config, registry.clone(), None, licensing);
         Stack {
             dir,
             registry,
@@ -301,8 +306,17 @@ pub(crate) struct DispatcherClient {
 impl DispatcherClient {
     /// A session of this era (initialized, for a legacy one).
     pub(crate) async fn open(gateway: &Arc<Gateway>, era: Era) -> DispatcherClient {
+        DispatcherClient::open_as(gateway, era, "tests").await
+    }
+
+    /// A session of the client `identity` (`token:<name>`, `uid:<n>`).
+    pub(crate) async fn open_as(
+        gateway: &Arc<Gateway>,
+        era: Era,
+        identity: &str,
+    ) -> DispatcherClient {
         let (outgoing, notifications) = mpsc::channel(256);
-        let session = gateway.session("tests".to_owned(), outgoing);
+        let session = gateway.session(identity.to_owned(), outgoing);
         let mut client = DispatcherClient {
             gateway: gateway.clone(),
             session,

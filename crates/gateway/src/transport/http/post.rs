@@ -108,7 +108,13 @@ pub(super) async fn post_message(
     match answer_rx.await {
         Ok(answer) => {
             cancel_on_drop.id = None;
-            json_answer(&answer)
+            let mut reply = json_answer(&answer);
+            if let Some(seconds) = retry_after(&answer) {
+                reply
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            reply
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -171,6 +177,24 @@ pub(super) fn json_reply(response: Option<Response>) -> HttpResponse {
 }
 
 /// An answer as a JSON body (raw result text written as it is).
+/// A licence refusal's `retry_after_ms` (in a JSON-RPC error's data or a
+/// refused tool call's structured content), in whole seconds, rounded up,
+/// for `Retry-After`.
+fn retry_after(answer: &Answer) -> Option<u64> {
+    let Answer::Response(response) = answer else {
+        return None;
+    };
+    let millis = match &response.outcome {
+        Err(error) => error.data.as_ref()?.get("retry_after_ms")?.as_u64()?,
+        Ok(result) if result.get("isError") == Some(&serde_json::Value::Bool(true)) => result
+            .get("structuredContent")?
+            .get("retry_after_ms")?
+            .as_u64()?,
+        Ok(_) => return None,
+    };
+    Some(millis.div_ceil(1000).max(1))
+}
+
 fn json_answer(answer: &impl serde::Serialize) -> HttpResponse {
     let body = serde_json::to_vec(answer).unwrap_or_default();
     (
