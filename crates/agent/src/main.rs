@@ -25,8 +25,9 @@ struct Args {
     /// Print the JSON Schema of the workflow format and exit.
     #[arg(long)]
     print_workflow_schema: bool,
-    /// Check workflow files (errors with file, line and fix) and exit.
-    #[arg(long, value_name = "FILE")]
+    /// Check workflow files (errors with file, line and fix) and exit;
+    /// several may follow one --check (as a shell glob expands).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
     check: Vec<PathBuf>,
 }
 
