@@ -10,7 +10,7 @@ use proto::mcp::{self, LoggingLevel, method};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::{Gateway, Session, code, human};
 use crate::registry::Service;
@@ -50,10 +50,15 @@ impl Gateway {
         if service.wants_caller {
             super::rights::add_caller(session, &mut params);
         }
-        let (progress, forwarder) = forward_progress(session, progress_token);
+        let activity = Arc::new(Notify::new());
+        let (progress, forwarder) = forward_progress(session, progress_token, &activity);
         let timeout = self.config.backend_timeout;
-        let outcome =
-            tokio::time::timeout(timeout, service.pool.call_raw(method, params, progress)).await;
+        let outcome = quiet_for(
+            timeout,
+            &activity,
+            service.pool.call_raw(method, params, progress),
+        )
+        .await;
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
         }
@@ -79,12 +84,20 @@ impl Gateway {
                 ),
             )),
             Ok(Err(CallError::TooLarge(message))) => Err(ErrorObject::invalid_request(message)),
-            Err(_) => Err(ErrorObject::new(
+            Err(Quiet::Silent) => Err(ErrorObject::new(
                 code::SERVICE_TIMEOUT,
                 format!(
                     "the {} service did not answer within {}",
                     service.name,
                     human(timeout)
+                ),
+            )),
+            Err(Quiet::TooLong) => Err(ErrorObject::new(
+                code::SERVICE_TIMEOUT,
+                format!(
+                    "the {} service reported progress but did not finish within {}",
+                    service.name,
+                    human(MAX_WITH_PROGRESS)
                 ),
             )),
         };
@@ -106,6 +119,7 @@ impl Gateway {
 pub(super) fn forward_progress(
     session: &Arc<Session>,
     token: Option<mcp::ProgressToken>,
+    activity: &Arc<Notify>,
 ) -> (
     Option<mpsc::UnboundedSender<Value>>,
     Option<tokio::task::JoinHandle<()>>,
@@ -115,8 +129,10 @@ pub(super) fn forward_progress(
     };
     let (sender, mut updates) = mpsc::unbounded_channel::<Value>();
     let session = session.clone();
+    let activity = activity.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(mut update) = updates.recv().await {
+            activity.notify_one();
             if let Value::Object(object) = &mut update {
                 object.insert(mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(token));
             }
@@ -124,4 +140,39 @@ pub(super) fn forward_progress(
         }
     });
     (Some(sender), Some(forwarder))
+}
+
+/// The longest a call may run while it keeps reporting progress.
+pub(super) const MAX_WITH_PROGRESS: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why a backend call was given up.
+#[derive(Debug)]
+pub(super) enum Quiet {
+    /// Nothing came for the backend timeout: no answer, no progress.
+    Silent,
+    /// Progress kept coming, but the call outlived `MAX_WITH_PROGRESS`.
+    TooLong,
+}
+
+/// `call`, given up once it has been silent for `limit`. Each progress
+/// notification relayed to the client (`activity`) starts the limit again,
+/// as MCP allows, so a long job that reports (a sync followed with a
+/// progress token) is not cut off at the backend timeout; a call without a
+/// progress token has the plain timeout. `MAX_WITH_PROGRESS` bounds it all.
+pub(super) async fn quiet_for<F: Future>(
+    limit: Duration,
+    activity: &Notify,
+    call: F,
+) -> Result<F::Output, Quiet> {
+    let give_up = tokio::time::sleep(MAX_WITH_PROGRESS.max(limit));
+    tokio::pin!(call, give_up);
+    loop {
+        let silence = tokio::time::sleep(limit);
+        tokio::select! {
+            output = &mut call => return Ok(output),
+            () = activity.notified() => {}
+            () = silence => return Err(Quiet::Silent),
+            () = &mut give_up => return Err(Quiet::TooLong),
+        }
+    }
 }

@@ -11,8 +11,9 @@ use proto::mcp::{
 };
 use proto::text::echo;
 use serde_json::{Map, Value};
+use tokio::sync::Notify;
 
-use super::backend::forward_progress;
+use super::backend::{MAX_WITH_PROGRESS, Quiet, forward_progress, quiet_for};
 use super::{Gateway, Reply, Session, ToolReply, human, to_value};
 use crate::registry::{ToolTarget, UpstreamLink};
 use crate::tool_result;
@@ -161,9 +162,10 @@ impl Gateway {
         progress_token: Option<mcp::ProgressToken>,
     ) -> Result<Reply, ErrorObject> {
         let params = to_value(&CallToolParams::new(tool, arguments))?;
-        let (progress, forwarder) = forward_progress(session, progress_token);
+        let activity = Arc::new(Notify::new());
+        let (progress, forwarder) = forward_progress(session, progress_token, &activity);
         let call = link.client.call(method::TOOLS_CALL, Some(params), progress);
-        let outcome = tokio::time::timeout(self.config.backend_timeout, call).await;
+        let outcome = quiet_for(self.config.backend_timeout, &activity, call).await;
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
         }
@@ -174,10 +176,15 @@ impl Gateway {
                 "the {} server stopped while handling the call; it is being restarted, retry shortly",
                 link.name
             )))),
-            Err(_) => Ok(Reply::ToolCall(CallToolResult::error(format!(
+            Err(Quiet::Silent) => Ok(Reply::ToolCall(CallToolResult::error(format!(
                 "the {} server did not answer within {}",
                 link.name,
                 human(self.config.backend_timeout)
+            )))),
+            Err(Quiet::TooLong) => Ok(Reply::ToolCall(CallToolResult::error(format!(
+                "the {} server reported progress but did not finish within {}",
+                link.name,
+                human(MAX_WITH_PROGRESS)
             )))),
         }
     }

@@ -225,6 +225,30 @@ async fn subscribing_needs_a_session_to_send_on() {
     );
 }
 
+/// A call whose client asked for progress is given up only after the
+/// backend timeout passes with nothing at all: each progress notification
+/// starts it again (a sync job followed to its end runs for hours). Eight
+/// steps 400 ms apart take three times the 1 s timeout.
+#[tokio::test]
+async fn progress_keeps_a_long_call_alive_past_the_backend_timeout() {
+    let stack = Stack::configured(&[], |raw| raw.limits.backend_timeout_secs = Some(1));
+    let long = json!({ "steps": 8, "delay_ms": 400, "_meta": { "progressToken": "p" } });
+    let mut host = DispatcherClient::open(&stack.gateway, Era::LATEST_LEGACY).await;
+    let mut classic = DispatcherClient::open(&stack.gateway, Era::Plain).await;
+    let arguments = json!({ "steps": 8, "delay_ms": 400 });
+    let (tool, direct) = tokio::join!(
+        host.request(
+            "tools/call",
+            Some(json!({ "name": "test_progress", "arguments": arguments, "_meta": { "progressToken": "t" } })),
+        ),
+        classic.request("mcp.test.progress", Some(long)),
+    );
+    assert_ne!(tool["result"]["isError"], true, "{tool}");
+    assert!(tool.get("error").is_none(), "{tool}");
+    assert!(direct.get("error").is_none(), "{direct}");
+    assert!(direct.get("result").is_some(), "{direct}");
+}
+
 /// A backend that does not answer within the backend timeout: a tool
 /// error for an MCP host, -32007 for a classic caller, both saying how
 /// long the gateway waited.
