@@ -120,7 +120,9 @@ pub struct Engine {
     pub catalog: watch::Receiver<Arc<Catalog>>,
     pub store: Store,
     gateway: Gateway,
-    http: reqwest::Client,
+    /// The HTTP steps' client, or why there is none (no TLS roots on the
+    /// machine, say): only HTTP steps fail then, saying why.
+    http: Result<reqwest::Client, String>,
     credentials: Credentials,
     limits: Limits,
     docker: Option<Arc<crate::DockerRunner>>,
@@ -138,19 +140,23 @@ impl Engine {
         credentials: Credentials,
         limits: Limits,
         docker: Option<Arc<crate::DockerRunner>>,
-    ) -> Result<Engine, reqwest::Error> {
-        Ok(Engine {
+    ) -> Engine {
+        let http = client::web_client().map_err(|error| {
+            tracing::warn!(%error, "no HTTP client: http steps will fail until the system's CA certificates are installed");
+            format!("cannot build the HTTP client ({error}); install the system's CA certificates (ca-certificates)")
+        });
+        Engine {
             templates,
             catalog,
             store,
             gateway,
-            http: client::web_client()?,
+            http,
             credentials,
             limits,
             docker,
             runs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
-        })
+        }
     }
 
     pub fn workflow(&self, id: &str) -> Result<Arc<Workflow>, EngineError> {
@@ -852,7 +858,10 @@ impl Engine {
                         .unwrap_or(self.limits.max_response_bytes)
                         .min(self.limits.max_response_bytes.max(1 << 20) * 16),
                 };
-                runners::http(&self.http, &self.credentials, request).await
+                match &self.http {
+                    Ok(http) => runners::http(http, &self.credentials, request).await,
+                    Err(reason) => Err(StepError::new("http_unavailable", reason.clone())),
+                }
             }
             StepKind::Docker(docker) => {
                 let image = text(&docker.image)?;

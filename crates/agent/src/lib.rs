@@ -121,8 +121,7 @@ pub fn engine(
         credentials,
         limits,
         Some(Arc::new(docker)),
-    )
-    .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+    );
     Ok((Arc::new(engine), watcher))
 }
 
