@@ -18,6 +18,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod text;
+pub mod time;
 
 pub use caps::{Caps, CapsError, CompiledCaps, CompiledMethod, MethodSpec};
 pub use codec::{DEFAULT_MAX_MESSAGE, DelimitedCodec, Frame};

@@ -368,32 +368,11 @@ pub fn state_name(state: JobState) -> &'static str {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 in UTC, to the second (the fs
-/// server's `ops::rfc3339`, on seconds).
+/// Formats Unix seconds as RFC 3339 in UTC, to the second
+/// (`proto::time::rfc3339`, on seconds).
 pub fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    proto::time::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
