@@ -278,7 +278,8 @@ def test_crypt_and_alias_remotes_and_no_secret_anywhere(sync: SyncStack):
     back = sync.wait_end(sync.run(source="secret:", destination=str(sync.home / "back"), mode="copy")["job_id"])
     assert back["state"] == "succeeded", back
     assert (sync.home / "back" / "diary.txt").read_text() == "dear diary\n"
-    everything = json.dumps([remotes, job, back, sync.ok("mcp.sync.listJobs")])
+    logs = [sync.ok("mcp.sync.getJobLog", {"job_id": j["job_id"]}) for j in (job, back)]
+    everything = json.dumps([remotes, job, back, sync.ok("mcp.sync.listJobs"), sync.status(job["job_id"]), logs])
     for secret in (CRYPT_PASSWORD, sync.obscured):
         assert secret not in everything
         assert secret not in sync.server.log(), "no secret in the server's log (rclone's DEBUG lines included)"
@@ -414,6 +415,11 @@ def test_bad_input_gets_clear_errors_and_the_server_keeps_serving(sync: SyncStac
     unknown = sync.error("mcp.sync.getJobStatus", {"job_id": "job-999"})
     assert unknown["data"]["kind"] == "unknown_job" and "job-999" in unknown["message"]
     assert sync.error("mcp.sync.stopJob", {"job_id": "garbage"})["data"]["kind"] == "unknown_job"
+    assert sync.error("mcp.sync.getJobLog", {"job_id": "job-999"})["data"]["kind"] == "unknown_job"
+    missing = sync.error("mcp.sync.runJob", {"source": str(src)})
+    assert "destination" in missing["message"], missing
+    mode = sync.error("mcp.sync.runJob", {"source": str(src), "destination": str(src), "mode": "mirror"})
+    assert "mode" in mode["message"], mode
     assert sync.ok("mcp.sync.listRemotes")["remotes"], "still serving"
 
 
