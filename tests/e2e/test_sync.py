@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
-import urllib.error
-import urllib.request
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 CRYPT_PASSWORD = "correct horse battery staple"
 INSTALL = "run ./scripts/install-test-deps (it installs Debian's rclone)"
+# Another rclone for the whole suite, e.g. the one `LLMBASEDOS_NEWER_RCLONE=1
+# ./scripts/install-test-deps` puts in target/rclone-venv (1.63 and later
+# serve the rc API on a UNIX socket).
+OTHER_RCLONE = os.environ.get("LLMBASEDOS_RCLONE", "")
+
+
+def the_rclone() -> str:
+    if OTHER_RCLONE:
+        if not (os.path.isfile(OTHER_RCLONE) and os.access(OTHER_RCLONE, os.X_OK)):
+            pytest.fail(f"LLMBASEDOS_RCLONE={OTHER_RCLONE} is not an executable; unset it or {INSTALL}")
+        return OTHER_RCLONE
+    return require_tool("rclone", INSTALL)
 # What the server may call (crates/sync/src/rc.rs, RcCall).
 ALLOWED_RC = {
     "core/version",
@@ -35,13 +48,12 @@ ALLOWED_RC = {
     "job/stop",
     "core/stats",
     "core/stats-delete",
-    "core/bwlimit",
 }
 
 
 class SyncStack:
     def __init__(self, tmp: Path, rclone_binary: str | None = None, jobs_yaml: str | None = None, env=None):
-        self.rclone = require_tool("rclone", INSTALL)
+        self.rclone = the_rclone()
         self.tmp = tmp
         self.home = tmp / "home"
         self.vault = tmp / "vault"
@@ -153,10 +165,10 @@ class SyncStack:
 
         return wait_for(find, "rclone rcd")
 
-    def rcd_port(self) -> int:
+    def rcd_address(self) -> str:
+        """`127.0.0.1:PORT` (rclone 1.60) or `unix:///…/rc.sock` (1.63 and later)."""
         cmdline = Path(f"/proc/{self.rcd_pid()}/cmdline").read_bytes().split(b"\0")
-        address = cmdline[cmdline.index(b"--rc-addr") + 1].decode()
-        return int(address.rsplit(":", 1)[1])
+        return cmdline[cmdline.index(b"--rc-addr") + 1].decode()
 
     def stop(self):
         self.stack.stop()
@@ -266,7 +278,8 @@ def test_crypt_and_alias_remotes_and_no_secret_anywhere(sync: SyncStack):
     back = sync.wait_end(sync.run(source="secret:", destination=str(sync.home / "back"), mode="copy")["job_id"])
     assert back["state"] == "succeeded", back
     assert (sync.home / "back" / "diary.txt").read_text() == "dear diary\n"
-    everything = json.dumps([remotes, job, back, sync.ok("mcp.sync.listJobs")])
+    logs = [sync.ok("mcp.sync.getJobLog", {"job_id": j["job_id"]}) for j in (job, back)]
+    everything = json.dumps([remotes, job, back, sync.ok("mcp.sync.listJobs"), sync.status(job["job_id"]), logs])
     for secret in (CRYPT_PASSWORD, sync.obscured):
         assert secret not in everything
         assert secret not in sync.server.log(), "no secret in the server's log (rclone's DEBUG lines included)"
@@ -286,8 +299,9 @@ def test_a_stopped_job_is_stopped_with_no_partial_files_and_only_allowed_rc_call
     assert [p for p in dst.rglob("*") if p.is_file()] == []
 
     calls = set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', sync.server.log()))
-    assert {"sync/sync", "job/stop", "core/stats", "core/bwlimit"} <= calls, calls
+    assert {"sync/sync", "job/stop", "core/stats"} <= calls, calls
     assert calls <= ALLOWED_RC, calls - ALLOWED_RC
+    assert "core/bwlimit" not in calls, "a job's limit is never the whole rcd's"
 
 
 def test_rclone_killed_mid_job_interrupts_it_and_the_next_job_works(sync: SyncStack):
@@ -326,23 +340,54 @@ def test_the_server_killed_and_restarted_keeps_its_history(sync: SyncStack):
     assert sync.wait_end(fresh["job_id"])["state"] == "succeeded"
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=5)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.path)
+
+
+def rc_status(address: str, credentials: str | None) -> int:
+    """The HTTP status of a `core/version` call on the rcd at `address`."""
+    if address.startswith("unix://"):
+        connection = UnixHTTPConnection(address.removeprefix("unix://"))
+    else:
+        host, port = address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    headers = {"Content-Type": "application/json"}
+    if credentials:
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    try:
+        connection.request("POST", "/core/version", body=b"{}", headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def test_the_rc_endpoint_needs_the_generated_credentials_even_with_no_auth_inherited(tmp_path: Path):
     sync = SyncStack(tmp_path, env={"RCLONE_RC_NO_AUTH": "1", "RCLONE_RC_USER": "u", "RCLONE_RC_PASS": "p"})
     try:
-        port = sync.rcd_port()
-        wait_for(lambda: connectable_tcp(port), "rclone rcd's port")
+        address = sync.rcd_address()
+        version = subprocess.run([sync.rclone, "version"], capture_output=True, text=True).stdout.split()[1]
+        major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
+        if (major, minor) >= (1, 63):
+            assert address.startswith("unix://"), address
+            path = Path(address.removeprefix("unix://"))
+            wait_for(lambda: connectable_unix(path), "rclone rcd's socket")
+            assert path.parent.stat().st_mode & 0o777 == 0o700, "a private directory"
+        else:
+            port = int(address.rsplit(":", 1)[1])
+            assert address.startswith("127.0.0.1:"), address
+            wait_for(lambda: connectable_tcp(port), "rclone rcd's port")
         environ = Path(f"/proc/{sync.rcd_pid()}/environ").read_bytes().split(b"\0")
         assert b"RCLONE_RC_NO_AUTH=1" not in environ
         assert b"RCLONE_RC_USER=u" not in environ
         for credentials in (None, "u:p"):
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/core/version", data=b"{}", headers={"Content-Type": "application/json"}
-            )
-            if credentials:
-                request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(request, timeout=5)
-            assert refused.value.code == 401
+            assert rc_status(address, credentials) == 401, credentials
         # The server itself still gets through.
         assert sync.ok("mcp.sync.listRemotes")["remotes"]
     finally:
@@ -370,6 +415,11 @@ def test_bad_input_gets_clear_errors_and_the_server_keeps_serving(sync: SyncStac
     unknown = sync.error("mcp.sync.getJobStatus", {"job_id": "job-999"})
     assert unknown["data"]["kind"] == "unknown_job" and "job-999" in unknown["message"]
     assert sync.error("mcp.sync.stopJob", {"job_id": "garbage"})["data"]["kind"] == "unknown_job"
+    assert sync.error("mcp.sync.getJobLog", {"job_id": "job-999"})["data"]["kind"] == "unknown_job"
+    missing = sync.error("mcp.sync.runJob", {"source": str(src)})
+    assert "destination" in missing["message"], missing
+    mode = sync.error("mcp.sync.runJob", {"source": str(src), "destination": str(src), "mode": "mirror"})
+    assert "mode" in mode["message"], mode
     assert sync.ok("mcp.sync.listRemotes")["remotes"], "still serving"
 
 
@@ -540,3 +590,46 @@ def test_two_jobs_at_once_never_mix_their_numbers(sync: SyncStack):
         done = sync.wait_end(job["job_id"])
         assert done["state"] == "succeeded", done
         assert (done["bytes"], done["total_bytes"], done["files_transferred"]) == (sizes[name], sizes[name], 1), done
+
+
+def test_a_bandwidth_limit_is_the_jobs_own_and_leaves_other_jobs_alone(sync: SyncStack):
+    """rclone's --bwlimit is one for all jobs of an rcd (a global token bucket
+    in 1.60 and later); the server never sets it: a limited job gets
+    rclone's per-file limit and one transfer at a time in its own _config
+    (or rate / N with --transfers N), which rclone says in its log."""
+    limited, free = sync.home / "limited", sync.home / "free"
+    for directory in (limited, free):
+        directory.mkdir()
+        for index in range(3):
+            (directory / f"{directory.name}{index}.bin").write_bytes(os.urandom(1 << 20))
+    slow = sync.run(source=str(limited), destination=str(sync.home / "limited-copy"), bandwidth_limit="1M")
+    fast = sync.run(source=str(free), destination=str(sync.home / "free-copy"))
+    transferring = []
+    for _ in range(3000):
+        status = sync.status(slow["job_id"])
+        if status["state"] not in ("queued", "running"):
+            break
+        transferring.append(len(status["transferring"]))
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"the limited job did not end: {status}")
+    assert status["state"] == "succeeded", status
+    assert max(transferring) == 1, f"one file at a time: {transferring}"
+    assert sync.wait_end(fast["job_id"])["state"] == "succeeded"
+    assert tree(sync.home / "limited-copy") == tree(limited)
+    assert tree(sync.home / "free-copy") == tree(free)
+    log = sync.server.log()
+    for index in range(3):
+        assert re.search(rf"limited{index}\.bin: Limiting file transfer to \{{1Mi 1Mi\}}", log), f"limited{index}.bin"
+        assert not re.search(rf"free{index}\.bin: Limiting file transfer", log), f"free{index}.bin is not limited"
+    calls = set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', log))
+    assert "core/bwlimit" not in calls, calls
+
+    # The original's --transfers N shares the limit: each file gets 1M / 2.
+    shared = sync.wait_end(
+        sync.ok("mcp.sync.runJob", [str(limited), str(sync.home / "shared"), "x", ["--transfers", "2", "--bwlimit", "1M"]])[
+            "job_id"
+        ]
+    )
+    assert shared["state"] == "succeeded", shared
+    assert re.search(r"limited0\.bin: Limiting file transfer to \{512Ki 512Ki\}", sync.server.log())

@@ -33,7 +33,7 @@ use crate::config::{Config, NamedJob, parse_schedule};
 use crate::history::{History, HistoryError, now_seconds};
 use crate::job::{CheckSummary, FileProgress, Filters, JobRecord, JobSpec, JobState, Mode, Stats};
 use crate::paths::{Confinement, Refusal, parse_arguments, valid_bandwidth};
-use crate::rc::{RcCall, RcClient, RcError};
+use crate::rc::{RcCall, RcError};
 use crate::rcd::{Rcd, RcloneSettings};
 
 /// How often a running job is asked for: its end is seen at most this late.
@@ -122,8 +122,6 @@ struct Inner {
     live: Mutex<HashMap<u64, Live>>,
     keepalive: Mutex<(usize, Option<std::os::unix::net::UnixStream>)>,
     own_socket: Mutex<Option<PathBuf>>,
-    /// Jobs running with a bandwidth limit (rclone 1.60's limit is global).
-    limited: Mutex<Vec<(u64, String)>>,
 }
 
 /// The handle the handlers hold.
@@ -184,7 +182,6 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 keepalive: Mutex::new((0, None)),
                 own_socket: Mutex::new(None),
-                limited: Mutex::new(Vec::new()),
             }),
         };
         if engine.inner.config.scheduler {
@@ -449,7 +446,53 @@ impl Engine {
     }
 }
 
-/// A limit as rclone reads it, for choosing the smallest: a number in KiB/s
+/// A job's bandwidth limit as options of that job alone (its `_config`).
+///
+/// rclone has ONE bandwidth limit for all the transfers of a process
+/// (`--bwlimit`, set in an rcd by `core/bwlimit`): a token bucket that is
+/// a global variable in every version so far, 1.60 (Debian 12) and 1.75
+/// alike — rclone's pull request 8283 ("accounting: add per ctx token
+/// bucket", open) is the first to propose one per call. Setting it for a
+/// limited job would slow every other job of the rcd. What rclone does
+/// take per call is a limit per FILE (`BwLimitFile`, read from the call's
+/// `_config`), so a job is held under its limit by its own options only:
+/// at most `Transfers` files at once, each at most limit / `Transfers`.
+/// Without an explicit `--transfers` a limited job moves one file at a
+/// time at the whole limit (a single big file still gets all of it).
+fn job_bandwidth(limit: &str, transfers: Option<u64>) -> Map<String, Value> {
+    let mut options = Map::new();
+    if limit.split(':').all(|side| side.trim() == "off") {
+        return options;
+    }
+    let transfers = transfers.unwrap_or(1).max(1);
+    let per_file = if transfers == 1 {
+        limit.to_owned()
+    } else {
+        limit
+            .split(':')
+            .map(|side| {
+                let rate = bytes_per_second(side);
+                if rate.is_finite() {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        clippy::cast_sign_loss,
+                        clippy::cast_precision_loss
+                    )]
+                    let share = ((rate / transfers as f64).floor() as u64).max(1);
+                    format!("{share}B")
+                } else {
+                    "off".to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    options.insert("Transfers".to_owned(), Value::from(transfers));
+    options.insert("BwLimitFile".to_owned(), Value::String(per_file));
+    options
+}
+
+/// A limit as rclone reads it, in bytes per second: a number in KiB/s
 /// unless a unit follows (`B`, `K`, `M`, `G`, `T`, `P`, optionally with
 /// `i`/`B`), the upload side of `UP:DOWN`, `off` unlimited.
 fn bytes_per_second(limit: &str) -> f64 {
@@ -672,23 +715,6 @@ impl Inner {
         rules
     }
 
-    async fn apply_bandwidth(&self, client: &RcClient) {
-        let rate = {
-            let limited = self.limited.lock().expect("lock");
-            limited
-                .iter()
-                .map(|(_, rate)| rate.clone())
-                .min_by(|a, b| bytes_per_second(a).total_cmp(&bytes_per_second(b)))
-                .unwrap_or_else(|| "off".to_owned())
-        };
-        if let Err(error) = client
-            .call(RcCall::CoreBwlimit, &json!({ "rate": rate }))
-            .await
-        {
-            tracing::warn!(%error, "cannot set rclone's bandwidth limit");
-        }
-    }
-
     async fn run_rc(
         &self,
         mut record: JobRecord,
@@ -714,6 +740,10 @@ impl Inner {
         for (key, value) in &record.spec.options {
             config.insert(key.clone(), value.clone());
         }
+        if let Some(limit) = &record.spec.bandwidth_limit {
+            let transfers = record.spec.options.get("Transfers").and_then(Value::as_u64);
+            config.extend(job_bandwidth(limit, transfers));
+        }
         let mut params = json!({
             "srcFs": record.spec.source,
             "dstFs": record.spec.destination,
@@ -724,13 +754,6 @@ impl Inner {
         let rules = Self::filter_rules(&record.spec.filters);
         if !rules.is_empty() {
             params["_filter"] = json!({ "FilterRule": rules });
-        }
-        if let Some(rate) = &record.spec.bandwidth_limit {
-            self.limited
-                .lock()
-                .expect("lock")
-                .push((record.number, rate.clone()));
-            self.apply_bandwidth(&client).await;
         }
         let started = client.call(call, &params).await;
         let rc_job = match started
@@ -744,7 +767,6 @@ impl Inner {
                     Err(error) => error.to_string(),
                     Ok(_) => "rclone did not say which job it started".to_owned(),
                 };
-                self.unlimit(&record, &client).await;
                 record.error_text(&why);
                 record.finish(JobState::Failed, now_seconds(), Some(why));
                 return record;
@@ -778,10 +800,6 @@ impl Inner {
                 }
             }
             if self.rcd.generation() != Some(generation) {
-                self.limited
-                    .lock()
-                    .expect("lock")
-                    .retain(|(n, _)| *n != record.number);
                 record.interrupt(now_seconds(), "rclone stopped while the job ran");
                 return record;
             }
@@ -801,7 +819,6 @@ impl Inner {
                     continue;
                 }
                 Err(error) => {
-                    self.unlimit(&record, &client).await;
                     record.finish(JobState::Failed, now_seconds(), Some(error.to_string()));
                     return record;
                 }
@@ -813,7 +830,6 @@ impl Inner {
                     .and_then(Value::as_str)
                     .filter(|text| !text.is_empty())
                     .map(|text| proto::text::bounded(text, 1024).into_owned());
-                self.unlimit(&record, &client).await;
                 let _ = client
                     .call(RcCall::CoreStatsDelete, &json!({ "group": group }))
                     .await;
@@ -836,7 +852,6 @@ impl Inner {
             if let Some(asked) = stop_asked_at
                 && asked.elapsed() > STOP_WAIT
             {
-                self.unlimit(&record, &client).await;
                 record.finish(
                     JobState::Stopped,
                     now_seconds(),
@@ -853,16 +868,6 @@ impl Inner {
                 recorded_bytes |= first_bytes;
             }
             updates.send_replace(record.clone());
-        }
-    }
-
-    async fn unlimit(&self, record: &JobRecord, client: &RcClient) {
-        if record.spec.bandwidth_limit.is_some() {
-            self.limited
-                .lock()
-                .expect("lock")
-                .retain(|(n, _)| *n != record.number);
-            self.apply_bandwidth(client).await;
         }
     }
 
@@ -908,6 +913,10 @@ impl Inner {
         }
         if record.spec.options.contains_key("SizeOnly") {
             command.arg("--size-only");
+        }
+        if let Some(limit) = &record.spec.bandwidth_limit {
+            // A child of its own: rclone's one limit is this job's alone.
+            command.arg("--bwlimit").arg(limit);
         }
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -997,10 +1006,38 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::bytes_per_second;
+    use super::{bytes_per_second, job_bandwidth};
+    use serde_json::json;
 
     #[test]
-    fn the_smallest_bandwidth_limit_is_found_by_rate_not_spelling() {
+    fn a_bandwidth_limit_is_the_jobs_own_per_file_limit_never_the_rcds() {
+        // One file at a time at the whole limit, by default.
+        assert_eq!(
+            serde_json::Value::Object(job_bandwidth("2M", None)),
+            json!({"Transfers": 1, "BwLimitFile": "2M"})
+        );
+        // With --transfers 4 each file gets a quarter: never above 2M in all.
+        assert_eq!(
+            serde_json::Value::Object(job_bandwidth("2M", Some(4))),
+            json!({"Transfers": 4, "BwLimitFile": "524288B"})
+        );
+        // UP:DOWN splits each side; an unlimited side stays unlimited.
+        assert_eq!(
+            serde_json::Value::Object(job_bandwidth("1M:off", Some(2))),
+            json!({"Transfers": 2, "BwLimitFile": "524288B:off"})
+        );
+        // A number without a unit is KiB/s, as rclone reads it.
+        assert_eq!(
+            serde_json::Value::Object(job_bandwidth("100", Some(2))),
+            json!({"Transfers": 2, "BwLimitFile": "51200B"})
+        );
+        // "off" limits nothing and leaves the transfers alone.
+        assert!(job_bandwidth("off", Some(8)).is_empty());
+        assert!(job_bandwidth("off:off", None).is_empty());
+    }
+
+    #[test]
+    fn rates_are_read_as_rclone_reads_them() {
         assert!(bytes_per_second("512K") < bytes_per_second("1M"));
         assert!(bytes_per_second("1M") < bytes_per_second("1.5M:10M"));
         assert_eq!(bytes_per_second("100"), 100.0 * 1024.0);

@@ -33,13 +33,11 @@ pub enum RcCall {
     CoreStats,
     /// Forgets a finished job's group, so rclone's memory stays flat.
     CoreStatsDelete,
-    /// rclone 1.60 has no per-job bandwidth limit: the limit is the rcd's.
-    CoreBwlimit,
 }
 
 impl RcCall {
     /// Every call, for tests that compare rclone's log with the allow-list.
-    pub const ALL: [RcCall; 9] = [
+    pub const ALL: [RcCall; 8] = [
         RcCall::CoreVersion,
         RcCall::SyncSync,
         RcCall::SyncCopy,
@@ -48,7 +46,6 @@ impl RcCall {
         RcCall::JobStop,
         RcCall::CoreStats,
         RcCall::CoreStatsDelete,
-        RcCall::CoreBwlimit,
     ];
 
     pub fn path(self) -> &'static str {
@@ -61,7 +58,6 @@ impl RcCall {
             RcCall::JobStop => "job/stop",
             RcCall::CoreStats => "core/stats",
             RcCall::CoreStatsDelete => "core/stats-delete",
-            RcCall::CoreBwlimit => "core/bwlimit",
         }
     }
 }

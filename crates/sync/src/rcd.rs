@@ -229,8 +229,8 @@ async fn run_once(
             return Next::Restart;
         }
     };
-    let address = if version >= UNIX_SOCKET_SINCE {
-        match unix_socket_path(&settings.runtime_dir) {
+    let address = match transport(version) {
+        Transport::Unix => match unix_socket_path(&settings.runtime_dir) {
             Ok(path) => Address::Unix(path),
             Err(error) => {
                 tracing::warn!(%error, "no private directory for rclone's socket; using loopback");
@@ -239,23 +239,17 @@ async fn run_once(
                     Err(error) => return failed(&state, format!("no loopback port: {error}")),
                 }
             }
-        }
-    } else {
-        match free_loopback_port() {
+        },
+        Transport::Loopback => match free_loopback_port() {
             Ok(address) => Address::Tcp(address),
             Err(error) => return failed(&state, format!("no loopback port: {error}")),
-        }
+        },
     };
     let user = random_secret();
     let password = random_secret();
-    let rc_address = match &address {
-        Address::Tcp(address) => address.to_string(),
-        Address::Unix(path) => format!("unix://{}", path.display()),
-    };
     let mut command = settings.command();
     command
-        .args(["rcd", "--rc-addr", &rc_address, "--log-level"])
-        .arg(&settings.log_level)
+        .args(rcd_arguments(&address, &settings.log_level))
         .env("RCLONE_RC_USER", &user)
         .env("RCLONE_RC_PASS", &password)
         .stdout(Stdio::null())
@@ -329,6 +323,40 @@ async fn run_once(
     }
 }
 
+/// How the rc API of a given rclone is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `--rc-addr unix://…` in a private directory (1.63 and later).
+    Unix,
+    /// A random 127.0.0.1 port (1.60 to 1.62 cannot listen on a socket).
+    Loopback,
+}
+
+/// The version decision: a UNIX socket wherever rclone can serve one.
+pub fn transport(version: (u32, u32)) -> Transport {
+    if version >= UNIX_SOCKET_SINCE {
+        Transport::Unix
+    } else {
+        Transport::Loopback
+    }
+}
+
+/// The rcd's arguments for an address (the credentials go in its
+/// environment, never here: a command line is readable by every user).
+pub fn rcd_arguments(address: &Address, log_level: &str) -> Vec<String> {
+    let rc_address = match address {
+        Address::Tcp(address) => address.to_string(),
+        Address::Unix(path) => format!("unix://{}", path.display()),
+    };
+    vec![
+        "rcd".to_owned(),
+        "--rc-addr".to_owned(),
+        rc_address,
+        "--log-level".to_owned(),
+        log_level.to_owned(),
+    ]
+}
+
 fn failed(state: &watch::Sender<RcdState>, why: String) -> Next {
     tracing::error!("{why}");
     state.send_replace(RcdState::Starting);
@@ -369,5 +397,65 @@ mod tests {
         );
         assert_eq!(parse_version("rclone v1.71.0\n"), Some((1, 71)));
         assert_eq!(parse_version("something else"), None);
+    }
+
+    #[test]
+    fn newer_rclone_gets_a_unix_socket_and_1_60_a_loopback_port() {
+        assert_eq!(transport((1, 60)), Transport::Loopback);
+        assert_eq!(transport((1, 62)), Transport::Loopback);
+        assert_eq!(transport((1, 63)), Transport::Unix);
+        assert_eq!(transport((1, 75)), Transport::Unix);
+        assert_eq!(transport((2, 0)), Transport::Unix);
+        // The whole chain from `rclone version`'s words.
+        assert_eq!(
+            transport(parse_version("rclone v1.75.2\n").expect("a version")),
+            Transport::Unix
+        );
+        assert_eq!(
+            transport(parse_version("rclone v1.60.1-DEV\n").expect("a version")),
+            Transport::Loopback
+        );
+    }
+
+    #[test]
+    fn the_rcd_arguments_name_the_address_and_never_a_credential() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = dir.path().join("private");
+        let socket = unix_socket_path(&runtime).expect("a socket path");
+        assert_eq!(socket, runtime.join("rc.sock"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&runtime)
+            .expect("made")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "only the service user enters");
+        // A stale socket of an earlier start is removed.
+        std::fs::write(&socket, "").expect("stale");
+        assert_eq!(unix_socket_path(&runtime).expect("again"), socket);
+        assert!(!socket.exists());
+
+        let unix = rcd_arguments(&Address::Unix(socket.clone()), "INFO");
+        assert_eq!(
+            unix,
+            [
+                "rcd",
+                "--rc-addr",
+                &format!("unix://{}", socket.display()),
+                "--log-level",
+                "INFO"
+            ]
+        );
+        let tcp = rcd_arguments(
+            &Address::Tcp("127.0.0.1:5572".parse().expect("address")),
+            "DEBUG",
+        );
+        assert_eq!(
+            tcp,
+            ["rcd", "--rc-addr", "127.0.0.1:5572", "--log-level", "DEBUG"]
+        );
+        for argument in unix.iter().chain(&tcp) {
+            assert!(!argument.contains("--rc-user") && !argument.contains("--rc-pass"));
+            assert!(!argument.contains("--rc-no-auth"));
+        }
     }
 }
