@@ -59,7 +59,7 @@ fn main() {
     let smoke = smoke();
     let messages = env_number("MAIL_BENCH_MESSAGES", if smoke { 200 } else { 10_000 }).max(200);
     let big_mib = env_number("MAIL_BENCH_BIG_MIB", if smoke { 1 } else { 5 }).max(1);
-    let rounds = env_number("MAIL_BENCH_ROUNDS", if smoke { 1 } else { 30 }).max(1);
+    let rounds = env_number("MAIL_BENCH_ROUNDS", if smoke { 1 } else { 10 }).max(1);
     let peer_python = workspace_root().join("target/mail-bench-venv/bin/mcp-email-server");
     assert!(
         peer_python.exists(),
