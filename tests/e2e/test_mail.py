@@ -651,9 +651,6 @@ def test_malformed_mime_is_read_cleanly(world: World):
     assert read[3]["subject"] == "Truncated base64"
     assert f"{BODY_MARK}-truncated hello" in read[3]["body"]["text"]
     assert [attachment["name"] for attachment in read[3]["attachments"]] == ["cut.bin"]
-    part = read[3]["attachments"][0]["part_id"]
-    cut = ok(world, "mail_getAttachment", {"account": "work", "folder": "Broken", "uid": 3, "part": part})
-    assert base64.b64decode(cut["data"]).startswith(bytes(range(9)))
     # Raw 8-bit UTF-8 headers read as UTF-8.
     assert read[4]["subject"] == "Grüße aus Köln – ohne Kodierung"
     assert by_uid[4]["subject"] == "Grüße aus Köln – ohne Kodierung"
@@ -661,21 +658,6 @@ def test_malformed_mime_is_read_cleanly(world: World):
     assert f"{BODY_MARK}-8bit Grüße" in read[4]["body"]["text"]
     # The server still serves.
     assert ok(world, "mail_listFolders", {"account": "work"})["folders"]
-
-
-def test_a_server_that_goes_down_is_named_and_used_again_once_back(world: World):
-    assert "INBOX" in folders_of(world, "work")  # a pooled session now exists
-    world.dovecot.halt()
-    try:
-        text = refused(world, "mail_listFolders", {"account": "work"}, "account work")
-        assert "cannot connect" in text and f"127.0.0.1:{world.dovecot.imaps_port}" in text, text
-        # Still down: the same clear error, not a hang or a stale session.
-        again = refused(world, "mail_listMessages", {"account": "work", "limit": 1}, "account work", "cannot connect")
-        assert f"127.0.0.1:{world.dovecot.imaps_port}" in again
-    finally:
-        world.dovecot.start()
-    # Back: the next call works (the pool connects anew).
-    assert ok(world, "mail_listMessages", {"account": "work", "limit": 1})["total"] >= INBOX_SIZE
 
 
 def test_sending_is_rate_limited(world: World):
