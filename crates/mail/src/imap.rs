@@ -164,6 +164,25 @@ impl Lease<'_> {
         }
     }
 
+    /// `UID FETCH set query`, every answer collected.
+    async fn fetch(
+        &mut self,
+        what: &str,
+        set: String,
+        query: impl Into<String>,
+    ) -> Result<Vec<Fetch>, MailError> {
+        let query = query.into();
+        self.run(what, async move |connection| {
+            connection
+                .session
+                .uid_fetch(set, query)
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+    }
+
     /// Opens `folder`: read-only (`EXAMINE`) unless `write`.
     async fn open(
         &mut self,
@@ -709,16 +728,7 @@ impl Imap {
         let query = format!(
             "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (DATE FROM TO CC SUBJECT MESSAGE-ID MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)] BODY.PEEK[TEXT]<0.{PREVIEW_BYTES}>)"
         );
-        let fetches: Vec<Fetch> = lease
-            .run("fetch the messages", async move |connection| {
-                connection
-                    .session
-                    .uid_fetch(set, query)
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
+        let fetches: Vec<Fetch> = lease.fetch("fetch the messages", set, query).await?;
         let mut by_uid: HashMap<u32, Summary> = HashMap::new();
         for fetch in &fetches {
             let Some(uid) = fetch.uid else { continue };
@@ -757,21 +767,10 @@ impl Imap {
         lease.open(folder, false).await?;
         let set = uid.to_string();
         let sized: Vec<Fetch> = lease
-            .run("give the message's size", async move |connection| {
-                connection
-                    .session
-                    .uid_fetch(set, "(UID FLAGS RFC822.SIZE)")
-                    .await?
-                    .try_collect()
-                    .await
-            })
+            .fetch("give the message's size", set, "(UID FLAGS RFC822.SIZE)")
             .await?;
         let Some(sized) = sized.iter().find(|fetch| fetch.uid == Some(uid)) else {
-            return Err(MailError::MessageNotFound {
-                account: account.name.clone(),
-                folder: folder.to_owned(),
-                uids: uid.to_string(),
-            });
+            return Err(not_found(account, folder, &[uid]));
         };
         let size = u64::from(sized.size.unwrap_or(0));
         if size > limit {
@@ -785,25 +784,14 @@ impl Imap {
         let flags = flags(sized);
         let set = uid.to_string();
         let fetched: Vec<Fetch> = lease
-            .run("fetch the message", async move |connection| {
-                connection
-                    .session
-                    .uid_fetch(set, "(UID BODY.PEEK[])")
-                    .await?
-                    .try_collect()
-                    .await
-            })
+            .fetch("fetch the message", set, "(UID BODY.PEEK[])")
             .await?;
         let bytes = fetched
             .iter()
             .find(|fetch| fetch.uid == Some(uid))
             .and_then(|fetch| fetch.body())
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| MailError::MessageNotFound {
-                account: account.name.clone(),
-                folder: folder.to_owned(),
-                uids: uid.to_string(),
-            })?;
+            .ok_or_else(|| not_found(account, folder, &[uid]))?;
         Ok(Raw { uid, flags, bytes })
     }
 
@@ -820,24 +808,13 @@ impl Imap {
         let query = format!("(UID BODY.PEEK[HEADER.FIELDS ({fields})])");
         let set = uid.to_string();
         let fetched: Vec<Fetch> = lease
-            .run("fetch the message's headers", async move |connection| {
-                connection
-                    .session
-                    .uid_fetch(set, query)
-                    .await?
-                    .try_collect()
-                    .await
-            })
+            .fetch("fetch the message's headers", set, query)
             .await?;
         fetched
             .iter()
             .find(|fetch| fetch.uid == Some(uid))
             .map(|fetch| fetch.header().unwrap_or_default().to_vec())
-            .ok_or_else(|| MailError::MessageNotFound {
-                account: account.name.clone(),
-                folder: folder.to_owned(),
-                uids: uid.to_string(),
-            })
+            .ok_or_else(|| not_found(account, folder, &[uid]))
     }
 
     /// Which of `uids` exist in the open folder.
@@ -892,16 +869,7 @@ impl Imap {
                 })
                 .await?;
         }
-        let fetches: Vec<Fetch> = lease
-            .run("give the flags", async move |connection| {
-                connection
-                    .session
-                    .uid_fetch(set, "(UID FLAGS)")
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
+        let fetches: Vec<Fetch> = lease.fetch("give the flags", set, "(UID FLAGS)").await?;
         let flags_after = fetches
             .iter()
             .filter_map(|fetch| fetch.uid.map(|uid| (uid, flags(fetch))))

@@ -68,8 +68,20 @@ enum Kind {
     ClientSecret,
 }
 
+/// Async workers when `--worker-threads` is not given. The service waits
+/// on IMAP and SMTP servers and does little work of its own (parsing one
+/// message at a time): two workers are plenty, and one per core would give
+/// every core its own allocator arena and stack on a big machine.
+const DEFAULT_WORKERS: usize = 2;
+
+/// glibc's malloc arenas at most: with the threads above, more arenas only
+/// hold freed memory apart (`M_ARENA_MAX`; glibc's default is 8 per core).
+const MALLOC_ARENAS: libc::c_int = 2;
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.serve.worker_threads.get_or_insert(DEFAULT_WORKERS);
+    limit_malloc_arenas();
     if args.print_caps {
         print!("{}", mail::CAPS);
         return ExitCode::SUCCESS;
@@ -245,5 +257,15 @@ impl Drop for EchoOff {
         unsafe {
             libc::tcsetattr(0, libc::TCSANOW, &raw const self.0);
         }
+    }
+}
+
+/// Before any thread starts (see [`MALLOC_ARENAS`]).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it runs before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }
