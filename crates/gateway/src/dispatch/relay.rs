@@ -146,7 +146,7 @@ impl Gateway {
         };
         let ledger = licensing.ledger.clone();
         let identity = client.identity.clone();
-        let quotas = client.tier.quotas;
+        let quotas = client.tier().quotas;
         let reserved = tokio::task::spawn_blocking(move || {
             ledger.reserve(&identity, ask, &quotas, chrono::Utc::now())
         })
