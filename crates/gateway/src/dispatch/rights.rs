@@ -110,6 +110,18 @@ impl Gateway {
         outcome
     }
 
+    /// [`Gateway::authorize`] alone, as every request passes it (the
+    /// client's bucket, the call's names, the tier's patterns); public for
+    /// the licence benchmark, which measures it.
+    pub fn check_rights(
+        &self,
+        session: &Session,
+        name: &str,
+        params: Option<&Value>,
+    ) -> Result<(), Refusal> {
+        self.authorize(session, name, params)
+    }
+
     fn allowed(&self, client: &Client, name: &str, params: Option<&Value>) -> Result<(), Refusal> {
         let field = |key: &str| {
             params
