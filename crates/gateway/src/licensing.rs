@@ -33,6 +33,20 @@ pub struct Licensing {
     assigned: HashMap<String, Arc<Tier>>,
     clients: Mutex<HashMap<String, Arc<Client>>>,
     pub ledger: Arc<Ledger>,
+    /// What time it is for quotas' days and months, reports and reloads
+    /// (the system's; tests set their own).
+    clock: RwLock<Timekeeper>,
+}
+
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
+struct Timekeeper(Clock);
+
+impl std::fmt::Debug for Timekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// The licence in force.
@@ -126,7 +140,27 @@ impl Licensing {
             assigned,
             clients: Mutex::new(HashMap::new()),
             ledger: Arc::new(ledger),
+            clock: RwLock::new(Timekeeper(Arc::new(chrono::Utc::now))),
         })
+    }
+
+    /// The time now, by the licensing's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let clock = self
+            .clock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone();
+        clock()
+    }
+
+    /// Replaces the clock (tests: a day that ends when they say).
+    pub fn set_clock(&self, clock: Clock) {
+        *self
+            .clock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Timekeeper(clock);
     }
 
     /// The licence in force.
@@ -163,7 +197,7 @@ impl Licensing {
             &keys,
             &self.tiers,
             self.config.allow_unsigned,
-            chrono::Utc::now(),
+            self.now(),
         );
         let old = self.current();
         if !verdict.is_valid() && old.verdict.is_valid() {
@@ -359,7 +393,7 @@ impl Licensing {
                 .keys()
                 .cloned(),
         );
-        if let Ok(used) = self.ledger.clients(chrono::Utc::now()) {
+        if let Ok(used) = self.ledger.clients(self.now()) {
             known.extend(used);
         }
         known.sort();

@@ -303,7 +303,7 @@ pub(super) fn builtin_tool_method(tool: &str) -> Option<&'static str> {
 async fn client_report(licensing: &crate::licensing::Licensing, client: &Arc<Client>) -> Value {
     let ledger = licensing.ledger.clone();
     let identity = client.identity.clone();
-    let now = chrono::Utc::now();
+    let now = licensing.now();
     let usage = tokio::task::spawn_blocking(move || ledger.usage(&identity, now))
         .await
         .ok()

@@ -14,6 +14,7 @@ mod dispatcher;
 mod expect;
 mod http;
 mod licence;
+mod licence_midnight;
 mod licence_reload;
 mod support;
 
