@@ -24,6 +24,11 @@
 //! `LICENCE_BENCH_ROUNDS` (default 21), `LICENCE_BENCH_CALLS` (sequential
 //! calls a round through the gateway, default 2000), `LICENCE_BENCH_CHECKS`
 //! (checks a round in process, default 20000).
+//!
+//! Measured 2026-12-02, machine loaded by other builds, defaults: 1448
+//! (tools/call) and 1038 (classic) instructions added per check; in
+//! process 203 and 171 ns added; through the gateway, median of 21 rounds'
+//! p50 differences +0.63 µs (WebSocket) and +0.69 µs (HTTP) — target ≤ 2 µs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
