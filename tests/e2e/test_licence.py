@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Stack, jsonrpc, unix_call, wait_for
+from conftest import ROOT, Stack, binary, jsonrpc, unix_call, wait_for
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -395,3 +397,61 @@ def test_the_providers_tokenizer_counts_the_prompt(llm_stack: Stack, fake: FakeO
     assert "result" in answer, answer
     # 3 + 40 words + 4 + 4 ("user") reserved with 20: 71 of 100; settled 25.
     assert usage(stack)["usage"]["day"] == PROMPT_TOKENS + 20
+
+
+def test_a_fresh_install_is_free_says_how_to_get_further_and_a_licence_installed_applies_at_once(llm_stack: Stack):
+    """The packaged default: the shipped tiers, a licence section, no
+    lic.key: FREE (fs reads only). The refusal and `llmbasedos status` /
+    `llmbasedos licence status` say how to get further. A licence
+    installed and SIGHUP (or the file's change) upgrades the running
+    gateway's clients without a restart; a broken new file keeps it."""
+    stack = llm_stack
+    key = stack.root / "lic.key"
+    overrides = {
+        "licence": {
+            "key": str(key),
+            "keys_dir": str(stack.root / "keys"),
+            "tiers": str(ROOT / "config" / "licence_tiers.yaml"),
+            "allow_unsigned": True,
+            "state_dir": str(stack.root / "state"),
+        }
+    }
+    stack.start_gateway(overrides=overrides)
+    _, _, answer = post(stack, "mcp.test.echo", {"text": "x"})
+    assert answer["error"]["code"] == -32002, answer
+    message = answer["error"]["message"]
+    assert f"install a licence: put a signed lic.key at {key}" in message, message
+    assert "remove the `licence:` section from gateway.yaml" in message, message
+    assert answer["error"]["data"]["how_to_get_further"] in message
+    check = usage(stack)
+    assert check["tier"] == "FREE" and check["standing"] == "missing", check
+    for argv in (["status"], ["licence", "status"]):
+        shown = subprocess.run(
+            [str(binary("llmbasedos")), "--runtime-dir", str(stack.root), *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown
+        assert "licence: FREE" in shown.stdout, shown.stdout
+        assert "to get further:" in shown.stdout and "install a licence" in shown.stdout, shown.stdout
+        assert "remove the `licence:` section" in shown.stdout, shown.stdout
+
+    # A licence installed (unsigned, allowed here), then SIGHUP.
+    aside = stack.root / "lic.key.new"
+    aside.write_text("tier: ELITE\nuser_id: e2e\n")
+    aside.rename(key)
+    os.kill(stack.gateway.pid, signal.SIGHUP)
+    wait_for(lambda: usage(stack)["tier"] == "ELITE", "the licence to be read again")
+    _, _, answer = post(stack, "mcp.test.echo", {"text": "x"})
+    assert answer.get("result") == {"text": "x"}, answer
+    assert "SIGHUP: reading the licence again" in stack.gateway.log()
+
+    # A broken new file: ELITE stays, logged, and the check says why.
+    aside.write_text("tier: [this is not\n")
+    aside.rename(key)
+    os.kill(stack.gateway.pid, signal.SIGHUP)
+    wait_for(lambda: "licence reload failed" in stack.gateway.log(), "the broken licence to be judged")
+    check = usage(stack)
+    assert check["tier"] == "ELITE" and "stays in force" in check["reload_error"], check
+    assert stack.gateway.popen.poll() is None, "SIGHUP does not end the gateway"

@@ -69,6 +69,10 @@ pub async fn run(
         config.backend_connections,
         config.max_message,
     ));
+    // The licence is read again on SIGHUP and when lic.key changes.
+    if let Some(licensing) = &licensing {
+        tokio::spawn(licensing.clone().watch());
+    }
     let gateway = Gateway::licensed(config.clone(), registry.clone(), llm, licensing);
     tokio::spawn(registry.clone().watch());
     tokio::spawn(close_idle_backends(

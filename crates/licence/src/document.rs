@@ -237,7 +237,7 @@ pub enum Standing {
 }
 
 /// The licence as the gateway judged it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
     /// The tier the machine runs with (FREE unless the licence is valid).
     pub tier: String,

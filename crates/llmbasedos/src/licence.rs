@@ -1,7 +1,9 @@
 //! `llmbasedos licence keygen | issue | verify | show`: make signing keys,
 //! issue signed licences, and check one as the gateway will; and
-//! `llmbasedos status`: every client's tier, limits and token usage, from
-//! the running gateway (`mcp.licence.status`).
+//! `llmbasedos status` (also `llmbasedos licence status`): every client's
+//! tier, limits and token usage, from the running gateway
+//! (`mcp.licence.status`), and, when the licence is not in force, how to
+//! get further.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -50,6 +52,9 @@ enum LicenceCommand {
     Verify(CheckArgs),
     /// Print a licence's terms and the verdict on it.
     Show(CheckArgs),
+    /// The running gateway's licence and every client's tier, limits and
+    /// token usage (as `llmbasedos status`).
+    Status,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,8 +70,9 @@ struct CheckArgs {
     allow_unsigned: bool,
 }
 
-pub(crate) fn run(args: &LicenceArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(runtime_dir: &Path, args: &LicenceArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
+        LicenceCommand::Status => status(runtime_dir),
         LicenceCommand::Keygen { name } => {
             let issuer = Issuer::generate()?;
             let secret = name.with_extension("key");
@@ -166,6 +172,13 @@ pub(crate) fn status(runtime_dir: &Path) -> anyhow::Result<ExitCode> {
         text(&status["machine_tier"]),
         text(&status["reason"])
     );
+    // Not in force: what to do about it, as the gateway says it.
+    if let Some(further) = status["how_to_get_further"].as_str() {
+        println!("to get further: {further}");
+    }
+    if let Some(error) = status["reload_error"].as_str() {
+        println!("reload: {error}");
+    }
     println!(
         "{:<24} {:<8} {:>12} {:>12} {:>14} {:>14}",
         "client", "tier", "rate", "day used", "day left", "month left"

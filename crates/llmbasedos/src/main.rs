@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(&runtime_dir, &args),
         Command::Call(args) => call::run(&runtime_dir, &args),
-        Command::Licence(args) => licence::run(&args),
+        Command::Licence(args) => licence::run(&runtime_dir, &args),
         Command::Status => licence::status(&runtime_dir),
     };
     match result {

@@ -204,7 +204,7 @@ impl Gateway {
         // The tier may allow fewer requests at once than the gateway does.
         let slots = client
             .as_ref()
-            .and_then(|client| client.tier.concurrent)
+            .and_then(|client| client.tier().concurrent)
             .map_or(self.config.max_concurrent_requests, |tier| {
                 tier.min(self.config.max_concurrent_requests)
             });

@@ -146,12 +146,12 @@ impl Gateway {
         };
         let ledger = licensing.ledger.clone();
         let identity = client.identity.clone();
-        let quotas = client.tier.quotas;
-        let reserved = tokio::task::spawn_blocking(move || {
-            ledger.reserve(&identity, ask, &quotas, chrono::Utc::now())
-        })
-        .await
-        .map_err(|_| ErrorObject::internal("the token ledger's task failed"))?;
+        let quotas = client.tier().quotas;
+        let now = licensing.now();
+        let reserved =
+            tokio::task::spawn_blocking(move || ledger.reserve(&identity, ask, &quotas, now))
+                .await
+                .map_err(|_| ErrorObject::internal("the token ledger's task failed"))?;
         let reservation = reserved.map_err(|error| match error {
             licence::QuotaError::Storage(problem) => {
                 tracing::error!(%problem, "token ledger");

@@ -110,6 +110,18 @@ impl Gateway {
         outcome
     }
 
+    /// [`Gateway::authorize`] alone, as every request passes it (the
+    /// client's bucket, the call's names, the tier's patterns); public for
+    /// the licence benchmark, which measures it.
+    pub fn check_rights(
+        &self,
+        session: &Session,
+        name: &str,
+        params: Option<&Value>,
+    ) -> Result<(), Refusal> {
+        self.authorize(session, name, params)
+    }
+
     fn allowed(&self, client: &Client, name: &str, params: Option<&Value>) -> Result<(), Refusal> {
         let field = |key: &str| {
             params
@@ -205,16 +217,19 @@ impl Gateway {
         };
         let client = licensing.client(session.identity());
         let report = client_report(licensing, &client).await;
-        let verdict = &licensing.verdict;
+        let current = licensing.current();
+        let verdict = &current.verdict;
         let terms = verdict.terms.as_ref();
         to_value(&json!({
             "licensed": true,
             "client": client.identity,
-            "tier": client.tier.name,
-            "machine_tier": licensing.machine.name,
+            "tier": client.tier().name,
+            "machine_tier": current.machine.name,
             "standing": verdict.standing,
             "valid": verdict.is_valid(),
             "reason": verdict.reason,
+            "how_to_get_further": client.further().as_deref(),
+            "reload_error": licensing.reload_error(),
             "licensee": terms.map(|terms| &terms.licensee),
             "issued": terms.map(|terms| terms.issued.to_rfc3339()),
             "expires": terms.and_then(|terms| terms.expires.map(|at| at.to_rfc3339())),
@@ -236,11 +251,14 @@ impl Gateway {
             let client = licensing.client(&identity);
             clients.push(client_report(licensing, &client).await);
         }
+        let current = licensing.current();
         Ok(json!({
             "licensed": true,
-            "machine_tier": licensing.machine.name,
-            "standing": licensing.verdict.standing,
-            "reason": licensing.verdict.reason,
+            "machine_tier": current.machine.name,
+            "standing": current.verdict.standing,
+            "reason": current.verdict.reason,
+            "how_to_get_further": (!current.verdict.is_valid()).then(|| licensing.free_hint()),
+            "reload_error": licensing.reload_error(),
             "clients": clients,
         }))
     }
@@ -285,18 +303,19 @@ pub(super) fn builtin_tool_method(tool: &str) -> Option<&'static str> {
 async fn client_report(licensing: &crate::licensing::Licensing, client: &Arc<Client>) -> Value {
     let ledger = licensing.ledger.clone();
     let identity = client.identity.clone();
-    let now = chrono::Utc::now();
+    let now = licensing.now();
     let usage = tokio::task::spawn_blocking(move || ledger.usage(&identity, now))
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let quotas = client.tier.quotas;
+    let tier = client.tier();
+    let quotas = tier.quotas;
     let periods = licence::ledger::Periods::at(licensing.ledger.zone(), now);
     json!({
         "client": client.identity,
-        "tier": client.tier.name,
-        "limits": licence::tiers::describe(&client.tier),
+        "tier": tier.name,
+        "limits": licence::tiers::describe(&tier),
         "usage": usage,
         "remaining": {
             "day": quotas.per_day.map(|limit| limit.saturating_sub(usage.day)),
@@ -314,9 +333,10 @@ pub(super) fn refusal_error(client: Option<&Arc<Client>>, refusal: &Refusal) -> 
             code::PERMISSION_DENIED,
             "permission_denied",
             format!(
-                "{} is not allowed for this client's tier{}; licence_check (mcp.licence.check) shows what it may use",
+                "{} is not allowed for this client's tier{}; licence_check (mcp.licence.check) shows what it may use{}",
                 proto::text::echo(name),
-                tier_of(client)
+                tier_of(client),
+                further(client)
             ),
             None,
         ),
@@ -367,8 +387,13 @@ pub(super) fn refusal_error(client: Option<&Arc<Client>>, refusal: &Refusal) -> 
     let mut data = json!({
         "kind": kind,
         "client": client.map(|client| client.identity.as_str()),
-        "tier": client.map(|client| client.tier.name.as_str()),
+        "tier": client.map(|client| client.tier().name.clone()),
     });
+    if let Refusal::Permission { .. } = refusal
+        && let Some(further) = client.and_then(|client| client.further())
+    {
+        data["how_to_get_further"] = json!(&*further);
+    }
     if let Some(retry) = retry {
         data["retry_after_ms"] = json!(retry);
     }
@@ -389,7 +414,14 @@ pub(super) fn refusal_error(client: Option<&Arc<Client>>, refusal: &Refusal) -> 
 }
 
 fn tier_of(client: Option<&Arc<Client>>) -> String {
-    client.map_or_else(String::new, |client| format!(" ({})", client.tier.name))
+    client.map_or_else(String::new, |client| format!(" ({})", client.tier().name))
+}
+
+/// What a refused client can do to get further, as the message's end.
+fn further(client: Option<&Arc<Client>>) -> String {
+    client
+        .and_then(|client| client.further())
+        .map_or_else(String::new, |further| format!(". {further}"))
 }
 
 /// Logs a refusal: who, which path, why; never params' contents.
@@ -407,7 +439,7 @@ pub(super) fn log_refusal(client: &Client, name: &str, params: Option<&Value>, r
     };
     tracing::info!(
         client = %proto::text::escaped(&client.identity),
-        tier = %client.tier.name,
+        tier = %client.tier().name,
         path = %proto::text::escaped(name),
         target = %proto::text::escaped(&proto::text::echo(target)),
         reason,
@@ -508,7 +540,7 @@ pub(super) fn add_caller(session: &Session, params: &mut Option<Value>) {
             CALLER.to_owned(),
             json!({
                 "client": session.identity(),
-                "tier": session.client().map(|client| client.tier.name.as_str()),
+                "tier": session.client().map(|client| client.tier().name.clone()),
             }),
         );
     }

@@ -14,6 +14,8 @@ mod dispatcher;
 mod expect;
 mod http;
 mod licence;
+mod licence_midnight;
+mod licence_reload;
 mod support;
 
 use std::future::Future;
