@@ -519,6 +519,8 @@ impl Gateway {
     /// named in `auth.delegates` may send it, the delegate's own rights are
     /// checked first, and the request then runs as the named client (its
     /// rights, its bucket, its quotas): never more than the delegate's own.
+    /// From anyone else it is refused when licensing is on, and ignored
+    /// (the request runs as its sender) when it is off.
     pub(super) fn delegated(
         &self,
         session: &Arc<Session>,
@@ -540,6 +542,14 @@ impl Gateway {
             }
             refusal
         };
+        if delegate.is_none() && self.licensing.is_none() {
+            // Without a licence there are no rights to gain and none to
+            // lose: the request runs as its sender (its own slots and
+            // identity), as if it named no one. A non-delegate never gains
+            // anything from `on_behalf_of`.
+            tracing::debug!(client = %proto::text::escaped(session.identity()), path = %proto::text::escaped(name), "on_behalf_of from a non-delegate ignored: licensing is off");
+            return Ok(session.clone());
+        }
         if delegate.is_none() {
             return Err(refuse(format!(
                 "{} may not act on behalf of another client: only the UNIX peers in auth.delegates may send _meta[\"{ON_BEHALF_OF}\"]",
@@ -575,6 +585,7 @@ mod tests {
             "token:alice".to_owned(),
             tokio::sync::mpsc::channel(1).0,
             permits,
+            None,
             None,
         );
         let mut params = Some(json!({"text": "x", "_meta": {"progressToken": 1}}));

@@ -475,7 +475,10 @@ async fn a_delegate_acts_with_the_clients_rights_and_never_more_than_its_own() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = licensed(dir.path(), |raw| {
         // 4646: an ELITE delegate (the licence's tier); 4343: a FREE one.
-        raw.auth.delegates = vec![4646, 4343];
+        raw.auth.delegates = vec![
+            gateway::config::UserRef::Uid(4646),
+            gateway::config::UserRef::Uid(4343),
+        ];
     });
     let on_behalf = |client: &str, text: bool| {
         let mut params = json!({"_meta": {"llmbasedos/on_behalf_of": client}});
