@@ -140,7 +140,25 @@ def test_a_non_delegates_on_behalf_of_is_refused(undelegated: Stack):
     text = refused.content[0].text
     assert refused.is_error is True, text
     assert "delegation_refused" in json.dumps(refused.structured_content) or "auth.delegates" in text, text
+    # The refusal names the fix exactly: the agent's user as a delegate
+    # (packaged: `auth.delegates: [llmuser]`).
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert f"add `auth.delegates: [{user}]` to gateway.yaml" in text, text
     assert not (undelegated.fs_root / "writer.txt").exists()
+
+
+def test_a_run_started_as_the_agents_own_user_needs_no_delegate(undelegated: Stack):
+    # As luca-shell starts a workflow as llmuser, the agent's own user: the
+    # agent passes uid:<me> on, which is no delegation, so it runs (with
+    # that uid's own rights) though the agent is not a delegate.
+    message = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "mcp.agent.runWorkflow",
+                          "params": {"id": "note", "inputs": {"name": "mine"}, "wait": True}})
+    answer = unix_call(undelegated.gateway_socket, message, timeout=60)
+    assert "result" in answer, answer
+    assert answer["result"].get("status") == "succeeded", answer
+    assert (undelegated.fs_root / "mine.txt").read_text() == "written"
 
 
 def test_waiting_runs_holding_every_slot_do_not_starve_their_steps(tmp_path: Path):

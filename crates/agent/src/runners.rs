@@ -20,11 +20,17 @@ pub const CALLER: &str = "llmbasedos/caller";
 
 /// The identity a run acts for: the gateway's `caller.client` for a run a
 /// client started, a schedule's configured `identity` for a scheduled one;
-/// `None` when neither names one (the calls then go as the agent itself).
+/// `None` when neither names one: the calls then carry no on_behalf_of and
+/// go as the agent itself. A client's identity that is the agent's own
+/// (luca-shell and the agent both running as llmuser) is passed on too: the
+/// gateway takes that as no delegation at all, from anyone.
 pub fn identity(caller: &Value) -> Option<&str> {
-    caller
-        .get("client")
-        .or_else(|| caller.get("identity"))
+    let named = if caller.get("trigger").and_then(Value::as_str) == Some("schedule") {
+        caller.get("identity")
+    } else {
+        caller.get("client")
+    };
+    named
         .and_then(Value::as_str)
         .filter(|identity| !identity.is_empty())
 }
@@ -365,6 +371,9 @@ mod tests {
         let unnamed = json!({"trigger": "schedule", "identity": null});
         assert_eq!(identity(&unnamed), None);
         assert_eq!(identity(&json!({"client": ""})), None);
+        // Only a schedule's caller names its identity that way.
+        assert_eq!(identity(&json!({"identity": "token:root"})), None);
+        assert_eq!(identity(&json!({})), None);
 
         let mut params = json!({"path": "/x", "_meta": {"progressToken": 1}});
         let map = params.as_object_mut().expect("object");
