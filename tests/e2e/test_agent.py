@@ -703,3 +703,33 @@ def test_docker_steps_run_confined_and_a_hanging_one_is_killed(agent: Stack, doc
 
     asyncio.run(scenario())
     assert dockerd.containers() == []
+
+
+def test_a_schedule_fires_and_its_run_carries_the_schedules_identity(agent: Stack):
+    # Every minute (the shortest five-field cron); added live, so it fires
+    # only in this test. The first slot is at most a minute away; a reload
+    # landing just after a slot waits for the next one: bounded at ~2 min.
+    (agent.workflows / "tick.yaml").write_text("""
+id: tick
+on: {schedule: {cron: "* * * * *", timezone: UTC, identity: "uid:4242"}}
+steps:
+  - id: stamp
+    mcp: {method: mcp.fs.write, params: {path: /tick.txt, content: "tick {{ execution.id }}", mode: overwrite}}
+""")
+
+    async def scenario():
+        async with Client(target(agent)) as client:
+            deadline = time.monotonic() + 130
+            while time.monotonic() < deadline:
+                listed = await call(client, "agent_listExecutions", {"workflow": "tick"})
+                done = [e for e in listed["executions"] if e["status"] not in ("running", "waiting_approval")]
+                if done:
+                    return done[0]
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"the schedule did not fire within 130 s: {listed}")
+
+    execution = asyncio.run(scenario())
+    assert execution["status"] == "succeeded", execution
+    assert execution["started_by"] == {"trigger": "schedule", "identity": "uid:4242"}, execution
+    # The step ran through the gateway and the fs server.
+    assert (agent.fs_root / "tick.txt").read_text() == f"tick {execution['execution_id']}"

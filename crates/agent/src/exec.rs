@@ -21,7 +21,7 @@ use crate::load::Catalog;
 use crate::model::{OnError, Step, StepKind, Workflow};
 use crate::runners::{self, Credentials, Gateway, HttpRequest};
 use crate::store::{ExecutionRecord, Status, StepError, StepRecord, StepStatus, Store};
-use crate::template::{Templates, scope};
+use crate::template::{Templates, has_template, scope};
 
 /// Finished runs kept in memory (the store has them all).
 const FINISHED_KEPT: usize = 512;
@@ -299,8 +299,8 @@ impl Engine {
             events,
             done: watch::channel(false).0,
         });
-        let id = live.snapshot().id;
-        self.store.put(&live.snapshot());
+        let id = lock(&live.record).id.clone();
+        self.save(&live, &id);
         lock(&self.runs).insert(id.clone(), live.clone());
         let engine = self.clone();
         let task_live = live.clone();
@@ -360,8 +360,25 @@ impl Engine {
             .any(|live| !lock(&live.record).status.is_final())
     }
 
+    /// Saves a run: its record is serialised when the store next commits,
+    /// once however many steps settled since the last commit.
+    fn save(&self, live: &Arc<Live>, id: &str) {
+        let live = live.clone();
+        self.store.put_live(
+            id,
+            Arc::new(move || {
+                serde_json::to_string(&*lock(&live.record))
+                    .map_err(
+                        |error| tracing::error!(%error, "cannot serialise an execution record"),
+                    )
+                    .ok()
+            }),
+        );
+    }
+
     async fn run(self: &Arc<Self>, workflow: &Arc<Workflow>, live: &Arc<Live>) {
         let total = workflow.steps.len();
+        let run_id = lock(&live.record).id.clone();
         let mut state: HashMap<String, StepStatus> = {
             let record = lock(&live.record);
             workflow
@@ -442,8 +459,8 @@ impl Engine {
                     step.error.clone_from(&outcome.error);
                     step.notes.extend(outcome.notes);
                 }
-                self.store.put(&record);
             }
+            self.save(live, &run_id);
             let settled = state.values().filter(|s| s.is_settled()).count();
             let _ = live.events.send(StepEvent {
                 step: id.clone(),
@@ -504,8 +521,8 @@ impl Engine {
             };
         }
         record.finished_ms = Some(crate::now_ms());
-        self.store.put(&record);
         drop(record);
+        self.save(live, &run_id);
         live.done.send_replace(true);
     }
 
@@ -520,9 +537,10 @@ impl Engine {
     async fn step(self: &Arc<Self>, live: &Arc<Live>, step: &Step, base: Value) -> StepOutcome {
         let started = Instant::now();
         let mut outcome = StepOutcome::new();
-        let base_scope = scope(&base);
+        let lazy = std::sync::OnceLock::new();
+        let base_scope = || lazy.get_or_init(|| scope(&base));
         if let Some(when) = &step.when {
-            match self.templates.truth(when, &base_scope) {
+            match self.templates.truth(when, base_scope()) {
                 Ok(true) => {}
                 Ok(false) => {
                     outcome.status = StepStatus::Skipped;
@@ -541,7 +559,7 @@ impl Engine {
         }
         let attempt = match &step.for_each {
             None => self.attempts(live, step, &base, None).await,
-            Some(items) => match self.templates.render_value(items, &base_scope) {
+            Some(items) => match self.templates.render_value(items, base_scope()) {
                 Ok(Value::Array(items)) => {
                     let runs = futures::stream::iter(items.into_iter().enumerate().map(|(index, item)| {
                         let base = &base;
@@ -682,11 +700,16 @@ impl Engine {
         base: &Value,
         item: Option<(usize, Value)>,
     ) -> Attempted {
-        let mut scope_json = base.clone();
-        if let Some((index, item)) = &item {
-            scope_json["item"] = item.clone();
-            scope_json["index"] = json!(index);
-        }
+        // A for_each item's scope adds `item` and `index`; others borrow.
+        let scope_json = match &item {
+            None => std::borrow::Cow::Borrowed(base),
+            Some((index, item)) => {
+                let mut with_item = base.clone();
+                with_item["item"] = item.clone();
+                with_item["index"] = json!(index);
+                std::borrow::Cow::Owned(with_item)
+            }
+        };
         let mut attempt = 0;
         let mut notes = Vec::new();
         loop {
@@ -731,7 +754,7 @@ impl Engine {
                 && match &retry.retry_if {
                     None => true,
                     Some(condition) => {
-                        let mut with_error = scope_json.clone();
+                        let mut with_error = scope_json.as_ref().clone();
                         with_error["error"] = serde_json::to_value(&error).unwrap_or(Value::Null);
                         with_error["attempt"] = json!(attempt);
                         self.templates
@@ -770,15 +793,21 @@ impl Engine {
         index: Option<usize>,
         input: &mut Value,
     ) -> Result<Value, StepError> {
-        let scope = scope(scope_json);
+        // The scope as minijinja sees it, made only when a template needs
+        // it (a step of plain values renders nothing).
+        let lazy = std::sync::OnceLock::new();
+        let scope = || lazy.get_or_init(|| scope(scope_json));
         let render = |value: &Value| {
+            if !has_template(value) {
+                return Ok(value.clone());
+            }
             self.templates
-                .render_value(value, &scope)
+                .render_value(value, scope())
                 .map_err(|error| StepError::new("template", error.message))
         };
         let text = |value: &str| {
             self.templates
-                .render_text(value, &scope)
+                .render_text(value, scope())
                 .map_err(|error| StepError::new("template", error.message))
         };
         let caller = lock(&live.record).caller.clone();

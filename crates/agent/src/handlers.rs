@@ -332,10 +332,28 @@ fn summary(record: &ExecutionRecord) -> Value {
         "execution_id": record.id,
         "workflow": record.workflow,
         "status": record.status,
+        "started_by": started_by(record.caller.as_ref()),
         "started_ms": record.started_ms,
         "finished_ms": record.finished_ms,
         "error": record.error,
     })
+}
+
+/// Who a run acts for, as a listing shows it: `{"trigger": "schedule",
+/// "identity": …}` for a scheduled run, `{"client": …}` for one a client
+/// started, null when neither is known. Names only (never a tier or more).
+fn started_by(caller: Option<&Value>) -> Value {
+    let Some(caller) = caller else {
+        return Value::Null;
+    };
+    if caller.get("trigger").and_then(Value::as_str) == Some("schedule") {
+        json!({"trigger": "schedule", "identity": caller.get("identity").cloned().unwrap_or(Value::Null)})
+    } else {
+        caller
+            .get("client")
+            .and_then(Value::as_str)
+            .map_or(Value::Null, |client| json!({"client": client}))
+    }
 }
 
 async fn record(

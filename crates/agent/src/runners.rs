@@ -18,6 +18,43 @@ pub const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
 /// The `_meta` key the gateway names the caller in.
 pub const CALLER: &str = "llmbasedos/caller";
 
+/// The identity a run acts for: the gateway's `caller.client` for a run a
+/// client started, a schedule's configured `identity` for a scheduled one;
+/// `None` when neither names one: the calls then carry no on_behalf_of and
+/// go as the agent itself. A client's identity that is the agent's own
+/// (luca-shell and the agent both running as llmuser) is passed on too: the
+/// gateway takes that as no delegation at all, from anyone.
+pub fn identity(caller: &Value) -> Option<&str> {
+    let named = if caller.get("trigger").and_then(Value::as_str) == Some("schedule") {
+        caller.get("identity")
+    } else {
+        caller.get("client")
+    };
+    named
+        .and_then(Value::as_str)
+        .filter(|identity| !identity.is_empty())
+}
+
+/// Sets `_meta[ON_BEHALF_OF]` in a call's params to `identity`, or removes
+/// it: a workflow's own params cannot name a client to act for.
+fn on_behalf_of(params: &mut serde_json::Map<String, Value>, identity: Option<&str>) {
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.remove(ON_BEHALF_OF);
+    }
+    let Some(identity) = identity else {
+        return;
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(meta) = meta {
+        meta.insert(ON_BEHALF_OF.to_owned(), json!(identity));
+    }
+}
+
 /// Calls through the gateway.
 #[derive(Clone, Debug)]
 pub struct Gateway {
@@ -31,17 +68,16 @@ impl Gateway {
         }
     }
 
-    /// Calls `method` with `params`, as `caller` when known.
+    /// Calls `method` with `params`, on behalf of `caller`'s identity when
+    /// it names one ([`identity`]); a step's own `_meta` never names one.
     pub async fn call(
         &self,
         method: &str,
         mut params: Value,
         caller: Option<&Value>,
     ) -> Result<Value, StepError> {
-        if let Some(caller) = caller
-            && let Value::Object(map) = &mut params
-        {
-            map.insert("_meta".to_owned(), json!({ ON_BEHALF_OF: caller }));
+        if let Value::Object(map) = &mut params {
+            on_behalf_of(map, caller.and_then(identity));
         }
         let params = match params {
             Value::Null => None,
@@ -320,4 +356,43 @@ fn strip_fences(text: &str) -> &str {
     };
     let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic());
     rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_acts_for_the_identity_string_only() {
+        let client = json!({"client": "token:alice", "tier": "free"});
+        assert_eq!(identity(&client), Some("token:alice"));
+        let scheduled = json!({"trigger": "schedule", "identity": "uid:1000"});
+        assert_eq!(identity(&scheduled), Some("uid:1000"));
+        let unnamed = json!({"trigger": "schedule", "identity": null});
+        assert_eq!(identity(&unnamed), None);
+        assert_eq!(identity(&json!({"client": ""})), None);
+        // Only a schedule's caller names its identity that way.
+        assert_eq!(identity(&json!({"identity": "token:root"})), None);
+        assert_eq!(identity(&json!({})), None);
+
+        let mut params = json!({"path": "/x", "_meta": {"progressToken": 1}});
+        let map = params.as_object_mut().expect("object");
+        on_behalf_of(map, identity(&client));
+        assert_eq!(params["_meta"][ON_BEHALF_OF], "token:alice");
+        assert_eq!(params["_meta"]["progressToken"], 1);
+        assert_eq!(params["path"], "/x");
+    }
+
+    #[test]
+    fn a_step_cannot_name_a_client_to_act_for() {
+        let mut params = json!({"_meta": {ON_BEHALF_OF: "token:root"}});
+        on_behalf_of(params.as_object_mut().expect("object"), None);
+        assert_eq!(params["_meta"].get(ON_BEHALF_OF), None);
+        let mut params = json!({"_meta": {ON_BEHALF_OF: "token:root"}});
+        on_behalf_of(params.as_object_mut().expect("object"), Some("token:bob"));
+        assert_eq!(params["_meta"][ON_BEHALF_OF], "token:bob");
+        let mut params = json!({"_meta": "not an object"});
+        on_behalf_of(params.as_object_mut().expect("object"), Some("token:bob"));
+        assert_eq!(params["_meta"][ON_BEHALF_OF], "token:bob");
+    }
 }

@@ -155,9 +155,20 @@ pub struct ExecutionRecord {
     pub steps: BTreeMap<String, StepRecord>,
 }
 
+/// A run's current record as JSON, taken when the writer commits (so a
+/// run's many changes between two commits cost one serialisation).
+pub type Source = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 enum Command {
     Put(String, String),
+    Live(String, Source),
     Flush(mpsc::Sender<()>),
+}
+
+/// What the next commit writes for one id.
+enum Pending {
+    Json(String),
+    Live(Source),
 }
 
 /// The database and its writer thread.
@@ -207,6 +218,14 @@ impl Store {
             }
             Err(error) => tracing::error!(%error, "cannot serialise an execution record"),
         }
+    }
+
+    /// Saves a live run's record: `source` gives its JSON when the next
+    /// batch commits, so the record committed is the newest one and a run
+    /// that changed several times since the last commit is serialised once.
+    /// Durable no later than with [`Store::put`].
+    pub fn put_live(&self, id: &str, source: Source) {
+        let _ = self.writer.send(Command::Live(id.to_owned(), source));
     }
 
     /// Waits until everything put so far is committed (blocking).
@@ -307,11 +326,14 @@ fn recover(db: &Database, max_executions: usize) -> Result<usize, redb::Error> {
 
 fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>) {
     while let Ok(first) = commands.recv() {
-        let mut puts: BTreeMap<String, String> = BTreeMap::new();
+        let mut puts: BTreeMap<String, Pending> = BTreeMap::new();
         let mut flushes = Vec::new();
         let mut take = |command| match command {
             Command::Put(id, json) => {
-                puts.insert(id, json);
+                puts.insert(id, Pending::Json(json));
+            }
+            Command::Live(id, source) => {
+                puts.insert(id, Pending::Live(source));
             }
             Command::Flush(done) => flushes.push(done),
         };
@@ -330,14 +352,91 @@ fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>) {
     }
 }
 
-fn commit(db: &Database, puts: &BTreeMap<String, String>) -> Result<(), redb::Error> {
+fn commit(db: &Database, puts: &BTreeMap<String, Pending>) -> Result<(), redb::Error> {
     let write = db.begin_write()?;
     {
         let mut table = write.open_table(EXECUTIONS)?;
-        for (id, json) in puts {
-            table.insert(id.as_str(), json.as_str())?;
+        for (id, pending) in puts {
+            let taken;
+            let json = match pending {
+                Pending::Json(json) => json.as_str(),
+                Pending::Live(source) => match source() {
+                    Some(json) => {
+                        taken = json;
+                        taken.as_str()
+                    }
+                    None => continue,
+                },
+            };
+            table.insert(id.as_str(), json)?;
         }
     }
     write.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn record(id: &str) -> ExecutionRecord {
+        ExecutionRecord {
+            id: id.to_owned(),
+            workflow: "w".to_owned(),
+            status: Status::Running,
+            inputs: Value::Null,
+            caller: None,
+            started_ms: 1,
+            finished_ms: None,
+            error: None,
+            outputs: Value::Null,
+            context: Value::Null,
+            results: BTreeMap::new(),
+            order: vec!["a".to_owned()],
+            steps: BTreeMap::from([("a".to_owned(), StepRecord::pending())]),
+        }
+    }
+
+    /// A live run's record is serialised at commit time: what is committed
+    /// is its newest state; a run left running is `interrupted` at the next
+    /// open, with the steps it finished.
+    #[test]
+    fn a_live_record_commits_its_newest_state_and_survives_as_interrupted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("executions.redb");
+        let (store, interrupted) = Store::open(&path, 100).expect("opens");
+        assert_eq!(interrupted, 0);
+        let live = Arc::new(Mutex::new(record("x1")));
+        let source = live.clone();
+        let source: Source =
+            Arc::new(move || serde_json::to_string(&*source.lock().expect("lock")).ok());
+        store.put_live("x1", source.clone());
+        if let Some(step) = live.lock().expect("lock").steps.get_mut("a") {
+            step.status = StepStatus::Succeeded;
+        }
+        store.put_live("x1", source);
+        store.flush();
+        let stored = store.get("x1").expect("reads").expect("stored");
+        assert_eq!(stored.steps["a"].status, StepStatus::Succeeded);
+        assert_eq!(stored.status, Status::Running);
+        drop(store);
+        // Reopened as after a crash: the writer thread of the first store
+        // holds the file until its channel closes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (store, interrupted) = loop {
+            match Store::open(&path, 100) {
+                Ok(opened) => break opened,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    let _ = error;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) => panic!("{error}"),
+            }
+        };
+        assert_eq!(interrupted, 1);
+        let stored = store.get("x1").expect("reads").expect("stored");
+        assert_eq!(stored.status, Status::Interrupted);
+        assert_eq!(stored.steps["a"].status, StepStatus::Succeeded);
+    }
 }

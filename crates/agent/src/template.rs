@@ -69,6 +69,17 @@ fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
+/// Whether rendering `value` would evaluate anything (a string in it is a
+/// template): when not, rendering gives `value` itself and needs no scope.
+pub fn has_template(value: &Value) -> bool {
+    match value {
+        Value::String(text) => is_template(text),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
 impl Templates {
     pub fn new() -> Templates {
         // The built-in filters, tests and globals (range, dict, …); no

@@ -432,13 +432,19 @@ fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
 
 fn gateway_config(layout: &Layout, listen: &str, token: &str) -> String {
     let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    // The agent runs as the user here: it is the delegate whose workflow
+    // calls act for the client that started them (that client's identity,
+    // rights and quotas; its slots are the delegate's own).
     format!(
         "# Written by `llmbasedos up`; rewritten at every start.\n\
          listen: {listen}\n\
          unix_socket: {}\n\
          caps_dir: {}\n\
          supervisor: up\n\
-         auth:\n  token_file: {}\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n",
+         auth:\n  token_file: {}\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n  \
+         delegates: [{uid}]\n",
         yaml_string(&layout.gateway_socket()),
         yaml_string(&layout.caps_dir()),
         yaml_string(&layout.token_file()),

@@ -142,9 +142,17 @@ pub struct RawAuth {
     /// Where the token's holders find the token (`llmbasedos up` writes
     /// `<runtime dir>/gateway.token`): named in the 401 answer, never read.
     pub token_file: Option<PathBuf>,
-    /// UNIX peers (uids) that may act on behalf of another client
-    /// (`_meta["llmbasedos/on_behalf_of"]`): the agent server.
-    pub delegates: Vec<u32>,
+    /// UNIX peers (uids or user names) that may act on behalf of another
+    /// client (`_meta["llmbasedos/on_behalf_of"]`): the agent server.
+    pub delegates: Vec<UserRef>,
+}
+
+/// A UNIX user as written: a uid, or a user name resolved at load.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UserRef {
+    Uid(u32),
+    Name(String),
 }
 
 #[derive(Debug, Deserialize)]

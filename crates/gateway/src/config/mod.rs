@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub use file::{
     RawAuth, RawClientTier, RawConfig, RawLicence, RawLimits, RawLlm, RawProvider, RawToken,
-    RawUpstream,
+    RawUpstream, UserRef,
 };
 
 /// What starts (and restarts) the services behind the gateway.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigError, DEFAULT_CAPS_DIR, DEFAULT_LISTEN, DEFAULT_UNIX_SOCKET, LicenceConfig, Llm,
-    LlmKey, Provider, RawConfig, Token, Upstream, UpstreamTransport,
+    LlmKey, Provider, RawConfig, Token, Upstream, UpstreamTransport, UserRef,
 };
 
 impl RawConfig {
@@ -57,6 +57,22 @@ impl RawConfig {
                 )
             })?;
             unix_allowed_gids.push(gid);
+        }
+        let mut delegates = Vec::new();
+        for (index, user) in self.auth.delegates.iter().enumerate() {
+            let uid = match user {
+                UserRef::Uid(uid) => *uid,
+                UserRef::Name(name) => resolve_user(name).ok_or_else(|| {
+                    error(
+                        &format!("auth.delegates[{index}]"),
+                        format!(
+                            "no user {:?} on this system (create it, or give a uid)",
+                            proto::text::echo(name)
+                        ),
+                    )
+                })?,
+            };
+            delegates.push(uid);
         }
         let limits = self.limits;
         let max_message = limits
@@ -316,7 +332,7 @@ impl RawConfig {
         };
         Ok(Config {
             licence,
-            delegates: self.auth.delegates,
+            delegates,
             upstreams,
             llm,
             listen,
@@ -362,6 +378,36 @@ fn resolve_group(group: &str) -> Option<u32> {
     (!entry.is_null()).then(|| unsafe { (*entry).gr_gid })
 }
 
+/// A user name's uid (a number is a uid as written), by `getpwnam_r`.
+fn resolve_user(user: &str) -> Option<u32> {
+    if let Ok(uid) = user.parse() {
+        return Some(uid);
+    }
+    let name = std::ffi::CString::new(user).ok()?;
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: an all-zero passwd is a valid value to be overwritten.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; the strings the
+        // entry points to live in `buffer`, which outlives the read below.
+        let status = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if status == libc::ERANGE && buffer.len() < 1 << 20 {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        return (status == 0 && !found.is_null()).then_some(entry.pw_uid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +432,24 @@ mod tests {
             PathBuf::from("/etc/llmbasedos/licence_tiers.yaml")
         );
         assert!(!licence.allow_unsigned);
+    }
+
+    #[test]
+    fn delegates_are_uids_or_user_names() {
+        // root is uid 0 on every system this runs on.
+        let raw = RawConfig::parse("auth: {delegates: [1000, root, \"4242\"]}", "g.yaml")
+            .expect("parses");
+        let config = raw.resolve("g.yaml").expect("resolves");
+        assert_eq!(config.delegates, [1000, 0, 4242]);
+        let raw = RawConfig::parse("auth: {delegates: [0, no-such-user-here]}", "g.yaml")
+            .expect("parses");
+        let error = raw.resolve("g.yaml").expect_err("unknown user").to_string();
+        assert!(
+            error.contains("auth.delegates[1]")
+                && error.contains("no user \"no-such-user-here\"")
+                && error.contains("give a uid"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -215,7 +215,21 @@ impl Gateway {
             .entry(identity.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(slots)))
             .clone();
-        Session::new(identity, outgoing, permits, client)
+        // A delegate's requests on behalf of a client take a second set of
+        // slots of the same size (see `SessionShared::delegated_permits`).
+        let delegated_permits = identity
+            .strip_prefix("uid:")
+            .and_then(|uid| uid.parse::<u32>().ok())
+            .filter(|uid| self.config.delegates.contains(uid))
+            .map(|_| {
+                self.permits
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(format!("{identity} on behalf"))
+                    .or_insert_with(|| Arc::new(Semaphore::new(slots)))
+                    .clone()
+            });
+        Session::new(identity, outgoing, permits, delegated_permits, client)
     }
 
     /// Handles one message from a client. For a request, the returned
@@ -275,7 +289,10 @@ impl Gateway {
                 // be cancelled meanwhile).
                 let _permit = match permit {
                     Some(permit) => permit,
-                    None => match session.permit(gateway.config.backend_timeout).await {
+                    None => match session
+                        .permit_for(&request, gateway.config.backend_timeout)
+                        .await
+                    {
                         Some(permit) => permit,
                         None => return Answer::Response(gateway.too_many(request.id)),
                     },

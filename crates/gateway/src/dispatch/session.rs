@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::AbortHandle;
 use proto::mcp::{self, LoggingLevel, ProtocolVersion, method};
-use proto::{Message, Notification, RequestId};
+use proto::{Message, Notification, Request, RequestId};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -31,6 +31,12 @@ pub(super) struct SessionShared {
     /// foldhash: a client's own ids, at most `max_concurrent_requests` of them.
     pub(super) running: Mutex<foldhash::HashMap<RequestId, AbortHandle>>,
     pub(super) permits: Arc<Semaphore>,
+    /// A delegate's second set of slots, for its requests that act on
+    /// behalf of a client (`_meta["llmbasedos/on_behalf_of"]`): a
+    /// workflow's inner calls never wait behind the waiting calls that
+    /// started the workflows (the same uid under `llmbasedos up`), so those
+    /// cannot starve them. `None` for a client that is not a delegate.
+    pub(super) delegated_permits: Option<Arc<Semaphore>>,
     /// The client as the licence sees it (none: no licensing).
     pub(super) client: Option<Arc<Client>>,
     /// The session's own notification channel (for Streamable HTTP the GET
@@ -52,6 +58,7 @@ impl Session {
         identity: String,
         outgoing: mpsc::Sender<Message>,
         permits: Arc<Semaphore>,
+        delegated_permits: Option<Arc<Semaphore>>,
         client: Option<Arc<Client>>,
     ) -> Arc<Session> {
         Arc::new(Session {
@@ -60,6 +67,7 @@ impl Session {
                 state: Mutex::new(SessionState::default()),
                 running: Mutex::new(foldhash::HashMap::default()),
                 permits,
+                delegated_permits,
                 client,
                 home: outgoing.clone(),
                 subscriptions: Mutex::new(HashMap::new()),
@@ -86,6 +94,7 @@ impl Session {
                 }),
                 running: Mutex::new(foldhash::HashMap::default()),
                 permits: self.shared.permits.clone(),
+                delegated_permits: None,
                 client,
                 home: self.shared.home.clone(),
                 subscriptions: Mutex::new(HashMap::new()),
@@ -178,6 +187,45 @@ impl Session {
     /// One of the client's request slots, if one is free now.
     pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.shared.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// The slots `request` takes: a delegate's delegated ones when it acts
+    /// on behalf of a client, the client's own otherwise.
+    fn slots_for(&self, request: &Request) -> &Arc<Semaphore> {
+        match &self.shared.delegated_permits {
+            Some(delegated)
+                if request
+                    .params
+                    .as_ref()
+                    .and_then(|params| params.get("_meta"))
+                    .and_then(|meta| meta.get(super::rights::ON_BEHALF_OF))
+                    .is_some() =>
+            {
+                delegated
+            }
+            _ => &self.shared.permits,
+        }
+    }
+
+    /// One of the slots `request` takes, if one is free now.
+    pub fn try_permit_for(&self, request: &Request) -> Option<OwnedSemaphorePermit> {
+        self.slots_for(request).clone().try_acquire_owned().ok()
+    }
+
+    /// Waits for one of the slots `request` takes, in turn (the semaphore
+    /// is FIFO), at most `wait`; `None` when none came.
+    pub fn permit_for(
+        &self,
+        request: &Request,
+        wait: Duration,
+    ) -> impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static {
+        let permits = self.slots_for(request).clone();
+        async move {
+            tokio::time::timeout(wait, permits.acquire_owned())
+                .await
+                .ok()?
+                .ok()
+        }
     }
 
     /// Waits for one of the client's request slots, in turn (the semaphore

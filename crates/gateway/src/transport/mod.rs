@@ -139,10 +139,12 @@ impl StreamClient {
             Err(invalid) => Err(invalid),
         };
         match message {
-            Ok(Message::Request(request)) => match self.session.try_permit() {
+            Ok(Message::Request(request)) => match self.session.try_permit_for(&request) {
                 Some(permit) => self.run(gateway, request, permit),
                 None => {
-                    let wait = self.session.permit(gateway.config.backend_timeout);
+                    let wait = self
+                        .session
+                        .permit_for(&request, gateway.config.backend_timeout);
                     self.waiting = Some((request, Box::pin(wait)));
                 }
             },

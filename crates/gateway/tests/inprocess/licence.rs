@@ -475,7 +475,10 @@ async fn a_delegate_acts_with_the_clients_rights_and_never_more_than_its_own() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = licensed(dir.path(), |raw| {
         // 4646: an ELITE delegate (the licence's tier); 4343: a FREE one.
-        raw.auth.delegates = vec![4646, 4343];
+        raw.auth.delegates = vec![
+            gateway::config::UserRef::Uid(4646),
+            gateway::config::UserRef::Uid(4343),
+        ];
     });
     let on_behalf = |client: &str, text: bool| {
         let mut params = json!({"_meta": {"llmbasedos/on_behalf_of": client}});
@@ -514,6 +517,39 @@ async fn a_delegate_acts_with_the_clients_rights_and_never_more_than_its_own() {
         .await;
     assert_eq!(answer["error"]["code"], -32002, "{answer}");
     assert_eq!(answer["error"]["data"]["kind"], "delegation_refused");
+    // The refusal says exactly what to add to gateway.yaml, by user name
+    // when the uid has one (uid 4242 has none here; 0 is root).
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("may not act on behalf of uid:0")
+            && message.contains("add `auth.delegates: [4242]` to gateway.yaml"),
+        "{answer}"
+    );
+    let mut root = DispatcherClient::open_as(&stack.gateway, Era::Plain, "uid:0").await;
+    let answer = root
+        .request("mcp.test.echo", on_behalf("token:tests", true))
+        .await;
+    assert_eq!(answer["error"]["data"]["kind"], "delegation_refused");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("uid:0 (root) may not act on behalf of token:tests")
+            && message.contains("add `auth.delegates: [root]` to gateway.yaml"),
+        "{answer}"
+    );
+    // Naming one's own identity is no delegation: accepted from anyone,
+    // with the sender's own rights (LIMITED may echo, may not whoami).
+    let answer = limited
+        .request("mcp.test.echo", on_behalf("uid:4242", true))
+        .await;
+    assert!(succeeded(&answer), "{answer}");
+    let answer = limited
+        .request("mcp.test.whoami", on_behalf("uid:4242", false))
+        .await;
+    assert!(refused(&answer), "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["kind"], "permission_denied",
+        "{answer}"
+    );
     // Nor over HTTP with a token (a delegate is a UNIX peer).
     let router = stack.router();
     let mut client = HttpClient::open(&router, Era::Modern).await;
