@@ -30,6 +30,9 @@ pub const MAX_SEQUENCE: usize = 256;
 pub const BATCH: usize = 2;
 /// The model's name, as the index records it.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
+/// The numeric format the model computes in, part of a chunk's content
+/// address (the same text through another precision is another vector).
+pub const PRECISION: &str = "fp32";
 /// Where Arch's onnxruntime package puts the library.
 pub const DEFAULT_RUNTIME: &str = "/usr/lib/libonnxruntime.so";
 /// The variable that names the library (ort's own).
@@ -167,6 +170,11 @@ impl Embedder {
     /// The directory the model came from.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The precision this embedder computes in (see [`PRECISION`]).
+    pub fn precision(&self) -> &'static str {
+        PRECISION
     }
 
     /// Word pieces of `text`, without the special tokens and without

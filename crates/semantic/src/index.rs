@@ -28,12 +28,29 @@
 //! should they not (a foreign or damaged file), rebuilds the graph from the
 //! database. A SIGKILL at any moment loses at most the uncommitted work of
 //! the update that was running; the next update redoes it.
+//!
+//! # Content-addressed chunks
+//!
+//! Each chunk record carries its content address, [`chunk_hash`] of the
+//! model, the precision and the text as embedded, and the multimap
+//! `chunk_hashes` maps every address to the live keys that have it. Both
+//! change in the transaction that adds or removes the chunk, so they
+//! cannot disagree. An update embeds only the chunks whose address has no
+//! live vector (in the file's old chunks or anywhere in the index, or
+//! earlier in the same batch of files); the others get a copy of a stored
+//! vector under a new key, so keys are still never reused and the graph,
+//! the tombstones and the reconciliation above are unchanged. An index
+//! made before the addresses existed gets them at open, in one
+//! transaction, recorded as `chunk_hashes` version 1 in `meta`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
@@ -49,6 +66,15 @@ const VECTORS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("vectors")
 const TOMBSTONES: TableDefinition<'_, u64, u64> = TableDefinition::new("tombstones");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const META_TEXT: TableDefinition<'_, &str, &str> = TableDefinition::new("meta_text");
+/// Content address (hex) → the live chunk keys with it.
+const CHUNK_HASHES: MultimapTableDefinition<'_, &str, u64> =
+    MultimapTableDefinition::new("chunk_hashes");
+/// The version of the chunk addresses in `meta` (absent: an index from
+/// before them, migrated at open).
+const CHUNK_HASHES_VERSION_KEY: &str = "chunk_hashes";
+const CHUNK_HASHES_VERSION: u64 = 1;
+/// The precision every index made before content addresses embedded in.
+const LEGACY_PRECISION: &str = "fp32";
 
 const DATABASE_FILE: &str = "meta.redb";
 const VECTORS_FILE: &str = "vectors.usearch";
@@ -109,7 +135,12 @@ pub struct Counters {
     pub files_skipped: u64,
     /// The first [`SKIPPED_LIMIT`] of them, with why.
     pub skipped: Vec<SkippedFile>,
+    /// Chunks the model embedded: texts with no live vector.
     pub chunks_embedded: u64,
+    /// Chunks of changed files stored with a copy of a vector the index
+    /// already had (same text, model and precision), or embedded once for
+    /// several identical chunks of this update.
+    pub chunks_reused: u64,
     pub chunks_removed: u64,
 }
 
@@ -180,6 +211,10 @@ pub struct Status {
     pub saved_generation: u64,
     /// What the last load had to repair (0 after a clean shutdown).
     pub reconciled_vectors: u64,
+    /// Chunks the last update embedded (0 before any).
+    pub last_chunks_embedded: u64,
+    /// Chunks the last update stored with a reused vector.
+    pub last_chunks_reused: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -196,6 +231,38 @@ struct ChunkRecord {
     start_line: u32,
     end_line: u32,
     text: String,
+    /// The content address ([`chunk_hash`], hex); empty only in an index
+    /// from before them, until the open that migrates it.
+    #[serde(default)]
+    hash: String,
+}
+
+/// A chunk's content address: SHA-256 over the model's name, the
+/// precision and the text exactly as embedded, each preceded by its length
+/// (so no two triples run together into the same bytes).
+pub fn chunk_hash(model: &str, precision: &str, text: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [model, precision, text] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+/// A file read and chunked, waiting for its vectors.
+struct Prepared {
+    path: String,
+    record: FileRecord,
+    chunks: Vec<ChunkRecord>,
+}
+
+/// Indexes of `counts` in batches of at most `batch`, shortest first, so
+/// that the texts of one batch have nearly the same length and the padding
+/// to the longest is small.
+fn batches_by_length(counts: &[usize], batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by_key(|&index| counts[index]);
+    order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 /// The graph and, per key, the path of its chunk (for scoped searches).
@@ -260,6 +327,13 @@ fn reserve(graph: &usearch::Index, more: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`Index::vectors_for`] made of a group of files.
+struct Resolved {
+    changes: Vec<Change>,
+    /// Whether it stopped for a cancellation (some files left out).
+    cancelled: bool,
+}
+
 /// One file's change, ready to commit.
 enum Change {
     /// New or changed content: replace the chunks.
@@ -298,8 +372,11 @@ impl Index {
                 .map_err(|error| fail(error.to_string()))?;
             txn.open_table(META_TEXT)
                 .map_err(|error| fail(error.to_string()))?;
+            txn.open_multimap_table(CHUNK_HASHES)
+                .map_err(|error| fail(error.to_string()))?;
         }
         txn.commit().map_err(|error| fail(error.to_string()))?;
+        migrate_chunk_hashes(&db).map_err(&fail)?;
 
         let graph = new_graph().map_err(&fail)?;
         let file = dir.join(VECTORS_FILE);
@@ -423,6 +500,8 @@ impl Index {
             generation: number("generation")?.unwrap_or(0),
             saved_generation: number("saved_generation")?.unwrap_or(0),
             reconciled_vectors: self.reconciled,
+            last_chunks_embedded: number("last_chunks_embedded")?.unwrap_or(0),
+            last_chunks_reused: number("last_chunks_reused")?.unwrap_or(0),
         })
     }
 
@@ -457,6 +536,7 @@ impl Index {
         let walked: HashSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
 
         let mut pending = Vec::new();
+        let mut group: Vec<Prepared> = Vec::new();
         let mut pending_chunks = 0;
         let mut last_save = std::time::Instant::now();
         let total = files.len() as u64;
@@ -522,29 +602,9 @@ impl Index {
                     continue;
                 }
                 let pieces = chunk(&text, &settings.chunk, &|text| embedder.count_tokens(text));
-                let mut chunks = Vec::with_capacity(pieces.len());
-                for batch in pieces.chunks(BATCH) {
-                    if cancelled() {
-                        return Err(SemanticError::Cancelled);
-                    }
-                    let texts: Vec<&str> = batch.iter().map(|piece| piece.text.as_str()).collect();
-                    let embedded = embedder.embed(&texts)?;
-                    for (piece, vector) in batch.iter().zip(embedded) {
-                        chunks.push((
-                            ChunkRecord {
-                                path: file.path.clone(),
-                                start_line: piece.start_line,
-                                end_line: piece.end_line,
-                                text: piece.text.clone(),
-                            },
-                            vector,
-                        ));
-                    }
-                    counters.chunks_embedded += batch.len() as u64;
-                }
-                counters.files_embedded += 1;
-                pending_chunks += chunks.len();
-                pending.push(Change::Replace {
+                let model = (MODEL_NAME, embedder.precision());
+                pending_chunks += pieces.len();
+                group.push(Prepared {
                     path: file.path.clone(),
                     record: FileRecord {
                         size: file.size,
@@ -552,11 +612,31 @@ impl Index {
                         sha256,
                         keys: Vec::new(),
                     },
-                    chunks,
+                    chunks: pieces
+                        .into_iter()
+                        .map(|piece| ChunkRecord {
+                            hash: chunk_hash(model.0, model.1, &piece.text),
+                            path: file.path.clone(),
+                            start_line: piece.start_line,
+                            end_line: piece.end_line,
+                            text: piece.text,
+                        })
+                        .collect(),
                 });
-                if pending.len() >= settings.files_per_commit || pending_chunks >= 512 {
-                    counters.chunks_removed += self.apply(std::mem::take(&mut pending))?;
+                if group.len() + pending.len() >= settings.files_per_commit || pending_chunks >= 512
+                {
                     pending_chunks = 0;
+                    let changes = self.vectors_for(
+                        embedder,
+                        std::mem::take(&mut group),
+                        std::mem::take(&mut pending),
+                        &mut counters,
+                        cancelled,
+                    )?;
+                    counters.chunks_removed += self.apply(changes.changes)?;
+                    if changes.cancelled {
+                        return Err(SemanticError::Cancelled);
+                    }
                     if last_save.elapsed() >= settings.save_interval {
                         self.save()?;
                         last_save = std::time::Instant::now();
@@ -571,8 +651,27 @@ impl Index {
             }
             Ok(())
         })();
-        // What was done is kept, even when cancelled.
+        // What was committed is kept, even when cancelled; after a walk to
+        // the end the last files get their vectors (a cancellation seen
+        // between two batches keeps the files whose vectors are all there).
+        let outcome = outcome.and_then(|()| {
+            let changes = self.vectors_for(
+                embedder,
+                std::mem::take(&mut group),
+                std::mem::take(&mut pending),
+                &mut counters,
+                cancelled,
+            )?;
+            let cancelled = changes.cancelled;
+            counters.chunks_removed += self.apply(changes.changes)?;
+            if cancelled {
+                Err(SemanticError::Cancelled)
+            } else {
+                Ok(())
+            }
+        });
         counters.chunks_removed += self.apply(pending)?;
+        self.record_last_update(&counters)?;
         self.save()?;
         progress(&Progress {
             files_done: total,
@@ -581,6 +680,128 @@ impl Index {
             path: &start,
         });
         outcome.map(|()| counters)
+    }
+
+    /// Gives the chunks of `group` their vectors: a copy of a stored one
+    /// where the index has a live chunk with the same address, else
+    /// embedded — once per address, in batches of nearly equal token
+    /// counts. Returns `changes` followed by the replacement of every file
+    /// whose chunks all have vectors (all of them unless cancelled).
+    fn vectors_for(
+        &self,
+        embedder: &Embedder,
+        group: Vec<Prepared>,
+        mut changes: Vec<Change>,
+        counters: &mut Counters,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Resolved, SemanticError> {
+        let mut known: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut missing: Vec<&ChunkRecord> = Vec::new();
+        {
+            let txn = self.db.begin_read().map_err(|error| self.fail(error))?;
+            let hashes = txn
+                .open_multimap_table(CHUNK_HASHES)
+                .map_err(|error| self.fail(error))?;
+            let stored = txn.open_table(VECTORS).map_err(|error| self.fail(error))?;
+            let mut seen = HashSet::new();
+            for chunk in group.iter().flat_map(|file| &file.chunks) {
+                if !seen.insert(chunk.hash.as_str()) {
+                    continue;
+                }
+                let key = match hashes
+                    .get(chunk.hash.as_str())
+                    .map_err(|error| self.fail(error))?
+                    .next()
+                {
+                    Some(key) => Some(key.map_err(|error| self.fail(error))?.value()),
+                    None => None,
+                };
+                let vector = match key {
+                    Some(key) => stored
+                        .get(key)
+                        .map_err(|error| self.fail(error))?
+                        .map(|value| vector_of(value.value())),
+                    None => None,
+                };
+                match vector {
+                    Some(vector) => {
+                        known.insert(chunk.hash.clone(), vector);
+                    }
+                    None => missing.push(chunk),
+                }
+            }
+        }
+        let counts: Vec<usize> = missing
+            .iter()
+            .map(|chunk| embedder.count_tokens(&chunk.text))
+            .collect();
+        let mut embedded: HashSet<String> = HashSet::new();
+        let mut stopped = false;
+        for batch in batches_by_length(&counts, BATCH) {
+            if cancelled() {
+                stopped = true;
+                break;
+            }
+            let texts: Vec<&str> = batch
+                .iter()
+                .map(|&index| missing[index].text.as_str())
+                .collect();
+            let vectors = embedder.embed(&texts)?;
+            if vectors.len() != batch.len() {
+                return Err(SemanticError::Inference(format!(
+                    "{} vectors for {} texts",
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
+            for (&index, vector) in batch.iter().zip(vectors) {
+                known.insert(missing[index].hash.clone(), vector);
+                embedded.insert(missing[index].hash.clone());
+            }
+            counters.chunks_embedded += batch.len() as u64;
+        }
+        for file in group {
+            if !file
+                .chunks
+                .iter()
+                .all(|chunk| known.contains_key(&chunk.hash))
+            {
+                continue;
+            }
+            let mut chunks = Vec::with_capacity(file.chunks.len());
+            for chunk in file.chunks {
+                // The first chunk of an address embedded here counts as
+                // embedded; every other one reuses a vector.
+                if !embedded.remove(&chunk.hash) {
+                    counters.chunks_reused += 1;
+                }
+                let vector = known[&chunk.hash].clone();
+                chunks.push((chunk, vector));
+            }
+            counters.files_embedded += 1;
+            changes.push(Change::Replace {
+                path: file.path,
+                record: file.record,
+                chunks,
+            });
+        }
+        Ok(Resolved {
+            changes,
+            cancelled: stopped,
+        })
+    }
+
+    /// Records what the last update embedded and reused, for [`Status`].
+    fn record_last_update(&self, counters: &Counters) -> Result<(), SemanticError> {
+        let txn = self.db.begin_write().map_err(|error| self.fail(error))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|error| self.fail(error))?;
+            meta.insert("last_chunks_embedded", counters.chunks_embedded)
+                .map_err(|error| self.fail(error))?;
+            meta.insert("last_chunks_reused", counters.chunks_reused)
+                .map_err(|error| self.fail(error))?;
+        }
+        txn.commit().map_err(|error| self.fail(error))
     }
 
     /// The records of the files the index holds at or beneath `start`
@@ -636,6 +857,9 @@ impl Index {
             let mut tombstones = txn
                 .open_table(TOMBSTONES)
                 .map_err(|error| self.fail(error))?;
+            let mut hashes = txn
+                .open_multimap_table(CHUNK_HASHES)
+                .map_err(|error| self.fail(error))?;
             let mut meta = txn.open_table(META).map_err(|error| self.fail(error))?;
             let mut text = txn
                 .open_table(META_TEXT)
@@ -663,25 +887,37 @@ impl Index {
                         ),
                         None => None,
                     };
-                let mut remove_old =
-                    |files: &mut redb::Table<'_, &str, &[u8]>| -> Result<(), SemanticError> {
-                        if let Some(old) = &old {
-                            for &key in &old.keys {
-                                chunks.remove(key).map_err(|error| self.fail(error))?;
-                                vectors.remove(key).map_err(|error| self.fail(error))?;
-                                tombstones
-                                    .insert(key, generation)
+                let mut remove_old = |files: &mut redb::Table<'_, &str, &[u8]>,
+                                      chunks: &mut redb::Table<'_, u64, &[u8]>,
+                                      hashes: &mut redb::MultimapTable<'_, &str, u64>|
+                 -> Result<(), SemanticError> {
+                    if let Some(old) = &old {
+                        for &key in &old.keys {
+                            let removed = chunks
+                                .remove(key)
+                                .map_err(|error| self.fail(error))?
+                                .map(|value| serde_json::from_slice::<ChunkRecord>(value.value()))
+                                .transpose()
+                                .map_err(|error| self.fail(format!("chunk {key}: {error}")))?;
+                            if let Some(removed) = removed {
+                                hashes
+                                    .remove(removed.hash.as_str(), key)
                                     .map_err(|error| self.fail(error))?;
-                                removed_keys.push(key);
                             }
-                            files
-                                .remove(path.as_str())
+                            vectors.remove(key).map_err(|error| self.fail(error))?;
+                            tombstones
+                                .insert(key, generation)
                                 .map_err(|error| self.fail(error))?;
+                            removed_keys.push(key);
                         }
-                        Ok(())
-                    };
+                        files
+                            .remove(path.as_str())
+                            .map_err(|error| self.fail(error))?;
+                    }
+                    Ok(())
+                };
                 match change {
-                    Change::Remove { .. } => remove_old(&mut files)?,
+                    Change::Remove { .. } => remove_old(&mut files, &mut chunks, &mut hashes)?,
                     Change::Touch { record, .. } => {
                         let bytes =
                             serde_json::to_vec(&record).map_err(|error| self.fail(error))?;
@@ -694,7 +930,7 @@ impl Index {
                         chunks: new_chunks,
                         ..
                     } => {
-                        remove_old(&mut files)?;
+                        remove_old(&mut files, &mut chunks, &mut hashes)?;
                         let shared: Arc<str> = Arc::from(path.as_str());
                         for (chunk, vector) in new_chunks {
                             let key = next_key;
@@ -703,6 +939,9 @@ impl Index {
                                 serde_json::to_vec(&chunk).map_err(|error| self.fail(error))?;
                             chunks
                                 .insert(key, bytes.as_slice())
+                                .map_err(|error| self.fail(error))?;
+                            hashes
+                                .insert(chunk.hash.as_str(), key)
                                 .map_err(|error| self.fail(error))?;
                             vectors
                                 .insert(key, vector_bytes(&vector).as_slice())
@@ -932,6 +1171,49 @@ impl Index {
                 vectors.graph.size()
             ));
         }
+        // Content addresses: every chunk is listed under its own, nothing
+        // else is listed, and the chunks of one address share one vector.
+        let hashes = txn
+            .open_multimap_table(CHUNK_HASHES)
+            .map_err(|error| error.to_string())?;
+        let mut listed = 0_u64;
+        for entry in hashes.iter().map_err(|error| error.to_string())? {
+            let (hash, keys) = entry.map_err(|error| error.to_string())?;
+            let hash = hash.value();
+            let mut first: Option<Vec<u8>> = None;
+            for key in keys {
+                let key = key.map_err(|error| error.to_string())?.value();
+                listed += 1;
+                let chunk = chunks
+                    .get(key)
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| format!("address {hash} lists chunk {key}, which is gone"))?;
+                let chunk: ChunkRecord =
+                    serde_json::from_slice(chunk.value()).map_err(|error| error.to_string())?;
+                if chunk.hash != hash {
+                    return Err(format!(
+                        "address {hash} lists chunk {key}, whose address is {:?}",
+                        chunk.hash
+                    ));
+                }
+                let vector = stored
+                    .get(key)
+                    .map_err(|error| error.to_string())?
+                    .map(|value| value.value().to_vec());
+                match &first {
+                    None => first = vector,
+                    Some(first) if Some(first) != vector.as_ref() => {
+                        return Err(format!("chunks of address {hash} have different vectors"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if listed != count {
+            return Err(format!(
+                "{listed} chunks listed by address for {count} chunks"
+            ));
+        }
         Ok(())
     }
 
@@ -952,12 +1234,16 @@ impl Index {
             .enumerate()
             .map(|(line, (text, vector))| {
                 let line = u32::try_from(line + 1).unwrap_or(u32::MAX);
+                // Addressed by the vector too: synthetic vectors of equal
+                // texts differ, and must never be reused for a real one.
+                let hash = chunk_hash("synthetic", &hex_sha256(&vector_bytes(&vector)), &text);
                 (
                     ChunkRecord {
                         path: path.to_owned(),
                         start_line: line,
                         end_line: line,
                         text,
+                        hash,
                     },
                     vector,
                 )
@@ -977,6 +1263,70 @@ impl Index {
     }
 }
 
+/// Gives the chunks of an index from before content addresses their
+/// address (from the stored text, the recorded model and the precision all
+/// such indexes used) and fills `chunk_hashes`, in one transaction that
+/// also records the version, so a crash leaves the index wholly before or
+/// wholly after. Nothing else changes: no key, vector or generation.
+fn migrate_chunk_hashes(db: &Database) -> Result<(), String> {
+    let error = |error: &dyn std::fmt::Display| format!("migrating chunk addresses: {error}");
+    {
+        let txn = db.begin_read().map_err(|e| error(&e))?;
+        let meta = txn.open_table(META).map_err(|e| error(&e))?;
+        let version = meta
+            .get(CHUNK_HASHES_VERSION_KEY)
+            .map_err(|e| error(&e))?
+            .map_or(0, |value| value.value());
+        if version >= CHUNK_HASHES_VERSION {
+            return Ok(());
+        }
+    }
+    let txn = db.begin_write().map_err(|e| error(&e))?;
+    {
+        let mut chunks = txn.open_table(CHUNKS).map_err(|e| error(&e))?;
+        let mut hashes = txn
+            .open_multimap_table(CHUNK_HASHES)
+            .map_err(|e| error(&e))?;
+        let mut meta = txn.open_table(META).map_err(|e| error(&e))?;
+        let model = txn
+            .open_table(META_TEXT)
+            .map_err(|e| error(&e))?
+            .get("model")
+            .map_err(|e| error(&e))?
+            .map_or_else(|| MODEL_NAME.to_owned(), |value| value.value().to_owned());
+        // In slices of keys, so memory stays bounded on a large index.
+        let mut next = 0_u64;
+        loop {
+            let mut slice = Vec::new();
+            for entry in chunks.range(next..).map_err(|e| error(&e))?.take(1024) {
+                let (key, value) = entry.map_err(|e| error(&e))?;
+                let record: ChunkRecord = serde_json::from_slice(value.value())
+                    .map_err(|e| error(&format!("chunk {}: {e}", key.value())))?;
+                slice.push((key.value(), record));
+            }
+            let Some(&(last, _)) = slice.last() else {
+                break;
+            };
+            for (key, mut record) in slice {
+                if record.hash.is_empty() {
+                    record.hash = chunk_hash(&model, LEGACY_PRECISION, &record.text);
+                    let bytes = serde_json::to_vec(&record).map_err(|e| error(&e))?;
+                    chunks
+                        .insert(key, bytes.as_slice())
+                        .map_err(|e| error(&e))?;
+                }
+                hashes
+                    .insert(record.hash.as_str(), key)
+                    .map_err(|e| error(&e))?;
+            }
+            next = last + 1;
+        }
+        meta.insert(CHUNK_HASHES_VERSION_KEY, CHUNK_HASHES_VERSION)
+            .map_err(|e| error(&e))?;
+    }
+    txn.commit().map_err(|e| error(&e))
+}
+
 /// The text of a file, or `None` when it looks binary (a NUL byte in its
 /// first 8 KiB, or not UTF-8).
 fn text_of(bytes: Vec<u8>) -> Option<String> {
@@ -988,15 +1338,162 @@ fn text_of(bytes: Vec<u8>) -> Option<String> {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 fn snippet(text: &str) -> String {
     match text.char_indices().nth(SNIPPET_CHARS) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_group_texts_of_nearly_equal_length() {
+        // (token counts, batch size, batches as indexes)
+        type Case = (&'static [usize], usize, &'static [&'static [usize]]);
+        let cases: &[Case] = &[
+            (&[], 2, &[]),
+            (&[5], 2, &[&[0]]),
+            (&[200, 3, 150, 4, 201], 2, &[&[1, 3], &[2, 0], &[4]]),
+            // Equal counts keep their order.
+            (&[7, 7, 7], 2, &[&[0, 1], &[2]]),
+            (&[9, 1, 5], 8, &[&[1, 2, 0]]),
+        ];
+        for (counts, batch, expected) in cases {
+            let batches = batches_by_length(counts, *batch);
+            let expected: Vec<Vec<usize>> = expected.iter().map(|b| b.to_vec()).collect();
+            assert_eq!(batches, expected, "{counts:?} by {batch}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_address_covers_model_precision_and_text() {
+        let base = chunk_hash("all-MiniLM-L6-v2", "fp32", "some text");
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, chunk_hash("all-MiniLM-L6-v2", "fp32", "some text"));
+        for other in [
+            chunk_hash("all-MiniLM-L6-v2", "int8", "some text"),
+            chunk_hash("other-model", "fp32", "some text"),
+            chunk_hash("all-MiniLM-L6-v2", "fp32", "some text "),
+            // Lengths keep the parts apart.
+            chunk_hash("all-MiniLM-L6-v2f", "p32", "some text"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    /// An index as versions before content addresses wrote it: chunk
+    /// records without `hash`, no `chunk_hashes` table, no version.
+    fn write_legacy_index(dir: &Path, texts: &[&str]) {
+        let db = Database::create(dir.join(DATABASE_FILE)).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut files = txn.open_table(FILES).expect("files");
+            let mut chunks = txn.open_table(CHUNKS).expect("chunks");
+            let mut vectors = txn.open_table(VECTORS).expect("vectors");
+            let mut meta = txn.open_table(META).expect("meta");
+            let mut text = txn.open_table(META_TEXT).expect("meta_text");
+            txn.open_table(TOMBSTONES).expect("tombstones");
+            let mut keys = Vec::new();
+            for (key, chunk) in texts.iter().enumerate() {
+                let key = key as u64;
+                let record = serde_json::json!({
+                    "path": "/old.md", "start_line": key + 1, "end_line": key + 1, "text": chunk,
+                });
+                chunks
+                    .insert(key, serde_json::to_vec(&record).expect("json").as_slice())
+                    .expect("insert");
+                let mut vector = vec![0.0_f32; DIMENSIONS];
+                vector[key as usize % DIMENSIONS] = 1.0;
+                vectors
+                    .insert(key, vector_bytes(&vector).as_slice())
+                    .expect("insert");
+                keys.push(key);
+            }
+            let record = FileRecord {
+                size: 1,
+                modified_ns: 1,
+                sha256: String::new(),
+                keys,
+            };
+            files
+                .insert(
+                    "/old.md",
+                    serde_json::to_vec(&record).expect("json").as_slice(),
+                )
+                .expect("insert");
+            meta.insert("generation", 1).expect("meta");
+            meta.insert("next_key", texts.len() as u64).expect("meta");
+            text.insert("model", MODEL_NAME).expect("meta");
+        }
+        txn.commit().expect("commit");
+    }
+
+    #[test]
+    fn an_index_from_before_content_addresses_is_migrated_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Two equal texts: one address, two keys.
+        let texts = ["first chunk", "second chunk", "first chunk"];
+        write_legacy_index(dir.path(), &texts);
+        let index = Index::open(dir.path()).expect("open");
+        // Unequal vectors under one address would fail the check; these
+        // are equal texts with different vectors, which a real index never
+        // has, so only the addresses are checked here.
+        let txn = index.db.begin_read().expect("read");
+        let chunks = txn.open_table(CHUNKS).expect("chunks");
+        let hashes = txn.open_multimap_table(CHUNK_HASHES).expect("hashes");
+        for (key, text) in texts.iter().enumerate() {
+            let record: ChunkRecord = serde_json::from_slice(
+                chunks.get(key as u64).expect("get").expect("chunk").value(),
+            )
+            .expect("record");
+            assert_eq!(record.hash, chunk_hash(MODEL_NAME, "fp32", text));
+        }
+        let keys_of = |text: &str| -> Vec<u64> {
+            hashes
+                .get(chunk_hash(MODEL_NAME, "fp32", text).as_str())
+                .expect("get")
+                .map(|key| key.expect("key").value())
+                .collect()
+        };
+        assert_eq!(keys_of("first chunk"), vec![0, 2]);
+        assert_eq!(keys_of("second chunk"), vec![1]);
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(
+            meta.get(CHUNK_HASHES_VERSION_KEY)
+                .expect("get")
+                .map(|value| value.value()),
+            Some(CHUNK_HASHES_VERSION)
+        );
+        // Nothing else moved: same generation, same keys in the graph.
+        assert_eq!(
+            meta.get("generation").expect("get").map(|v| v.value()),
+            Some(1)
+        );
+        drop((chunks, hashes, meta, txn));
+        assert_eq!(index.status().expect("status").chunks, 3);
+        drop(index);
+
+        // Distinct texts pass every invariant, and a second open is a no-op.
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_legacy_index(dir.path(), &["alpha", "beta", "gamma"]);
+        let index = Index::open(dir.path()).expect("open");
+        index.check().expect("consistent after the migration");
+        drop(index);
+        let index = Index::open(dir.path()).expect("reopen");
+        index.check().expect("consistent after a reopen");
     }
 }

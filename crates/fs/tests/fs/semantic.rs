@@ -173,6 +173,15 @@ fn embed_then_search_finds_by_meaning() {
     fixture.write("/notes/sleep.md", "# Sleep\n\nA nap after lunch helps.");
     let changed = client.ok("mcp.fs.embed", json!({"path": "/notes", "recursive": true}));
     assert_eq!(changed["files_embedded"], 1, "{changed}");
+    // A new text: embedded, nothing to reuse.
+    assert_eq!(
+        (
+            changed["chunks_embedded"].clone(),
+            changed["chunks_reused"].clone()
+        ),
+        (json!(1), json!(0)),
+        "{changed}"
+    );
     let status = client.ok("mcp.fs.index_status", json!({}));
     assert_eq!(status["files"], NOTES.len());
     assert_eq!(status["model_loaded"], true);
