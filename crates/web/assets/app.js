@@ -37,10 +37,12 @@
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ token: match[1] }),
     }).then(async (response) => {
+      // Read to the end first: a navigation during the read would abort it.
+      const text = await response.text();
       if (response.ok) {
         location.reload();
       } else {
-        say(status, await response.text(), true);
+        say(status, text, true);
       }
     }, () => say(status, "The console did not answer; is llmbasedos-web running?", true));
     return true;

@@ -119,6 +119,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/licence", get(crate::pages::licence))
         .route("/assets/app.js", get(crate::assets::script))
         .route("/assets/app.css", get(crate::assets::style))
+        .route("/favicon.ico", get(no_icon))
         .route("/session", post(open_session))
         .route("/logout", post(close_session))
         .route("/api/tools/call", post(crate::pages::call_tool))
@@ -137,6 +138,11 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
+}
+
+/// Browsers ask for an icon; there is none (and no error for it).
+async fn no_icon() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn not_found() -> Response {

@@ -135,6 +135,18 @@ async fn run(
     let (progress, mut updates) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let call = gateway.call_tool(&tool, arguments, Some(progress));
     tokio::pin!(call);
+    let record = |update: Value| {
+        let number = |key: &str| update.get(key).and_then(Value::as_f64);
+        let message = update
+            .get("message")
+            .and_then(Value::as_str)
+            .map(|text| proto::text::bounded(text, 500).into_owned());
+        if let Some(progress) = number("progress") {
+            state.send_modify(|snapshot| {
+                snapshot.progress = Some((progress, number("total"), message));
+            });
+        }
+    };
     let outcome = loop {
         tokio::select! {
             outcome = &mut call => break match outcome {
@@ -142,20 +154,13 @@ async fn run(
                 Err(error) => Outcome::Failed(proto::text::bounded(&error.to_string(), 2000).into_owned()),
             },
             () = cancel.cancelled() => break Outcome::Cancelled,
-            Some(update) = updates.recv() => {
-                let number = |key: &str| update.get(key).and_then(Value::as_f64);
-                let message = update
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(|text| proto::text::bounded(text, 500).into_owned());
-                if let Some(progress) = number("progress") {
-                    state.send_modify(|snapshot| {
-                        snapshot.progress = Some((progress, number("total"), message));
-                    });
-                }
-            }
+            Some(update) = updates.recv() => record(update),
         }
     };
+    // Progress that arrived just before the answer still counts.
+    while let Ok(update) = updates.try_recv() {
+        record(update);
+    }
     state.send_modify(|snapshot| snapshot.outcome = Some(outcome));
 }
 

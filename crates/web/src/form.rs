@@ -38,8 +38,11 @@ fn object_fields(
         .get("properties")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
+    // Required fields first, then the rest, each in the schema's order.
+    let mut ordered: Vec<(&String, &Value)> = properties.iter().collect();
+    ordered.sort_by_key(|(name, _)| !required.contains(&name.as_str()));
     html! {
-        @for (name, property) in properties {
+        @for (name, property) in ordered {
             @let mut child = path.to_vec();
             @let () = child.push(name.clone());
             (field(name, property, required.contains(&name.as_str()), &child, depth, counter))

@@ -137,11 +137,12 @@ def start(tmp_path: Path) -> tuple[Stack, Console]:
     files = tmp_path / "files"
     files.mkdir()
     (files / "hello.txt").write_text("hello from the console test\n")
-    (files / '<img src=x onerror=alert("file")><script>alert(1)<').write_text("x")
+    (files / "<img src=x onerror=alert(1)><script>alert(2)<").write_text("x")
     stack = Stack(tmp_path)
     stack.publish_caps("fs", "llmbasedos-fs")
     stack.start_backend("fs", "llmbasedos-fs", env={"LLMBASEDOS_FS_ROOT": str(files)})
     stack.start_gateway(overrides={"upstreams": [hostile_upstream()]})
     stack.fs_root = files
+    wait_for(lambda: "upstream connected upstream=hostile" in stack.gateway.log(), "the hostile upstream")
     console = Console(stack, tmp_path)
     return stack, console
