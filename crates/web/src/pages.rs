@@ -405,7 +405,13 @@ pub async fn call_events(State(app): State<Arc<App>>, Path(id): Path<String>) ->
                 let event = match outcome {
                     crate::calls::Outcome::Result(result) => Event::default()
                         .event("result")
-                        .data(crate::calls::render_result(&id, &result).into_string()),
+                        // SSE data may not hold a carriage return; in
+                        // HTML the character reference means the same.
+                        .data(
+                            crate::calls::render_result(&id, &result)
+                                .into_string()
+                                .replace('\r', "&#13;"),
+                        ),
                     crate::calls::Outcome::Failed(text) => {
                         Event::default().event("failure").data(one_line(&text))
                     }
@@ -782,4 +788,64 @@ pub async fn licence(State(app): State<Arc<App>>, session: Option<Extension<Sess
         }
     };
     layout("Licence", "/licence", &session, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(service: &str, text: &str) -> LogQuery {
+        LogQuery {
+            service: service.to_owned(),
+            text: text.to_owned(),
+            ..LogQuery::default()
+        }
+    }
+
+    /// A filter that tries journal matches through the form is refused by
+    /// the services crate before anything runs, and the text filter stays
+    /// a plain substring in the equivalent command (one argv word).
+    #[test]
+    fn journal_injection_through_the_filters_is_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let manager = services::Manager::up(dir.path().join("no-up.sock"));
+        for service in [
+            "_SYSTEMD_UNIT=sshd.service",
+            "fs _SYSTEMD_UNIT=sshd.service",
+            "fs\n_SYSTEMD_UNIT=sshd.service",
+            "--unit=sshd",
+            "+",
+        ] {
+            let filter = query(service, "")
+                .filter()
+                .expect("the form's own checks pass");
+            let refused = runtime
+                .block_on(manager.logs(&filter, None, 10))
+                .expect_err(service);
+            assert_eq!(refused.kind(), "bad_filter", "{service}: {refused}");
+        }
+        let filter = query("", "_SYSTEMD_UNIT=sshd.service + MESSAGE=x")
+            .filter()
+            .expect("text filter");
+        let argv = services::Manager::up(dir.path().join("no-up.sock")).equivalent_command(&filter);
+        assert!(
+            !argv.iter().any(|word| word.starts_with("_SYSTEMD_UNIT")),
+            "{argv:?}"
+        );
+        assert!(
+            query("", "")
+                .encoded(Some("a&b=c"))
+                .ends_with("before=a%26b%3Dc")
+        );
+    }
+
+    #[test]
+    fn the_equivalent_command_is_quoted_for_a_shell() {
+        let words = ["journalctl", "--grep", "it's <b>"].map(str::to_owned);
+        assert_eq!(shell_words(&words), r"journalctl --grep 'it'\''s <b>'");
+    }
 }
