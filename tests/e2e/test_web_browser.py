@@ -225,3 +225,18 @@ def test_readme_screenshots_are_copied(watched):
         if source.exists():
             shutil.copy(source, README_SHOTS / f"web-{name}.png")
     assert (README_SHOTS / "web-tool-1280.png").exists()
+
+
+def test_service_pages_appear_only_for_installed_services(watched):
+    page = watched.page
+    watched.sign_in()
+    page.goto(watched.console.base + "/tools")
+    nav = page.locator("header nav").inner_text()
+    # fs is there (its semantic index page), agent and sync are not.
+    assert "Semantic index" in nav and "Workflows" not in nav and "Sync jobs" not in nav
+    page.click("nav >> text=Semantic index")
+    page.wait_for_selector("h2:text('Status')")
+    assert page.locator("a[href='/tools/fs_search']").count() == 1
+    watched.shoot("semantic")
+    page.goto(watched.console.base + "/workflows")
+    assert "not installed" in page.locator("main").inner_text()

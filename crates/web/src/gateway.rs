@@ -30,6 +30,9 @@ pub enum GatewayError {
 pub struct Gateway {
     socket: PathBuf,
     connection: Mutex<Option<Connection>>,
+    /// The tool names of the last successful list (the pages' navigation
+    /// shows a service's page only when its tools are there).
+    known_tools: Mutex<Vec<String>>,
 }
 
 impl Gateway {
@@ -37,6 +40,7 @@ impl Gateway {
         Gateway {
             socket,
             connection: Mutex::new(None),
+            known_tools: Mutex::new(Vec::new()),
         }
     }
 
@@ -128,7 +132,21 @@ impl Gateway {
                 _ => break,
             }
         }
+        *self
+            .known_tools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            tools.iter().map(|tool| tool.name.clone()).collect();
         Ok(tools)
+    }
+
+    /// Whether the last tool list had `name`.
+    pub fn knows_tool(&self, name: &str) -> bool {
+        self.known_tools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|known| known == name)
     }
 
     /// Calls one tool.

@@ -38,7 +38,7 @@ const NAV: &[(&str, &str)] = &[
     ("/licence", "Licence"),
 ];
 
-fn layout(title: &str, active: &str, session: &Session, body: Markup) -> Response {
+fn layout(app: &App, title: &str, active: &str, session: &Session, body: Markup) -> Response {
     page(
         StatusCode::OK,
         html! {
@@ -61,6 +61,11 @@ fn layout(title: &str, active: &str, session: &Session, body: Markup) -> Respons
                             ul {
                                 @for (href, name) in NAV {
                                     li { a href=(href) aria-current=[(*href == active).then_some("page")] { (name) } }
+                                }
+                                @for service in SERVICE_PAGES {
+                                    @if app.gateway.knows_tool(service.actions[0].0) {
+                                        li { a href=(service.path) aria-current=[(service.path == active).then_some("page")] { (service.title) } }
+                                    }
                                 }
                             }
                         }
@@ -189,7 +194,7 @@ pub async fn overview(
             }
         }
     };
-    layout("Overview", "/", &session, body)
+    layout(&app, "Overview", "/", &session, body)
 }
 
 /// Every client's usage when the gateway lets the console see it
@@ -297,7 +302,7 @@ pub async fn tools(
             }
         }
     };
-    layout("Tools", "/tools", &session, body)
+    layout(&app, "Tools", "/tools", &session, body)
 }
 
 /// `/tools/<name>`: one tool, its form, and its result.
@@ -311,10 +316,19 @@ pub async fn tool(
     };
     let tools = match app.gateway.tools().await {
         Ok(tools) => tools,
-        Err(error) => return layout("Tool", "/tools", &session, problem(&error.to_string())),
+        Err(error) => {
+            return layout(
+                &app,
+                "Tool",
+                "/tools",
+                &session,
+                problem(&error.to_string()),
+            );
+        }
     };
     let Some(tool) = tools.into_iter().find(|tool| tool.name == name) else {
         return layout(
+            &app,
             "Tool",
             "/tools",
             &session,
@@ -349,7 +363,7 @@ pub async fn tool(
             pre.json { (serde_json::to_string_pretty(&tool.input_schema).unwrap_or_default()) }
         }
     };
-    layout(&tool.name, "/tools", &session, body)
+    layout(&app, &tool.name, "/tools", &session, body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -704,7 +718,7 @@ pub async fn logs(
             }
         }
     };
-    layout("Logs", "/logs", &session, body)
+    layout(&app, "Logs", "/logs", &session, body)
 }
 
 /// `GET /api/logs/stream?<filters>`: new entries as `entry` events (JSON).
@@ -787,7 +801,160 @@ pub async fn licence(State(app): State<Arc<App>>, session: Option<Extension<Sess
             (clients_table(&all))
         }
     };
-    layout("Licence", "/licence", &session, body)
+    layout(&app, "Licence", "/licence", &session, body)
+}
+
+/// A page for one service behind the gateway: what its listing methods
+/// return, and its actions as tool forms (which show progress and can be
+/// cancelled). Absent from the navigation while the service's tools are.
+#[derive(Debug)]
+pub struct ServicePage {
+    pub path: &'static str,
+    pub title: &'static str,
+    /// Methods called with no params, each shown under its heading.
+    pub views: &'static [(&'static str, &'static str)],
+    /// Tools that act; the first one decides whether the page is shown.
+    pub actions: &'static [(&'static str, &'static str)],
+}
+
+pub const SERVICE_PAGES: &[ServicePage] = &[
+    ServicePage {
+        path: "/workflows",
+        title: "Workflows",
+        views: &[
+            ("mcp.agent.listWorkflows", "Workflows"),
+            ("mcp.agent.listExecutions", "Executions"),
+        ],
+        actions: &[
+            ("agent_runWorkflow", "Run a workflow"),
+            ("agent_getWorkflowStatus", "A run's steps"),
+            ("agent_getWorkflowLogs", "A run's logs"),
+            ("agent_approve", "Approve a paused run"),
+            ("agent_stopWorkflow", "Stop a run"),
+            ("agent_resumeWorkflow", "Resume a run"),
+        ],
+    },
+    ServicePage {
+        path: "/sync",
+        title: "Sync jobs",
+        views: &[
+            ("mcp.sync.listNamedJobs", "Named jobs"),
+            ("mcp.sync.listJobs", "History"),
+        ],
+        actions: &[
+            ("sync_runJob", "Run a job (with progress)"),
+            ("sync_getJobStatus", "A job's status"),
+            ("sync_getJobLog", "A job's log"),
+            ("sync_stopJob", "Stop a job"),
+        ],
+    },
+    ServicePage {
+        path: "/semantic",
+        title: "Semantic index",
+        views: &[("mcp.fs.index_status", "Status")],
+        actions: &[
+            ("fs_embed", "Embed (with progress)"),
+            ("fs_search", "Search"),
+        ],
+    },
+];
+
+/// A JSON value as a table when it is (or holds) a list of objects, else
+/// as pretty JSON; all of it text.
+fn value_view(value: &Value) -> Markup {
+    let rows = match value {
+        Value::Array(rows) => Some(rows),
+        Value::Object(object) => object.values().find_map(|field| match field {
+            Value::Array(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => {
+                Some(rows)
+            }
+            _ => None,
+        }),
+        _ => None,
+    };
+    let Some(rows) = rows.filter(|rows| rows.iter().all(Value::is_object) && !rows.is_empty())
+    else {
+        return html! { pre.json { (serde_json::to_string_pretty(value).unwrap_or_default()) } };
+    };
+    let mut columns: Vec<&str> = Vec::new();
+    for row in rows.iter().take(50) {
+        for key in row.as_object().into_iter().flat_map(|object| object.keys()) {
+            if columns.len() < 8 && !columns.contains(&key.as_str()) {
+                columns.push(key);
+            }
+        }
+    }
+    html! {
+        div.scroll { table {
+            thead { tr { @for column in &columns { th { (column) } } } }
+            tbody {
+                @for row in rows.iter().take(500) {
+                    tr {
+                        @for column in &columns {
+                            td { @match row.get(*column) {
+                                None | Some(Value::Null) => "—",
+                                Some(Value::String(text)) => (proto::text::bounded(text, 500)),
+                                Some(other) => code { (proto::text::bounded(&other.to_string(), 500)) },
+                            } }
+                        }
+                    }
+                }
+            }
+        } }
+        @if rows.len() > 500 { p.hint { (rows.len() - 500) " more not shown." } }
+    }
+}
+
+/// `/workflows`, `/sync`, `/semantic`.
+pub async fn service_page(
+    State(app): State<Arc<App>>,
+    session: Option<Extension<Session>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Some(Extension(session)) = session else {
+        return sign_in();
+    };
+    let Some(service) = SERVICE_PAGES.iter().find(|page| page.path == uri.path()) else {
+        return plain(StatusCode::NOT_FOUND, "no such page");
+    };
+    let tools = app.gateway.tools().await;
+    let installed = tools
+        .as_ref()
+        .map(|tools| tools.iter().any(|tool| tool.name == service.actions[0].0))
+        .unwrap_or(false);
+    let mut views = Vec::new();
+    if installed {
+        for (method, heading) in service.views {
+            views.push((heading, app.gateway.call(method, None, None).await));
+        }
+    }
+    let body = html! {
+        @match &tools {
+            Err(error) => (problem(&error.to_string())),
+            Ok(_) if !installed => p { "This service is not installed or not offered to the console." },
+            Ok(tools) => {
+                nav.actions aria-label="Actions" {
+                    ul.cards {
+                        @for (tool, label) in service.actions {
+                            @if tools.iter().any(|known| known.name == *tool) {
+                                li { a href=(format!("/tools/{tool}")) { (label) } " " code { (tool) } }
+                            }
+                        }
+                    }
+                }
+                @for (heading, view) in &views {
+                    section {
+                        h2 { (heading) }
+                        @match view {
+                            Ok(value) => (value_view(value)),
+                            Err(error) => (problem(&error.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(&app, service.title, service.path, &session, body)
 }
 
 #[cfg(test)]
