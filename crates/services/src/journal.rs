@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::{Error, LogEntry, LogFilter, filter};
+use crate::{Error, LogEntry, LogFilter, LogPage, filter};
 
 /// The program run for the journal.
 pub(crate) const JOURNALCTL: &str = "journalctl";
@@ -103,7 +103,7 @@ enum FieldValue {
     Text(String),
     Bytes(Vec<u8>),
     Many(Vec<FieldValue>),
-    Other(serde_json::Value),
+    Other(serde::de::IgnoredAny),
 }
 
 impl FieldValue {
@@ -156,6 +156,42 @@ pub(crate) fn parse_line(line: &str) -> Option<LogEntry> {
     })
 }
 
+/// The argv of one page: [`argv`] and `-r -n <count>`, from the entry at
+/// `before` when given (journalctl starts a reversed read at the cursor,
+/// that entry included: one more is asked for and the cursor's own entry
+/// dropped).
+pub(crate) fn page_argv(filter: &LogFilter, before: Option<&str>, limit: usize) -> Vec<String> {
+    let mut argv = argv(filter);
+    let count = limit + 1 + usize::from(before.is_some());
+    argv.extend(["-r".to_owned(), "-n".to_owned(), count.to_string()]);
+    if let Some(cursor) = before {
+        argv.push(format!("--cursor={cursor}"));
+    }
+    argv
+}
+
+/// One page of entries, newest first: `limit` of them and the cursor of
+/// the last as `older` when there are more.
+pub(crate) async fn page(
+    filter: &LogFilter,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<LogPage, Error> {
+    let mut entries = run(&page_argv(filter, before, limit)).await?;
+    if let Some(cursor) = before
+        && entries.first().is_some_and(|entry| entry.cursor == cursor)
+    {
+        entries.remove(0);
+    }
+    let older = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|entry| entry.cursor.clone())
+    } else {
+        None
+    };
+    Ok(LogPage { entries, older })
+}
+
 /// Runs journalctl with `argv` and collects the entries of its output.
 pub(crate) async fn run(argv: &[String]) -> Result<Vec<LogEntry>, Error> {
     let output = tokio::process::Command::new(&argv[0])
@@ -165,14 +201,25 @@ pub(crate) async fn run(argv: &[String]) -> Result<Vec<LogEntry>, Error> {
         .output()
         .await
         .map_err(|error| unavailable(&error))?;
-    // journalctl exits 1 with "-- No entries --"-like notes in some
-    // versions when nothing matches: only stderr with no output is a failure.
+    // journalctl exits 1 when --grep matches nothing, and when --unit's
+    // pattern matches no unit of the journal ("Failed to add filter for
+    // units: No data available"): both are an empty answer.
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() && stdout.trim().is_empty() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let detail: String = stderr.trim().chars().take(300).collect();
-        if detail.contains("No entries") || detail.is_empty() {
+        if detail.is_empty()
+            || detail.contains("No entries")
+            || detail.contains("No data available")
+        {
             return Ok(Vec::new());
+        }
+        if detail.contains("ermission") {
+            return Err(Error::Denied {
+                hint: format!(
+                    "the journal cannot be read ({detail}); add the user to the systemd-journal group"
+                ),
+            });
         }
         return Err(Error::Failed {
             what: "journalctl".to_owned(),

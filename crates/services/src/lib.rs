@@ -20,8 +20,6 @@
 //! substring, never a journal match).
 
 mod filter;
-// Used by the systemd implementation (logs and follow), which follows.
-#[allow(dead_code)]
 mod journal;
 mod systemd;
 mod up;
