@@ -28,5 +28,19 @@ async def slow(steps: int, ctx: Context) -> str:
     return f"counted to {steps}"
 
 
+# For the page benchmark: HOSTILE_EXTRA_TOOLS=N adds N plain tools.
+def _extra(index: int):
+    def tool(text: str, count: int = 1) -> str:
+        return text * count
+
+    tool.__name__ = f"extra_{index:03}"
+    tool.__doc__ = f"Extra tool number {index}, for the console's page benchmark."
+    return tool
+
+
+for _index in range(int(__import__("os").environ.get("HOSTILE_EXTRA_TOOLS", "0"))):
+    server.tool()(_extra(_index))
+
+
 if __name__ == "__main__":
     server.run("stdio")
