@@ -22,6 +22,7 @@ mod licence;
 mod runtime_dir;
 mod stack;
 mod up;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Licence(licence::LicenceArgs),
     /// The licence, and every client's tier, limits and token usage.
     Status,
+    /// Print a one-time sign-in URL for the web console (valid 5 minutes, once).
+    Web(web::WebArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call::run(&runtime_dir, &args),
         Command::Licence(args) => licence::run(&runtime_dir, &args),
         Command::Status => licence::status(&runtime_dir),
+        Command::Web(args) => web::run(&runtime_dir, &args),
     };
     match result {
         Ok(code) => code,
