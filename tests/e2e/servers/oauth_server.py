@@ -75,12 +75,17 @@ class Provider:
         with os.fdopen(fd, "w") as out:
             out.write(line + "\n")
         os.chmod(temp, 0o600)
-        # dovecot re-reads a passwd-file when its mtime (whole seconds)
-        # changes: every version gets a later second than the last, so a
-        # token written within a second of the previous one is seen.
-        self.passwd_version = max(int(time.time()), getattr(self, "passwd_version", 0) + 1)
-        os.utime(temp, (self.passwd_version, self.passwd_version))
+        written = int(time.time())
         os.replace(temp, self.passwd_file)
+        # dovecot looks at a passwd-file at most once a wall-clock second
+        # (db-passwd-file.c: passwd_file_sync returns the cached users when
+        # last_sync_time == ioloop_time), and re-reads it when its mtime or
+        # size changed. A login refused in the second this file is written
+        # (the old token) would leave the new token unseen until the next
+        # second, which a real provider's fresh token never is: so nothing
+        # is answered (the callers hold the lock) before that second has
+        # passed. That also gives every version its own mtime.
+        time.sleep(max(0.0, written + 1 - time.time()) + 0.01)
 
     def issue(self, with_refresh: str | None) -> dict:
         self.issued += 1
