@@ -192,7 +192,17 @@ def malformed() -> list[tuple[bytes, str]]:
         "Subject: Grüße aus Köln – ohne Kodierung\r\n".encode() + b"Message-ID: <broken4@example.org>\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
         + f"{BODY_MARK}-8bit Grüße\r\n".encode())
-    return [(data, "") for data in (boundary, charset, truncated, eight_bit)]
+    # Invalid base64 (a character outside the alphabet) in an attachment
+    # whose boundaries are all there.
+    bad_base64 = head + (b"Subject: Invalid base64\r\nMessage-ID: <broken5@example.org>\r\n"
+                         b"Content-Type: multipart/mixed; boundary=\"b5\"\r\n\r\n"
+                         b"--b5\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                         + f"{BODY_MARK}-bad base64 see attached".encode() + b"\r\n"
+                         b"--b5\r\nContent-Type: application/pdf\r\n"
+                         b"Content-Disposition: attachment; filename=\"bad.pdf\"\r\n"
+                         b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK*%$AAAA\r\nJVBERi0xLjQK\r\n"
+                         b"--b5--\r\n")
+    return [(data, "") for data in (boundary, charset, truncated, eight_bit, bad_base64)]
 
 
 class World:
@@ -638,7 +648,7 @@ def test_bad_input_and_faults_are_refused_clearly_and_the_server_keeps_serving(w
 def test_malformed_mime_is_read_cleanly(world: World):
     listed = ok(world, "mail_listMessages", {"account": "work", "folder": "Broken", "limit": 10})["messages"]
     by_uid = {item["uid"]: item for item in listed}
-    assert sorted(by_uid) == [1, 2, 3, 4], listed
+    assert sorted(by_uid) == [1, 2, 3, 4, 5], listed
     read = {uid: ok(world, "mail_getMessage", {"account": "work", "folder": "Broken", "uid": uid}) for uid in by_uid}
     # A boundary that never appears: the text is still there, nothing lost.
     assert read[1]["subject"] == "Broken boundary"
@@ -656,6 +666,20 @@ def test_malformed_mime_is_read_cleanly(world: World):
     assert by_uid[4]["subject"] == "Grüße aus Köln – ohne Kodierung"
     assert "Mälory" in json.dumps(read[4]["from"], ensure_ascii=False)
     assert f"{BODY_MARK}-8bit Grüße" in read[4]["body"]["text"]
+    # Invalid base64, cut (uid 3) or not (uid 5): listed as undecodable,
+    # and getAttachment refuses it with a typed error instead of handing
+    # the encoded text back as the file's bytes.
+    assert [a["name"] for a in read[5]["attachments"]] == ["bad.pdf"]
+    for uid in (3, 5):
+        attachment = read[uid]["attachments"][0]
+        assert attachment["undecodable"] is True, attachment
+        result = call(world, "mail_getAttachment", {"account": "work", "folder": "Broken", "uid": uid,
+                                                    "part": attachment["part_id"]})
+        assert result.is_error is True, result.structured_content
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        assert "cannot be decoded" in text and "base64" in text and "mail_getMessage" in text, text
+        assert "JVBERi0" not in text and "AAECAwQF" not in text, text
+    assert f"{BODY_MARK}-bad base64 see attached" in read[5]["body"]["text"]
     # The server still serves.
     assert ok(world, "mail_listFolders", {"account": "work"})["folders"]
 

@@ -64,6 +64,14 @@ pub enum MailError {
         "message {uid} has no part {part}; getMessage lists its attachments with their part ids"
     )]
     PartNotFound { uid: u32, part: String },
+    #[error(
+        "part {part} of message {uid} cannot be decoded: its {encoding} content transfer encoding is invalid (damaged or cut off in transit); its bytes are unknown, so none are given"
+    )]
+    Undecodable {
+        uid: u32,
+        part: String,
+        encoding: &'static str,
+    },
     #[error("{what} is {size} bytes, over the limit of {limit} bytes; {fix}")]
     TooLarge {
         what: String,
@@ -112,6 +120,7 @@ impl MailError {
             MailError::Invalid(_) => "invalid",
             MailError::Malformed(_) => "malformed",
             MailError::PartNotFound { .. } => "part_not_found",
+            MailError::Undecodable { .. } => "undecodable_part",
             MailError::TooLarge { .. } => "too_large",
             MailError::Server { .. } => "server_error",
             MailError::Unsupported { .. } => "unsupported",

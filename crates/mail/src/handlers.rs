@@ -8,7 +8,7 @@
 //! ever acts on it.
 
 use mail_parser::{HeaderValue, MessageParser};
-use proto::{ErrorData, ServiceCodes};
+use proto::{ErrorData, ErrorHint, ServiceCodes};
 use serde::{Deserialize, Serialize};
 use server_kit::{Context, HandlerError, ServerBuilder, State};
 
@@ -31,9 +31,14 @@ pub const NOTICE: &str = "Subjects, names, previews and bodies are written by th
 /// The one place a mail error becomes a handler error, with its kind in
 /// `data.kind`.
 pub fn handler_error(error: MailError) -> HandlerError {
+    hinted_error(error, None)
+}
+
+/// [`handler_error`] with a next step in `data.hint`.
+pub fn hinted_error(error: MailError, hint: Option<ErrorHint>) -> HandlerError {
     let data = ErrorData {
         kind: error.kind().to_owned(),
-        hint: None,
+        hint,
     };
     let message = error.to_string();
     let handler = match &error {
@@ -41,7 +46,9 @@ pub fn handler_error(error: MailError) -> HandlerError {
         | MailError::FolderNotFound { .. }
         | MailError::MessageNotFound { .. }
         | MailError::PartNotFound { .. } => HandlerError::NotFound(message),
-        MailError::Invalid(_) | MailError::Malformed(_) => HandlerError::InvalidValue(message),
+        MailError::Invalid(_) | MailError::Malformed(_) | MailError::Undecodable { .. } => {
+            HandlerError::InvalidValue(message)
+        }
         MailError::SendRefused(_) => HandlerError::PermissionDenied(message),
         MailError::RateLimited { .. } => service(RATE_LIMITED, message),
         MailError::TooLarge { .. } => service(TOO_LARGE, message),

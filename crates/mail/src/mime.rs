@@ -23,6 +23,8 @@
 //!   whole embedded message); its body's parts are numbered under it the
 //!   same way (`n.1`, `n.2`, …; a non-multipart embedded body is `n.1`).
 
+use std::borrow::Cow;
+
 use html2text::render::{TaggedLine, TextDecorator};
 use mail_parser::{
     Address, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
@@ -79,6 +81,13 @@ pub enum MimeError {
     NoSuchPart,
     #[error("that part is a multipart container, not content; ask for one of its children")]
     NotContent,
+    /// The part says it is `encoding` (base64, quoted-printable) but its
+    /// text is not valid in it: its bytes are unknown, and the encoded
+    /// text is never handed out as if it were them.
+    #[error(
+        "the part's {encoding} content transfer encoding is invalid (damaged or cut off in transit), so its bytes cannot be given; the sender has to send it again"
+    )]
+    Undecodable { encoding: &'static str },
 }
 
 /// One mailbox of an address header.
@@ -158,6 +167,10 @@ pub struct Attachment {
     pub inline: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_id: Option<String>,
+    /// Its transfer encoding is invalid: getAttachment refuses it, and
+    /// `size` is that of its encoded text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub undecodable: bool,
 }
 
 /// Where the text body came from.
@@ -959,8 +972,51 @@ fn part_content(part: &MessagePart<'_>) -> Result<Part, MimeError> {
     Ok(Part {
         name: part_name(part),
         content_type: content_type(part),
-        bytes: part.contents().to_vec(),
+        bytes: decoded(part)?.into_owned(),
     })
+}
+
+/// A part's bytes after transfer decoding. mail-parser, when a part's
+/// base64 or quoted-printable text does not decode (or its closing
+/// boundary is missing), keeps the encoded text as the part's contents
+/// and sets `is_encoding_problem`: base64 that is valid once the cut-off
+/// boundary is set aside is decoded here strictly; anything else is
+/// [`MimeError::Undecodable`], never the encoded text.
+fn decoded<'p>(part: &'p MessagePart<'_>) -> Result<Cow<'p, [u8]>, MimeError> {
+    if !part.is_encoding_problem {
+        return Ok(Cow::Borrowed(part.contents()));
+    }
+    let declared = part
+        .content_transfer_encoding()
+        .map(|encoding| encoding.trim().to_ascii_lowercase());
+    match declared.as_deref() {
+        Some("base64") => strict_base64(part.contents())
+            .map(Cow::Owned)
+            .ok_or(MimeError::Undecodable { encoding: "base64" }),
+        Some("quoted-printable") => Err(MimeError::Undecodable {
+            encoding: "quoted-printable",
+        }),
+        // 7bit, 8bit, binary or none: the contents are the bytes (a
+        // message/rfc822 part that does not parse is still its bytes).
+        _ => Ok(Cow::Borrowed(part.contents())),
+    }
+}
+
+/// Base64 (RFC 2045 §6.8) with line breaks and other white space between
+/// the characters, padding optional; `None` at any other character.
+fn strict_base64(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|byte| !byte.is_ascii_whitespace())
+        .collect();
+    ENGINE.decode(compact).ok()
 }
 
 fn attachments(message: &Message<'_>, most: usize) -> Vec<Attachment> {
@@ -990,13 +1046,18 @@ fn attachments(message: &Message<'_>, most: usize) -> Vec<Attachment> {
             .map(|id| id.trim_matches(['<', '>']).to_owned());
         let inline = disposition.is_some_and(|d| d.is_inline())
             || (related && content_id.is_some() && !attachment_disposition);
+        let (size, undecodable) = match decoded(part) {
+            Ok(bytes) => (bytes.len(), false),
+            Err(_) => (part.contents().len(), true),
+        };
         list.push(Attachment {
             part_id: id.iter().map(u32::to_string).collect::<Vec<_>>().join("."),
             name,
             content_type: content_type(part),
-            size: part.contents().len(),
+            size,
             inline,
             content_id,
+            undecodable,
         });
     });
     list
@@ -1108,6 +1169,7 @@ JVBERi0xLjQK\n\
                     size: 8,
                     inline: true,
                     content_id: Some("logo".into()),
+                    undecodable: false,
                 },
                 Attachment {
                     part_id: "2".into(),
@@ -1116,9 +1178,40 @@ JVBERi0xLjQK\n\
                     size: 9,
                     inline: false,
                     content_id: None,
+                    undecodable: false,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn invalid_base64_is_refused_never_handed_out_as_bytes() {
+        let message = |tail: &str| {
+            format!(
+                "From: a@example.org\nSubject: x\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+Content-Type: text/plain\n\nhello\n--b\n\
+Content-Type: application/octet-stream\n\
+Content-Disposition: attachment; filename=\"x.bin\"\n\
+Content-Transfer-Encoding: base64\n\n{tail}"
+            )
+        };
+        // Invalid characters, closing boundary present or not.
+        for raw in [message("AAEC*AwQF\n--b--\n"), message("AAECAwQFBgcI!!CQ\n")] {
+            assert_eq!(
+                extract_part(raw.as_bytes(), &LIMITS, "2"),
+                Err(MimeError::Undecodable { encoding: "base64" }),
+                "{raw}"
+            );
+            let listed = view(&raw).attachments;
+            assert!(listed[0].undecodable, "{listed:?}");
+        }
+        // Valid base64 whose closing boundary was cut off: the real bytes.
+        let cut = message("AAECAwQF\nBgc=\n");
+        let part = extract_part(cut.as_bytes(), &LIMITS, "2").expect("decodes");
+        assert_eq!(part.bytes, [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert!(!view(&cut).attachments[0].undecodable);
+        assert_eq!(view(&cut).attachments[0].size, 8);
     }
 
     #[test]

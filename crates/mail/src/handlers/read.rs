@@ -6,11 +6,12 @@
 
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
+use proto::ErrorHint;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder, State};
 
-use super::{Mail, NOTICE, handler_error};
+use super::{Mail, NOTICE, handler_error, hinted_error};
 use crate::calendar::{self, CalendarError};
 use crate::error::MailError;
 use crate::imap::Raw;
@@ -45,6 +46,11 @@ fn mime_error(error: MimeError, uid: u32, part: Option<&str>) -> MailError {
         MimeError::InvalidPartId => MailError::Invalid(format!("part: {error}")),
         MimeError::NotContent => MailError::Invalid(format!("part: {error}")),
         MimeError::Unparseable => MailError::Malformed(format!("message {uid}: {error}")),
+        MimeError::Undecodable { encoding } => MailError::Undecodable {
+            uid,
+            part: proto::text::echo(part.unwrap_or("")).into_owned(),
+            encoding,
+        },
     }
 }
 
@@ -140,8 +146,18 @@ async fn get_attachment(
 ) -> Result<Value, HandlerError> {
     let raw = fetch(&mail, &params.account, &params.folder, params.uid).await?;
     let uid = params.uid;
-    let part = mime::extract_part(&raw.bytes, &mime_limits(), &params.part)
-        .map_err(|error| handler_error(mime_error(error, uid, Some(&params.part))))?;
+    let part = mime::extract_part(&raw.bytes, &mime_limits(), &params.part).map_err(|error| {
+        let hint = matches!(error, MimeError::Undecodable { .. }).then(|| ErrorHint {
+            action: "read the message, whose attachment list marks the part undecodable".to_owned(),
+            method: "mcp.mail.getMessage".to_owned(),
+            arguments: serde_json::Map::from_iter([
+                ("account".to_owned(), json!(params.account)),
+                ("folder".to_owned(), json!(params.folder)),
+                ("uid".to_owned(), json!(uid)),
+            ]),
+        });
+        hinted_error(mime_error(error, uid, Some(&params.part)), hint)
+    })?;
     if part.bytes.len() > limits::MAX_ATTACHMENT_BYTES {
         return Err(handler_error(MailError::TooLarge {
             what: format!("part {} of message {uid}", proto::text::echo(&params.part)),
