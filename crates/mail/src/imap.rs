@@ -394,12 +394,20 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// A whole message as fetched (`BODY.PEEK[]`).
-#[derive(Clone, Debug)]
+/// A whole message as fetched (`BODY.PEEK[]`): the server's answer
+/// itself, so the message is in memory once, read where it was received.
+#[derive(Debug)]
 pub struct Raw {
     pub uid: u32,
     pub flags: Vec<String>,
-    pub bytes: Vec<u8>,
+    fetch: Fetch,
+}
+
+impl Raw {
+    /// The message's bytes (RFC 5322).
+    pub fn bytes(&self) -> &[u8] {
+        self.fetch.body().unwrap_or_default()
+    }
 }
 
 /// What `setFlags`/`moveMessages` did.
@@ -786,13 +794,11 @@ impl Imap {
         let fetched: Vec<Fetch> = lease
             .fetch("fetch the message", set, "(UID BODY.PEEK[])")
             .await?;
-        let bytes = fetched
-            .iter()
-            .find(|fetch| fetch.uid == Some(uid))
-            .and_then(|fetch| fetch.body())
-            .map(<[u8]>::to_vec)
+        let fetch = fetched
+            .into_iter()
+            .find(|fetch| fetch.uid == Some(uid) && fetch.body().is_some())
             .ok_or_else(|| not_found(account, folder, &[uid]))?;
-        Ok(Raw { uid, flags, bytes })
+        Ok(Raw { uid, flags, fetch })
     }
 
     /// Some header fields of one message (`BODY.PEEK[HEADER.FIELDS (…)]`).

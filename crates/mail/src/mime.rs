@@ -423,7 +423,8 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
 }
 
 /// The text body: the text/plain body parts, else the HTML ones as text.
-fn body_text(message: &Message<'_>) -> (String, BodySource) {
+/// One plain part (most mail) is borrowed, not copied.
+fn body_text<'m>(message: &'m Message<'_>) -> (Cow<'m, str>, BodySource) {
     let plain: Vec<&str> = message
         .text_body
         .iter()
@@ -433,8 +434,11 @@ fn body_text(message: &Message<'_>) -> (String, BodySource) {
             _ => None,
         })
         .collect();
+    if let [one] = plain.as_slice() {
+        return (Cow::Borrowed(one), BodySource::Plain);
+    }
     if !plain.is_empty() {
-        return (plain.join("\n"), BodySource::Plain);
+        return (Cow::Owned(plain.join("\n")), BodySource::Plain);
     }
     let html: Vec<String> = message
         .html_body
@@ -446,9 +450,9 @@ fn body_text(message: &Message<'_>) -> (String, BodySource) {
         })
         .collect();
     if !html.is_empty() {
-        return (html.join("\n"), BodySource::Html);
+        return (Cow::Owned(html.join("\n")), BodySource::Html);
     }
-    (String::new(), BodySource::None)
+    (Cow::Borrowed(""), BodySource::None)
 }
 
 /// HTML as readable text: links as `text (url)`, images as their alt text,

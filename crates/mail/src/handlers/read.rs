@@ -117,7 +117,7 @@ async fn get_message(
         trusted_authserv_id: None,
     };
     let uid = params.uid;
-    let view = mime::parse_message(&raw.bytes, &mime_limits(), &options)
+    let view = mime::parse_message(raw.bytes(), &mime_limits(), &options)
         .map_err(|error| handler_error(mime_error(error, uid, None)))?;
     Ok(MessageResult {
         account: params.account,
@@ -146,7 +146,7 @@ async fn get_attachment(
 ) -> Result<Value, HandlerError> {
     let raw = fetch(&mail, &params.account, &params.folder, params.uid).await?;
     let uid = params.uid;
-    let part = mime::extract_part(&raw.bytes, &mime_limits(), &params.part).map_err(|error| {
+    let part = mime::extract_part(raw.bytes(), &mime_limits(), &params.part).map_err(|error| {
         let hint = matches!(error, MimeError::Undecodable { .. }).then(|| ErrorHint {
             action: "read the message, whose attachment list marks the part undecodable".to_owned(),
             method: "mcp.mail.getMessage".to_owned(),
@@ -252,7 +252,7 @@ async fn parse_icalendar(
                         },
                         trusted_authserv_id: None,
                     };
-                    let view = mime::parse_message(&raw.bytes, &mime_limits(), &options)
+                    let view = mime::parse_message(raw.bytes(), &mime_limits(), &options)
                         .map_err(|error| handler_error(mime_error(error, uid, None)))?;
                     view.attachments
                         .iter()
@@ -269,7 +269,7 @@ async fn parse_icalendar(
                         })?
                 }
             };
-            let extracted = mime::extract_part(&raw.bytes, &mime_limits(), &part_id)
+            let extracted = mime::extract_part(raw.bytes(), &mime_limits(), &part_id)
                 .map_err(|error| handler_error(mime_error(error, uid, Some(&part_id))))?;
             let text = String::from_utf8(extracted.bytes).map_err(|_| {
                 handler_error(MailError::Malformed(format!(
