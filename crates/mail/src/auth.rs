@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::accounts::{Account, Accounts, SaslMechanism};
 use crate::error::MailError;
 use crate::oauth::{self, ClientConfig, OAuth2Client, OAuthError};
-use crate::secrets::{RefreshTokens, SecretSources};
+use crate::secrets::{RefreshTokens, Secret, SecretSources};
 
 /// The OAuth2 clients, by account.
 #[derive(Debug, Default)]
@@ -73,6 +73,18 @@ fn client_secret(secrets: &SecretSources, account: &str) -> Option<oauth::Secret
         }
     }
     None
+}
+
+/// The password of an `auth: password` account (IMAP and SMTP log in
+/// with it), from the first of its places that has it.
+pub async fn password(secrets: &SecretSources, account: &Account) -> Result<Secret, MailError> {
+    secrets
+        .lookup(&account.name, account.auth)
+        .await
+        .map_err(|source| MailError::Secret {
+            account: account.name.clone(),
+            source,
+        })
 }
 
 /// An OAuth2 failure as a mail error: a refused or missing refresh token

@@ -557,14 +557,7 @@ impl Imap {
             }
             let mut session = match account.auth {
                 AuthKind::Password => {
-                    let secret = self
-                        .secrets
-                        .lookup(&account.name, account.auth)
-                        .await
-                        .map_err(|source| MailError::Secret {
-                            account: account.name.clone(),
-                            source,
-                        })?;
+                    let secret = auth::password(&self.secrets, account).await?;
                     client
                         .login(&account.username, secret.expose())
                         .await

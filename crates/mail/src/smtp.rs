@@ -319,14 +319,7 @@ impl Smtp {
             // no OAUTHBEARER); a refused token is replaced once.
             let (credentials, mechanism, token) = match account.auth {
                 AuthKind::Password => {
-                    let secret = self
-                        .secrets
-                        .lookup(&account.name, account.auth)
-                        .await
-                        .map_err(|source| MailError::Secret {
-                            account: account.name.clone(),
-                            source,
-                        })?;
+                    let secret = auth::password(&self.secrets, account).await?;
                     (
                         Credentials::new(account.username.clone(), secret.expose().to_owned()),
                         vec![Mechanism::Plain, Mechanism::Login],
