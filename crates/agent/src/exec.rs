@@ -104,6 +104,16 @@ impl Live {
         lock(&self.record).clone()
     }
 
+    /// The execution id (without copying the record).
+    pub fn id(&self) -> String {
+        lock(&self.record).id.clone()
+    }
+
+    /// How many steps the run has.
+    pub fn step_count(&self) -> usize {
+        lock(&self.record).order.len()
+    }
+
     /// Waits until the run is over.
     pub async fn finished(&self) {
         let mut done = self.done.subscribe();
