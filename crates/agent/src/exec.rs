@@ -21,10 +21,14 @@ use crate::load::Catalog;
 use crate::model::{OnError, Step, StepKind, Workflow};
 use crate::runners::{self, Credentials, Gateway, HttpRequest};
 use crate::store::{ExecutionRecord, Status, StepError, StepRecord, StepStatus, Store};
-use crate::template::{Templates, has_template, scope};
+use crate::template::{Templates, has_template, is_template, scope};
 
 /// Finished runs kept in memory (the store has them all).
 const FINISHED_KEPT: usize = 512;
+
+/// A workflow's compiled `input_schema`, with the workflow it belongs to
+/// (a reloaded file is a new workflow, compiled again).
+type CompiledInputs = (std::sync::Weak<Workflow>, Arc<jsonschema::Validator>);
 
 /// What the engine is set up with.
 #[derive(Clone, Debug)]
@@ -100,6 +104,16 @@ impl Live {
         lock(&self.record).clone()
     }
 
+    /// The execution id (without copying the record).
+    pub fn id(&self) -> String {
+        lock(&self.record).id.clone()
+    }
+
+    /// How many steps the run has.
+    pub fn step_count(&self) -> usize {
+        lock(&self.record).order.len()
+    }
+
     /// Waits until the run is over.
     pub async fn finished(&self) {
         let mut done = self.done.subscribe();
@@ -128,6 +142,9 @@ pub struct Engine {
     docker: Option<Arc<crate::DockerRunner>>,
     runs: Mutex<HashMap<String, Arc<Live>>>,
     finished: Mutex<VecDeque<String>>,
+    /// Each workflow's compiled `input_schema`, by id, for the workflow
+    /// it was compiled from: compiled at its first run, not at every run.
+    validators: Mutex<HashMap<String, CompiledInputs>>,
 }
 
 impl Engine {
@@ -156,6 +173,7 @@ impl Engine {
             docker,
             runs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
+            validators: Mutex::new(HashMap::new()),
         }
     }
 
@@ -177,6 +195,31 @@ impl Engine {
                     })
                     .map(ToString::to_string),
             })
+    }
+
+    /// The workflow's compiled `input_schema`; compiled again only when
+    /// the workflow was reloaded (a new `Arc`), entries of workflows no
+    /// catalog or run holds any more dropped.
+    fn validator(
+        &self,
+        workflow: &Arc<Workflow>,
+    ) -> Result<Arc<jsonschema::Validator>, EngineError> {
+        let mut cache = lock(&self.validators);
+        if let Some((of, validator)) = cache.get(&workflow.id)
+            && std::ptr::eq(of.as_ptr(), Arc::as_ptr(workflow))
+        {
+            return Ok(validator.clone());
+        }
+        let validator = Arc::new(
+            jsonschema::validator_for(&workflow.input_schema)
+                .map_err(|error| EngineError::InvalidInputs(error.to_string()))?,
+        );
+        cache.retain(|_, (of, _)| of.strong_count() > 0);
+        cache.insert(
+            workflow.id.clone(),
+            (Arc::downgrade(workflow), validator.clone()),
+        );
+        Ok(validator)
     }
 
     /// The live run, if this process has it.
@@ -205,7 +248,8 @@ impl Engine {
         caller: Option<Value>,
     ) -> Result<(Arc<Live>, broadcast::Receiver<StepEvent>), EngineError> {
         let workflow = self.workflow(workflow_id)?;
-        validate_inputs(&workflow, &inputs)?;
+        let validator = self.validator(&workflow)?;
+        validate_inputs(&validator, &inputs)?;
         let record = ExecutionRecord {
             id: crate::new_id(),
             workflow: workflow.id.clone(),
@@ -399,7 +443,7 @@ impl Engine {
         let mut failure: Option<StepError> = None;
         loop {
             if failure.is_none() && !live.cancel.is_cancelled() {
-                for step in &workflow.steps {
+                for (index, step) in workflow.steps.iter().enumerate() {
                     if tasks.len() >= self.limits.max_parallel_steps {
                         break;
                     }
@@ -415,11 +459,13 @@ impl Engine {
                     });
                     let base = scope_of(live);
                     let engine = self.clone();
-                    let step = step.clone();
+                    // The task borrows its step from the workflow it holds.
+                    let task_workflow = workflow.clone();
                     let task_live = live.clone();
                     tasks.spawn(async move {
+                        let step = &task_workflow.steps[index];
                         let id = step.id.clone();
-                        let outcome = engine.step(&task_live, &step, base).await;
+                        let outcome = engine.step(&task_live, step, base).await;
                         (id, outcome)
                     });
                 }
@@ -806,6 +852,9 @@ impl Engine {
                 .map_err(|error| StepError::new("template", error.message))
         };
         let text = |value: &str| {
+            if !is_template(value) {
+                return Ok(value.to_owned());
+            }
             self.templates
                 .render_text(value, scope())
                 .map_err(|error| StepError::new("template", error.message))
@@ -1017,9 +1066,7 @@ fn scope_of(live: &Live) -> Value {
     })
 }
 
-fn validate_inputs(workflow: &Workflow, inputs: &Value) -> Result<(), EngineError> {
-    let validator = jsonschema::validator_for(&workflow.input_schema)
-        .map_err(|error| EngineError::InvalidInputs(error.to_string()))?;
+fn validate_inputs(validator: &jsonschema::Validator, inputs: &Value) -> Result<(), EngineError> {
     let problems: Vec<String> = validator
         .iter_errors(inputs)
         .take(5)

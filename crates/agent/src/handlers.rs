@@ -261,12 +261,12 @@ pub async fn answer(
     mut events: tokio::sync::broadcast::Receiver<StepEvent>,
     wait: bool,
 ) -> Result<Value, HandlerError> {
-    let id = live.snapshot().id;
+    let id = live.id();
     let progress = context.progress_handle();
     if !wait && !progress.is_requested() {
         return Ok(json!({"execution_id": id, "status": "running"}));
     }
-    let total = live.snapshot().order.len() as f64;
+    let total = live.step_count() as f64;
     progress
         .report(0.0, Some(total), Some(&format!("execution {id} started")))
         .await;

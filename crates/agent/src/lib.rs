@@ -181,7 +181,7 @@ async fn drive_schedules(engine: Arc<exec::Engine>) {
                 schedule::drive(&schedule, &schedule::SystemClock, last, stop, |firing| {
                     let started = engine.start(&id, serde_json::json!({}), Some(caller.clone()));
                     match started {
-                        Ok((live, _)) => tracing::info!(workflow = %id, execution = %live.snapshot().id, missed = firing.missed, "scheduled run started"),
+                        Ok((live, _)) => tracing::info!(workflow = %id, execution = %live.id(), missed = firing.missed, "scheduled run started"),
                         Err(error) => tracing::warn!(workflow = %id, %error, "a scheduled run could not start"),
                     }
                     std::future::ready(())
