@@ -368,6 +368,10 @@ def test_dry_run_changes_nothing_and_filters_copy_only_what_matches(sync: SyncSt
     assert original["job_id"].startswith("nightly-"), original
     assert sync.wait_end(original["job_id"])["state"] == "succeeded"
     assert set(tree(sync.home / "orig")) == {"draft.tmp"}
+    # Positional params for the other methods too.
+    assert sync.ok("mcp.sync.getJobStatus", [original["job_id"]])["state"] == "succeeded"
+    assert sync.ok("mcp.sync.getJobLog", [original["job_id"], 1])["lines"][-1].endswith("succeeded")
+    assert [job["job_id"] for job in sync.ok("mcp.sync.listJobs", ["succeeded", 1])["jobs"]] == [original["job_id"]]
     refused = sync.error("mcp.sync.runJob", [str(src), str(dst), "x", ["--config", "/etc/passwd"]])
     assert refused["data"]["kind"] == "argument_refused" and "--config" in refused["message"], refused
 
