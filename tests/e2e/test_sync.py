@@ -16,10 +16,12 @@ import base64
 import http.client
 import json
 import os
+import pty
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -751,3 +753,94 @@ def test_a_bandwidth_limit_is_the_jobs_own_and_leaves_other_jobs_alone(sync: Syn
     assert shared["state"] == "succeeded", shared
     assert re.search(r"limited0\.bin: Limiting file transfer to \{512Ki 512Ki\}", sync.server.log())
 
+
+def shell_command(sync: SyncStack, commands: str) -> list[str]:
+    return [str(binary("luca-shell")), "--socket", str(sync.stack.gateway_socket), "-c", commands]
+
+
+def shell_on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+    """Runs luca-shell with its standard error on a pseudo-terminal (where
+    it draws progress lines); returns the run and what the terminal got."""
+    leader, follower = pty.openpty()
+    seen = bytearray()
+
+    def read():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the last writer closed the terminal
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ran = subprocess.run(command, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120)
+    finally:
+        os.close(follower)
+    reader.join(10)
+    os.close(leader)
+    return ran, seen.decode(errors="replace")
+
+
+def test_luca_shell_sync_commands_list_run_with_progress_show_stop_and_list_the_history(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = (
+        f"jobs:\n  slow:\n    source: {home}/src\n    destination: {home}/slow\n"
+        "    mode: copy\n    bandwidth_limit: 1M\n"
+    )
+    sync = SyncStack(tmp_path, jobs_yaml=jobs)
+    try:
+        src = home / "src"
+        src.mkdir()
+        for index in range(3):
+            (src / f"part{index}.bin").write_bytes(os.urandom(512 << 10))
+
+        def shell(commands: str) -> subprocess.CompletedProcess:
+            return subprocess.run(shell_command(sync, commands), capture_output=True, text=True, timeout=120)
+
+        remotes = shell("sync remotes")
+        assert remotes.returncode == 0, remotes
+        assert re.search(r"^secret +crypt +\(destination allowed\)$", remotes.stdout, re.M), remotes.stdout
+        assert re.search(r"^vault +alias", remotes.stdout, re.M), remotes.stdout
+
+        # A named job at 1 MiB/s: the answer is the job's end, and on a
+        # terminal the live progress line says "counting" until then.
+        ran, progress = shell_on_a_terminal(shell_command(sync, "sync run slow"))
+        assert ran.returncode == 0, (ran, progress)
+        first = ran.stdout.splitlines()[0]
+        assert re.fullmatch(rf"job-\d+ succeeded: copy {src} -> {home}/slow", first), ran.stdout
+        # Bytes done, then no percentage until the totals are final.
+        assert re.search(r"\r\x1b\[K[1-9]\d* counting: \d+ bytes of at least ", progress), progress
+        assert f"\r\x1b[K{3 * (512 << 10)}/{3 * (512 << 10)} 100%: " in progress, progress
+        assert tree(home / "slow") == tree(src)
+        job_id = first.split()[0]
+        # In a script too `sync run` waits for the job's end (no progress line).
+        again = shell(f"sync run -m check {src} {home}/slow")
+        assert again.returncode == 0 and " succeeded: check " in again.stdout, again
+        assert "3 files match" in again.stdout and "counting" not in again.stderr, again
+
+        status = shell(f"sync status {job_id}")
+        assert status.returncode == 0 and status.stdout.splitlines()[0] == first, status
+        assert f"{3 * (512 << 10)} bytes, 3 files transferred" in status.stdout, status.stdout
+
+        running = sync.run(source=str(src), destination=str(home / "stopped"), bandwidth_limit="512K")
+        sync.wait_running(running["job_id"])
+        stopped = shell(f"sync stop {running['job_id']}")
+        assert stopped.returncode == 0 and f"{running['job_id']} stopped" in stopped.stdout, stopped
+        assert "stopped on request" in stopped.stdout, stopped.stdout
+
+        history = shell("sync history")
+        assert history.returncode == 0, history
+        listed = [line.split()[:2] for line in history.stdout.splitlines()]
+        checked = again.stdout.split()[0]
+        assert listed == [[running["job_id"], "stopped"], [checked, "succeeded"], [job_id, "succeeded"]], history.stdout
+        only = shell("sync history stopped")
+        assert [line.split()[0] for line in only.stdout.splitlines()] == [running["job_id"]], only.stdout
+
+        unknown = shell("sync status job-999")
+        assert unknown.returncode != 0 and "job-999" in unknown.stderr, unknown
+    finally:
+        sync.stop()
