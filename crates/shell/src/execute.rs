@@ -960,6 +960,26 @@ impl Shell {
             .map_err(|failure| optional_failure(failure, method, missing))
     }
 
+    /// A call that always asks for progress, for methods that then answer
+    /// only at their end (`mcp.sync.runJob`): shown as
+    /// [`Self::call_showing_progress`] shows it on a terminal, dropped
+    /// elsewhere.
+    async fn call_followed(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, ShellError> {
+        if self.show_progress {
+            return self.call_showing_progress(method, params).await;
+        }
+        // Updates sent to a closed channel are dropped by the client.
+        let (sender, _) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        self.gateway
+            .call_with_progress(method, params, Some(sender))
+            .await
+            .map_err(from_failure)
+    }
+
     /// A call whose progress, if it reports any, is shown on the terminal
     /// (standard error) as it arrives, on one line that the answer clears.
     async fn call_showing_progress(
@@ -993,10 +1013,10 @@ impl Shell {
         outcome.map_err(from_failure)
     }
 
-    /// `sync …`: the sync service's methods; `run` follows the job with a
-    /// live progress line (the request carries a progress token, so the
-    /// answer is the job's end, and Ctrl-C, which cancels the request,
-    /// stops the job).
+    /// `sync …`: the sync service's methods; `run` follows the job to its
+    /// end (the request always carries a progress token, so the answer is
+    /// the job's end, in a script too, and Ctrl-C, which cancels the
+    /// request, stops the job), with a live progress line on a terminal.
     async fn sync(&self, out: &mut String, command: SyncCommand) -> Result<(), ShellError> {
         let missing = "the sync service is not available on this gateway";
         let (method, params) = match command {
@@ -1031,7 +1051,7 @@ impl Shell {
             }
         };
         let result = if method == "mcp.sync.runJob" {
-            self.call_showing_progress(method, Some(params))
+            self.call_followed(method, Some(params))
                 .await
                 .map_err(|error| error.of_command("sync"))?
         } else {

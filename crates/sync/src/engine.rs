@@ -10,8 +10,10 @@
 //! two jobs never mix their numbers; it is polled every 200 ms (sooner at first) and
 //! its record written to the history at each change of state and every few
 //! seconds while it runs. A job whose rcd died (or was replaced by a newer
-//! start) is `interrupted` with what it had done. `check` runs as a
-//! supervised `rclone check` child (1.60 has no `operations/check`).
+//! start) is `interrupted` with what it had done. `check` is such a job
+//! too (`operations/check`) where rclone has that call, 1.63 and later;
+//! on older rclone (1.60, Debian 12) it runs as a supervised
+//! `rclone check` child ([`crate::rcd::check_runner`] decides).
 //!
 //! While a job runs the engine holds a connection to the server's own
 //! socket: server-kit exits idle only without connections, so a
@@ -33,8 +35,8 @@ use crate::config::{Config, NamedJob, parse_schedule};
 use crate::history::{History, HistoryError, now_seconds};
 use crate::job::{CheckSummary, FileProgress, Filters, JobRecord, JobSpec, JobState, Mode, Stats};
 use crate::paths::{Confinement, Refusal, parse_arguments, valid_bandwidth};
-use crate::rc::{RcCall, RcError};
-use crate::rcd::{Rcd, RcloneSettings};
+use crate::rc::{RcCall, RcClient, RcError};
+use crate::rcd::{CheckRunner, Rcd, RcloneSettings, check_runner};
 
 /// How often a running job is asked for: its end is seen at most this late.
 const POLL: Duration = Duration::from_millis(200);
@@ -377,10 +379,7 @@ impl Engine {
         let worker = inner.clone();
         tokio::spawn(async move {
             let record = sender.borrow().clone();
-            let finished = match record.spec.mode {
-                Mode::Check => worker.run_check(record, &sender, stop).await,
-                _ => worker.run_rc(record, &sender, stop).await,
-            };
+            let finished = worker.run_job(record, &sender, stop).await;
             if let Err(error) = worker.persist(&finished).await {
                 tracing::error!(%error, "cannot record the end of a job");
             }
@@ -715,28 +714,46 @@ impl Inner {
         rules
     }
 
-    async fn run_rc(
+    /// Runs a job on the rcd, or a check on rclone without
+    /// `operations/check` as a child ([`check_runner`]).
+    async fn run_job(
         &self,
         mut record: JobRecord,
         updates: &watch::Sender<JobRecord>,
         stop: CancellationToken,
     ) -> JobRecord {
-        let (client, generation, _version) = match self.rcd.ready(RCD_WAIT).await {
+        let (client, generation, version) = match self.rcd.ready(RCD_WAIT).await {
             Ok(ready) => ready,
             Err(why) => {
                 record.finish(JobState::Failed, now_seconds(), Some(why));
                 return record;
             }
         };
+        if record.spec.mode == Mode::Check && check_runner(version) == CheckRunner::Child {
+            return self.run_check(record, updates, stop).await;
+        }
+        self.run_rc(record, updates, stop, client, generation).await
+    }
+
+    async fn run_rc(
+        &self,
+        mut record: JobRecord,
+        updates: &watch::Sender<JobRecord>,
+        stop: CancellationToken,
+        client: RcClient,
+        generation: u64,
+    ) -> JobRecord {
         let group = format!("job/{}", record.number);
         let call = match record.spec.mode {
             Mode::Sync => RcCall::SyncSync,
             Mode::Copy => RcCall::SyncCopy,
             Mode::Move => RcCall::SyncMove,
-            Mode::Check => unreachable!("checks run as a child"),
+            Mode::Check => RcCall::OperationsCheck,
         };
         let mut config = Map::new();
-        config.insert("DryRun".to_owned(), Value::Bool(record.spec.dry_run));
+        if record.spec.mode != Mode::Check {
+            config.insert("DryRun".to_owned(), Value::Bool(record.spec.dry_run));
+        }
         for (key, value) in &record.spec.options {
             config.insert(key.clone(), value.clone());
         }
@@ -754,6 +771,13 @@ impl Inner {
         let rules = Self::filter_rules(&record.spec.filters);
         if !rules.is_empty() {
             params["_filter"] = json!({ "FilterRule": rules });
+        }
+        if record.spec.mode == Mode::Check {
+            // The differences by name; no `combined` or `match` list, which
+            // would name every file of the tree (CheckSummary::from_rc).
+            params["combined"] = Value::Bool(false);
+            params["match"] = Value::Bool(false);
+            record.check = Some(CheckSummary::default());
         }
         let started = client.call(call, &params).await;
         let rc_job = match started
@@ -840,6 +864,20 @@ impl Inner {
                         now,
                         Some("stopped on request".to_owned()),
                     );
+                } else if success && record.spec.mode == Mode::Check {
+                    let output = status.get("output").unwrap_or(&Value::Null);
+                    let summary = CheckSummary::from_rc(output, record.stats.checks);
+                    let clean = summary.all_match()
+                        && output.get("success").and_then(Value::as_bool) == Some(true);
+                    record.stats.errors = summary.errors;
+                    let outcome = summary.outcome();
+                    record.check = Some(summary);
+                    let state = if clean {
+                        JobState::Succeeded
+                    } else {
+                        JobState::Failed
+                    };
+                    record.finish(state, now, Some(outcome));
                 } else if success {
                     record.finish(JobState::Succeeded, now, None);
                 } else {
@@ -978,21 +1016,10 @@ impl Inner {
         } else {
             match status {
                 Ok(status) if status.success() && summary.all_match() => {
-                    record.finish(
-                        JobState::Succeeded,
-                        now,
-                        Some(format!("{} files match", summary.matching)),
-                    );
+                    record.finish(JobState::Succeeded, now, Some(summary.outcome()));
                 }
                 Ok(status) if status.code().is_some() => {
-                    record.finish(
-                        JobState::Failed,
-                        now,
-                        Some(format!(
-                            "the check found differences: {} differ, {} missing on the destination, {} missing on the source, {} errors",
-                            summary.differing, summary.missing_on_destination, summary.missing_on_source, summary.errors
-                        )),
-                    );
+                    record.finish(JobState::Failed, now, Some(summary.outcome()));
                 }
                 Ok(status) => {
                     record.interrupt(now, &format!("rclone check ended by a signal ({status})"))

@@ -233,5 +233,22 @@ mod tests {
             left.windows(2).all(|pair| pair[0] > pair[1]),
             "newest first"
         );
+
+        // By age: a job that ended two days ago goes with a day's limit,
+        // however few jobs there are; a running one stays whatever its age.
+        let mut aged = JobRecord::new(history.next_id().expect("id"), spec(), 1);
+        aged.state = JobState::Succeeded;
+        aged.ended = Some(now_seconds() - 2 * 86_400);
+        history.put(&aged).expect("put");
+        let mut old_but_running = JobRecord::new(history.next_id().expect("id"), spec(), 1);
+        old_but_running.state = JobState::Running;
+        history.put(&old_but_running).expect("put");
+        let pruned = history
+            .prune(Duration::from_secs(86_400), 1000)
+            .expect("prune by age");
+        assert_eq!(pruned, 1, "only the aged finished job");
+        assert!(history.get(aged.number).expect("get").is_none());
+        assert!(history.get(old_but_running.number).expect("get").is_some());
+        assert_eq!(history.list().expect("list").len(), 4);
     }
 }

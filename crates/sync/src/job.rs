@@ -197,8 +197,47 @@ impl CheckSummary {
         }
     }
 
+    /// The answer of `operations/check` (rclone 1.63 and later), asked
+    /// without its `combined` and `match` lists so that rclone's answer
+    /// grows with the differences, not with the tree: the matching files are
+    /// the pairs rclone checked (its group's `checks`) that neither differed
+    /// nor failed.
+    pub fn from_rc(output: &Value, checks: u64) -> CheckSummary {
+        let mut summary = CheckSummary::default();
+        for (key, mark) in [
+            ("differ", "*"),
+            ("missingOnDst", "+"),
+            ("missingOnSrc", "-"),
+            ("error", "!"),
+        ] {
+            for path in output
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                summary.read_line(&format!("{mark} {path}"));
+            }
+        }
+        summary.matching = checks.saturating_sub(summary.differing + summary.errors);
+        summary
+    }
+
     pub fn all_match(&self) -> bool {
         self.differing + self.missing_on_destination + self.missing_on_source + self.errors == 0
+    }
+
+    /// A finished check's outcome for people.
+    pub fn outcome(&self) -> String {
+        if self.all_match() {
+            format!("{} files match", self.matching)
+        } else {
+            format!(
+                "the check found differences: {} differ, {} missing on the destination, {} missing on the source, {} errors",
+                self.differing, self.missing_on_destination, self.missing_on_source, self.errors
+            )
+        }
     }
 }
 
@@ -396,6 +435,27 @@ mod tests {
             (1, 1, 1, 1, 1)
         );
         assert_eq!(check.differences.len(), 4);
+
+        // operations/check's answer says the same as the child's lines.
+        let answer = serde_json::json!({
+            "differ": ["b"],
+            "missingOnDst": ["c"],
+            "missingOnSrc": ["d"],
+            "error": ["e"],
+            "hashType": "md5",
+            "status": "4 differences found",
+            "success": false,
+        });
+        // rclone counted a, b and e as checked pairs.
+        assert_eq!(CheckSummary::from_rc(&answer, 3), check);
+        let clean = CheckSummary::from_rc(&serde_json::json!({"success": true, "differ": []}), 2);
+        assert!(clean.all_match());
+        assert_eq!(clean.outcome(), "2 files match");
+        assert!(
+            check
+                .outcome()
+                .starts_with("the check found differences: 1 differ")
+        );
         let mut stats = Stats {
             bytes: 50,
             total_bytes: 200,

@@ -1,8 +1,10 @@
 //! The client of the private `rclone rcd`: **the one place that names rc
 //! methods**. [`RcCall`] is the allow-list — a call the server can make is
 //! a variant here, and [`RcClient::call`] takes nothing else — so
-//! `core/command`, `config/*`, `options/set`, `operations/*` and every other
-//! rc method are unreachable through the server whatever a client sends.
+//! `core/command`, `config/*`, `options/set`, every `operations/*` but
+//! `operations/check` (which reads both sides and writes nothing) and
+//! every other rc method are unreachable through the server whatever a
+//! client sends.
 //!
 //! Transport: HTTP/1.1 with Basic authentication (the credentials generated
 //! for this rcd's start), on a loopback TCP port or, where rclone supports
@@ -27,6 +29,8 @@ pub enum RcCall {
     SyncSync,
     SyncCopy,
     SyncMove,
+    /// A `check` job, on rclone 1.63 and later ([`crate::rcd::check_runner`]).
+    OperationsCheck,
     JobStatus,
     JobStop,
     /// Stats of one job's group (`_group`).
@@ -37,11 +41,12 @@ pub enum RcCall {
 
 impl RcCall {
     /// Every call, for tests that compare rclone's log with the allow-list.
-    pub const ALL: [RcCall; 8] = [
+    pub const ALL: [RcCall; 9] = [
         RcCall::CoreVersion,
         RcCall::SyncSync,
         RcCall::SyncCopy,
         RcCall::SyncMove,
+        RcCall::OperationsCheck,
         RcCall::JobStatus,
         RcCall::JobStop,
         RcCall::CoreStats,
@@ -54,6 +59,7 @@ impl RcCall {
             RcCall::SyncSync => "sync/sync",
             RcCall::SyncCopy => "sync/copy",
             RcCall::SyncMove => "sync/move",
+            RcCall::OperationsCheck => "operations/check",
             RcCall::JobStatus => "job/status",
             RcCall::JobStop => "job/stop",
             RcCall::CoreStats => "core/stats",

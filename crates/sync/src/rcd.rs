@@ -36,6 +36,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The first rclone whose rcd listens on `unix://` addresses.
 const UNIX_SOCKET_SINCE: (u32, u32) = (1, 63);
 
+/// The first rclone with `operations/check` on its rc API: 1.62 has none
+/// (rclone's issue 7015, asked on 1.62.2 in May 2023), 1.63 (June 2023)
+/// added it; 1.60 (Debian 12) runs `rclone check` instead.
+const RC_CHECK_SINCE: (u32, u32) = (1, 63);
+
 /// Where the rcd is.
 #[derive(Clone, Debug)]
 pub enum RcdState {
@@ -341,6 +346,26 @@ pub fn transport(version: (u32, u32)) -> Transport {
     }
 }
 
+/// How a `check` job runs on a given rclone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckRunner {
+    /// `operations/check` on the rcd: an async job in the job's own stats
+    /// group, followed and stopped like a sync.
+    Rc,
+    /// A supervised `rclone check --combined -` child (rclone before 1.63
+    /// has no rc call for it).
+    Child,
+}
+
+/// The check decision: the rc call wherever rclone has it.
+pub fn check_runner(version: (u32, u32)) -> CheckRunner {
+    if version >= RC_CHECK_SINCE {
+        CheckRunner::Rc
+    } else {
+        CheckRunner::Child
+    }
+}
+
 /// The rcd's arguments for an address (the credentials go in its
 /// environment, never here: a command line is readable by every user).
 pub fn rcd_arguments(address: &Address, log_level: &str) -> Vec<String> {
@@ -415,6 +440,24 @@ mod tests {
             transport(parse_version("rclone v1.60.1-DEV\n").expect("a version")),
             Transport::Loopback
         );
+    }
+
+    #[test]
+    fn checks_use_the_rc_call_from_1_63_and_a_child_before() {
+        let cases = [
+            (
+                "rclone v1.60.1-DEV\n- os/version: debian 12",
+                CheckRunner::Child,
+            ),
+            ("rclone v1.62.2\n", CheckRunner::Child),
+            ("rclone v1.63.0\n", CheckRunner::Rc),
+            ("rclone v1.75.2\n", CheckRunner::Rc),
+            ("rclone v2.0.0\n", CheckRunner::Rc),
+        ];
+        for (text, runner) in cases {
+            let version = parse_version(text).expect("a version");
+            assert_eq!(check_runner(version), runner, "{text}");
+        }
     }
 
     #[test]
