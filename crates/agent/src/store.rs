@@ -188,8 +188,9 @@ pub struct StoreError {
 
 impl Store {
     /// Opens (or creates) the store at `path`, marks the runs left
-    /// running `interrupted`, and keeps at most `max_executions` (oldest
-    /// dropped).
+    /// running `interrupted`, and keeps at most `max_executions`: the
+    /// oldest finished runs are dropped, at the open and as new runs are
+    /// committed (a run still going is never dropped).
     pub fn open(path: &Path, max_executions: usize) -> Result<(Store, usize), StoreError> {
         let error = |reason: String| StoreError {
             path: path.display().to_string(),
@@ -199,13 +200,17 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(|e| error(e.to_string()))?;
         }
         let db = Database::create(path).map_err(|e| error(e.to_string()))?;
-        let interrupted = recover(&db, max_executions).map_err(|e| error(e.to_string()))?;
+        let (interrupted, kept) = recover(&db, max_executions).map_err(|e| error(e.to_string()))?;
         let db = Arc::new(db);
         let (writer, commands) = mpsc::channel();
         let for_thread = db.clone();
+        let mut bound = Bound {
+            count: kept,
+            max: max_executions,
+        };
         std::thread::Builder::new()
             .name("agent-store".to_owned())
-            .spawn(move || write_loop(&for_thread, &commands))
+            .spawn(move || write_loop(&for_thread, &commands, &mut bound))
             .map_err(|e| error(e.to_string()))?;
         Ok((Store { db, writer }, interrupted))
     }
@@ -276,9 +281,18 @@ impl Store {
     }
 }
 
-fn recover(db: &Database, max_executions: usize) -> Result<usize, redb::Error> {
+/// How many records the table holds, and how many it may.
+struct Bound {
+    count: usize,
+    max: usize,
+}
+
+/// Marks the runs left running `interrupted` and drops the oldest past
+/// `max_executions`; gives how many were interrupted and how many are kept.
+fn recover(db: &Database, max_executions: usize) -> Result<(usize, usize), redb::Error> {
     let write = db.begin_write()?;
     let mut interrupted = 0;
+    let kept;
     {
         let mut table = write.open_table(EXECUTIONS)?;
         let mut changed = Vec::new();
@@ -319,12 +333,13 @@ fn recover(db: &Database, max_executions: usize) -> Result<usize, redb::Error> {
                 table.remove(key.as_str())?;
             }
         }
+        kept = all.len().min(max_executions);
     }
     write.commit()?;
-    Ok(interrupted)
+    Ok((interrupted, kept))
 }
 
-fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>) {
+fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>, bound: &mut Bound) {
     while let Ok(first) = commands.recv() {
         let mut puts: BTreeMap<String, Pending> = BTreeMap::new();
         let mut flushes = Vec::new();
@@ -342,7 +357,7 @@ fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>) {
             take(command);
         }
         if !puts.is_empty()
-            && let Err(error) = commit(db, &puts)
+            && let Err(error) = commit(db, &puts, bound)
         {
             tracing::error!(%error, "cannot save executions");
         }
@@ -352,8 +367,13 @@ fn write_loop(db: &Database, commands: &mpsc::Receiver<Command>) {
     }
 }
 
-fn commit(db: &Database, puts: &BTreeMap<String, Pending>) -> Result<(), redb::Error> {
+fn commit(
+    db: &Database,
+    puts: &BTreeMap<String, Pending>,
+    bound: &mut Bound,
+) -> Result<(), redb::Error> {
     let write = db.begin_write()?;
+    let mut count = bound.count;
     {
         let mut table = write.open_table(EXECUTIONS)?;
         for (id, pending) in puts {
@@ -368,11 +388,43 @@ fn commit(db: &Database, puts: &BTreeMap<String, Pending>) -> Result<(), redb::E
                     None => continue,
                 },
             };
-            table.insert(id.as_str(), json)?;
+            if table.insert(id.as_str(), json)?.is_none() {
+                count += 1;
+            }
+        }
+        if count > bound.max {
+            count -= prune_oldest(&mut table, count - bound.max)?;
         }
     }
     write.commit()?;
+    bound.count = count;
     Ok(())
+}
+
+/// Removes up to `excess` of the oldest finished runs (ids are
+/// time-ordered, so the table's order is the start order); a run still
+/// going is skipped. Looks at a bounded number of records, so a store full
+/// of long runs costs a commit little. Gives how many were removed.
+fn prune_oldest(
+    table: &mut redb::Table<'_, &'static str, &'static str>,
+    excess: usize,
+) -> Result<usize, redb::Error> {
+    let mut doomed = Vec::new();
+    for entry in table.iter()?.take(excess + 64) {
+        let (key, value) = entry?;
+        let finished = serde_json::from_str::<ExecutionRecord>(value.value())
+            .map_or(true, |record| record.status.is_final());
+        if finished {
+            doomed.push(key.value().to_owned());
+            if doomed.len() == excess {
+                break;
+            }
+        }
+    }
+    for key in &doomed {
+        table.remove(key.as_str())?;
+    }
+    Ok(doomed.len())
 }
 
 #[cfg(test)]
@@ -396,6 +448,39 @@ mod tests {
             order: vec!["a".to_owned()],
             steps: BTreeMap::from([("a".to_owned(), StepRecord::pending())]),
         }
+    }
+
+    /// A long-running agent keeps at most `max_executions`: the oldest
+    /// finished runs go as new ones are committed; a run still going,
+    /// however old, stays.
+    #[test]
+    fn the_store_stays_bounded_while_it_runs_and_keeps_runs_still_going() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, _) = Store::open(&dir.path().join("executions.redb"), 3).expect("opens");
+        let mut still_going = record("000000000001-going");
+        still_going.started_ms = 1;
+        store.put(&still_going);
+        for n in 2..=9u64 {
+            let mut done = record(&format!("{n:012x}-done"));
+            done.started_ms = n;
+            done.status = Status::Succeeded;
+            store.put(&done);
+            store.flush();
+        }
+        let kept: Vec<String> = store
+            .list(None, 100)
+            .expect("lists")
+            .into_iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "000000000009-done",
+                "000000000008-done",
+                "000000000001-going"
+            ]
+        );
     }
 
     /// A live run's record is serialised at commit time: what is committed
