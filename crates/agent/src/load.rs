@@ -59,16 +59,23 @@ pub fn parse(text: &str, file: &str, templates: &Templates) -> Result<Workflow, 
     let deserializer = yaml_serde::Deserializer::from_str(text);
     let raw: RawWorkflow = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
+        let step = match error.path().iter().collect::<Vec<_>>().as_slice() {
+            [
+                serde_path_to_error::Segment::Map { key },
+                serde_path_to_error::Segment::Seq { index },
+                ..,
+            ] if key == "steps" => Some(*index),
+            _ => None,
+        };
         let inner = error.into_inner();
         let line = inner.location().map(|location| location.line());
         let message = inner.to_string();
-        let fix = if message.contains("unknown field") && path.starts_with("steps") {
-            format!(
+        let fix = match step.and_then(|index| unknown_step_key(text, index)) {
+            Some(_) => format!(
                 "a step has exactly one kind ({}) plus control fields (id, needs, when, for_each, max_parallel, retry, timeout, on_error, outputs)",
                 STEP_KINDS.join(", ")
-            )
-        } else {
-            "correct the YAML there (workflow.schema.json describes the format)".to_owned()
+            ),
+            None => "correct the YAML there (workflow.schema.json describes the format)".to_owned(),
         };
         let at = if path.is_empty() || path == "." {
             String::new()
@@ -83,6 +90,67 @@ pub fn parse(text: &str, file: &str, templates: &Templates) -> Result<Workflow, 
         templates,
     }
     .workflow(raw)
+}
+
+/// The first key of the `index`-th step that no step has, read from the
+/// file itself (the keys checked against [`RawStep`]'s own field list, as
+/// serde derives it): the data a refused step is judged by, never serde's
+/// message.
+fn unknown_step_key(text: &str, index: usize) -> Option<String> {
+    let document: Value = yaml_serde::from_str(text).ok()?;
+    let step = document.get("steps")?.get(index)?.as_object()?;
+    let known = step_fields();
+    step.keys()
+        .find(|key| !known.contains(&key.as_str()))
+        .cloned()
+}
+
+/// The keys a step may have: [`RawStep`]'s fields as serde knows them, and
+/// the original format's alias.
+fn step_fields() -> Vec<&'static str> {
+    let mut fields = FieldNames::of::<RawStep>().to_vec();
+    fields.push("outputs_to_context");
+    fields
+}
+
+/// A deserializer that only learns the field names a derived struct asks
+/// for (serde passes them to `deserialize_struct`).
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl FieldNames<'_> {
+    fn of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(FieldNames(&mut fields));
+        fields
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom(
+            "only a struct's field names are read",
+        ))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom(
+            "only a struct's field names are read",
+        ))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
 }
 
 /// serde's message without its " at line N column M" (the line is ours).
@@ -815,6 +883,13 @@ steps:
         assert_eq!(error.line, Some(6), "{error}");
         assert!(error.problem.contains("frobnicate"), "{error}");
         assert!(error.fix.contains("exactly one kind"), "{error}");
+        // A step's unknown key is judged by the keys, not by serde's text:
+        // a bad value of a known key gets the general fix.
+        let error =
+            load("id: w\nsteps:\n  - id: a\n    max_parallel: many\n    log: a\n").unwrap_err();
+        assert!(!error.fix.contains("exactly one kind"), "{error}");
+        assert!(step_fields().contains(&"on_error"), "{:?}", step_fields());
+        assert!(step_fields().contains(&"params_template"));
 
         let error = load("id: w\nsteps:\n  - id: a\n    log: a\n   bad indent: [\n").unwrap_err();
         assert!(error.line.is_some(), "{error}");

@@ -21,6 +21,10 @@
 //!   over Streamable HTTP (a 2026-07-28 stateless call on one keep-alive
 //!   connection), sequential and (bridge) 16 pipelined, printed beside the
 //!   reference over stdio with reference/ours at p50 and p99;
+//! - the floor of the bridge's path ([`floor`]): the same request and
+//!   answer bytes through three minimal relay hops laid out like ours, and
+//!   reference/floor at p50 beside the target: what any three-hop path
+//!   could reach against the reference on this machine, in this run;
 //! - `mcp.fs.list` of a 1,000-entry directory, `mcp.fs.grep` over a
 //!   generated 100 MiB tree;
 //! - our methods beside the reference server's tools (its `tools/list` and
@@ -94,7 +98,13 @@ const HTTP_READ: &str = concat!(
 );
 const HTTP_PROTOCOL_VERSION: &str = "2026-07-28";
 
+#[path = "fs/floor.rs"]
+mod floor;
+
 fn main() -> ExitCode {
+    if let Some(code) = floor::hop_if_asked() {
+        return code;
+    }
     let smoke = smoke();
     let binaries = match Binaries::locate() {
         Ok(binaries) => binaries,
@@ -193,6 +203,11 @@ fn main() -> ExitCode {
         &format!("stdio bridge, {CLIENTS} pipelined on 1 session"),
         &bridge_pipelined,
     );
+    // What the floor's last hop answers: this very answer.
+    let bridge_result = bridge.peer.request(
+        "tools/call",
+        json!({"name": "fs_read", "arguments": {"path": "/4k.txt"}}),
+    );
     drop(bridge);
     let mut http_client = HttpClient::connect(
         stack.gateway.port,
@@ -231,6 +246,17 @@ fn main() -> ExitCode {
     );
     let reference_tools = reference.tools();
     drop(reference);
+
+    let (floor_peer, floor_hops) = floor::Floor::start(dir.path(), &bridge_result);
+    let mut floor_reads = StdioReads::new(floor_peer, "fs_read", "/4k.txt");
+    println!(
+        "\nthe floor of the bridge's path: the same bytes through 3 minimal hops (pipe → relay → UNIX socket → relay → UNIX socket → canned answer)"
+    );
+    floor_reads.check_first_read(|result| &result["structuredContent"]["content"]);
+    let floor_sequential = sequential(warmup, reads, || floor_reads.read());
+    print_figures("3 minimal hops, sequential", &floor_sequential);
+    drop(floor_reads);
+    drop(floor_hops);
 
     let latency_ratio = reference_sequential.p50.as_secs_f64() / gateway.p50.as_secs_f64();
     let throughput_ratio = gateway_concurrent.per_second / reference_pipelined.per_second;
@@ -280,6 +306,11 @@ fn main() -> ExitCode {
             &reference_sequential,
         ),
         (
+            "floor, 3 minimal hops, sequential",
+            &floor_sequential,
+            &reference_sequential,
+        ),
+        (
             "reference, stdio, 16 pipelined",
             &reference_pipelined,
             &reference_pipelined,
@@ -304,6 +335,30 @@ fn main() -> ExitCode {
             micros(ours.p99),
         );
         println!("{}", line.trim_end());
+    }
+
+    let reach = reference_sequential.p50.as_secs_f64() / floor_sequential.p50.as_secs_f64();
+    let above = bridge_sequential.p50.as_secs_f64() / floor_sequential.p50.as_secs_f64();
+    println!("\nthe stdio bridge against its floor (3 minimal hops, same bytes, same run)");
+    println!(
+        "  floor p50 {:.1} µs; bridge p50 {:.1} µs = {above:.2}× the floor ({:.1} µs above it)",
+        micros(floor_sequential.p50),
+        micros(bridge_sequential.p50),
+        micros(bridge_sequential.p50) - micros(floor_sequential.p50),
+    );
+    println!(
+        "  reference p50 / floor p50 = {:.1} / {:.1} µs = {reach:.2}×: the most any 3-hop path can reach against the reference here",
+        micros(reference_sequential.p50),
+        micros(floor_sequential.p50),
+    );
+    if reach < TARGET_SPEEDUP {
+        println!(
+            "  the target (≥ {TARGET_SPEEDUP}× at p50) is beyond what three hops on this machine can do: reference/floor is {reach:.2}×"
+        );
+    } else {
+        println!(
+            "  the target (≥ {TARGET_SPEEDUP}× at p50) is within what three hops can do: reference/floor is {reach:.2}×"
+        );
     }
 
     println!("\nllmbasedos-fs on its backend socket, other methods");

@@ -48,7 +48,7 @@ impl Gateway {
     ) -> Result<Box<RawValue>, ErrorObject> {
         let mut params = params;
         if service.wants_caller {
-            super::rights::add_caller(session, &mut params);
+            super::delegation::add_caller(session, &mut params);
         }
         let activity = Arc::new(Notify::new());
         let (progress, forwarder) = forward_progress(session, progress_token, &activity);

@@ -4,10 +4,11 @@
 //! both eras (2025-03-26 to 2025-11-25 sessions, 2026-07-28 stateless
 //! requests), on the same connection.
 //!
-//! This file owns the [`Gateway`], the [`Answer`] a request gets, the
-//! gateway's own error [`code`]s, admission of a request (its id, its slot)
-//! and the routing of a method to its concern:
+//! This file owns the [`Gateway`], the gateway's own error [`code`]s and
+//! the routing of a method to its concern:
 //!
+//! - `answer`: the [`Answer`] a request gets;
+//! - `admission`: a client's session, a request's id and slot;
 //! - `session`: one client's state, request slots and subscriptions;
 //! - `lifecycle`: `initialize`, `server/discover`, `ping`,
 //!   `logging/setLevel`;
@@ -17,11 +18,18 @@
 //!   primitives;
 //! - `classic`: the classic vocabulary and its raw fast path;
 //! - `relay`: the LLM relay, `mcp.llm.chat`;
-//! - `backend`: calls to the backend servers, shared by all of them.
+//! - `backend`: calls to the backend servers, shared by all of them;
+//! - `rights`: the one rights check, with `delegation`, `licence_check`
+//!   and the gateway's own tools (`builtin`).
 
+mod admission;
+mod answer;
 mod backend;
+mod builtin;
 mod classic;
+mod delegation;
 mod era;
+mod licence_check;
 mod lifecycle;
 mod prompts;
 mod relay;
@@ -33,12 +41,9 @@ mod tests;
 mod tools;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable};
 use proto::mcp::{
     CancelledNotificationParams, EmptyResult, Era, Implementation, ProtocolVersion, RequestMeta,
     method, parse_params,
@@ -46,9 +51,8 @@ use proto::mcp::{
 use proto::text::{echo, escaped};
 use proto::{ErrorObject, Message, Notification, Request, RequestId, Response};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::licensing::Licensing;
@@ -73,75 +77,7 @@ pub mod code {
     /// The service did not answer within the backend timeout.
     pub const SERVICE_TIMEOUT: i32 = -32007;
 }
-/// The answer to one admitted request; `None` if it was cancelled.
-pub type RequestFuture = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
-
-/// What a request gets back.
-#[derive(Debug)]
-pub enum Answer {
-    Response(Response),
-    /// A backend's successful result, as the backend wrote it.
-    Raw {
-        id: RequestId,
-        result: Box<RawValue>,
-    },
-    /// A backend tool's successful result as the backend wrote it, in the
-    /// MCP tool result it is sent in ([`crate::tool_result`]).
-    Tool {
-        id: RequestId,
-        result: RawToolResult,
-    },
-}
-
-impl Answer {
-    /// The request it answers.
-    pub fn id(&self) -> Option<&RequestId> {
-        match self {
-            Answer::Response(response) => response.id.as_ref(),
-            Answer::Raw { id, .. } | Answer::Tool { id, .. } => Some(id),
-        }
-    }
-
-    /// The answer as a [`Response`] (a raw result is parsed).
-    pub fn into_response(self) -> Response {
-        let (id, value) = match self {
-            Answer::Response(response) => return response,
-            Answer::Raw { id, result } => (id, serde_json::from_str(result.get())),
-            Answer::Tool { id, result } => (id, result.into_value()),
-        };
-        match value {
-            Ok(value) => Response::success(id, value),
-            Err(error) => Response::error(
-                Some(id),
-                ErrorObject::internal(format!("a service's answer cannot be read: {error}")),
-            ),
-        }
-    }
-}
-
-impl serde::Serialize for Answer {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Answer::Response(response) => response.serialize(serializer),
-            Answer::Raw { id, result } => success(serializer, id, result),
-            Answer::Tool { id, result } => success(serializer, id, result),
-        }
-    }
-}
-
-/// A successful response around a result that serializes itself.
-fn success<S: serde::Serializer>(
-    serializer: S,
-    id: &RequestId,
-    result: &impl serde::Serialize,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(3))?;
-    map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
-    map.serialize_entry("id", id)?;
-    map.serialize_entry("result", result)?;
-    map.end()
-}
+pub use self::answer::{Answer, RequestFuture};
 
 /// The gateway: configuration, services, and what it says about itself.
 #[derive(Debug)]
@@ -194,44 +130,6 @@ impl Gateway {
         self.licensing.as_ref()
     }
 
-    /// A new session of the client `identity`; its notifications (progress,
-    /// list changes) go to `outgoing`.
-    pub fn session(&self, identity: String, outgoing: mpsc::Sender<Message>) -> Arc<Session> {
-        let client = self
-            .licensing
-            .as_ref()
-            .map(|licensing| licensing.client(&identity));
-        // The tier may allow fewer requests at once than the gateway does.
-        let slots = client
-            .as_ref()
-            .and_then(|client| client.tier().concurrent)
-            .map_or(self.config.max_concurrent_requests, |tier| {
-                tier.min(self.config.max_concurrent_requests)
-            });
-        let permits = self
-            .permits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(identity.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(slots)))
-            .clone();
-        // A delegate's requests on behalf of a client take a second set of
-        // slots of the same size (see `SessionShared::delegated_permits`).
-        let delegated_permits = identity
-            .strip_prefix("uid:")
-            .and_then(|uid| uid.parse::<u32>().ok())
-            .filter(|uid| self.config.delegates.contains(uid))
-            .map(|_| {
-                self.permits
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(format!("{identity} on behalf"))
-                    .or_insert_with(|| Arc::new(Semaphore::new(slots)))
-                    .clone()
-            });
-        Session::new(identity, outgoing, permits, delegated_permits, client)
-    }
-
     /// Handles one message from a client. For a request, the returned
     /// response is to be sent; notifications return `None`.
     pub async fn handle(&self, session: &Arc<Session>, message: Message) -> Option<Response> {
@@ -242,103 +140,6 @@ impl Gateway {
                 None
             }
             Message::Response(_) => None,
-        }
-    }
-
-    /// Admits a request and returns the future that answers it, for the
-    /// transport to poll (stream transports poll it on the connection's own
-    /// task: no task spawn and no hand-off per request). The future yields
-    /// `None` when the request was cancelled: MCP sends no answer then.
-    /// A request whose id is in use gets its error response at once.
-    ///
-    /// `permit` is one of the client's request slots, when the transport
-    /// waited for it itself (stream transports do, so that a connection
-    /// reads its next request only once this one has a slot); without it,
-    /// the future waits for a slot in turn, at most the backend timeout,
-    /// then answers [`code::TOO_MANY_REQUESTS`].
-    ///
-    /// With `raw_results`, a seed call of a backend method may be answered
-    /// with the backend's result text as it came ([`Answer::Raw`]), never
-    /// parsed nor re-serialized: a transport that writes JSON text asks
-    /// for that.
-    pub fn start_request(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        request: Request,
-        raw_results: bool,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Result<RequestFuture, Response> {
-        let (abort, registration) = AbortHandle::new_pair();
-        {
-            let mut running = session.running();
-            if running.contains_key(&request.id) {
-                let error = ErrorObject::invalid_request(format!(
-                    "request id {} is already in use by a running request",
-                    proto::text::echo(&request.id.to_string())
-                ));
-                return Err(Response::error(Some(request.id), error));
-            }
-            running.insert(request.id.clone(), abort);
-        }
-        let gateway = self.clone();
-        let session = session.clone();
-        Ok(Box::pin(async move {
-            let id = request.id.clone();
-            let answer = async {
-                // Without a slot yet, the request waits its turn (and can
-                // be cancelled meanwhile).
-                let _permit = match permit {
-                    Some(permit) => permit,
-                    None => match session
-                        .permit_for(&request, gateway.config.backend_timeout)
-                        .await
-                    {
-                        Some(permit) => permit,
-                        None => return Answer::Response(gateway.too_many(request.id)),
-                    },
-                };
-                if raw_results {
-                    gateway.request_raw(&session, request).await
-                } else {
-                    Answer::Response(gateway.request(&session, request).await)
-                }
-            };
-            let outcome = Abortable::new(answer, registration).await;
-            session.running().remove(&id);
-            outcome.ok()
-        }))
-    }
-
-    /// The answer to a request that waited longer than the backend timeout
-    /// for one of its client's request slots.
-    pub fn too_many(&self, id: RequestId) -> Response {
-        let error = ErrorObject::new(
-            code::TOO_MANY_REQUESTS,
-            format!(
-                "this client had {} requests running for {} and this one found no slot: wait for answers before sending more",
-                self.config.max_concurrent_requests,
-                human(self.config.backend_timeout)
-            ),
-        );
-        Response::error(Some(id), error)
-    }
-
-    /// Runs a request as its own task (for transports with no connection
-    /// task to poll it on); `respond` gets the answer (never called for a
-    /// cancelled request, as MCP specifies).
-    pub fn spawn_request<F>(self: &Arc<Self>, session: &Arc<Session>, request: Request, respond: F)
-    where
-        F: FnOnce(Answer) + Send + 'static,
-    {
-        match self.start_request(session, request, true, None) {
-            Ok(answer) => {
-                tokio::spawn(async move {
-                    if let Some(answer) = answer.await {
-                        respond(answer);
-                    }
-                });
-            }
-            Err(refusal) => respond(Answer::Response(refusal)),
         }
     }
 
@@ -413,7 +214,7 @@ impl Gateway {
         }
         // A delegate's request on behalf of a client runs as that client.
         let delegated;
-        let session = match meta.other.get(rights::ON_BEHALF_OF) {
+        let session = match meta.other.get(delegation::ON_BEHALF_OF) {
             None => session,
             Some(on_behalf_of) => {
                 match self.delegated(session, name, params.as_ref(), on_behalf_of) {

@@ -198,7 +198,7 @@ impl Session {
                     .params
                     .as_ref()
                     .and_then(|params| params.get("_meta"))
-                    .and_then(|meta| meta.get(super::rights::ON_BEHALF_OF))
+                    .and_then(|meta| meta.get(super::delegation::ON_BEHALF_OF))
                     .is_some() =>
             {
                 delegated

@@ -34,7 +34,7 @@ impl Gateway {
         let snapshot = self.registry.snapshot();
         let filtered;
         let tools: &[mcp::Tool] = if session.client().is_some() {
-            let mut visible = super::rights::builtin_tools(self.llm.is_some());
+            let mut visible = super::builtin::builtin_tools(self.llm.is_some());
             visible.extend(snapshot.tools.iter().cloned());
             visible.retain(|tool| self.shows_tool(session, &tool.name));
             filtered = visible;
@@ -76,7 +76,7 @@ impl Gateway {
     ) -> Result<ToolReply, ErrorObject> {
         let name = params.name.as_str();
         let arguments = params.arguments.unwrap_or_default();
-        if let Some(method) = super::rights::builtin_tool_method(name) {
+        if let Some(method) = super::builtin::builtin_tool_method(name) {
             return self
                 .call_builtin_tool(session, method, arguments, progress_token)
                 .await;
