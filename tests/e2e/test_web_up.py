@@ -175,19 +175,19 @@ def test_up_logs_are_filtered_in_the_page_as_by_llmbasedos_logs(up_page):
     page.wait_for_selector("#log-filters")
     assert page.locator("#log-rows tr").count() > 0, "up captured its children's lines"
     page.select_option("#log-service", "gateway")
-    page.fill("#log-text", "listening")
+    page.fill("#log-text", "Serving")
     page.click("#log-filters button[type='submit']")
     page.wait_for_selector("#log-command")
     rows = page.locator("#log-rows tr")
-    wait_for(lambda: rows.count() > 0, "a gateway line with 'listening'")
+    wait_for(lambda: rows.count() > 0, "a gateway line with 'serving'")
     messages = []
     for index in range(rows.count()):
         service, message = rows.nth(index).locator("td").all_inner_texts()[1::2]
         assert service == "gateway", service
-        assert "listening" in message.lower(), message
+        assert "serving" in message.lower(), message
         messages.append(message)
     command = page.locator("#log-command").inner_text()
-    assert "--service=gateway" in command and "--grep=listening" in command, command
+    assert "--service=gateway" in command and "--grep=Serving" in command, command
     argv = command.split()
     assert argv[0] == "llmbasedos", argv
     out = subprocess.run(

@@ -364,7 +364,7 @@ impl LogStore {
                     .take(limit + 1),
             );
         }
-        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.sort_unstable_by_key(|(sequence, _)| std::cmp::Reverse(*sequence));
         let more = found.len() > limit;
         let entries: Vec<LogEntry> = found
             .into_iter()
