@@ -16,9 +16,14 @@
 //! - `llmbasedos licence keygen | issue | verify | show` makes signing
 //!   keys and signed licences and checks one; `llmbasedos status` shows
 //!   every client's tier, limits and token usage.
+//! - `llmbasedos logs` prints (and with `-f` follows) what the services of
+//!   a running `up` wrote, through its control socket; `llmbasedos web`
+//!   prints a one-time sign-in URL for the web console.
 
 mod call;
+mod control;
 mod licence;
+mod logs;
 mod runtime_dir;
 mod stack;
 mod up;
@@ -54,6 +59,8 @@ enum Command {
     Licence(licence::LicenceArgs),
     /// The licence, and every client's tier, limits and token usage.
     Status,
+    /// The lines `llmbasedos up` captured from its services, filtered.
+    Logs(logs::LogsArgs),
     /// Print a one-time sign-in URL for the web console (valid 5 minutes, once).
     Web(web::WebArgs),
 }
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call::run(&runtime_dir, &args),
         Command::Licence(args) => licence::run(&runtime_dir, &args),
         Command::Status => licence::status(&runtime_dir),
+        Command::Logs(args) => logs::run(&runtime_dir, &args),
         Command::Web(args) => web::run(&runtime_dir, &args),
     };
     match result {

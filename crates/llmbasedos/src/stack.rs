@@ -45,6 +45,8 @@ pub(crate) const BACKENDS: &[Backend] = &[
 ];
 
 pub(crate) const GATEWAY_BINARY: &str = "llmbasedos-gateway";
+/// The web console, started by `up` when it is built.
+pub(crate) const WEB_BINARY: &str = "llmbasedos-web";
 
 /// The files of a running stack, under one runtime directory (mode 0700).
 #[derive(Clone, Debug)]
@@ -78,6 +80,21 @@ impl Layout {
 
     pub(crate) fn gateway_config(&self) -> PathBuf {
         self.runtime_dir.join("gateway.yaml")
+    }
+
+    /// `up`'s control socket (`services::wire`).
+    pub(crate) fn control_socket(&self) -> PathBuf {
+        services::up_socket(&self.runtime_dir)
+    }
+
+    /// The console's configuration, written by `up`.
+    pub(crate) fn web_config(&self) -> PathBuf {
+        self.runtime_dir.join("web.yaml")
+    }
+
+    /// Where the console looks for one-time sign-in tokens.
+    pub(crate) fn web_bootstrap_dir(&self) -> PathBuf {
+        self.runtime_dir.join("web")
     }
 
     pub(crate) fn token_file(&self) -> PathBuf {

@@ -15,18 +15,20 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use server_kit::{Backoff, EXIT_CONFIG, Next, ShutdownSignals, Supervisor};
+use server_kit::{Backoff, EXIT_CONFIG, ShutdownSignals};
+use services::State;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::control::{self, Board, LogStore, Unit};
 use crate::runtime_dir;
-use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout};
+use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout, WEB_BINARY};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct UpArgs {
@@ -51,6 +53,13 @@ pub(crate) struct UpArgs {
     /// Address of the gateway's Streamable HTTP and WebSocket endpoints.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: String,
+    /// Address of the web console (when llmbasedos-web is built): its
+    /// one-time sign-in URL is printed once it serves.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    web_listen: std::net::SocketAddr,
+    /// Do not start the web console.
+    #[arg(long)]
+    no_web: bool,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
     #[arg(long)]
     no_auth: bool,
@@ -159,8 +168,11 @@ struct ChildSpec {
     args: Vec<OsString>,
     /// Its whole environment.
     env: Vec<(OsString, OsString)>,
-    /// The socket the child listens on once it serves.
-    ready: PathBuf,
+    /// How to tell that it serves.
+    ready: Ready,
+    /// Whether the stack stops when it cannot start (every server but the
+    /// console).
+    essential: bool,
 }
 
 /// What every child takes from `up`'s environment: where it runs, its
@@ -346,7 +358,8 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
             } else {
                 inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[])
             },
-            ready: socket,
+            ready: Ready::Unix(socket),
+            essential: true,
         });
     }
     if let Some(fs) = children.iter().find(|child| child.name == "fs") {
@@ -361,8 +374,11 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         program: gateway.clone(),
         args: gateway_args,
         env: inherited_env(&["LLMBASEDOS_GATEWAY_THREADS"], &[]),
-        ready: layout.gateway_socket(),
+        ready: Ready::Unix(layout.gateway_socket()),
+        essential: true,
     });
+    let web = web_child(args, &layout, &bin_dir)?;
+    children.extend(web);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -374,6 +390,10 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         root: &root,
         no_auth: args.no_auth,
         semantic: &semantic,
+        web: children
+            .iter()
+            .any(|child| child.name == "web")
+            .then_some(args.web_listen),
     };
     runtime.block_on(supervise(
         &layout,
@@ -381,6 +401,50 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
         Duration::from_secs(args.drain_timeout),
         &banner,
     ))
+}
+
+/// The web console, when it is built, wanted and its address is free: it
+/// reads `<runtime>/web.yaml`, which points it at the gateway's socket,
+/// at `up`'s control socket and at `<runtime>/web` for sign-in tokens.
+fn web_child(args: &UpArgs, layout: &Layout, bin_dir: &Path) -> anyhow::Result<Option<ChildSpec>> {
+    if args.no_web {
+        return Ok(None);
+    }
+    let program = bin_dir.join(WEB_BINARY);
+    if !program.is_file() {
+        println!("web console not built ({}): skipping it", program.display());
+        return Ok(None);
+    }
+    // Taken by something else, the address would look served by the
+    // console; say so instead of printing a link to another program.
+    if let Err(error) = std::net::TcpListener::bind(args.web_listen) {
+        println!(
+            "web console: cannot listen on {} ({error}): skipping it (choose another address with --web-listen)",
+            args.web_listen
+        );
+        return Ok(None);
+    }
+    let config = format!(
+        "# Written by `llmbasedos up`; rewritten at every start.\n\
+         listen: \"{}\"\n\
+         gateway_socket: {}\n\
+         bootstrap_dir: {}\n\
+         idle_exit_secs: 0\n\
+         services: {}\n",
+        args.web_listen,
+        yaml_string(&layout.gateway_socket()),
+        yaml_string(&layout.web_bootstrap_dir()),
+        serde_json::to_string(&format!("up:{}", layout.control_socket().display()))?,
+    );
+    write_private(&layout.web_config(), config.as_bytes())?;
+    Ok(Some(ChildSpec {
+        name: "web".to_owned(),
+        program,
+        args: vec!["--config".into(), layout.web_config().into()],
+        env: inherited_env(&["LLMBASEDOS_WORKER_THREADS"], &[]),
+        ready: Ready::Tcp(args.web_listen),
+        essential: false,
+    }))
 }
 
 /// Creates a directory reachable only by this user (mode 0700), inside the
@@ -584,6 +648,7 @@ struct Banner<'a> {
     root: &'a Path,
     no_auth: bool,
     semantic: &'a SemanticSetup,
+    web: Option<std::net::SocketAddr>,
 }
 
 impl Banner<'_> {
@@ -606,14 +671,30 @@ impl Banner<'_> {
              \n  WebSocket         ws://{}/ws\
              \n  UNIX socket       {}\
              \n  bearer token      {token}\
+             \n  control socket    {}\
              \n\nClaude Desktop (claude_desktop_config.json):\n{}\n",
             self.root.display(),
             self.semantic.summary,
             self.listen,
             self.listen,
             layout.gateway_socket().display(),
+            layout.control_socket().display(),
             desktop,
         );
+    }
+
+    /// The console's one-time sign-in URL, once it serves.
+    fn print_web(&self) {
+        let Some(listen) = self.web else {
+            return;
+        };
+        match web::bootstrap::mint(&self.layout.web_bootstrap_dir()) {
+            Ok(minted) => println!(
+                "web console       {}\n  (sign-in link: works once, for 5 minutes; `llmbasedos web` prints another)",
+                minted.url(&format!("http://{listen}"))
+            ),
+            Err(error) => println!("web console: cannot mint a sign-in link: {error}"),
+        }
     }
 }
 
@@ -627,17 +708,39 @@ async fn supervise(
     tokio::pin!(signalled);
     let stop = CancellationToken::new();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
-    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<String>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<String>();
+    let logs = Arc::new(LogStore::new(control::MAX_LINES, control::MAX_BYTES));
+    let units: Vec<Arc<Unit>> = children
+        .iter()
+        .map(|child| Arc::new(Unit::new(&child.name)))
+        .collect();
+    let board = Arc::new(Board::new(
+        units.clone(),
+        logs.clone(),
+        drain + Duration::from_secs(10),
+    ));
+    let control_socket = layout.control_socket();
+    let listener = control::bind(&control_socket)?;
+    let server = tokio::spawn(control::serve(
+        listener,
+        board,
+        client::cli::current_uid(),
+        stop.clone(),
+    ));
     let mut published = Vec::new();
     let mut supervisors = Vec::new();
-    let mut names = Vec::new();
-    for child in children {
-        if child.name != "gateway" {
+    let mut essentials = Vec::new();
+    for (child, unit) in children.into_iter().zip(units) {
+        if child.name != "gateway" && child.name != "web" {
             published.push(publish_caps(layout, &child).await?);
         }
-        names.push(child.name.clone());
+        if child.essential {
+            essentials.push(child.name.clone());
+        }
         supervisors.push(tokio::spawn(supervise_one(
             child,
+            unit,
+            logs.clone(),
             drain,
             stop.clone(),
             fatal_tx.clone(),
@@ -647,11 +750,17 @@ async fn supervise(
     drop(fatal_tx);
     drop(ready_tx);
     let failure = tokio::select! {
-        () = wait_ready(names, ready_rx) => {
+        web_ready = wait_ready(essentials, &mut ready_rx) => {
             banner.print();
-            tokio::select! {
-                _ = &mut signalled => None,
-                Some(failure) = fatal_rx.recv() => Some(failure),
+            if web_ready {
+                banner.print_web();
+            }
+            loop {
+                tokio::select! {
+                    _ = &mut signalled => break None,
+                    Some(failure) = fatal_rx.recv() => break Some(failure),
+                    Some(name) = ready_rx.recv() => if name == "web" { banner.print_web() },
+                }
             }
         }
         _ = &mut signalled => None,
@@ -662,6 +771,8 @@ async fn supervise(
     for supervisor in supervisors {
         let _ = supervisor.await;
     }
+    let _ = server.await;
+    let _ = std::fs::remove_file(&control_socket);
     for path in published {
         let _ = std::fs::remove_file(path);
     }
@@ -674,16 +785,21 @@ async fn supervise(
     }
 }
 
-/// Completes once every child has reported that it serves (a child that
-/// dies first is restarted and reports later); says which are late.
-async fn wait_ready(mut waiting: Vec<String>, mut ready: mpsc::UnboundedReceiver<String>) {
+/// Completes once every essential child has reported that it serves (a
+/// child that dies first is restarted and reports later); says which are
+/// late. Returns whether the console reported too.
+async fn wait_ready(mut waiting: Vec<String>, ready: &mut mpsc::UnboundedReceiver<String>) -> bool {
     let late = tokio::time::sleep(Duration::from_secs(30));
     tokio::pin!(late);
     let mut warned = false;
+    let mut web = false;
     while !waiting.is_empty() {
         tokio::select! {
             name = ready.recv() => match name {
-                Some(name) => waiting.retain(|waiting| *waiting != name),
+                Some(name) => {
+                    web |= name == "web";
+                    waiting.retain(|waiting| *waiting != name);
+                }
                 // Every supervisor gave up: the failure is reported elsewhere.
                 None => std::future::pending().await,
             },
@@ -693,21 +809,42 @@ async fn wait_ready(mut waiting: Vec<String>, mut ready: mpsc::UnboundedReceiver
             }
         }
     }
+    web
 }
 
-/// Completes once `socket` is served by the process `pid`: the listener's
-/// credentials, which the kernel recorded when it called listen(), name
-/// that process. Another process answering on the path (an orphan of an
-/// earlier stack, an impostor) does not count.
-async fn served_by(socket: &Path, pid: u32) {
-    loop {
-        if let Ok(stream) = tokio::net::UnixStream::connect(socket).await
-            && client::cli::peer_credentials(&stream)
-                .is_ok_and(|peer| u32::try_from(peer.pid) == Ok(pid))
-        {
-            return;
+/// When a child counts as serving.
+#[derive(Clone, Debug)]
+enum Ready {
+    /// Its UNIX socket is served by that very process: the listener's
+    /// credentials, which the kernel recorded when it called listen(), name
+    /// it. Another process answering on the path (an orphan of an earlier
+    /// stack, an impostor) does not count.
+    Unix(PathBuf),
+    /// Its TCP address accepts connections (the console: TCP has no peer
+    /// credentials).
+    Tcp(std::net::SocketAddr),
+}
+
+impl Ready {
+    async fn served_by(&self, pid: u32) {
+        loop {
+            match self {
+                Ready::Unix(socket) => {
+                    if let Ok(stream) = tokio::net::UnixStream::connect(socket).await
+                        && client::cli::peer_credentials(&stream)
+                            .is_ok_and(|peer| u32::try_from(peer.pid) == Ok(pid))
+                    {
+                        return;
+                    }
+                }
+                Ready::Tcp(address) => {
+                    if tokio::net::TcpStream::connect(address).await.is_ok() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -774,71 +911,215 @@ async fn publish_caps(layout: &Layout, child: &ChildSpec) -> anyhow::Result<Path
 
 /// Keeps one child running until `stop`, then stops it with SIGTERM
 /// (SIGKILL after the drain time and a grace second); restarts it with
-/// [`RESTART`]'s delays when it exits. A child that reports a
-/// configuration error ([`EXIT_CONFIG`]) is not restarted: the stack stops
-/// and says why. `ready` hears the child's name the first time it serves.
+/// [`RESTART`]'s delays when it exits. The operator's commands on the
+/// control socket stop it (it stays stopped until started), start it, or
+/// restart it at once. A child that reports a configuration error
+/// ([`EXIT_CONFIG`]) is not restarted: for an essential child the stack
+/// stops and says why; the console is only marked failed. `ready` hears
+/// the child's name the first time it serves.
 async fn supervise_one(
     child: ChildSpec,
+    unit: Arc<Unit>,
+    logs: Arc<LogStore>,
     drain: Duration,
     stop: CancellationToken,
     fatal: mpsc::UnboundedSender<String>,
     ready: mpsc::UnboundedSender<String>,
 ) {
-    let announced = AtomicBool::new(false);
-    Supervisor::new(format!("{} server", child.name), RESTART, stop.clone())
-        .run(|| run_child(&child, drain, &stop, &fatal, &ready, &announced))
-        .await;
-}
-
-/// One run of a child, until it exits or the stack stops.
-async fn run_child(
-    child: &ChildSpec,
-    drain: Duration,
-    stop: &CancellationToken,
-    fatal: &mpsc::UnboundedSender<String>,
-    ready: &mpsc::UnboundedSender<String>,
-    announced: &AtomicBool,
-) -> Next {
-    let mut command = child_command(&child.program, &child.env);
-    command.args(&child.args);
-    let mut process = match command.spawn() {
-        Ok(process) => process,
-        Err(error) => {
-            let _ = fatal.send(format!("cannot start {}: {error}", child.program.display()));
-            return Next::Stop;
+    let mut commands = unit.commands();
+    let mut backoff = RESTART;
+    let mut announced = false;
+    loop {
+        let command = *commands.borrow_and_update();
+        if !command.wanted {
+            unit.set(State::Inactive, None, None, command.generation);
+            tokio::select! {
+                changed = commands.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+            continue;
         }
-    };
-    let pid = process.id().unwrap_or_default();
-    println!("started {} (pid {pid})", child.name);
-    let status = loop {
+        let started = Instant::now();
+        let run = Run {
+            child: &child,
+            unit: &unit,
+            logs: &logs,
+            generation: command.generation,
+        };
+        let waiting = match run
+            .once(drain, &stop, &mut commands, &ready, &mut announced)
+            .await
+        {
+            Ended::Stopping => return,
+            Ended::Commanded => continue,
+            Ended::Config(reason) => {
+                if child.essential {
+                    let _ = fatal.send(format!(
+                        "{} cannot start with this configuration (see its message above)",
+                        child.name
+                    ));
+                    return;
+                }
+                println!(
+                    "{}: {reason}; not restarted (start it from the console or fix its configuration)",
+                    child.name
+                );
+                unit.set(State::Failed, None, Some(reason), command.generation);
+                None
+            }
+            Ended::Exited(reason) => {
+                let delay = backoff.after_run(started.elapsed());
+                tracing::warn!(service = %child.name, %reason, "server exited; restarting in {} s", delay.as_secs_f32());
+                unit.set(
+                    State::Activating,
+                    None,
+                    Some(format!("{reason}; restarting")),
+                    command.generation,
+                );
+                Some(delay)
+            }
+        };
+        let delay = async {
+            match waiting {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            status = process.wait() => break status,
-            () = stop.cancelled() => {
-                stop_child(&mut process, pid, drain).await;
-                return Next::Stop;
-            }
-            () = served_by(&child.ready, pid), if !announced.load(Ordering::Relaxed) => {
-                announced.store(true, Ordering::Relaxed);
-                let _ = ready.send(child.name.clone());
-            }
-        }
-    };
-    match status {
-        Ok(status) if status.code() == Some(i32::from(EXIT_CONFIG)) => {
-            let _ = fatal.send(format!(
-                "{} cannot start with this configuration (see its message above)",
-                child.name
-            ));
-            return Next::Stop;
-        }
-        Ok(status) => {
-            tracing::warn!(service = %child.name, %status, "server exited; restarting")
-        }
-        Err(error) => {
-            tracing::warn!(service = %child.name, %error, "lost track of the server; restarting")
+            () = delay => {}
+            changed = commands.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
         }
     }
-    Next::Restart
+}
+
+/// How one run of a child ended.
+enum Ended {
+    /// The stack stops.
+    Stopping,
+    /// The operator stopped or restarted it.
+    Commanded,
+    /// It exited with [`EXIT_CONFIG`] (or could not be started).
+    Config(String),
+    /// It exited otherwise.
+    Exited(String),
+}
+
+/// One run of one child.
+struct Run<'a> {
+    child: &'a ChildSpec,
+    unit: &'a Unit,
+    logs: &'a Arc<LogStore>,
+    generation: u64,
+}
+
+impl Run<'_> {
+    /// Runs the child until it exits, the stack stops or a command changes
+    /// what is wanted of it; its stdout and stderr go to the log store (and
+    /// on to `up`'s own).
+    async fn once(
+        &self,
+        drain: Duration,
+        stop: &CancellationToken,
+        commands: &mut watch::Receiver<control::Command>,
+        ready: &mpsc::UnboundedSender<String>,
+        announced: &mut bool,
+    ) -> Ended {
+        let child = self.child;
+        let mut command = child_command(&child.program, &child.env);
+        command
+            .args(&child.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut process = match command.spawn() {
+            Ok(process) => process,
+            Err(error) => {
+                return Ended::Config(format!("cannot start {}: {error}", child.program.display()));
+            }
+        };
+        let pid = process.id().unwrap_or_default();
+        println!("started {} (pid {pid})", child.name);
+        if let Some(stdout) = process.stdout.take() {
+            tokio::spawn(capture(
+                stdout,
+                child.name.clone(),
+                self.logs.clone(),
+                false,
+            ));
+        }
+        if let Some(stderr) = process.stderr.take() {
+            tokio::spawn(capture(stderr, child.name.clone(), self.logs.clone(), true));
+        }
+        self.unit
+            .set(State::Activating, Some(pid), None, self.generation);
+        let mut serving = false;
+        let status = loop {
+            tokio::select! {
+                status = process.wait() => break status,
+                () = stop.cancelled() => {
+                    self.unit.set(State::Deactivating, Some(pid), None, self.generation);
+                    stop_child(&mut process, pid, drain).await;
+                    return Ended::Stopping;
+                }
+                changed = commands.changed() => {
+                    let now = *commands.borrow();
+                    if changed.is_err() || !now.wanted || now.generation != self.generation {
+                        self.unit.set(State::Deactivating, Some(pid), None, self.generation);
+                        stop_child(&mut process, pid, drain).await;
+                        return Ended::Commanded;
+                    }
+                }
+                () = child.ready.served_by(pid), if !serving => {
+                    serving = true;
+                    self.unit.set(State::Running, Some(pid), None, self.generation);
+                    if !*announced {
+                        *announced = true;
+                        let _ = ready.send(child.name.clone());
+                    }
+                }
+            }
+        };
+        match status {
+            Ok(status) if status.code() == Some(i32::from(EXIT_CONFIG)) => Ended::Config(format!(
+                "exited with status {} (a configuration error)",
+                EXIT_CONFIG
+            )),
+            Ok(status) => Ended::Exited(exit_text(status)),
+            Err(error) => Ended::Exited(format!("lost track of it: {error}")),
+        }
+    }
+}
+
+/// How a process ended, as the overview says it.
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("ended ({status})"),
+    }
+}
+
+/// Copies a child's output line by line into `logs` and on to this
+/// process's stdout or stderr.
+async fn capture(
+    output: impl tokio::io::AsyncRead + Unpin,
+    service: String,
+    logs: Arc<LogStore>,
+    is_stderr: bool,
+) {
+    let mut reader = tokio::io::BufReader::new(output);
+    let mut line = Vec::new();
+    while let Ok(Some(_)) = control::read_line(&mut reader, &mut line, control::MAX_LINE).await {
+        let text = String::from_utf8_lossy(&line);
+        logs.push(&service, control::priority_of(&text), &text);
+        // Echoed as written; a closed terminal must not stop the capture.
+        let _ = if is_stderr {
+            writeln!(std::io::stderr().lock(), "{text}")
+        } else {
+            writeln!(std::io::stdout().lock(), "{text}")
+        };
+    }
 }
 
 async fn stop_child(child: &mut tokio::process::Child, pid: u32, drain: Duration) {
@@ -858,6 +1139,136 @@ async fn stop_child(child: &mut tokio::process::Child, pid: u32, drain: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn until(
+        unit: &Unit,
+        what: &str,
+        test: impl Fn(&control::Status) -> bool,
+    ) -> control::Status {
+        for _ in 0..1000 {
+            let status = unit.status();
+            if test(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}: {:?}", unit.status());
+    }
+
+    /// A real child under the real supervisor, controlled through the real
+    /// socket: its output is captured with priorities, stop and start take
+    /// effect, and a killed child is seen and restarted.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_supervised_child_is_captured_controlled_and_restarted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let child = ChildSpec {
+            name: "fs".to_owned(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec![
+                "-c".into(),
+                "echo 'started  INFO hello'; echo '2026-01-01T00:00:00Z  WARN careful' >&2; exec sleep 600"
+                    .into(),
+            ],
+            env: inherited_env(&[], &[]),
+            ready: Ready::Tcp(held.local_addr().expect("address")),
+            essential: true,
+        };
+        let unit = Arc::new(Unit::new("fs"));
+        let logs = Arc::new(LogStore::new(100, 100_000));
+        let board = Arc::new(Board::new(
+            vec![unit.clone()],
+            logs.clone(),
+            Duration::from_secs(10),
+        ));
+        let path = dir.path().join("up.sock");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(control::serve(
+            control::bind(&path).expect("bind"),
+            board,
+            client::cli::current_uid(),
+            stop.clone(),
+        ));
+        let (fatal, _fatal_rx) = mpsc::unbounded_channel();
+        let (ready, mut ready_rx) = mpsc::unbounded_channel();
+        let supervisor = tokio::spawn(supervise_one(
+            child,
+            unit.clone(),
+            logs,
+            Duration::from_secs(1),
+            stop.clone(),
+            fatal,
+            ready,
+        ));
+        assert_eq!(ready_rx.recv().await.as_deref(), Some("fs"));
+        let manager = services::Manager::up(path.clone());
+        let first = until(&unit, "running", |s| s.state == State::Running).await;
+        let pid = first.pid.expect("a pid");
+
+        let warnings = services::LogFilter {
+            max_priority: Some(4),
+            ..services::LogFilter::default()
+        };
+        let mut page = services::LogPage::default();
+        for _ in 0..500 {
+            page = manager.logs(&warnings, None, 10).await.expect("logs");
+            if !page.entries.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(page.entries.len(), 1, "{page:?}");
+        assert_eq!(page.entries[0].priority, 4);
+        assert!(page.entries[0].message.ends_with("WARN careful"));
+
+        manager
+            .control("fs", services::Action::Stop)
+            .await
+            .expect("stop");
+        let listed = manager.list().await.expect("list");
+        assert_eq!(listed[0].state, State::Inactive);
+        assert_eq!(listed[0].pid, None);
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_ne!(unsafe { libc::kill(pid as i32, 0) }, 0, "the child is gone");
+
+        manager
+            .control("up:fs", services::Action::Start)
+            .await
+            .expect("start");
+        let second = unit.status();
+        assert_eq!(second.state, State::Running);
+        let second_pid = second.pid.expect("a pid");
+        assert_ne!(second_pid, pid);
+
+        // SAFETY: kills the child this test's supervisor started.
+        unsafe { libc::kill(second_pid as i32, libc::SIGKILL) };
+        let killed = until(&unit, "the restart", |s| s.last_error.is_some()).await;
+        assert!(
+            killed
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("killed by signal 9")),
+            "{killed:?}"
+        );
+        let third = until(&unit, "running again", |s| {
+            s.state == State::Running && s.pid.is_some_and(|p| p != second_pid)
+        })
+        .await;
+
+        manager
+            .control("fs", services::Action::Restart)
+            .await
+            .expect("restart");
+        let fourth = unit.status();
+        assert!(
+            fourth.state == State::Running && fourth.pid != third.pid,
+            "{fourth:?}"
+        );
+
+        stop.cancel();
+        supervisor.await.expect("supervisor");
+        server.await.expect("server");
+    }
 
     #[test]
     fn the_desktop_entry_is_json_laid_out_as_the_readme_shows_it() {

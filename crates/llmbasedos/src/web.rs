@@ -10,8 +10,9 @@ use anyhow::Context as _;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct WebArgs {
-    /// The console's configuration (default: /etc/llmbasedos/web.yaml),
-    /// read for its address and bootstrap directory.
+    /// The console's configuration (default: the one `llmbasedos up`
+    /// wrote while it runs, else /etc/llmbasedos/web.yaml), read for its
+    /// address and bootstrap directory.
     #[arg(long, env = "LLMBASEDOS_WEB_CONFIG")]
     config: Option<PathBuf>,
     /// Where the console looks for tokens [default: <runtime dir>/web
@@ -25,8 +26,13 @@ pub(crate) struct WebArgs {
 }
 
 pub(crate) fn run(runtime_dir: &Path, args: &WebArgs) -> anyhow::Result<ExitCode> {
-    let config = web::config::Config::load(args.config.as_deref())?;
     let under_up = services::up_socket(runtime_dir).exists();
+    // Under `up`, the configuration it wrote for its console.
+    let written = runtime_dir.join("web.yaml");
+    let config = match &args.config {
+        None if under_up && written.is_file() => web::config::Config::load(Some(&written))?,
+        given => web::config::Config::load(given.as_deref())?,
+    };
     let dir = match &args.bootstrap_dir {
         Some(dir) => dir.clone(),
         None if under_up && std::env::var_os(web::config::BOOTSTRAP_DIR_VARIABLE).is_none() => {

@@ -156,6 +156,13 @@ impl LogFilter {
     pub fn matches(&self, entry: &LogEntry) -> bool {
         filter::matches(self, entry)
     }
+
+    /// Refuses a filter that cannot be meant ([`Error::BadFilter`] naming
+    /// the field): what [`Manager::logs`] checks before either
+    /// implementation sees it, and what `up`'s control server checks again.
+    pub fn check(&self) -> Result<(), Error> {
+        filter::check(self)
+    }
 }
 
 /// One log line.

@@ -2,7 +2,7 @@
 //! (`<runtime>/up.sock`, mode 0600): one [`Request`] per line, one
 //! [`Response`] per line. `follow` answers [`Response::Following`] and then
 //! one [`Response::Entry`] per new entry until the client closes.
-//! The server side lives in `crates/llmbasedos` (up's supervisor); both
+//! The server side is `crates/llmbasedos/src/control.rs` (up's supervisor); both
 //! sides use these types.
 
 use serde::{Deserialize, Serialize};

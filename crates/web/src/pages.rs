@@ -142,17 +142,21 @@ pub async fn overview(
     let Some(Extension(session)) = session else {
         return sign_in();
     };
-    let services = match app.system.manager().await {
-        Ok(manager) => match manager.list().await {
-            Ok(list) => Ok(list),
-            Err(error) => {
-                app.system.forget().await;
-                Err(error.to_string())
-            }
-        },
-        Err(error) => Err(error.to_string()),
+    // The service manager and the gateway are asked at the same time.
+    let services = async {
+        match app.system.manager().await {
+            Ok(manager) => match manager.list().await {
+                Ok(list) => Ok(list),
+                Err(error) => {
+                    app.system.forget().await;
+                    Err(error.to_string())
+                }
+            },
+            Err(error) => Err(error.to_string()),
+        }
     };
-    let (usage, tools) = tokio::join!(licence_report(&app), app.gateway.tools());
+    let (services, usage, tools) =
+        tokio::join!(services, licence_report(&app), app.gateway.tools());
     let body = html! {
         section aria-labelledby="services-h" {
             h2 #services-h { "Services" }
@@ -635,29 +639,36 @@ pub async fn logs(
         .manager()
         .await
         .map_err(|error| error.to_string());
-    let names: Vec<String> = match &manager {
-        Ok(manager) => manager
-            .list()
-            .await
-            .map(|list| list.into_iter().map(|service| service.name).collect())
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
     let filter = query.filter();
-    let (page, command) = match (&manager, &filter) {
-        (Err(error), _) => (Err(error.clone()), None),
-        (_, Err(error)) => (Err((*error).to_owned()), None),
-        (Ok(manager), Ok(filter)) => {
-            let before = (!query.before.is_empty()).then_some(query.before.as_str());
-            (
-                manager
-                    .logs(filter, before, LOG_PAGE)
-                    .await
-                    .map_err(|error| error.to_string()),
-                Some(shell_words(&manager.equivalent_command(filter))),
-            )
+    // The service names (for the filter's choices) and the page of
+    // entries are asked for at the same time.
+    let names = async {
+        match &manager {
+            Ok(manager) => manager
+                .list()
+                .await
+                .map(|list| list.into_iter().map(|service| service.name).collect())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
         }
     };
+    let entries = async {
+        match (&manager, &filter) {
+            (Err(error), _) => (Err(error.clone()), None),
+            (_, Err(error)) => (Err((*error).to_owned()), None),
+            (Ok(manager), Ok(filter)) => {
+                let before = (!query.before.is_empty()).then_some(query.before.as_str());
+                (
+                    manager
+                        .logs(filter, before, LOG_PAGE)
+                        .await
+                        .map_err(|error| error.to_string()),
+                    Some(shell_words(&manager.equivalent_command(filter))),
+                )
+            }
+        }
+    };
+    let (names, (page, command)): (Vec<String>, _) = tokio::join!(names, entries);
     let body = html! {
         form #log-filters.filters method="get" action="/logs" {
             div.field {
