@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -86,7 +86,15 @@ pub enum RcError {
     Rclone { status: u16, message: String },
     #[error("rclone's rc server sent an answer that is not JSON")]
     Malformed,
+    /// An answer over [`MAX_ANSWER`] bytes: refused before it is all read.
+    #[error("rclone's rc server sent an answer over {limit} bytes")]
+    TooLarge { limit: usize },
 }
+
+/// The largest rc answer read: job status and stats are kilobytes; the
+/// calls made never ask rclone for per-file lists, so anything near this
+/// is a fault, not data to hold in memory.
+pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// A client for one start of the rcd.
 #[derive(Clone)]
@@ -178,15 +186,60 @@ where
             .await
             .map_err(|error| RcError::Http(error.to_string()))?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
+        let body = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|error| RcError::Http(error.to_string()))?
+            .map_err(|error| {
+                if error.is::<LengthLimitError>() {
+                    RcError::TooLarge { limit: MAX_ANSWER }
+                } else {
+                    RcError::Http(error.to_string())
+                }
+            })?
             .to_bytes();
         Ok((status, body))
     }
     .await;
     driver.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An rc server whose answer never ends (a fault) costs at most
+    /// MAX_ANSWER bytes of memory and gives a typed error.
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_refused_before_it_is_all_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("rc.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("binds");
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accepts");
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let length = MAX_ANSWER * 2;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.expect("head");
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0;
+            while sent < length {
+                if stream.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = RcClient::new(Address::Unix(path), "u", "p");
+        let answer = client.call(RcCall::CoreStats, &serde_json::json!({})).await;
+        assert!(
+            matches!(answer, Err(RcError::TooLarge { limit: MAX_ANSWER })),
+            "{answer:?}"
+        );
+        let sent = server.await.expect("server");
+        assert!(sent < MAX_ANSWER * 2, "the client read it all: {sent}");
+    }
 }
