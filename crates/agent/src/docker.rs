@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
@@ -484,17 +484,23 @@ impl Docker {
     }
 
     /// Whether the kernel's OOM killer ended the container. Docker records
-    /// it from an event that may come after the exit (seen on cgroup v1), so
-    /// a SIGKILL under a memory limit is looked at a few times.
+    /// it from containerd's OOM event, which may come after the exit (seen
+    /// on cgroup v1, and over a second late on a loaded machine with cgroup
+    /// v2), so a SIGKILL under a memory limit is looked at for up to
+    /// `OOM_EVENT_WAIT`; any other exit once.
     async fn oom_killed(&self, name: &str, code: i64, spec: &DockerSpec) -> bool {
         const SIGKILLED: i64 = 128 + 9;
-        let attempts = if code == SIGKILLED && spec.memory_bytes.is_some() {
-            20
+        const OOM_EVENT_WAIT: Duration = Duration::from_secs(5);
+        let deadline = if code == SIGKILLED && spec.memory_bytes.is_some() {
+            Instant::now() + OOM_EVENT_WAIT
         } else {
-            1
+            Instant::now()
         };
-        for attempt in 0..attempts {
+        for attempt in 0.. {
             if attempt > 0 {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let state = match self.client.inspect_container(name, None).await {
