@@ -76,6 +76,19 @@ impl Client {
         self.send(request(id, method, params));
     }
 
+    /// Like [`Client::request`], but a write the server refuses (it has
+    /// closed the connection, e.g. while shutting down) is returned rather
+    /// than a panic.
+    pub fn try_request(
+        &mut self,
+        id: impl Into<RequestId>,
+        method: &str,
+        params: Value,
+    ) -> std::io::Result<()> {
+        self.stream
+            .write_all(&frame(&request(id, method, params).into()))
+    }
+
     /// Sends a request with the next id of this client, without waiting;
     /// returns the id.
     pub fn send_request(&mut self, method: &str, params: Value) -> RequestId {

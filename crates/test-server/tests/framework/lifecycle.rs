@@ -255,9 +255,13 @@ fn a_signal_stops_accepting_and_drains_requests_in_flight() {
         match UnixStream::connect(server.socket()) {
             Err(_) => {}
             Ok(stream) => {
+                // Connected just before the listener closed: the server
+                // closes it unanswered, before or after the request is
+                // written (a refused write is that close seen early).
                 let mut late = Client::from_stream(stream);
-                late.request(1, "mcp.test.noop", Value::Null);
-                late.expect_closed();
+                if late.try_request(1, "mcp.test.noop", Value::Null).is_ok() {
+                    late.expect_closed();
+                }
             }
         }
         assert_eq!(
