@@ -2,6 +2,7 @@
 //! bounded drain of in-flight requests.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -82,7 +83,11 @@ impl Server {
         let stopped = loop {
             // At the connection limit, wait for a slot first; the server is
             // not idle then, so only shutdown needs watching.
+            // Shutdown first in every select: a connection that arrives
+            // after the signal stays in the listener's queue (for the next
+            // activation, under systemd) instead of being served.
             let permit = tokio::select! {
+                biased;
                 () = &mut shutdown => break Stopped::Shutdown,
                 permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
@@ -94,12 +99,19 @@ impl Server {
                 }
             };
             let accepted = tokio::select! {
+                biased;
                 () = &mut shutdown => break Stopped::Shutdown,
                 () = idle_timer => break Stopped::Idle,
                 // A connection closed: look again whether the server is idle.
                 () = active.changed.notified() => continue,
                 accepted = listener.accept() => accepted,
             };
+            // The accept may have completed in the same poll in which the
+            // shutdown arrived: look once more, so that nothing accepted
+            // after the signal is served (it is closed unanswered).
+            if is_ready(&mut shutdown).await {
+                break Stopped::Shutdown;
+            }
             match accepted {
                 Ok((stream, _)) => {
                     active.count.fetch_add(1, Ordering::AcqRel);
@@ -147,5 +159,14 @@ impl Server {
             );
         }
         stopped
+    }
+}
+
+/// Whether `future` is ready at this instant: polled once, never waited on.
+async fn is_ready(future: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = future.as_mut() => true,
+        () = std::future::ready(()) => false,
     }
 }

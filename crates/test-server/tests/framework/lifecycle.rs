@@ -65,17 +65,23 @@ impl NotifySocket {
 
     /// Skips watchdog pings until a datagram with `state` arrives.
     fn expect_state(&self, state: &str) -> String {
+        self.expect_line(state, |line| line == state)
+    }
+
+    /// Skips watchdog pings until a datagram with a line that `wanted`
+    /// accepts arrives (`what` names it in the failure).
+    fn expect_line(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         loop {
             let Some((_, datagram)) = self.receive_within(PATIENCE) else {
-                panic!("no {state} datagram within {PATIENCE:?}");
+                panic!("no {what} datagram within {PATIENCE:?}");
             };
-            if datagram.lines().any(|line| line == state) {
+            if datagram.lines().any(&wanted) {
                 return datagram;
             }
             assert_eq!(
                 datagram.trim_end(),
                 "WATCHDOG=1",
-                "unexpected datagram while waiting for {state}"
+                "unexpected datagram while waiting for {what}"
             );
         }
     }
@@ -251,13 +257,17 @@ fn a_signal_stops_accepting_and_drains_requests_in_flight() {
         wait_until_started(&server, 1);
         server.request_shutdown(signal);
         notify.expect_state("STOPPING=1");
+        // The accept loop says so once it has stopped accepting.
+        notify.expect_line("STATUS=stopping: finishing requests …", |line| {
+            line.starts_with("STATUS=stopping: finishing requests")
+        });
 
         match UnixStream::connect(server.socket()) {
             Err(_) => {}
             Ok(stream) => {
-                // Connected just before the listener closed: the server
-                // closes it unanswered, before or after the request is
-                // written (a refused write is that close seen early).
+                // Connected while the listener was being closed: the
+                // server closes it unanswered, before or after the request
+                // is written (a refused write is that close seen early).
                 let mut late = Client::from_stream(stream);
                 if late.try_request(1, "mcp.test.noop", Value::Null).is_ok() {
                     late.expect_closed();
