@@ -112,7 +112,7 @@ fn add_secret(args: &Args, sources: SecretSources, account: &str, kind: Kind) ->
         Ok(accounts) => accounts,
         Err(error) => {
             eprintln!("llmbasedos-mail: {error}");
-            return ExitCode::from(78);
+            return ExitCode::from(server_kit::EXIT_CONFIG);
         }
     };
     if !accounts.accounts.contains_key(account) {
@@ -120,7 +120,7 @@ fn add_secret(args: &Args, sources: SecretSources, account: &str, kind: Kind) ->
             "llmbasedos-mail: {} has no account {account}; add it there first",
             args.accounts.display()
         );
-        return ExitCode::from(78);
+        return ExitCode::from(server_kit::EXIT_CONFIG);
     }
     let suffix = match kind {
         Kind::Password => mail::secrets::kind_name(AuthKind::Password),
@@ -171,7 +171,7 @@ fn authorize(args: &Args, sources: SecretSources, account: &str) -> ExitCode {
         Ok(accounts) => accounts,
         Err(error) => {
             eprintln!("llmbasedos-mail: {error}");
-            return ExitCode::from(78);
+            return ExitCode::from(server_kit::EXIT_CONFIG);
         }
     };
     let Some(found) = accounts.accounts.get(account) else {
@@ -179,13 +179,13 @@ fn authorize(args: &Args, sources: SecretSources, account: &str) -> ExitCode {
             "llmbasedos-mail: {} has no account {account}",
             args.accounts.display()
         );
-        return ExitCode::from(78);
+        return ExitCode::from(server_kit::EXIT_CONFIG);
     };
     if found.oauth2.is_none() {
         eprintln!(
             "llmbasedos-mail: account {account} does not use OAuth2 (auth: oauth2 with an oauth2 block)"
         );
-        return ExitCode::from(78);
+        return ExitCode::from(server_kit::EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -201,7 +201,7 @@ fn authorize(args: &Args, sources: SecretSources, account: &str) -> ExitCode {
         Ok(clients) => clients,
         Err(error) => {
             eprintln!("llmbasedos-mail: {error}");
-            return ExitCode::from(78);
+            return ExitCode::from(server_kit::EXIT_CONFIG);
         }
     };
     let result = runtime.block_on(async {
