@@ -2,7 +2,6 @@
 //! bounded drain of in-flight requests.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -81,11 +80,12 @@ impl Server {
         let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
         tokio::pin!(shutdown);
         let stopped = loop {
+            // Shutdown first in both selects (`biased`): once it is seen,
+            // nothing more is accepted; a connection that arrives after it
+            // stays in the listener's queue (for the next activation, under
+            // systemd).
             // At the connection limit, wait for a slot first; the server is
             // not idle then, so only shutdown needs watching.
-            // Shutdown first in every select: a connection that arrives
-            // after the signal stays in the listener's queue (for the next
-            // activation, under systemd) instead of being served.
             let permit = tokio::select! {
                 biased;
                 () = &mut shutdown => break Stopped::Shutdown,
@@ -106,12 +106,6 @@ impl Server {
                 () = active.changed.notified() => continue,
                 accepted = listener.accept() => accepted,
             };
-            // The accept may have completed in the same poll in which the
-            // shutdown arrived: look once more, so that nothing accepted
-            // after the signal is served (it is closed unanswered).
-            if is_ready(&mut shutdown).await {
-                break Stopped::Shutdown;
-            }
             match accepted {
                 Ok((stream, _)) => {
                     active.count.fetch_add(1, Ordering::AcqRel);
@@ -159,14 +153,5 @@ impl Server {
             );
         }
         stopped
-    }
-}
-
-/// Whether `future` is ready at this instant: polled once, never waited on.
-async fn is_ready(future: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
-    tokio::select! {
-        biased;
-        () = future.as_mut() => true,
-        () = std::future::ready(()) => false,
     }
 }
