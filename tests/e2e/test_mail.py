@@ -622,6 +622,34 @@ def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):
     assert ok(world, "mail_listFolders", {"account": "work"})["folders"]
 
 
+def test_missing_folders_are_typed_from_the_servers_response_codes(world: World):
+    """Debian's dovecot 2.3 answers EXAMINE of a missing folder with a
+    `NO` without a code (a NO to SELECT/EXAMINE means no such mailbox,
+    RFC 3501 6.3.1) and MOVE into one with `NO [TRYCREATE]`: both become
+    folder_not_found naming the param that named the folder, decided on
+    the status and code, never the words; the session stays usable."""
+    def error_of(tool: str, arguments: dict) -> tuple[str, dict]:
+        async def scenario():
+            target = streamable_http_client(world.stack.url, http_client=create_mcp_http_client(headers=world.stack.auth))
+            async with Client(target, mode="legacy") as client:
+                return await client.call_tool(tool, arguments)
+
+        result = asyncio.run(scenario())
+        assert result.is_error is True, result.structured_content
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        ERRORS.append(text)
+        return text, result
+
+    text, _ = error_of("mail_listMessages", {"account": "work", "folder": "NoSuchFolder", "limit": 1})
+    assert "no folder NoSuchFolder" in text and "given as folder" in text, text
+    first = world.special["mutate_first"] + 4
+    text, _ = error_of("mail_moveMessages", {"account": "work", "folder": "INBOX", "uids": [first], "to": "NoSuchTarget"})
+    assert "no folder NoSuchTarget" in text and "given as to" in text, text
+    # Nothing moved; the message is still there, and the server serves.
+    remaining = inbox_page(world, limit=10, search={"subject": "Mutate 4"})["messages"]
+    assert [message["uid"] for message in remaining] == [first]
+
+
 def test_bad_input_and_faults_are_refused_clearly_and_the_server_keeps_serving(world: World):
     refused(world, "mail_listFolders", {"account": "wrongpw"}, "wrongpw", "refused the login", "add-secret")
     refused(world, "mail_listFolders", {"account": "nobody"}, "no account nobody", "work")

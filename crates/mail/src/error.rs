@@ -3,6 +3,7 @@
 //! quoted only through `proto::text::echo` (bounded), and a login failure
 //! never repeats what the server said about the credentials.
 
+use crate::imap::{ResponseCode, Status};
 use crate::secrets::SecretError;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +49,15 @@ pub enum MailError {
         #[source]
         source: SecretError,
     },
-    #[error("account {account}: there is no folder {folder}; list the folders with listFolders")]
-    FolderNotFound { account: String, folder: String },
+    /// `parameter` is the param that named the folder (`folder`, `to`).
+    #[error(
+        "account {account}: there is no folder {folder} (given as {parameter}); list the folders with listFolders"
+    )]
+    FolderNotFound {
+        account: String,
+        folder: String,
+        parameter: &'static str,
+    },
     #[error("account {account}: folder {folder} has no message with uid {uids}")]
     MessageNotFound {
         account: String,
@@ -79,8 +87,39 @@ pub enum MailError {
         limit: u64,
         fix: &'static str,
     },
+    /// A failed exchange with no more specific meaning. `status` is the
+    /// server's refusal (IMAP `NO`/`BAD`), `None` when the exchange itself
+    /// failed; `code` the response code it gave, if any.
     #[error("account {account}: the server could not {what}: {reason}")]
     Server {
+        account: String,
+        what: String,
+        reason: String,
+        status: Option<Status>,
+        code: Option<ResponseCode>,
+    },
+    /// The server's own trouble (RFC 5530 UNAVAILABLE, INUSE): the same
+    /// call may work later.
+    #[error("account {account}: the server cannot {what} now: {reason}; try again later")]
+    Unavailable {
+        account: String,
+        what: String,
+        reason: String,
+    },
+    /// The user may not do this (RFC 5530 NOPERM, AUTHORIZATIONFAILED).
+    #[error(
+        "account {account}: the server does not let this user {what}: {reason}; the mailbox's owner or administrator can grant it"
+    )]
+    NotPermitted {
+        account: String,
+        what: String,
+        reason: String,
+    },
+    /// A quota or server limit (RFC 5530 OVERQUOTA, LIMIT).
+    #[error(
+        "account {account}: the server could not {what}: a quota or limit is reached ({reason}); free space by moving or deleting messages in a mail client"
+    )]
+    OverQuota {
         account: String,
         what: String,
         reason: String,
@@ -123,6 +162,9 @@ impl MailError {
             MailError::Undecodable { .. } => "undecodable_part",
             MailError::TooLarge { .. } => "too_large",
             MailError::Server { .. } => "server_error",
+            MailError::Unavailable { .. } => "server_unavailable",
+            MailError::NotPermitted { .. } => "not_permitted",
+            MailError::OverQuota { .. } => "over_quota",
             MailError::Unsupported { .. } => "unsupported",
             MailError::OAuth {
                 reauthorize: true, ..

@@ -36,6 +36,17 @@ pub fn handler_error(error: MailError) -> HandlerError {
 
 /// [`handler_error`] with a next step in `data.hint`.
 pub fn hinted_error(error: MailError, hint: Option<ErrorHint>) -> HandlerError {
+    let hint = hint.or_else(|| match &error {
+        MailError::FolderNotFound { account, .. } => Some(ErrorHint {
+            action: "see which folders exist".to_owned(),
+            method: "mcp.mail.listFolders".to_owned(),
+            arguments: serde_json::Map::from_iter([(
+                "account".to_owned(),
+                serde_json::Value::from(account.as_str()),
+            )]),
+        }),
+        _ => None,
+    });
     let data = ErrorData {
         kind: error.kind().to_owned(),
         hint,
@@ -49,16 +60,20 @@ pub fn hinted_error(error: MailError, hint: Option<ErrorHint>) -> HandlerError {
         MailError::Invalid(_) | MailError::Malformed(_) | MailError::Undecodable { .. } => {
             HandlerError::InvalidValue(message)
         }
-        MailError::SendRefused(_) => HandlerError::PermissionDenied(message),
+        MailError::SendRefused(_) | MailError::NotPermitted { .. } => {
+            HandlerError::PermissionDenied(message)
+        }
         MailError::RateLimited { .. } => service(RATE_LIMITED, message),
         MailError::TooLarge { .. } => service(TOO_LARGE, message),
-        MailError::Connect { .. } | MailError::Tls { .. } | MailError::Timeout { .. } => {
-            service(UNAVAILABLE, message)
-        }
+        MailError::Connect { .. }
+        | MailError::Tls { .. }
+        | MailError::Timeout { .. }
+        | MailError::Unavailable { .. } => service(UNAVAILABLE, message),
         MailError::Login { .. }
         | MailError::OAuth { .. }
         | MailError::Secret { .. }
         | MailError::Server { .. }
+        | MailError::OverQuota { .. }
         | MailError::Unsupported { .. } => HandlerError::Failed(message),
     };
     if matches!(

@@ -36,6 +36,10 @@ use crate::error::MailError;
 use crate::secrets::SecretSources;
 use crate::tls;
 
+mod response;
+
+pub use response::{Refusal, ResponseCode, Status};
+
 /// Sessions per account at once; further calls wait for one.
 pub const MAX_SESSIONS: usize = 3;
 /// An idle session older than this is checked with NOOP before use.
@@ -73,6 +77,8 @@ struct Connection {
     session: Session,
     capabilities: Vec<String>,
     used: Instant,
+    /// The last line the server sent, read after a refusal.
+    tap: response::Tap,
 }
 
 impl Connection {
@@ -147,11 +153,12 @@ impl Lease<'_> {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
+                let refusal = self.connection().tap.refusal();
                 let keep = matches!(error, async_imap::error::Error::No(_));
                 if !keep {
                     self.connection = None;
                 }
-                Err(server_error(&account, what, &error))
+                Err(server_error(&account, what, &error, refusal))
             }
             Err(_) => {
                 self.connection = None;
@@ -200,37 +207,106 @@ impl Lease<'_> {
                 }
             })
             .await;
-        match result {
-            Err(MailError::Server { .. }) => Err(MailError::FolderNotFound {
-                account,
+        result.map_err(|error| match error {
+            // A NO to SELECT/EXAMINE is "no such mailbox, can't access
+            // mailbox" (RFC 3501 6.3.1); dovecot 2.3 gives it no code.
+            // Codes that say more (NOPERM, UNAVAILABLE, CANNOT...) keep
+            // their own meaning.
+            MailError::Server {
+                status: Some(Status::No),
+                code: None,
+                ..
+            } => MailError::FolderNotFound {
+                account: account.clone(),
                 folder: folder.to_owned(),
-            }),
-            other => other,
-        }
+                parameter: "folder",
+            },
+            other => folder_missing(other, &account, folder, "folder"),
+        })
     }
 }
 
-/// The server's own words in async-imap's `No`/`Bad` text, which wraps
-/// them as `… information: Some("…") …`.
-fn server_text(text: &str) -> &str {
-    text.split_once("information: Some(\"")
-        .and_then(|(_, rest)| rest.rsplit_once("\")"))
-        .map_or(text, |(words, _)| words)
+/// `error` as [`MailError::FolderNotFound`] when the server said the
+/// folder does not exist (NONEXISTENT; TRYCREATE where a command names a
+/// destination); `parameter` is what named the folder.
+fn folder_missing(
+    error: MailError,
+    account: &str,
+    folder: &str,
+    parameter: &'static str,
+) -> MailError {
+    match error {
+        MailError::Server {
+            code: Some(ResponseCode::NonExistent | ResponseCode::TryCreate),
+            ..
+        } => MailError::FolderNotFound {
+            account: account.to_owned(),
+            folder: folder.to_owned(),
+            parameter,
+        },
+        other => other,
+    }
 }
 
-fn server_error(account: &str, what: &str, error: &async_imap::error::Error) -> MailError {
+/// What a failed exchange means, decided on the refusal's response code
+/// when the server sent one (`refusal`, the tagged line itself), never on
+/// its words.
+fn server_error(
+    account: &str,
+    what: &str,
+    error: &async_imap::error::Error,
+    refusal: Option<Refusal>,
+) -> MailError {
     use async_imap::error::Error;
-    let reason = match error {
-        Error::No(text) | Error::Bad(text) => proto::text::echo(server_text(text)).into_owned(),
-        Error::Io(io) => format!("connection failed ({})", io.kind()),
-        Error::ConnectionLost => "the connection was lost".to_owned(),
-        Error::Parse(_) => "its answer could not be parsed".to_owned(),
-        other => proto::text::echo(&other.to_string()).into_owned(),
+    let (account, what) = (account.to_owned(), what.to_owned());
+    let status = match error {
+        Error::No(_) => Some(Status::No),
+        Error::Bad(_) => Some(Status::Bad),
+        _ => None,
+    };
+    let reason = match (error, refusal) {
+        (Error::No(_) | Error::Bad(_), Some(refusal)) => {
+            let reason = proto::text::echo(&refusal.text).into_owned();
+            return match refusal.code {
+                Some(ResponseCode::Unavailable | ResponseCode::InUse) => MailError::Unavailable {
+                    account,
+                    what,
+                    reason,
+                },
+                Some(ResponseCode::NoPerm | ResponseCode::AuthorizationFailed) => {
+                    MailError::NotPermitted {
+                        account,
+                        what,
+                        reason,
+                    }
+                }
+                Some(ResponseCode::OverQuota | ResponseCode::Limit) => MailError::OverQuota {
+                    account,
+                    what,
+                    reason,
+                },
+                code => MailError::Server {
+                    account,
+                    what,
+                    reason,
+                    status: Some(refusal.status),
+                    code,
+                },
+            };
+        }
+        // A refusal whose line was not kept (too long, or not the last).
+        (Error::No(_) | Error::Bad(_), None) => "it refused the command".to_owned(),
+        (Error::Io(io), _) => format!("connection failed ({})", io.kind()),
+        (Error::ConnectionLost, _) => "the connection was lost".to_owned(),
+        (Error::Parse(_), _) => "its answer could not be parsed".to_owned(),
+        (other, _) => proto::text::echo(&other.to_string()).into_owned(),
     };
     MailError::Server {
-        account: account.to_owned(),
-        what: what.to_owned(),
+        account,
+        what,
         reason,
+        status,
+        code: None,
     }
 }
 
@@ -532,6 +608,7 @@ impl Imap {
         })?;
         let _ = tcp.set_nodelay(true);
         let greeting_and_login = async {
+            let tap = response::Tap::default();
             let stream: Box<dyn Io> = match endpoint.security {
                 Security::Tls => Box::new(self.tls.connect(account, &endpoint.host, tcp).await?),
                 Security::Plain => Box::new(tcp),
@@ -542,7 +619,7 @@ impl Imap {
                         .run_command_and_check_ok("STARTTLS", None)
                         .await
                         .map_err(|error| {
-                            server_error(&account.name, "start TLS (STARTTLS)", &error)
+                            server_error(&account.name, "start TLS (STARTTLS)", &error, None)
                         })?;
                     Box::new(
                         self.tls
@@ -551,6 +628,7 @@ impl Imap {
                     )
                 }
             };
+            let stream: Box<dyn Io> = Box::new(tap.wrap(stream));
             let mut client = async_imap::Client::new(stream);
             if endpoint.security != Security::Starttls {
                 read_greeting(&mut client, account, &server).await?;
@@ -561,14 +639,21 @@ impl Imap {
                     client
                         .login(&account.username, secret.expose())
                         .await
-                        .map_err(|(error, _)| login_error(account, &error))?
+                        .map_err(|(error, _)| login_error(account, &error, tap.refusal()))?
                 }
-                AuthKind::Oauth2 => self.oauth_login(account, client).await?,
+                AuthKind::Oauth2 => self.oauth_login(account, client, &tap).await?,
             };
             let capabilities = session
                 .capabilities()
                 .await
-                .map_err(|error| server_error(&account.name, "list its capabilities", &error))?
+                .map_err(|error| {
+                    server_error(
+                        &account.name,
+                        "list its capabilities",
+                        &error,
+                        tap.refusal(),
+                    )
+                })?
                 .iter()
                 .map(|capability| format!("{capability:?}"))
                 .collect::<Vec<_>>();
@@ -576,6 +661,7 @@ impl Imap {
                 session,
                 capabilities: normalise_capabilities(capabilities),
                 used: Instant::now(),
+                tap,
             })
         };
         tokio::time::timeout(timeouts.login, greeting_and_login)
@@ -589,6 +675,7 @@ impl Imap {
         &self,
         account: &Account,
         client: async_imap::Client<Box<dyn Io>>,
+        tap: &response::Tap,
     ) -> Result<Session, MailError> {
         let oauth = self.oauth.get(account)?;
         let token = oauth
@@ -618,7 +705,7 @@ impl Imap {
                     tracing::info!(account = %account.name, "the IMAP server refused the access token");
                     oauth.invalidate(&token).await;
                 }
-                Err(login_error(account, &error))
+                Err(login_error(account, &error, tap.refusal()))
             }
         }
     }
@@ -664,7 +751,11 @@ impl Imap {
                     .await
                 {
                     Ok(status) => (Some(status.exists), status.unseen),
-                    Err(MailError::Server { .. }) if lease.connection.is_some() => (None, None),
+                    Err(
+                        MailError::Server { .. }
+                        | MailError::Unavailable { .. }
+                        | MailError::NotPermitted { .. },
+                    ) if lease.connection.is_some() => (None, None),
                     Err(error) => return Err(error),
                 }
             } else {
@@ -898,17 +989,7 @@ impl Imap {
         }
         let set = uid_set(&found);
         let destination = encode_folder(to);
-        let destination_missing = |error: MailError| match error {
-            MailError::Server { ref reason, .. }
-                if reason.contains("TRYCREATE") || reason.contains("exist") =>
-            {
-                MailError::FolderNotFound {
-                    account: account.name.clone(),
-                    folder: to.to_owned(),
-                }
-            }
-            other => other,
-        };
+        let destination_missing = |error: MailError| folder_missing(error, &account.name, to, "to");
         let method = if lease.connection().can("MOVE") {
             let (set, destination) = (set.clone(), destination.clone());
             lease
@@ -986,14 +1067,13 @@ impl Imap {
                     .await
             })
             .await
-            .map_err(|error| match error {
-                MailError::Server { ref reason, .. } if reason.contains("TRYCREATE") => {
-                    MailError::FolderNotFound {
-                        account: account.name.clone(),
-                        folder: folder.to_owned(),
-                    }
-                }
-                other => other,
+            .map_err(|error| {
+                folder_missing(
+                    error,
+                    &account.name,
+                    folder,
+                    "drafts_folder in mail_accounts.yaml",
+                )
             })
     }
 }
@@ -1029,22 +1109,29 @@ async fn read_greeting<T: Io>(
     }
 }
 
-fn login_error(account: &Account, error: &async_imap::error::Error) -> MailError {
-    match error {
-        // RFC 5530: UNAVAILABLE is the server's own trouble, not the
-        // credentials'.
-        async_imap::error::Error::No(text) if text.contains("UNAVAILABLE") || text.contains("emporary") => {
-            MailError::Server {
+/// A failed LOGIN/AUTHENTICATE: a refusal is the credentials' fault
+/// unless its code says it is the server's own trouble (RFC 5530
+/// UNAVAILABLE, INUSE). The server's words are not repeated: they may be
+/// about the credentials.
+fn login_error(
+    account: &Account,
+    error: &async_imap::error::Error,
+    refusal: Option<Refusal>,
+) -> MailError {
+    use async_imap::error::Error;
+    match (error, refusal.and_then(|refusal| refusal.code)) {
+        (Error::No(_), Some(ResponseCode::Unavailable | ResponseCode::InUse)) => {
+            MailError::Unavailable {
                 account: account.name.clone(),
                 what: "log in".to_owned(),
-                reason: "the server is temporarily unable to authenticate (UNAVAILABLE); try again later".to_owned(),
+                reason: "it is temporarily unable to authenticate (UNAVAILABLE)".to_owned(),
             }
         }
-        async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_) => MailError::Login {
+        (Error::No(_) | Error::Bad(_), _) => MailError::Login {
             account: account.name.clone(),
             protocol: "IMAP",
         },
-        other => server_error(&account.name, "log in", other),
+        (other, _) => server_error(&account.name, "log in", other, None),
     }
 }
 
@@ -1285,6 +1372,119 @@ fn decode_folder(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_decided_on_their_response_codes() {
+        use ResponseCode::*;
+        let account = crate::accounts::Accounts::parse(
+            "accounts:\n  a:\n    email: me@example.org\n    imap: {host: 127.0.0.1}\n",
+            "t.yaml",
+        )
+        .unwrap()
+        .accounts["a"]
+            .clone();
+        let no = async_imap::error::Error::No("code: None, info: None".to_owned());
+        let refusal = |code: Option<ResponseCode>| {
+            Some(Refusal {
+                status: Status::No,
+                code,
+                text: "the server's words".to_owned(),
+            })
+        };
+        // (code, kind of a command's error, of the same for a command that
+        // names a folder, of a login's error)
+        let cases = [
+            (None, "server_error", "server_error", "login_failed"),
+            (
+                Some(NonExistent),
+                "server_error",
+                "folder_not_found",
+                "login_failed",
+            ),
+            (
+                Some(TryCreate),
+                "server_error",
+                "folder_not_found",
+                "login_failed",
+            ),
+            (
+                Some(Unavailable),
+                "server_unavailable",
+                "server_unavailable",
+                "server_unavailable",
+            ),
+            (
+                Some(InUse),
+                "server_unavailable",
+                "server_unavailable",
+                "server_unavailable",
+            ),
+            (
+                Some(NoPerm),
+                "not_permitted",
+                "not_permitted",
+                "login_failed",
+            ),
+            (
+                Some(AuthorizationFailed),
+                "not_permitted",
+                "not_permitted",
+                "login_failed",
+            ),
+            (Some(OverQuota), "over_quota", "over_quota", "login_failed"),
+            (Some(Limit), "over_quota", "over_quota", "login_failed"),
+            (
+                Some(AuthenticationFailed),
+                "server_error",
+                "server_error",
+                "login_failed",
+            ),
+            (Some(Cannot), "server_error", "server_error", "login_failed"),
+            (
+                Some(Other("X-NEW".to_owned())),
+                "server_error",
+                "server_error",
+                "login_failed",
+            ),
+        ];
+        for (code, command, folder, login) in cases {
+            let error = server_error("a", "do it", &no, refusal(code.clone()));
+            assert_eq!(error.kind(), command, "{code:?}");
+            let named = folder_missing(error, "a", "Nope", "to");
+            assert_eq!(named.kind(), folder, "{code:?}");
+            if let MailError::FolderNotFound { parameter, .. } = &named {
+                assert_eq!(*parameter, "to");
+                assert!(named.to_string().contains("(given as to)"), "{named}");
+            }
+            let refused_login = login_error(&account, &no, refusal(code.clone()));
+            assert_eq!(refused_login.kind(), login, "{code:?}");
+            assert!(!refused_login.to_string().contains("the server's words"));
+        }
+        // The server's words are the reason, never the library's Debug text.
+        let error = server_error("a", "do it", &no, refusal(Some(NonExistent)));
+        assert_eq!(
+            error.to_string(),
+            "account a: the server could not do it: the server's words"
+        );
+        // A refusal whose line was not kept is still a plain server error,
+        // known as a refusal.
+        let unkept = server_error("a", "do it", &no, None);
+        assert!(matches!(
+            unkept,
+            MailError::Server {
+                status: Some(Status::No),
+                code: None,
+                ..
+            }
+        ));
+        let lost = server_error(
+            "a",
+            "do it",
+            &async_imap::error::Error::ConnectionLost,
+            None,
+        );
+        assert!(matches!(lost, MailError::Server { status: None, .. }));
+    }
 
     #[test]
     fn searches_become_imap_keys() {

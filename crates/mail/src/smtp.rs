@@ -385,11 +385,8 @@ fn smtp_error(
     server: &str,
     error: &lettre::transport::smtp::Error,
 ) -> MailError {
-    let code = error.status().map(|code| code.to_string());
-    if code
-        .as_deref()
-        .is_some_and(|code| code.starts_with("535") || code.starts_with("534"))
-    {
+    // 534 (mechanism too weak) and 535 (credentials invalid), RFC 4954 6.
+    if matches!(error.status().map(u16::from), Some(534 | 535)) {
         return MailError::Login {
             account: account.name.clone(),
             protocol: "SMTP",
@@ -413,6 +410,8 @@ fn smtp_error(
         account: account.name.clone(),
         what: format!("send the message ({server})"),
         reason: proto::text::echo(&error.to_string()).into_owned(),
+        status: None,
+        code: None,
     }
 }
 
