@@ -41,6 +41,7 @@ PASSWORD = "imap-Pa55-q7Zr-1f9e"
 WRONG = "not-the-Pa55-8d2c"
 REFRESH_1 = "refresh-one-6f1e2d"
 REFRESH_2 = "refresh-two-9a8b7c"
+REFRESH_3 = "refresh-three-4d5e6f"  # the account that sends over XOAUTH2
 INBOX_SIZE = 1050
 INVOICES = list(range(7, INBOX_SIZE, 50))  # subjects "Invoice #n"
 ATTACHMENT_NAME = "Übersicht – März.pdf"
@@ -219,9 +220,10 @@ class World:
         self.dovecot.deliver("alice", malformed(), folder="Broken")
         self.dovecot.deliver("olivia", [(plain(n, f"Token mail {n}").as_bytes(), "") for n in range(3)])
         self.dovecot.start()
-        self.oauth = mail_servers.OAuthProvider(root / "oauth", "llmbasedos-test", [REFRESH_1, REFRESH_2],
+        self.oauth = mail_servers.OAuthProvider(root / "oauth", "llmbasedos-test", [REFRESH_1, REFRESH_2, REFRESH_3],
                                                 self.dovecot.token_passwd, "olivia").start()
-        self.smtp = mail_servers.SmtpRecorder(root / "smtp", "alice", PASSWORD, self.cert, self.key).start()
+        self.smtp = mail_servers.SmtpRecorder(root / "smtp", "alice", PASSWORD, self.cert, self.key,
+                                              token_file=self.dovecot.token_passwd).start()
         self.secret_service = mail_servers.SecretService(root / "secret-service").start()
         self.silent = mail_servers.SilentServer()
         self.closed_port = mail_servers.free_port()
@@ -241,6 +243,8 @@ class World:
         (self.secrets_dir / "leaky.password").chmod(0o644)
         (self.secrets_dir / "bearer.oauth2").write_text(REFRESH_2)
         (self.secrets_dir / "bearer.oauth2").chmod(0o600)
+        (self.secrets_dir / "oauthsend.oauth2").write_text(REFRESH_3)
+        (self.secrets_dir / "oauthsend.oauth2").chmod(0o600)
         (root / "stack").mkdir()
         self.stack = Stack(root / "stack")
 
@@ -287,6 +291,16 @@ class World:
     email: alice@example.org
     username: alice
     imap: {tls}
+  oauthsend:
+    email: olivia@example.org
+    username: olivia
+    ca_file: {self.cert}
+    auth: oauth2
+    oauth2: {{provider: custom, client_id: llmbasedos-test, token_endpoint: "{self.oauth.url}/token"}}
+    imap: {tls}
+    smtp: {{host: 127.0.0.1, port: {self.smtp.port}, security: starttls}}
+    send:
+      allowed_recipients: ["*@example.org"]
 """)
 
     def add_secret(self, account: str, secret: str):
@@ -572,6 +586,50 @@ def test_a_draft_is_saved_in_drafts(world: World):
     assert "\\Draft" in drafts[0]["flags"]
 
 
+def test_oauth2_sends_over_smtp_with_xoauth2_and_a_stale_token_is_replaced(world: World):
+    def send(tag: str):
+        sent = ok(world, "mail_send", {"account": "oauthsend", "to": "carol@example.org", "subject": f"oauth {tag}",
+                                       "body": f"{BODY_MARK}-oauth-{tag}"})
+        [received] = [message for message in world.smtp.messages() if sent["message_id"] in message["data"]]
+        assert received["authenticated"] is True and received["mail_from"] == "olivia@example.org", received
+        assert received["rcpt_tos"] == ["carol@example.org"]
+
+    def attempts_after(before: int) -> list[bool]:
+        attempts = world.smtp.oauth_attempts()[before:]
+        assert all(attempt["mechanism"] == "XOAUTH2" and attempt["user"] == "olivia" for attempt in attempts), attempts
+        return [attempt["success"] for attempt in attempts]
+
+    def refreshes_with(token: str) -> int:
+        return sum(1 for r in world.oauth.admin("state")["requests"]
+                   if r["form"].get("grant_type") == "refresh_token" and r["form"].get("refresh_token") == token)
+
+    # Access tokens that live one second: the first send gets one, the
+    # next one (a second later) refreshes before it sends, unrefused.
+    world.oauth.admin("config", {"expires_in": 1})
+    before = len(world.smtp.oauth_attempts())
+    send("first")
+    assert attempts_after(before) == [True]
+    assert refreshes_with(REFRESH_3) == 1
+    time.sleep(1.1)
+    send("after expiry")
+    assert attempts_after(before) == [True, True]
+    assert refreshes_with(REFRESH_3) == 2
+    # A token good for an hour, cached; the provider then stops honouring
+    # it (the recorder checks the provider's current token): the refused
+    # AUTH is answered by one refresh and a second AUTH, unnoticed.
+    world.oauth.admin("config", {"expires_in": 3600})
+    time.sleep(1.1)
+    send("cached")
+    assert refreshes_with(REFRESH_3) == 3
+    send("cached again")
+    assert refreshes_with(REFRESH_3) == 3, "the hour-long token is reused"
+    world.oauth.admin("expire")
+    before = len(world.smtp.oauth_attempts())
+    send("stale")
+    assert attempts_after(before) == [False, True]
+    assert refreshes_with(REFRESH_3) == 4
+
+
 def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):
     # Access tokens live one second: each new connection needs a refresh
     # (the client refreshes a margin before expiry).
@@ -588,7 +646,8 @@ def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):
     state = world.oauth.admin("state")
     assert state["issued"] == issued + 1
     refreshes = [r["form"] for r in state["requests"] if r["form"].get("grant_type") == "refresh_token"]
-    assert {r["refresh_token"] for r in refreshes} == {REFRESH_1, REFRESH_2}
+    # REFRESH_3 is the sending account's (the test above).
+    assert {r["refresh_token"] for r in refreshes} - {REFRESH_3} == {REFRESH_1, REFRESH_2}
     # The provider rotates: the new refresh token is stored, and used by
     # the next server process (not only kept in memory).
     world.oauth.admin("rotate", {"enabled": True})
@@ -730,7 +789,7 @@ def test_no_secret_or_body_in_any_log_or_error(world: World):
     texts["errors"] = "\n".join(ERRORS)
     assert ERRORS, "the refusals above produced error texts"
     for name, text in texts.items():
-        for secret in (PASSWORD, WRONG, REFRESH_1, REFRESH_2, "access-"):
+        for secret in (PASSWORD, WRONG, REFRESH_1, REFRESH_2, REFRESH_3, "access-"):
             assert secret not in text, f"{name} contains a password"
         assert BODY_MARK not in text or name.endswith("smtp.log"), f"{name} contains a message body"
         assert "Friday works for me" not in text or name.endswith("smtp.log"), f"{name} contains a sent body"

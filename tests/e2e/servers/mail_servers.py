@@ -278,15 +278,20 @@ service anvil {{
 
 class SmtpRecorder:
     """aiosmtpd with STARTTLS required and AUTH PLAIN/LOGIN against one
-    user; every message lands in `received/N.json` (envelope + data)."""
+    user, and XOAUTH2 against the tokens in `token_file` (the passwd-file
+    the OAuth2 provider rewrites); every message lands in
+    `received/N.json` (envelope + data), every XOAUTH2 attempt in
+    `received/auth.jsonl`."""
 
-    def __init__(self, directory: Path, user: str, password: str, cert: Path, key: Path):
+    def __init__(self, directory: Path, user: str, password: str, cert: Path, key: Path,
+                 token_file: Path | None = None):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.received = self.dir / "received"
         self.received.mkdir(exist_ok=True)
         self.port = free_port()
         self.user, self.password, self.cert, self.key = user, password, cert, key
+        self.token_file = token_file
         self.process: subprocess.Popen | None = None
 
     def start(self):
@@ -297,6 +302,8 @@ class SmtpRecorder:
             fail(f"aiosmtpd is missing for {SYSTEM_PYTHON}: {INSTALL}")
         log = self.dir / "smtp.log"
         env = {"PATH": os.environ.get("PATH", ""), "SMTP_PASSWORD": self.password}
+        if self.token_file is not None:
+            env["SMTP_TOKEN_FILE"] = str(self.token_file)
         self.process = subprocess.Popen(
             [SYSTEM_PYTHON, str(HERE / "smtp_recorder.py"), str(self.port), self.user, str(self.cert), str(self.key),
              str(self.received)],
@@ -307,6 +314,11 @@ class SmtpRecorder:
 
     def messages(self) -> list[dict]:
         return [json.loads(path.read_text()) for path in sorted(self.received.glob("*.json"))]
+
+    def oauth_attempts(self) -> list[dict]:
+        """Every AUTH XOAUTH2: {"mechanism", "user", "success"}."""
+        log = self.received / "auth.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
     def stop(self):
         stop(self.process)
