@@ -224,6 +224,10 @@ class World:
                                                 self.dovecot.token_passwd, "olivia").start()
         self.smtp = mail_servers.SmtpRecorder(root / "smtp", "alice", PASSWORD, self.cert, self.key,
                                               token_file=self.dovecot.token_passwd).start()
+        # A dovecot of its own for the test that stops and restarts it
+        # (started there; the other tests' server is never stopped).
+        self.flaky = mail_servers.Dovecot(root / "dovecot-flaky", {"alice": PASSWORD}, self.cert, self.key)
+        self.flaky.deliver("alice", [(plain(n, f"Flaky {n}").as_bytes(), "") for n in range(2)])
         self.secret_service = mail_servers.SecretService(root / "secret-service").start()
         self.silent = mail_servers.SilentServer()
         self.closed_port = mail_servers.free_port()
@@ -238,7 +242,7 @@ class World:
         (self.credentials / "oauth.oauth2").write_text(REFRESH_1 + "\n")
         self.add_secret("work", PASSWORD)
         for account, secret in (("readonly", PASSWORD), ("wrongpw", WRONG), ("down", PASSWORD), ("hung", PASSWORD),
-                                ("badcert", PASSWORD), ("leaky", PASSWORD)):
+                                ("badcert", PASSWORD), ("leaky", PASSWORD), ("flaky", PASSWORD)):
             self.write_secret_file(account, secret)
         (self.secrets_dir / "leaky.password").chmod(0o644)
         (self.secrets_dir / "bearer.oauth2").write_text(REFRESH_2)
@@ -301,6 +305,8 @@ class World:
     smtp: {{host: 127.0.0.1, port: {self.smtp.port}, security: starttls}}
     send:
       allowed_recipients: ["*@example.org"]
+  flaky:
+{common}    imap: {{host: 127.0.0.1, port: {self.flaky.imaps_port}, security: tls}}
 """)
 
     def add_secret(self, account: str, secret: str):
@@ -359,6 +365,7 @@ class World:
         self.secret_service.stop()
         self.oauth.stop()
         self.smtp.stop()
+        self.flaky.stop()
         self.dovecot.stop()
 
 
@@ -679,6 +686,31 @@ def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):
     new_session(world)
     refused(world, "mail_listFolders", {"account": "oauth"}, "authorize oauth")
     assert ok(world, "mail_listFolders", {"account": "work"})["folders"]
+
+
+def test_a_server_that_goes_down_is_used_again_once_it_is_back(world: World):
+    flaky = world.flaky
+    flaky.start()
+    assert folders_of(world, "flaky")["INBOX"]["messages"] == 2
+    # Down: its sessions end (dovecot's logged-in imap processes outlive
+    # a stopped master) and the master is stopped by its pid, its files
+    # and ports kept.
+    flaky.kick("alice")
+    flaky.halt()
+    # The pooled session is checked with NOOP once idle past
+    # imap::NOOP_AFTER (2 s): it fails, and the new connection is refused.
+    time.sleep(2.5)
+    text = refused(world, "mail_listFolders", {"account": "flaky"}, "account flaky", "cannot connect",
+                   f"127.0.0.1:{flaky.imaps_port}")
+    assert "refused" in text.lower(), text
+    result = call(world, "mail_listMessages", {"account": "flaky", "folder": "INBOX", "limit": 5})
+    assert result.is_error is True and "cannot connect" in " ".join(block.text for block in result.content)
+    # The other accounts are served meanwhile.
+    assert folders_of(world, "work")["INBOX"]["messages"] > 0
+    flaky.start()  # the same server on the same port
+    page = ok(world, "mail_listMessages", {"account": "flaky", "folder": "INBOX", "limit": 5})
+    assert sorted(message["subject"] for message in page["messages"]) == ["Flaky 0", "Flaky 1"]
+    assert folders_of(world, "flaky")["INBOX"]["messages"] == 2
 
 
 def test_missing_folders_are_typed_from_the_servers_response_codes(world: World):
