@@ -305,6 +305,13 @@ class World:
     smtp: {{host: 127.0.0.1, port: {self.smtp.port}, security: starttls}}
     send:
       allowed_recipients: ["*@example.org"]
+  device:
+    email: olivia@example.org
+    username: olivia
+    ca_file: {self.cert}
+    auth: oauth2
+    oauth2: {{provider: custom, client_id: llmbasedos-test, token_endpoint: "{self.oauth.url}/token", device_authorization_endpoint: "{self.oauth.url}/device"}}
+    imap: {tls}
   flaky:
 {common}    imap: {{host: 127.0.0.1, port: {self.flaky.imaps_port}, security: tls}}
 """)
@@ -686,6 +693,53 @@ def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):
     new_session(world)
     refused(world, "mail_listFolders", {"account": "oauth"}, "authorize oauth")
     assert ok(world, "mail_listFolders", {"account": "work"})["folders"]
+
+
+def test_authorize_runs_the_device_grant_and_stores_the_refresh_token_privately(world: World):
+    """`llmbasedos-mail authorize` (RFC 8628) in a terminal: it prints the
+    code and the address, waits for the user's approval (given here through
+    the provider), and stores the refresh token in a private file (no
+    Secret Service in its environment), never printing it; the running
+    server then logs in with it."""
+    stored = world.secrets_dir / "device.oauth2"
+    assert not stored.exists()
+    env = {name: value for name, value in os.environ.items() if name != "DBUS_SESSION_BUS_ADDRESS"}
+    process = subprocess.Popen(
+        [str(binary("llmbasedos-mail")), "--accounts", str(world.accounts), "--secrets-dir", str(world.secrets_dir),
+         "authorize", "device"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        pending: list[str] = []
+        for _ in range(100):  # bounded: up to 10 s for the device request
+            state = world.oauth.admin("state")
+            pending = [code for code, status in state["devices"].items() if status == "pending"]
+            if pending or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(pending) == 1, (state["devices"], process.poll())
+        [user_code] = state["user_codes"][-1:]
+        world.oauth.admin("approve")
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    printed = stdout + stderr
+    assert user_code in printed, printed
+    assert f"{world.oauth.url}/activate" in printed, printed
+    assert "authorized" in printed, printed
+    state = world.oauth.admin("state")
+    assert state["devices"][pending[0]] == "used"
+    token = stored.read_text().strip()
+    assert token in state["refresh_tokens"], "the stored token is the one the provider issued"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert token not in printed and (state["access_token"] or "never-printed") not in printed
+    # The running server finds the stored token at its first call.
+    assert folders_of(world, "device")["INBOX"]["messages"] == 3
+    last = [r["form"] for r in world.oauth.admin("state")["requests"] if r["form"].get("grant_type") == "refresh_token"][-1]
+    assert last["refresh_token"] == token
 
 
 def test_a_server_that_goes_down_is_used_again_once_it_is_back(world: World):

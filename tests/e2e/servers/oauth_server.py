@@ -27,7 +27,8 @@ It listens on 127.0.0.1 on a free port and prints one JSON line on stdout,
   POST /admin/config  {"expires_in": N, "device_interval": N}
   POST /admin/approve | /admin/deny | /admin/expire-device   the pending device codes
   GET  /admin/state               JSON: valid refresh tokens, current access
-                                  token, counts, every request's form fields
+                                  token, counts, device codes' states and user
+                                  codes, every request's form fields
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class Handler(BaseHTTPRequestHandler):
                     "refreshes": p.refreshes,
                     "rotate": p.rotate,
                     "devices": {code: d["state"] for code, d in p.devices.items()},
+                    "user_codes": [d["user_code"] for d in p.devices.values()],
                     "requests": p.requests,
                 })
             return
