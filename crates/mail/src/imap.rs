@@ -4,9 +4,10 @@
 //!
 //! **Sessions.** Each account has at most [`MAX_SESSIONS`] sessions at once;
 //! idle ones are kept and reused, checked with `NOOP` when they were idle
-//! longer than [`NOOP_AFTER`], and dropped on any error (the next call
-//! connects anew, so a server that was down works again as soon as it is
-//! back). Connect, login and every command have a timeout: a server that
+//! longer than [`NOOP_AFTER`], dropped at once when the server ended them
+//! while idle (a `BYE` or the end of the stream already received), and
+//! dropped on any error (the next call connects anew, so a server that was
+//! down works again as soon as it is back). Connect, login and every command have a timeout: a server that
 //! accepts and never answers costs one call its timeout, not the runtime.
 //!
 //! **Reading never marks anything seen**: folders are opened with
@@ -224,6 +225,34 @@ impl Lease<'_> {
             other => folder_missing(other, &account, folder, "folder"),
         })
     }
+}
+
+/// Whether the server ended an idle session (a `* BYE`, the end of the
+/// stream, a reset): what it sent is already in the socket, so a read that
+/// completes at once tells, for no round trip. Nothing waiting means the
+/// session is as good as when it was returned (NOOP checks the rest after
+/// [`NOOP_AFTER`]). Without this a restarted or kicking server costs the
+/// first call after it a "connection lost".
+fn closed_while_idle(connection: &mut Connection) -> bool {
+    use futures::FutureExt;
+    // Bounded: unsolicited updates (EXISTS, EXPUNGE) are dropped, as the
+    // lease does when it returns a session.
+    for _ in 0..32 {
+        match connection.session.read_response().now_or_never() {
+            None => return false,
+            Some(Ok(Some(response))) => {
+                if let async_imap::imap_proto::Response::Data {
+                    status: async_imap::imap_proto::Status::Bye,
+                    ..
+                } = response.parsed()
+                {
+                    return true;
+                }
+            }
+            Some(Ok(None) | Err(_)) => return true,
+        }
+    }
+    false
 }
 
 /// `error` as [`MailError::FolderNotFound`] when the server said the
@@ -551,9 +580,11 @@ impl Imap {
         };
         loop {
             let candidate = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
-            let Some(connection) = candidate else { break };
+            let Some(mut connection) = candidate else {
+                break;
+            };
             let idle_for = connection.used.elapsed();
-            if idle_for > IDLE_LIMIT {
+            if idle_for > IDLE_LIMIT || closed_while_idle(&mut connection) {
                 continue;
             }
             lease.connection = Some(connection);
