@@ -7,8 +7,14 @@
 //! longer than [`NOOP_AFTER`], dropped at once when the server ended them
 //! while idle (a `BYE` or the end of the stream already received), and
 //! dropped on any error (the next call connects anew, so a server that was
-//! down works again as soon as it is back). Connect, login and every command have a timeout: a server that
-//! accepts and never answers costs one call its timeout, not the runtime.
+//! down works again as soon as it is back). Connect, login and every
+//! command have a timeout: a server that accepts and never answers costs
+//! one call its timeout, not the runtime.
+//!
+//! **Refusals are data**: a tagged `NO`/`BAD` is parsed from the line the
+//! server sent into a [`Refusal`] with its [`ResponseCode`] (see
+//! `imap/response.rs`), and what it means (folder not found, unavailable,
+//! not permitted, over quota) is decided on the code, never on the words.
 //!
 //! **Reading never marks anything seen**: folders are opened with
 //! `EXAMINE` for reads and bodies fetched with `BODY.PEEK`.
