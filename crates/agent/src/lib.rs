@@ -130,7 +130,7 @@ pub fn server(
     engine: Arc<exec::Engine>,
     watcher: Option<notify::RecommendedWatcher>,
 ) -> Result<Server, server_kit::BuildError> {
-    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN)?;
     let state = handlers::Agent { engine, watcher };
     handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(state)).build()
 }
@@ -210,4 +210,12 @@ fn last_scheduled(engine: &exec::Engine, workflow: &str) -> Option<chrono::DateT
         .map(|record| record.started_ms)
         .max()
         .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+}
+
+/// At run time the caps are compiled method by method at first use
+/// ([`proto::CompiledCaps::embedded`]); here every schema is compiled whole.
+#[cfg(test)]
+#[test]
+fn the_embedded_caps_compile_whole() {
+    proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
 }

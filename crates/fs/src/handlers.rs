@@ -903,7 +903,10 @@ mod tests {
             defaults.apply(&mut params);
             // The defaults are values the schema accepts, and with them the
             // required params are all the code needs.
-            assert!(compiled.params.is_valid(&params), "{method}: {params}");
+            assert!(
+                compiled.params().expect("compiles").is_valid(&params),
+                "{method}: {params}"
+            );
             parse(params.clone()).unwrap_or_else(|error| {
                 panic!("{method}: the params type needs more than the caps' defaults: {error}")
             });

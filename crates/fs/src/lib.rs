@@ -43,9 +43,17 @@ pub fn server(
     semantic: config::SemanticConfig,
     max_heavy_operations: usize,
 ) -> Result<Server, BuildError> {
-    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN)?;
     let root = Arc::new(root);
     let semantic = Arc::new(indexing::Semantic::new(semantic, root.clone()));
     let state = handlers::Fs::new(root, semantic, max_heavy_operations);
     handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(state)).build()
+}
+
+/// At run time the caps are compiled method by method at first use
+/// ([`proto::CompiledCaps::embedded`]); here every schema is compiled whole.
+#[cfg(test)]
+#[test]
+fn the_embedded_caps_compile_whole() {
+    proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
 }

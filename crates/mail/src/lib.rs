@@ -58,7 +58,7 @@ pub fn server(
     secrets: secrets::SecretSources,
     timeouts: imap::Timeouts,
 ) -> Result<Server, StartError> {
-    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).map_err(BuildError::from)?;
+    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN).map_err(BuildError::from)?;
     let oauth = Arc::new(auth::OAuthClients::new(&accounts, &secrets).map_err(StartError::Tls)?);
     let imap = imap::Imap::new(&accounts, secrets.clone(), oauth.clone(), timeouts)
         .map_err(StartError::Tls)?;
@@ -73,4 +73,12 @@ pub fn server(
         smtp,
     };
     Ok(handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(state)).build()?)
+}
+
+/// At run time the caps are compiled method by method at first use
+/// ([`proto::CompiledCaps::embedded`]); here every schema is compiled whole.
+#[cfg(test)]
+#[test]
+fn the_embedded_caps_compile_whole() {
+    proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
 }

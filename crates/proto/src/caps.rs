@@ -3,13 +3,21 @@
 //! A caps file is checked as a whole when it is loaded — method names unique
 //! and well formed, every schema compiling under JSON Schema 2020-12, every
 //! `positional` name a property of its schema — and every problem names the
-//! file, the method and what to fix. Schemas are compiled here once; callers
-//! keep the [`CompiledCaps`] and never compile per call.
+//! file, the method and what to fix. Schemas are compiled at most once per
+//! method; callers keep the [`CompiledCaps`] and never compile per call.
+//!
+//! Caps from outside the binary ([`CompiledCaps::load`], `from_json`) are
+//! compiled whole when loaded, so a broken schema is refused at once. Caps
+//! compiled into a server ([`CompiledCaps::embedded`]) are checked in
+//! shape at start and each schema is compiled at its method's first call:
+//! a socket-activated server's first answer does not wait for schemas of
+//! methods nobody called (compiling fs's took about 20 ms), and the
+//! crate's own tests compile the same text whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use jsonschema::{Draft, Validator};
 use regex::Regex;
@@ -195,24 +203,95 @@ pub struct CompiledCaps {
     methods: HashMap<String, CompiledMethod>,
 }
 
-/// A method with its compiled validators.
+/// A method with its validators, compiled at most once.
 #[derive(Debug)]
 pub struct CompiledMethod {
     pub spec: MethodSpec,
-    pub params: Validator,
-    pub result: Option<Validator>,
+    /// Where the caps came from, for the error of a schema that does not
+    /// compile at its first use.
+    origin: Arc<str>,
+    params: OnceLock<Result<Validator, CapsError>>,
+    result: OnceLock<Result<Validator, CapsError>>,
+}
+
+impl CompiledMethod {
+    fn new(spec: MethodSpec, origin: Arc<str>) -> CompiledMethod {
+        CompiledMethod {
+            spec,
+            origin,
+            params: OnceLock::new(),
+            result: OnceLock::new(),
+        }
+    }
+
+    /// The validator of the params, compiled at the first use unless the
+    /// caps were compiled whole when loaded.
+    pub fn params(&self) -> Result<&Validator, &CapsError> {
+        self.params
+            .get_or_init(|| self.compile("params_schema", &self.spec.params_schema))
+            .as_ref()
+    }
+
+    /// The validator of the result, if the method declares a
+    /// `result_schema`; compiled like [`CompiledMethod::params`].
+    pub fn result(&self) -> Option<Result<&Validator, &CapsError>> {
+        let schema = self.spec.result_schema.as_ref()?;
+        Some(
+            self.result
+                .get_or_init(|| self.compile("result_schema", schema))
+                .as_ref(),
+        )
+    }
+
+    fn compile(&self, which: &str, schema: &Value) -> Result<Validator, CapsError> {
+        compile_schema(schema).map_err(|problem| CapsError {
+            origin: self.origin.to_string(),
+            method: Some(self.spec.name.clone()),
+            problem: format!("{which} does not compile: {problem}"),
+        })
+    }
+
+    /// Compiles both schemas now: the error of the first that does not.
+    fn compile_now(&self) -> Result<(), CapsError> {
+        self.params().map_err(Clone::clone)?;
+        if let Some(result) = self.result() {
+            result.map_err(Clone::clone)?;
+        }
+        Ok(())
+    }
 }
 
 impl CompiledCaps {
-    /// Reads, parses and checks a caps file.
+    /// Reads, parses and checks a caps file, compiling every schema.
     pub fn load(path: &Path) -> Result<CompiledCaps, CapsError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| CapsError {
-            origin: origin.clone(),
-            method: None,
-            problem: format!("cannot read the file: {error}"),
-        })?;
+        let (text, origin) = read(path)?;
         CompiledCaps::from_json(&text, &origin)
+    }
+
+    /// Reads a caps file for a router that hands the schemas to its clients
+    /// but validates nothing with them (the gateway): the contract is
+    /// checked, and every schema against the JSON Schema meta-schema (what
+    /// a host is given is a valid schema), but none is compiled: compiling
+    /// the shipped caps took about 20 ms of a cold start's first call. The
+    /// service validates its own params with its compiled schemas.
+    pub fn load_for_routing(path: &Path) -> Result<CompiledCaps, CapsError> {
+        let (text, origin) = read(path)?;
+        let compiled = CompiledCaps::embedded(&text, &origin)?;
+        for spec in &compiled.caps.methods {
+            let schemas = std::iter::once(("params_schema", &spec.params_schema)).chain(
+                spec.result_schema
+                    .iter()
+                    .map(|schema| ("result_schema", schema)),
+            );
+            for (which, schema) in schemas {
+                jsonschema::meta::validate(schema).map_err(|error| CapsError {
+                    origin: origin.clone(),
+                    method: Some(spec.name.clone()),
+                    problem: format!("{which} is not a valid JSON Schema: {error}"),
+                })?;
+            }
+        }
+        Ok(compiled)
     }
 
     /// Parses and checks caps from text; `origin` names where it came from.
@@ -225,8 +304,32 @@ impl CompiledCaps {
         CompiledCaps::compile(caps, origin)
     }
 
+    /// Parses caps compiled into the binary and checks their shape; each
+    /// schema is compiled at its method's first use (see the module docs).
+    /// Only for text whose whole compilation a test of the crate checks
+    /// (`from_json` of the same text): a schema that does not compile is
+    /// otherwise found only when its method is called.
+    pub fn embedded(text: &str, origin: &str) -> Result<CompiledCaps, CapsError> {
+        let caps: Caps = serde_json::from_str(text).map_err(|error| CapsError {
+            origin: origin.to_owned(),
+            method: None,
+            problem: format!("not a valid caps file: {error}"),
+        })?;
+        CompiledCaps::check(caps, origin)
+    }
+
     /// Checks the contract and compiles every schema.
     pub fn compile(caps: Caps, origin: &str) -> Result<CompiledCaps, CapsError> {
+        let compiled = CompiledCaps::check(caps, origin)?;
+        for spec in &compiled.caps.methods {
+            compiled.methods[&spec.name].compile_now()?;
+        }
+        Ok(compiled)
+    }
+
+    /// Checks the contract, compiling no schema.
+    fn check(caps: Caps, origin: &str) -> Result<CompiledCaps, CapsError> {
+        let shared_origin: Arc<str> = Arc::from(origin);
         let file_error = |problem: String| CapsError {
             origin: origin.to_owned(),
             method: None,
@@ -285,8 +388,11 @@ impl CompiledCaps {
             if spec.description.trim().is_empty() {
                 return Err(method_error("has an empty description".to_owned()));
             }
-            let compiled = compile_method(spec).map_err(method_error)?;
-            methods.insert(spec.name.clone(), compiled);
+            check_method(spec).map_err(method_error)?;
+            methods.insert(
+                spec.name.clone(),
+                CompiledMethod::new(spec.clone(), shared_origin.clone()),
+            );
         }
         if let Some(resources) = &caps.resources {
             if !resources.uri_prefix.contains("://") {
@@ -371,7 +477,21 @@ impl CompiledCaps {
     }
 }
 
-fn compile_method(spec: &MethodSpec) -> Result<CompiledMethod, String> {
+/// A caps file's text and the name its errors give it.
+fn read(path: &Path) -> Result<(String, String), CapsError> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, origin)),
+        Err(error) => Err(CapsError {
+            origin,
+            method: None,
+            problem: format!("cannot read the file: {error}"),
+        }),
+    }
+}
+
+/// The shape of a method's schemas: what holds before any is compiled.
+fn check_method(spec: &MethodSpec) -> Result<(), String> {
     let Value::Object(schema) = &spec.params_schema else {
         return Err("params_schema must be a JSON object".to_owned());
     };
@@ -380,8 +500,6 @@ fn compile_method(spec: &MethodSpec) -> Result<CompiledMethod, String> {
             "params_schema must have \"type\": \"object\" (MCP tool inputs are objects)".to_owned(),
         );
     }
-    let params = compile_schema(&spec.params_schema)
-        .map_err(|problem| format!("params_schema does not compile: {problem}"))?;
     let properties = schema.get("properties").and_then(Value::as_object);
     let mut seen = HashSet::new();
     for name in &spec.positional {
@@ -394,18 +512,7 @@ fn compile_method(spec: &MethodSpec) -> Result<CompiledMethod, String> {
             ));
         }
     }
-    let result = match &spec.result_schema {
-        Some(schema) => Some(
-            compile_schema(schema)
-                .map_err(|problem| format!("result_schema does not compile: {problem}"))?,
-        ),
-        None => None,
-    };
-    Ok(CompiledMethod {
-        spec: spec.clone(),
-        params,
-        result,
-    })
+    Ok(())
 }
 
 /// Compiles a schema as JSON Schema 2020-12 (unless it names another draft
@@ -456,8 +563,9 @@ mod tests {
             CompiledCaps::from_json(&caps_with(method("mcp.demo.read_all")), "demo.cap.json")
                 .expect("valid caps");
         let method = compiled.method("mcp.demo.read_all").expect("declared");
-        assert!(method.params.is_valid(&json!({"path": "/a"})));
-        assert!(!method.params.is_valid(&json!({"path": 3})));
+        let params = method.params().expect("compiled");
+        assert!(params.is_valid(&json!({"path": "/a"})));
+        assert!(!params.is_valid(&json!({"path": 3})));
     }
 
     #[test]
@@ -549,6 +657,74 @@ mod tests {
                 "expected {expected:?} in {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn embedded_caps_compile_a_schema_at_its_first_use_and_say_which_does_not() {
+        let bad = json!({"name": "mcp.demo.read", "description": "reads",
+            "params_schema": {"type": "object", "properties": {"path": {"type": "nonsense"}}}});
+        let text = caps_with(bad);
+        let whole = CompiledCaps::from_json(&text, "demo.cap.json").expect_err("compiled whole");
+        assert!(
+            whole.to_string().contains("params_schema does not compile"),
+            "{whole}"
+        );
+
+        let embedded = CompiledCaps::embedded(&text, "demo.cap.json").expect("the shape is right");
+        let read = embedded.method("mcp.demo.read").expect("declared");
+        let error = read.params().expect_err("compiled at first use");
+        assert_eq!(error.origin, "demo.cap.json");
+        assert_eq!(error.method.as_deref(), Some("mcp.demo.read"));
+        assert!(
+            error.problem.starts_with("params_schema does not compile"),
+            "{error}"
+        );
+        assert!(read.result().is_none(), "no result_schema, no validator");
+
+        let good = CompiledCaps::embedded(&caps_with(method("mcp.demo.read")), "demo.cap.json")
+            .expect("valid");
+        let params = good
+            .method("mcp.demo.read")
+            .expect("declared")
+            .params()
+            .expect("compiles");
+        assert!(params.is_valid(&json!({"path": "/a"})));
+        // A shape problem is still found at start.
+        let mut no_object = method("mcp.demo.read");
+        no_object["params_schema"] = json!({"type": "array"});
+        let error =
+            CompiledCaps::embedded(&caps_with(no_object), "demo.cap.json").expect_err("shape");
+        assert!(
+            error.to_string().contains("\"type\": \"object\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn loading_for_routing_checks_every_schema_against_the_meta_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("demo.cap.json");
+        std::fs::write(&path, caps_with(method("mcp.demo.read"))).expect("write");
+        let caps = CompiledCaps::load_for_routing(&path).expect("valid");
+        assert_eq!(caps.service(), "demo");
+
+        let mut bad_result = method("mcp.demo.read");
+        bad_result["result_schema"] =
+            json!({"type": "object", "properties": {"n": {"minimum": "one"}}});
+        std::fs::write(&path, caps_with(bad_result)).expect("write");
+        let error = CompiledCaps::load_for_routing(&path).expect_err("not a schema");
+        assert_eq!(error.method.as_deref(), Some("mcp.demo.read"));
+        assert!(
+            error
+                .problem
+                .starts_with("result_schema is not a valid JSON Schema"),
+            "{error}"
+        );
+        assert!(error.origin.ends_with("demo.cap.json"), "{error}");
+
+        let error =
+            CompiledCaps::load_for_routing(&dir.path().join("gone.cap.json")).expect_err("missing");
+        assert!(error.problem.starts_with("cannot read the file"), "{error}");
     }
 
     #[test]

@@ -404,7 +404,8 @@ impl Connection<'_> {
             && let Some(validator) = self
                 .server
                 .route(method)
-                .and_then(|route| route.compiled.result.as_ref())
+                .and_then(|route| route.compiled.result())
+                .and_then(Result::ok)
             && let Some(error) = validator.iter_errors(result).next()
         {
             tracing::error!(method, %error, "result does not match result_schema");

@@ -141,7 +141,14 @@ impl Server {
                 )));
             }
         };
-        if let Some(error) = route.compiled.params.iter_errors(&object).next() {
+        let validator = route.compiled.params().map_err(|error| {
+            tracing::error!(method = %spec.name, %error, "a params_schema of the server's own caps does not compile");
+            ErrorObject::internal(format!(
+                "{}: the server cannot check its params (its caps are broken; see its log)",
+                spec.name
+            ))
+        })?;
+        if let Some(error) = validator.iter_errors(&object).next() {
             let path = error.instance_path().to_string();
             let location = if path.is_empty() {
                 String::new()

@@ -33,6 +33,14 @@ pub const CAPS_ORIGIN: &str = "crates/sync/sync.cap.json";
 
 /// Builds the sync server around a started engine.
 pub fn server(engine: engine::Engine) -> Result<Server, BuildError> {
-    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN)?;
     handlers::register(Server::builder(caps, CAPS_ORIGIN).with_state(engine)).build()
+}
+
+/// At run time the caps are compiled method by method at first use
+/// ([`proto::CompiledCaps::embedded`]); here every schema is compiled whole.
+#[cfg(test)]
+#[test]
+fn the_embedded_caps_compile_whole() {
+    proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
 }

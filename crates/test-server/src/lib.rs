@@ -135,7 +135,7 @@ struct Uri {
 /// Builds the test server. Its state is the counters of sleeps and
 /// blocking calls, which `stats` reports.
 pub fn server() -> Result<Server, BuildError> {
-    let caps = proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN)?;
+    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN)?;
     Server::builder(caps, CAPS_ORIGIN)
         .with_state(Counters::default())
         .method(
@@ -298,4 +298,12 @@ pub fn server() -> Result<Server, BuildError> {
             },
         )
         .build()
+}
+
+/// At run time the caps are compiled method by method at first use
+/// ([`proto::CompiledCaps::embedded`]); here every schema is compiled whole.
+#[cfg(test)]
+#[test]
+fn the_embedded_caps_compile_whole() {
+    proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
 }

@@ -242,7 +242,10 @@ impl Gateway {
             method::INITIALIZE => self.initialize(session, parse_params(name, params)?),
             method::PING => Reply::Empty(EmptyResult::default()),
             method::SERVER_DISCOVER => self.discover(),
-            method::TOOLS_LIST => self.list_tools(session, parse_params(name, params)?)?,
+            method::TOOLS_LIST => {
+                self.list_tools(session, parse_params(name, params)?)
+                    .await?
+            }
             method::TOOLS_CALL => {
                 let version = session
                     .state()

@@ -26,11 +26,12 @@ impl Gateway {
     /// index of the page's first tool.
     /// Only the tools the client's tier allows are listed (`rights`), the
     /// gateway's own (`licence_check`, `llm_chat`) first when licensed.
-    pub(super) fn list_tools(
+    pub(super) async fn list_tools(
         &self,
         session: &Session,
         params: ListToolsParams,
     ) -> Result<Reply, ErrorObject> {
+        self.registry.dynamic_tools_listed().await;
         let snapshot = self.registry.snapshot();
         let filtered;
         let tools: &[mcp::Tool] = if session.client().is_some() {
@@ -81,7 +82,12 @@ impl Gateway {
                 .call_builtin_tool(session, method, arguments, progress_token)
                 .await;
         }
-        let snapshot = self.registry.snapshot();
+        let mut snapshot = self.registry.snapshot();
+        if !snapshot.tool_targets.contains_key(name) {
+            // Perhaps a run-time tool not listed yet (just after start).
+            self.registry.dynamic_tools_listed().await;
+            snapshot = self.registry.snapshot();
+        }
         let result = match snapshot.tool_targets.get(name) {
             None => {
                 return Err(ErrorObject::invalid_params(format!(

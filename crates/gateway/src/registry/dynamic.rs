@@ -18,6 +18,14 @@ use super::{Registry, Service};
 
 /// How often the set of services with dynamic tools is looked at.
 const LOOK: Duration = Duration::from_secs(1);
+/// The first look waits this long after start, unless a host asks for the
+/// tools first ([`Registry::dynamic_tools_listed`]): following a service
+/// socket-activates it (the agent), which on a cold start would compete
+/// with the first call for the service manager and the CPU.
+const FIRST_LOOK: Duration = Duration::from_secs(1);
+/// How long a host's first `tools/list` waits for the services' first
+/// listing of their dynamic tools.
+const FIRST_LISTING: Duration = Duration::from_secs(2);
 /// The longest wait before a failed watch is tried again.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -33,6 +41,10 @@ impl Registry {
     pub(super) async fn follow_dynamic_tools(self: Arc<Self>) {
         let mut followers: HashMap<String, (Arc<Service>, tokio::task::JoinHandle<()>)> =
             HashMap::new();
+        tokio::select! {
+            () = tokio::time::sleep(FIRST_LOOK) => {}
+            () = self.dynamic_wanted.notified() => {}
+        }
         let mut ticker = tokio::time::interval(LOOK);
         loop {
             ticker.tick().await;
@@ -75,6 +87,39 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Waits (at most [`FIRST_LISTING`]) until every service with dynamic
+    /// tools has been asked for them once, starting the follow at once if
+    /// it was still waiting for [`FIRST_LOOK`]: what a host lists or calls
+    /// right after the gateway started includes the run-time tools.
+    pub async fn dynamic_tools_listed(&self) {
+        self.dynamic_wanted.notify_one();
+        let wanted: Vec<String> = self
+            .snapshot()
+            .services
+            .values()
+            .filter(|service| service.dynamic_tools.is_some())
+            .map(|service| service.name.clone())
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut listed = self.dynamic_listed.subscribe();
+        let all_listed = listed.wait_for(|listed| wanted.iter().all(|name| listed.contains(name)));
+        if tokio::time::timeout(FIRST_LISTING, all_listed)
+            .await
+            .is_err()
+        {
+            tracing::debug!(services = ?wanted, "dynamic tools not listed within {FIRST_LISTING:?}; answering without them");
+        }
+    }
+
+    /// Marks a service's first listing of its dynamic tools as done (or
+    /// failed: a host is not kept waiting for a service that is down).
+    fn first_listing_done(&self, service: &str) {
+        self.dynamic_listed
+            .send_if_modified(|listed| listed.insert(service.to_owned()));
+    }
+
     /// Holds the service's watch open and lists its tools on each notice.
     async fn follow(self: Arc<Self>, service: Arc<Service>, spec: DynamicToolsSpec) {
         let mut delay = Duration::from_secs(1);
@@ -89,10 +134,12 @@ impl Registry {
                     ended = &mut watch => break ended,
                     Some(_) = notices.recv() => {
                         self.list_dynamic(&service, &spec).await;
+                        self.first_listing_done(&service.name);
                         delay = Duration::from_secs(1);
                     }
                 }
             };
+            self.first_listing_done(&service.name);
             match ended {
                 Ok(_) => {
                     tracing::info!(service = %service.name, "the dynamic tools watch ended; watching again")

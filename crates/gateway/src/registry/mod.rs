@@ -103,6 +103,10 @@ pub struct Registry {
     upstreams: std::sync::Mutex<BTreeMap<String, UpstreamEntry>>,
     /// The current tools of services with `dynamic_tools`, by service.
     dynamic: std::sync::Mutex<BTreeMap<String, Vec<Tool>>>,
+    /// A host wants the dynamic tools now ([`Registry::dynamic_tools_listed`]).
+    dynamic_wanted: tokio::sync::Notify,
+    /// The services whose dynamic tools were asked for once.
+    dynamic_listed: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
     backend_connections: usize,
     max_message: usize,
     /// How many times the directory was read.
@@ -119,6 +123,8 @@ impl Registry {
             changes,
             upstreams: std::sync::Mutex::new(BTreeMap::new()),
             dynamic: std::sync::Mutex::new(BTreeMap::new()),
+            dynamic_wanted: tokio::sync::Notify::new(),
+            dynamic_listed: tokio::sync::watch::Sender::new(std::collections::BTreeSet::new()),
             backend_connections,
             max_message,
             scans: AtomicU64::new(0),
