@@ -600,7 +600,7 @@ mod tests {
         bad_positional["positional"] = json!(["path", "encoding"]);
         let mut bad_schema = method("mcp.demo.read");
         bad_schema["params_schema"] =
-            json!({"type": "object", "properties": {"x": {"type": "strin"}}});
+            json!({"type": "object", "properties": {"path": {"type": "strin"}}});
         let mut not_object = method("mcp.demo.read");
         not_object["params_schema"] = json!({"type": "string"});
         let mut bad_result = method("mcp.demo.read");
