@@ -16,16 +16,15 @@ use std::sync::Arc;
 use base64::Engine;
 use proto::ErrorData;
 use proto::ServiceCodes;
-use proto::text::echo;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use server_kit::{Context, HandlerError, ServerBuilder, State};
 
 use crate::indexing::Semantic;
 use crate::ops::read::{Encoding, ReadResult, Selection};
-use crate::ops::walk::{ListOptions, SortKey, WALK_LIMIT};
+use crate::ops::walk::{ListOptions, SortKey};
 use crate::ops::write::{Edit, WriteMode};
-use crate::ops::{EntryType, FsError, Root, Watch, grep, manage, read, walk, write};
+use crate::ops::{FsError, Root, Watch, grep, manage, read, walk, write};
 use crate::uri;
 use crate::vpath::VirtualPath;
 
@@ -446,6 +445,7 @@ async fn list(
         descending: params.descending,
         cursor: params.cursor,
         limit: params.limit,
+        files_only: false,
     };
     let watch = watch(&context);
     run_heavy(&context, fs, move |fs| {
@@ -765,32 +765,17 @@ fn resource_contents(result: ReadResult) -> Value {
 /// A `resources/list` page: the files beneath the root, down to
 /// [`RESOURCE_DEPTH`] levels, by path.
 fn resource_page(root: &Root, cursor: Option<String>, watch: &Watch) -> Result<Value, FsError> {
-    let start = match cursor.as_deref() {
-        None => 0,
-        Some(cursor) => cursor.parse::<usize>().map_err(|_| {
-            FsError::InvalidValue(format!(
-                "cursor {:?} is not one this server gave; pass the nextCursor of the previous page",
-                echo(cursor)
-            ))
-        })?,
-    };
     let options = ListOptions {
         depth: RESOURCE_DEPTH,
         sort: SortKey::Name,
         descending: false,
-        cursor: None,
-        limit: WALK_LIMIT,
+        cursor,
+        limit: RESOURCE_PAGE,
+        files_only: true,
     };
     let listing = walk::list(root, &VirtualPath::root(), &options, watch)?;
-    let files: Vec<_> = listing
+    let resources: Vec<Value> = listing
         .entries
-        .into_iter()
-        .filter(|entry| entry.entry_type == EntryType::File)
-        .collect();
-    let end = start.saturating_add(RESOURCE_PAGE).min(files.len());
-    let resources: Vec<Value> = files
-        .get(start..end)
-        .unwrap_or_default()
         .iter()
         .map(|entry| {
             let mime_type = mime_guess::from_path(&entry.name).first().map_or_else(
@@ -807,8 +792,8 @@ fn resource_page(root: &Root, cursor: Option<String>, watch: &Watch) -> Result<V
         })
         .collect();
     let mut page = json!({ "resources": resources });
-    if end < files.len() {
-        page["nextCursor"] = json!(end.to_string());
+    if let Some(next) = listing.next_cursor {
+        page["nextCursor"] = json!(next);
     }
     Ok(page)
 }

@@ -85,6 +85,7 @@ fn complete(
         descending: false,
         cursor: None,
         limit: MAX_SCANNED,
+        files_only: false,
     };
     let listing = match walk::list(root, &path, &options, watch) {
         Ok(listing) => listing,

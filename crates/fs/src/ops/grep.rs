@@ -27,7 +27,9 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::Serialize;
 
 use super::root::identity;
-use super::walk::{Child, DepthFirst, Skips, Step, WALK_LIMIT, children};
+use super::walk::{
+    Child, DepthFirst, Skips, Step, WALK_LIMIT, children, results_limit_reason, walk_limit_reason,
+};
 use super::{EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
 
@@ -70,6 +72,9 @@ pub struct GrepResult {
     pub files_searched: u64,
     /// Whether the result limit (or the walk limit) stopped the search.
     pub truncated: bool,
+    /// Which limit, when `truncated` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
     /// Files not searched (or not to the end) and directories not walked,
     /// with why.
     #[serde(flatten)]
@@ -146,6 +151,7 @@ pub fn grep(
             matches: Vec::new(),
             files_searched: 0,
             truncated: false,
+            truncated_reason: None,
             skips: Skips::default(),
         },
     };
@@ -189,6 +195,7 @@ fn walk(
         seen += 1;
         if seen as usize > WALK_LIMIT {
             state.result.truncated = true;
+            state.result.truncated_reason = Some(walk_limit_reason("grep"));
             return Ok(());
         }
         watch.tick(seen, "searching")?;
@@ -196,15 +203,16 @@ fn walk(
         if is_dir && child.name == ".git" {
             continue;
         }
+        let child_path = walk.current().path.join(&child.name);
         let rules = walk.extras().flatten().map(|rules| &rules.matcher);
-        if is_ignored(rules, &child.path, is_dir) {
+        if is_ignored(rules, &child_path, is_dir) {
             continue;
         }
         match child.entry_type {
             EntryType::Directory => {
                 let Some(sub) = walk.open_child(
                     &child.name,
-                    &child.path,
+                    &child_path,
                     &mut visited,
                     &mut state.result.skips,
                 ) else {
@@ -215,19 +223,19 @@ fn walk(
                     let rules = ignore_matcher(
                         root,
                         &sub,
-                        &child.path,
+                        &child_path,
                         IGNORE_BUDGET.saturating_sub(held),
                     );
                     if rules.cut {
                         state.result.skips.add(
-                            &child.path,
+                            &child_path,
                             format!("its .gitignore/.ignore were read only in part: the directories above hold {held} bytes of them, and a search keeps at most {IGNORE_BUDGET}; files they would leave out may be searched"),
                         );
                     }
                     rules
                 });
-                let entries = children(root, &sub, &child.path, false)?;
-                walk.enter(sub, child.path, entries, ignores);
+                let entries = children(root, &sub, &child_path, false)?;
+                walk.enter(sub, child_path, entries, ignores);
             }
             EntryType::File => {
                 if state
@@ -240,9 +248,9 @@ fn walk(
                 // Hard-linked, vanished or unreadable files are skipped, not
                 // fatal, and listed with why: a file left out in silence
                 // reads as "no match" (issue 13).
-                match root.open_read_in(&walk.current().dir, &child.name, &child.path) {
-                    Ok((file, _)) => search(state, file, &child.path)?,
-                    Err(error) => state.result.skips.add(&child.path, error.to_string()),
+                match root.open_read_in(&walk.current().dir, &child.name, &child_path) {
+                    Ok((file, _)) => search(state, file, &child_path)?,
+                    Err(error) => state.result.skips.add(&child_path, error.to_string()),
                 }
             }
             // Symlinks are not followed in walks; special files are never opened.
@@ -307,6 +315,7 @@ fn search(
     );
     if truncated {
         state.result.truncated = true;
+        state.result.truncated_reason = Some(results_limit_reason(max_results));
     }
     // A file that cannot be searched to the end keeps the matches found so
     // far; the search goes on, and says why this file stopped.

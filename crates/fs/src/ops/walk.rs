@@ -25,7 +25,7 @@ use super::{Entry, EntryType, FsError, Root, Watch};
 use crate::vpath::VirtualPath;
 
 /// Most entries one walk collects before it stops and says so.
-pub const WALK_LIMIT: usize = 100_000;
+pub const WALK_LIMIT: usize = 5_000_000;
 
 /// The deepest any walk goes, in directory levels beneath its start. Real
 /// trees are a few dozen levels deep; a tree thousands of levels deep is
@@ -189,26 +189,33 @@ impl<C, T> Level<C, T> {
     }
 }
 
-/// One name read from a directory.
+/// One name read from a directory. Its path is its parent's joined with
+/// `name`, made by the caller when it needs it: a walk keeps the names of
+/// every open directory, and a path each (a vector of components) took
+/// several times the name's bytes.
 pub(crate) struct Child {
     pub(crate) name: String,
-    pub(crate) path: VirtualPath,
     pub(crate) entry_type: EntryType,
-    pub(crate) metadata: Option<Metadata>,
+    /// Boxed: most walks do not ask for it, and a `Metadata` is larger
+    /// than the rest of a child.
+    pub(crate) metadata: Option<Box<Metadata>>,
 }
 
-/// The visible children of `dir`, sorted by name. Names that are not UTF-8
-/// cannot be named by a client and are left out.
-pub(crate) fn children(
+/// Reads the visible children of `dir` in the order the directory gives
+/// them, handing each to `each` with its path, without holding them: a
+/// directory of a million names costs one name at a time. `each` returns
+/// false to stop. Names that are not UTF-8 cannot be named by a client and
+/// are left out.
+pub(crate) fn each_child(
     root: &Root,
     dir: &Dir,
     path: &VirtualPath,
     with_metadata: bool,
-) -> Result<Vec<Child>, FsError> {
+    mut each: impl FnMut(Child, VirtualPath) -> Result<bool, FsError>,
+) -> Result<(), FsError> {
     let entries = dir
         .entries()
         .map_err(|error| FsError::io(path, "list", error))?;
-    let mut children = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|error| FsError::io(path, "list", error))?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -227,21 +234,96 @@ pub(crate) fn children(
         };
         let metadata = if with_metadata {
             match entry.metadata() {
-                Ok(metadata) => Some(metadata),
+                Ok(metadata) => Some(Box::new(metadata)),
                 Err(_) => continue,
             }
         } else {
             None
         };
-        children.push(Child {
+        let child = Child {
             name,
-            path: child_path,
             entry_type: EntryType::of(file_type),
             metadata,
-        });
+        };
+        if !each(child, child_path)? {
+            break;
+        }
     }
+    Ok(())
+}
+
+/// The visible children of `dir`, sorted by name.
+pub(crate) fn children(
+    root: &Root,
+    dir: &Dir,
+    path: &VirtualPath,
+    with_metadata: bool,
+) -> Result<Vec<Child>, FsError> {
+    let mut children = Vec::new();
+    each_child(root, dir, path, with_metadata, |child, _| {
+        children.push(child);
+        Ok(true)
+    })?;
     children.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(children)
+}
+
+/// A child ordered by its name alone.
+struct ByName(Child);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &ByName) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &ByName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &ByName) -> std::cmp::Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
+}
+
+/// The first `limit` visible children of `dir` by name among those `keep`
+/// accepts, sorted, and whether `keep` accepted more: a heap of `limit`,
+/// so a directory of a million names costs `limit` of them.
+pub(crate) fn first_children(
+    root: &Root,
+    dir: &Dir,
+    path: &VirtualPath,
+    limit: usize,
+    mut keep: impl FnMut(&Child, &VirtualPath) -> bool,
+) -> Result<(Vec<Child>, bool), FsError> {
+    let mut first = std::collections::BinaryHeap::new();
+    let mut more = false;
+    each_child(root, dir, path, false, |child, child_path| {
+        if !keep(&child, &child_path) {
+            return Ok(true);
+        }
+        if first.len() >= limit {
+            more = true;
+            if first
+                .peek()
+                .is_none_or(|last: &ByName| child.name >= last.0.name)
+            {
+                return Ok(true);
+            }
+        }
+        first.push(ByName(child));
+        if first.len() > limit {
+            first.pop();
+        }
+        Ok(true)
+    })?;
+    let first = first.into_sorted_vec().into_iter().map(|child| child.0);
+    Ok((first.collect(), more))
 }
 
 /// The order of a listing (the `sort` param; its default is in fs.cap.json).
@@ -253,6 +335,16 @@ pub enum SortKey {
     Modified,
 }
 
+impl SortKey {
+    fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Name => "name",
+            SortKey::Size => "size",
+            SortKey::Modified => "modified",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ListOptions {
     /// 1 lists the directory itself; more descends.
@@ -262,6 +354,8 @@ pub struct ListOptions {
     /// Where the previous page ended (from `next_cursor`).
     pub cursor: Option<String>,
     pub limit: usize,
+    /// List (and count) regular files only, not directories and the rest.
+    pub files_only: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -285,124 +379,310 @@ pub struct ListResult {
     pub summary: ListSummary,
     /// Whether the walk stopped at its entry limit.
     pub truncated: bool,
+    /// Why the listing is not the whole story, when `truncated` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
 }
 
+/// Why a walk stopped at [`WALK_LIMIT`]; `what` is what it was doing.
+pub(crate) fn walk_limit_reason(what: &str) -> String {
+    format!(
+        "the walk stopped after {WALK_LIMIT} entries, the most one {what} visits; start from a subdirectory to see the rest"
+    )
+}
+
+/// Why a search stopped at the `max_results` the caller gave.
+pub(crate) fn results_limit_reason(max_results: usize) -> String {
+    format!(
+        "max_results ({max_results}) matches were found; there may be more: narrow the pattern or the path, or raise max_results"
+    )
+}
+
+/// Where a listing is in its order: the sort value (0 by name, the size or
+/// the modification time in seconds), then the path. Pages are cut on
+/// these keys, not on offsets, so a page holds only its own entries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ListKey {
+    value: u64,
+    path: String,
+}
+
+/// The order of one listing.
+#[derive(Clone, Copy)]
+struct ListOrder {
+    sort: SortKey,
+    descending: bool,
+}
+
+impl ListOrder {
+    fn compare(self, a: &ListKey, b: &ListKey) -> std::cmp::Ordering {
+        let order = a.cmp(b);
+        if self.descending {
+            order.reverse()
+        } else {
+            order
+        }
+    }
+
+    fn key(self, path: String, metadata: &Metadata) -> ListKey {
+        let value = match self.sort {
+            SortKey::Name => 0,
+            SortKey::Size if metadata.is_dir() => 0,
+            SortKey::Size => metadata.len(),
+            SortKey::Modified => modified_seconds(metadata),
+        };
+        ListKey { value, path }
+    }
+
+    /// The cursor that resumes after `key`: opaque to clients (base64 of
+    /// the order and the key), checked when it comes back.
+    fn cursor(self, key: &ListKey) -> String {
+        use base64::Engine;
+        let text = format!(
+            "{}\n{}\n{}\n{}",
+            self.sort.as_str(),
+            u8::from(self.descending),
+            key.value,
+            key.path
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// The key a cursor given by [`ListOrder::cursor`] resumes after, for
+    /// a listing of `listed` in this order.
+    fn parse_cursor(self, cursor: &str, listed: &VirtualPath) -> Result<ListKey, FsError> {
+        use base64::Engine;
+        let foreign = || {
+            FsError::InvalidValue(format!(
+                "cursor {:?} is not one this server gave; pass the next cursor of the previous page, or no cursor to start again",
+                proto::text::echo(cursor)
+            ))
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| foreign())?;
+        let text = String::from_utf8(bytes).map_err(|_| foreign())?;
+        let mut fields = text.splitn(4, '\n');
+        let (Some(sort), Some(descending), Some(value), Some(path)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(foreign());
+        };
+        let value = value.parse::<u64>().map_err(|_| foreign())?;
+        let path = super::parse_path(path).map_err(|_| foreign())?;
+        if !path.starts_with(listed) || path == *listed {
+            return Err(FsError::InvalidValue(format!(
+                "cursor {:?} continues a listing of another directory; pass it with the path of the page it came from, or no cursor to start again",
+                proto::text::echo(cursor)
+            )));
+        }
+        if sort != self.sort.as_str() || descending != u8::from(self.descending).to_string() {
+            return Err(FsError::InvalidValue(format!(
+                "cursor {:?} continues a listing in another order; pass the same sort and descending as the page it came from, or no cursor to start again",
+                proto::text::echo(cursor)
+            )));
+        }
+        Ok(ListKey {
+            value,
+            path: path.to_string(),
+        })
+    }
+}
+
+fn modified_seconds(metadata: &Metadata) -> u64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.into_std().duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |duration| duration.as_secs())
+}
+
+/// One entry of the page being selected, ordered by where it stands in the
+/// listing: the heap's greatest is the last of the page.
+struct Ranked {
+    key: ListKey,
+    entry: Entry,
+    order: ListOrder,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> std::cmp::Ordering {
+        self.order.compare(&self.key, &other.key)
+    }
+}
+
+/// What a listing's walk keeps: the counts of everything, and of the
+/// entries after the cursor only the first `limit` (a heap of at most
+/// `limit + 1`), so a page of a directory of a million names holds a page,
+/// not the directory.
+struct Listing {
+    order: ListOrder,
+    after: Option<ListKey>,
+    limit: usize,
+    page: std::collections::BinaryHeap<Ranked>,
+    /// Entries after the cursor: more than `limit` means a next page.
+    remaining: u64,
+    summary: ListSummary,
+    total: u64,
+    files_only: bool,
+    truncated: bool,
+    visited: HashSet<(u64, u64)>,
+}
+
+impl Listing {
+    fn offer(&mut self, path: &VirtualPath, metadata: &Metadata) {
+        let entry_type = EntryType::of(metadata.file_type());
+        if self.files_only && entry_type != EntryType::File {
+            return;
+        }
+        self.total += 1;
+        match entry_type {
+            EntryType::File => {
+                self.summary.files += 1;
+                self.summary.total_size += metadata.len();
+            }
+            EntryType::Directory => self.summary.directories += 1,
+            EntryType::Symlink | EntryType::Other => self.summary.other += 1,
+        }
+        let key = self.order.key(path.to_string(), metadata);
+        if let Some(after) = &self.after
+            && self.order.compare(&key, after).is_le()
+        {
+            return;
+        }
+        self.remaining += 1;
+        if self.page.len() >= self.limit
+            && self
+                .page
+                .peek()
+                .is_some_and(|last| self.order.compare(&key, &last.key).is_ge())
+        {
+            return;
+        }
+        self.page.push(Ranked {
+            key,
+            entry: Entry::new(path, metadata),
+            order: self.order,
+        });
+        if self.page.len() > self.limit {
+            self.page.pop();
+        }
+    }
+}
+
+/// Lists `path` (and, with `depth` above 1, what lies beneath it) one page
+/// at a time: the walk streams every directory once and keeps the counts
+/// and the page, so memory is O(`limit`) whatever the directory holds.
+/// Each page walks again; the cursor is where the last one ended.
 pub fn list(
     root: &Root,
     path: &VirtualPath,
     options: &ListOptions,
     watch: &Watch,
 ) -> Result<ListResult, FsError> {
-    let start = match options.cursor.as_deref() {
-        None => 0,
-        Some(cursor) => cursor.parse::<usize>().map_err(|_| {
-            FsError::InvalidValue(format!(
-                "cursor {:?} is not one this server gave; pass the next_cursor of the previous page, or no cursor to start again",
-                proto::text::echo(cursor)
-            ))
-        })?,
+    let order = ListOrder {
+        sort: options.sort,
+        descending: options.descending,
     };
+    let after = options
+        .cursor
+        .as_deref()
+        .map(|cursor| order.parse_cursor(cursor, path))
+        .transpose()?;
     let dir = root.open_dir(path)?;
-    let mut entries = Vec::new();
-    let mut visited = HashSet::new();
-    let mut truncated = false;
-    collect(
+    let limit = options.limit.max(1);
+    let mut listing = Listing {
+        order,
+        after,
+        limit,
+        page: std::collections::BinaryHeap::with_capacity(limit.min(WALK_LIMIT) + 1),
+        remaining: 0,
+        summary: ListSummary {
+            files: 0,
+            directories: 0,
+            other: 0,
+            total_size: 0,
+        },
+        total: 0,
+        files_only: options.files_only,
+        truncated: false,
+        visited: HashSet::new(),
+    };
+    let mut seen = 0_u64;
+    list_walk(
         root,
         &dir,
         path,
         options.depth.clamp(1, DEPTH_LIMIT),
-        &mut visited,
-        &mut entries,
-        &mut truncated,
+        &mut listing,
+        &mut seen,
         watch,
     )?;
-    match options.sort {
-        SortKey::Name if options.depth <= 1 => {}
-        SortKey::Name => entries.sort_by(|a, b| a.path.cmp(&b.path)),
-        SortKey::Size => entries.sort_by(|a, b| a.size.cmp(&b.size).then(a.path.cmp(&b.path))),
-        SortKey::Modified => entries.sort_by(|a, b| {
-            a.modified_seconds
-                .cmp(&b.modified_seconds)
-                .then(a.path.cmp(&b.path))
-        }),
-    }
-    if options.descending {
-        entries.reverse();
-    }
-    let mut summary = ListSummary {
-        files: 0,
-        directories: 0,
-        other: 0,
-        total_size: 0,
-    };
-    for entry in &entries {
-        match entry.entry_type {
-            EntryType::File => {
-                summary.files += 1;
-                summary.total_size += entry.size;
-            }
-            EntryType::Directory => summary.directories += 1,
-            EntryType::Symlink | EntryType::Other => summary.other += 1,
-        }
-    }
-    let total = entries.len();
-    let end = start.saturating_add(options.limit.max(1)).min(total);
-    let page = if start < total {
-        entries.drain(start..end).collect()
+    let more = listing.remaining > limit as u64;
+    let entries: Vec<Ranked> = listing.page.into_sorted_vec();
+    let next_cursor = if more {
+        entries.last().map(|last| order.cursor(&last.key))
     } else {
-        Vec::new()
+        None
     };
     Ok(ListResult {
         path: path.to_string(),
-        entries: page,
-        next_cursor: (end < total).then(|| end.to_string()),
-        total: total as u64,
-        summary,
-        truncated,
+        entries: entries.into_iter().map(|ranked| ranked.entry).collect(),
+        next_cursor,
+        total: listing.total,
+        summary: listing.summary,
+        truncated: listing.truncated,
+        truncated_reason: listing.truncated.then(|| walk_limit_reason("listing")),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn collect(
+/// The walk of a listing, as deep as `depth`; recursive, no deeper than
+/// the caps allow (64 levels).
+fn list_walk(
     root: &Root,
     dir: &Dir,
     path: &VirtualPath,
     depth: usize,
-    visited: &mut HashSet<(u64, u64)>,
-    entries: &mut Vec<Entry>,
-    truncated: &mut bool,
+    listing: &mut Listing,
+    seen: &mut u64,
     watch: &Watch,
 ) -> Result<(), FsError> {
     if let Ok(metadata) = dir.dir_metadata()
-        && !visited.insert(identity(&metadata))
+        && !listing.visited.insert(identity(&metadata))
     {
         return Ok(());
     }
-    for child in children(root, dir, path, true)? {
-        if entries.len() >= WALK_LIMIT {
-            *truncated = true;
-            return Ok(());
+    each_child(root, dir, path, true, |child, child_path| {
+        if *seen >= WALK_LIMIT as u64 {
+            listing.truncated = true;
+            return Ok(false);
         }
-        watch.tick(entries.len() as u64, "listing")?;
+        *seen += 1;
+        watch.tick(*seen, "listing")?;
         let metadata = child.metadata.as_ref().expect("asked for metadata");
-        entries.push(Entry::new(&child.path, metadata));
+        listing.offer(&child_path, metadata);
         if depth > 1
             && child.entry_type == EntryType::Directory
             && let Ok(sub) = open_dir_nofollow(dir, &child.name)
         {
-            collect(
-                root,
-                &sub,
-                &child.path,
-                depth - 1,
-                visited,
-                entries,
-                truncated,
-                watch,
-            )?;
+            list_walk(root, &sub, &child_path, depth - 1, listing, seen, watch)?;
         }
-    }
-    Ok(())
+        Ok(!listing.truncated)
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -424,6 +704,9 @@ pub struct TreeResult {
     pub nodes: u64,
     /// Whether the node limit cut the tree short.
     pub truncated: bool,
+    /// Why, when `truncated` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
 }
 
 /// Most nodes one tree holds.
@@ -457,6 +740,11 @@ pub fn tree(
         },
         nodes: state.nodes,
         truncated: state.truncated,
+        truncated_reason: state.truncated.then(|| {
+            format!(
+                "a tree holds at most {TREE_LIMIT} nodes; ask for less depth, exclude names, or start from a subdirectory to see the rest"
+            )
+        }),
     })
 }
 
@@ -484,14 +772,21 @@ fn tree_children(
         return Ok(None);
     }
     let mut nodes = Vec::new();
-    for child in children(root, dir, path, false)? {
-        let relative = child
-            .path
+    let exclude = &state.exclude;
+    // No more than the nodes left are read into memory, even from a
+    // directory of a million names.
+    let room = usize::try_from(TREE_LIMIT.saturating_sub(state.nodes)).unwrap_or(usize::MAX);
+    let (shown, more) = first_children(root, dir, path, room, |child, child_path| {
+        let relative = child_path
             .relative_to(&VirtualPath::root())
             .unwrap_or_default();
-        if state.exclude.is_match(&child.name) || state.exclude.is_match(&relative) {
-            continue;
-        }
+        !(exclude.is_match(&child.name) || exclude.is_match(&relative))
+    })?;
+    if more {
+        state.truncated = true;
+    }
+    for child in shown {
+        let child_path = path.join(&child.name);
         if state.nodes >= TREE_LIMIT {
             state.truncated = true;
             break;
@@ -506,7 +801,7 @@ fn tree_children(
         };
         if child.entry_type == EntryType::Directory {
             node.children = match open_dir_nofollow(dir, &child.name) {
-                Ok(sub) => tree_children(root, &sub, &child.path, depth - 1, state, watch)?,
+                Ok(sub) => tree_children(root, &sub, &child_path, depth - 1, state, watch)?,
                 Err(_) => None,
             };
             node.truncated = node.children.is_none();
@@ -554,6 +849,9 @@ pub struct GlobResult {
     pub matches: Vec<GlobMatch>,
     /// Whether the result limit (or the walk limit) was reached.
     pub truncated: bool,
+    /// Which limit, when `truncated` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
     /// Directories not walked (deeper than [`DEPTH_LIMIT`]).
     #[serde(flatten)]
     pub skips: Skips,
@@ -577,6 +875,7 @@ pub fn glob(
         pattern: pattern.to_owned(),
         matches: Vec::new(),
         truncated: false,
+        truncated_reason: None,
         skips: Skips::default(),
     };
     let mut visited = HashSet::new();
@@ -593,33 +892,36 @@ pub fn glob(
         seen += 1;
         if seen as usize > WALK_LIMIT {
             result.truncated = true;
+            result.truncated_reason = Some(walk_limit_reason("glob"));
             break;
         }
         watch.tick(seen, "matching names")?;
-        let candidate = if by_name {
-            child.name.clone()
+        let child_path = walk.current().path.join(&child.name);
+        let matched = if by_name {
+            matcher.is_match(&child.name)
         } else {
-            child.path.relative_to(path).unwrap_or_default()
+            matcher.is_match(child_path.relative_to(path).unwrap_or_default())
         };
-        if matcher.is_match(&candidate) {
+        if matched {
             if result.matches.len() >= max_results {
                 result.truncated = true;
+                result.truncated_reason = Some(results_limit_reason(max_results));
                 break;
             }
             result.matches.push(GlobMatch {
-                path: child.path.to_string(),
+                path: child_path.to_string(),
                 entry_type: child.entry_type,
             });
         }
         if child.entry_type != EntryType::Directory {
             continue;
         }
-        let Some(sub) = walk.open_child(&child.name, &child.path, &mut visited, &mut result.skips)
+        let Some(sub) = walk.open_child(&child.name, &child_path, &mut visited, &mut result.skips)
         else {
             continue;
         };
-        let entries = children(root, &sub, &child.path, false)?;
-        walk.enter(sub, child.path, entries, ());
+        let entries = children(root, &sub, &child_path, false)?;
+        walk.enter(sub, child_path, entries, ());
     }
     Ok(result)
 }

@@ -321,3 +321,61 @@ fn ignore_files_are_held_within_one_budget() {
     let peak = server.peak_rss_kib();
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
 }
+
+/// A directory wider than a tree answer holds: the tree stops at its node
+/// limit and says why, a page of a listing holds its page and counts the
+/// rest, and glob walks it all.
+#[test]
+fn wide_directories_are_answered_within_their_limits_and_say_so() {
+    const WIDE: usize = 20_100;
+    let fixture = Fixture::new();
+    let wide = fixture.at("/wide");
+    fs::create_dir_all(&wide).expect("create /wide");
+    for index in 0..WIDE {
+        fs::write(wide.join(format!("w{index:05}.txt")), "w").expect("write an entry");
+    }
+    let mut server = Server::start(&fixture);
+    let mut client = server.connect();
+
+    let tree = client.ok("mcp.fs.tree", json!({"depth": 3}));
+    assert_eq!(
+        (&tree["nodes"], &tree["truncated"]),
+        (&json!(20_000), &json!(true))
+    );
+    let reason = tree["truncated_reason"].as_str().expect("a reason");
+    assert!(reason.contains("at most 20000 nodes"), "{reason}");
+
+    let page = client.ok("mcp.fs.list", json!({"path": "/wide", "limit": 100}));
+    let names: Vec<&str> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| entry["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names.len(), 100);
+    assert_eq!((names[0], names[99]), ("w00000.txt", "w00099.txt"));
+    assert_eq!(
+        (
+            &page["total"],
+            &page["summary"]["files"],
+            &page["truncated"]
+        ),
+        (&json!(WIDE), &json!(WIDE), &json!(false))
+    );
+    let last = client.ok(
+        "mcp.fs.list",
+        json!({"path": "/wide", "limit": 100, "sort": "name", "descending": true}),
+    );
+    assert_eq!(last["entries"][0]["name"], "w20099.txt");
+
+    let glob = client.ok(
+        "mcp.fs.glob",
+        json!({"pattern": "w*9.txt", "max_results": 10_000}),
+    );
+    assert_eq!(
+        (glob["matches"].as_array().map(Vec::len), &glob["truncated"]),
+        (Some(WIDE / 10), &json!(false))
+    );
+    still_serving(&mut server, &mut client);
+    server.assert_results_match_schemas();
+}

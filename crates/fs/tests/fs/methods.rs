@@ -92,6 +92,118 @@ fn list_one_level_recursive_sorted_and_paginated() {
     server.assert_results_match_schemas();
 }
 
+/// Pages are cut on where the last one ended, not on offsets: in every
+/// order, one level or recursive, the pages put together are the whole
+/// listing; a cursor of another order or directory, or one not made here,
+/// is refused; and a page goes on after an entry removed since.
+#[test]
+fn list_pages_in_every_order_make_the_whole_listing() {
+    let fixture = Fixture::new();
+    for index in 0..23 {
+        // Sizes and times repeat, so ties are broken by path.
+        fixture.write(&format!("/f{index:02}.txt"), "x".repeat(index % 5));
+        fixture.write(&format!("/sub/g{index:02}"), "y".repeat(index % 3));
+        let time = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(1_700_000_000 + (index as u64 % 4) * 60);
+        for path in [format!("/f{index:02}.txt"), format!("/sub/g{index:02}")] {
+            std::fs::File::options()
+                .write(true)
+                .open(fixture.at(&path))
+                .and_then(|file| file.set_modified(time))
+                .expect("set a modification time");
+        }
+    }
+    let (server, mut client) = start(&fixture);
+    let mut cases = 0;
+    for sort in ["name", "size", "modified"] {
+        for descending in [false, true] {
+            for recursive in [false, true] {
+                let params =
+                    json!({"sort": sort, "descending": descending, "recursive": recursive});
+                let mut whole = params.clone();
+                whole["limit"] = json!(10_000);
+                let whole = client.ok("mcp.fs.list", whole);
+                assert!(whole.get("next_cursor").is_none(), "{whole}");
+                let mut pages = Vec::new();
+                let mut cursor: Option<String> = None;
+                for _ in 0..20 {
+                    let mut page = params.clone();
+                    page["limit"] = json!(4);
+                    if let Some(cursor) = &cursor {
+                        page["cursor"] = json!(cursor);
+                    }
+                    let page = client.ok("mcp.fs.list", page);
+                    assert_eq!(page["total"], whole["total"], "{params}");
+                    assert_eq!(page["summary"], whole["summary"], "{params}");
+                    pages.push(paths(&page, "entries"));
+                    match page["next_cursor"].as_str() {
+                        Some(next) => cursor = Some(next.to_owned()),
+                        None => break,
+                    }
+                }
+                let total = whole["total"].as_u64().expect("total") as usize;
+                assert_eq!(pages.len(), total.div_ceil(4), "{params}");
+                assert!(pages.iter().all(|page| page.len() <= 4), "{params}");
+                assert_eq!(pages.concat(), paths(&whole, "entries"), "{params}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 12);
+    let by_size = client.ok("mcp.fs.list", json!({"sort": "size", "limit": 3}));
+    assert_eq!(
+        paths(&by_size, "entries"),
+        ["/f00.txt", "/f05.txt", "/f10.txt"],
+        "ties go by path: the directory (size 0) comes after /f*"
+    );
+
+    let first = client.ok("mcp.fs.list", json!({"limit": 2}));
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let forged = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let refused = [
+        (json!({"cursor": cursor, "sort": "size"}), "another order"),
+        (
+            json!({"cursor": cursor, "descending": true}),
+            "another order",
+        ),
+        (
+            json!({"cursor": cursor, "path": "/sub"}),
+            "another directory",
+        ),
+        (
+            json!({"cursor": format!("{cursor}!")}),
+            "not one this server gave",
+        ),
+        (
+            json!({"cursor": forged("name\n0\n0\n/../etc")}),
+            "not one this server gave",
+        ),
+        (
+            json!({"cursor": forged("name\n0\nmany\n/f00.txt")}),
+            "not one this server gave",
+        ),
+        (
+            json!({"cursor": forged("name\n0\n0")}),
+            "not one this server gave",
+        ),
+        (json!({"cursor": ""}), "not one this server gave"),
+    ];
+    for (params, expected) in refused {
+        let error = client.err("mcp.fs.list", params.clone());
+        assert_eq!(error.code, INVALID_VALUE, "{params}: {error}");
+        assert!(error.message.contains(expected), "{params}: {error}");
+    }
+    // The cursor names the last entry shown: removing it loses nothing.
+    assert_eq!(paths(&first, "entries"), ["/f00.txt", "/f01.txt"]);
+    std::fs::remove_file(fixture.at("/f01.txt")).expect("remove");
+    let next = client.ok("mcp.fs.list", json!({"limit": 2, "cursor": cursor}));
+    assert_eq!(paths(&next, "entries"), ["/f02.txt", "/f03.txt"]);
+    server.assert_results_match_schemas();
+}
+
 #[test]
 fn read_text_base64_ranges_lines_mime_and_limits() {
     let fixture = Fixture::new();
@@ -578,6 +690,9 @@ fn tree_glob_and_grep() {
         ),
         (Some(2), Some(true))
     );
+    let reason = limited["truncated_reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("max_results (2) matches"), "{reason}");
+    assert!(glob.get("truncated_reason").is_none(), "{glob}");
     // glob matches names, not contents.
     assert!(
         paths(
@@ -639,6 +754,8 @@ fn tree_glob_and_grep() {
         ),
         (Some(1), Some(true))
     );
+    let reason = limited["truncated_reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("max_results (1) matches"), "{reason}");
     let one_file = client.ok(
         "mcp.fs.grep",
         json!({"pattern": "later", "path": "/proj/src/lib.rs"}),
