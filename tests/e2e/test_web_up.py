@@ -3,11 +3,13 @@
 sign-in URL; the overview shows up's children with their states from up's
 control socket, sees a killed fs server, stops and starts one from the
 page; the logs page filters up's captured lines and shows the
-`llmbasedos logs` command that prints the same lines. Fails on any
-JavaScript error or failed request (test_web_browser's Watched)."""
+`llmbasedos logs` command that prints the same lines; the console is its
+own client at the gateway, with the tier `up --web-tier` gives it. Fails on
+any JavaScript error or failed request (test_web_browser's Watched)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,7 +27,7 @@ URL = re.compile(r"web console\s+(http://127\.0\.0\.1:\d+/#t=([0-9a-f]{64}))")
 class Up:
     """`llmbasedos up` in a private runtime directory and home."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra: list[str] | None = None):
         self.root = root
         self.runtime = root / "run"
         home = root / "home"
@@ -59,6 +61,7 @@ class Up:
                 f"127.0.0.1:{self.web_port}",
                 "--bin-dir",
                 str(BIN_DIR),
+                *(extra or []),
             ],
             root / "up.log",
             env=self.env,
@@ -96,9 +99,7 @@ class Up:
         assert code == 0, self.log()[-3000:]
 
 
-@pytest.fixture
-def up_page(browser, tmp_path):  # noqa: F811 (the imported fixture)
-    up = Up(tmp_path)
+def watched_up(browser, up: Up):  # noqa: F811 (the imported fixture)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20000)
@@ -113,6 +114,39 @@ def up_page(browser, tmp_path):  # noqa: F811 (the imported fixture)
     for token in up.minted:
         assert not any(token in url for url in watched.urls), "the token went into a request line"
     assert not (up.runtime / "up.sock").exists(), "up removes its control socket"
+
+
+@pytest.fixture
+def up_page(browser, tmp_path):  # noqa: F811 (the imported fixture)
+    yield from watched_up(browser, Up(tmp_path))
+
+
+TIERS = """
+tiers:
+  CONSOLE:
+    allow: ["*"]
+    deny: ["mcp.fs.write", "fs_write"]
+  FULL:
+    allow: ["*"]
+"""
+
+
+@pytest.fixture
+def licensed_up_page(browser, tmp_path):  # noqa: F811 (the imported fixture)
+    """up with a licence (tier FULL, unsigned and allowed) and the console
+    given the CONSOLE tier, which may not write files."""
+    (tmp_path / "tiers.yaml").write_text(TIERS)
+    (tmp_path / "lic.key").write_text("tier: FULL\nuser_id: e2e\n")
+    (tmp_path / "keys").mkdir()
+    licence = tmp_path / "licence.yaml"
+    licence.write_text(json.dumps({
+        "key": str(tmp_path / "lic.key"),
+        "keys_dir": str(tmp_path / "keys"),
+        "tiers": str(tmp_path / "tiers.yaml"),
+        "allow_unsigned": True,
+        "state_dir": str(tmp_path / "licence-state"),
+    }))
+    yield from watched_up(browser, Up(tmp_path, ["--licence", str(licence), "--web-tier", "CONSOLE"]))
 
 
 def row(page, service: str):
@@ -202,3 +236,49 @@ def test_up_logs_are_filtered_in_the_page_as_by_llmbasedos_logs(up_page):
     # The page shows newest first; the command prints oldest first.
     assert [line.split(" ", 3)[3] for line in printed] == list(reversed(messages)), (printed, messages)
     watched.shoot("up-logs")
+
+
+def test_the_console_is_its_own_client_with_its_own_tier_under_up(licensed_up_page):
+    """Under up the console runs as the user, like `llmbasedos call`; the
+    gateway still tells it apart, as token:llmbasedos-web with the tier up
+    gave it: a tool that tier does not allow is absent from its pages and
+    refused when called anyway, while the user may call it."""
+    watched, up = licensed_up_page
+    page = watched.page
+    watched.sign_in()
+
+    page.goto(up.base + "/licence")
+    licence = dict(zip(page.locator("#licence dt").all_inner_texts(), page.locator("#licence dd").all_inner_texts()))
+    assert licence.get("Console's tier") == "CONSOLE", licence
+    assert licence.get("Machine tier") == "FULL", licence
+
+    # Listed for the user, not for the console.
+    assert "fs_write" in up.cli("call", "tools/list").stdout
+    page.goto(up.base + "/tools?q=fs_")
+    names = page.locator("#tool-list li a code").all_inner_texts()
+    assert "fs_list" in names and "fs_write" not in names, names
+    page.goto(up.base + "/tools/fs_write")
+    page.locator(".problem", has_text="no tool named fs_write").wait_for()
+
+    # Called anyway, as a crafted page would: refused by the gateway.
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    started = page.request.post(
+        up.base + "/api/tools/call",
+        headers={"Origin": up.base, "X-CSRF-Token": csrf, "Content-Type": "application/json"},
+        data=json.dumps({"name": "fs_write", "arguments": {"path": "/by-console.txt", "content": "x", "mode": "overwrite"}}),
+    )
+    assert started.status == 200, started.text()
+    events = page.request.get(up.base + f"/api/calls/{started.json()['id']}/events").text()
+    assert "event: result" in events and "result error" in events, events
+    assert not (up.files / "by-console.txt").exists()
+    # The user's own calls have the machine's tier.
+    up.cli("call", "mcp.fs.write", "path=/by-user.txt", "content=x", "mode=overwrite")
+    assert (up.files / "by-user.txt").read_text() == "x"
+
+    # The gateway names the console's client and tier in the refusal, and
+    # lists it among its clients with that tier.
+    refusals = up.cli("logs", "--service=gateway", "--grep=refused").stdout
+    assert "client=token:llmbasedos-web" in refusals and "tier=CONSOLE" in refusals, refusals
+    page.goto(up.base + "/")
+    clients = page.locator("#clients tbody tr").all_inner_texts()
+    assert any("token:llmbasedos-web" in row and "CONSOLE" in row for row in clients), clients

@@ -47,6 +47,8 @@ pub(crate) const BACKENDS: &[Backend] = &[
 pub(crate) const GATEWAY_BINARY: &str = "llmbasedos-gateway";
 /// The web console, started by `up` when it is built.
 pub(crate) const WEB_BINARY: &str = "llmbasedos-web";
+/// The console's client at the gateway under `up` (`token:llmbasedos-web`).
+pub(crate) const WEB_CLIENT: &str = "llmbasedos-web";
 
 /// The files of a running stack, under one runtime directory (mode 0700).
 #[derive(Clone, Debug)]

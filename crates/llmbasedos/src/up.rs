@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::{self, Board, LogStore, Unit};
 use crate::runtime_dir;
-use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout, WEB_BINARY};
+use crate::stack::{self, BACKENDS, GATEWAY_BINARY, Layout, WEB_BINARY, WEB_CLIENT};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct UpArgs {
@@ -60,6 +60,17 @@ pub(crate) struct UpArgs {
     /// Do not start the web console.
     #[arg(long)]
     no_web: bool,
+    /// A YAML file holding the gateway's `licence:` section (key, tiers,
+    /// keys_dir, allow_unsigned, state_dir, …, as in gateway.yaml; paths
+    /// in it absolute): tiers, rates and quotas for the stack's clients.
+    /// Without it every client may do everything.
+    #[arg(long, value_name = "FILE")]
+    licence: Option<PathBuf>,
+    /// The console's tier, one of --licence's tiers [default: the
+    /// licence's own]. The console's calls run as its own client,
+    /// token:llmbasedos-web, whatever the tier.
+    #[arg(long, value_name = "TIER", requires = "licence")]
+    web_tier: Option<String>,
     /// Accept HTTP and WebSocket clients without a token (loopback only).
     #[arg(long)]
     no_auth: bool,
@@ -259,7 +270,9 @@ pub(crate) fn run(runtime_dir: &Path, args: &UpArgs) -> anyhow::Result<ExitCode>
     let root = root.canonicalize()?;
     prepare_private_dir(&layout.caps_dir())?;
     let token = load_or_create_token(&layout.token_file())?;
-    let config = gateway_config(&layout, &args.listen, &token) + &llm_config(args, &layout)?;
+    let config = gateway_config(&layout, &args.listen, &token, args.web_tier.as_deref())?
+        + &llm_config(args, &layout)?
+        + &licence_config(args.licence.as_deref())?;
     write_private(&layout.gateway_config(), config.as_bytes())?;
 
     let semantic = SemanticSetup::find(&fs_config.file);
@@ -430,7 +443,8 @@ fn web_child(args: &UpArgs, layout: &Layout, bin_dir: &Path) -> anyhow::Result<O
          gateway_socket: {}\n\
          bootstrap_dir: {}\n\
          idle_exit_secs: 0\n\
-         services: {}\n",
+         services: {}\n\
+         gateway_identity: \"token:{WEB_CLIENT}\"\n",
         args.web_listen,
         yaml_string(&layout.gateway_socket()),
         yaml_string(&layout.web_bootstrap_dir()),
@@ -494,25 +508,68 @@ fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn gateway_config(layout: &Layout, listen: &str, token: &str) -> String {
+/// The generated gateway.yaml: the user's bearer token, and the console's
+/// client. The console runs as the user, like every other local client,
+/// so its uid cannot tell it apart: it names its own client,
+/// `token:llmbasedos-web`, in every call's `_meta` (as the agent names a
+/// run's client), which the gateway takes from the user's uid because it
+/// is a delegate, and never beyond that uid's own rights. The entry gives
+/// that client its tier; its token is random bytes thrown away, so no
+/// one can present it over HTTP.
+fn gateway_config(
+    layout: &Layout,
+    listen: &str,
+    token: &str,
+    web_tier: Option<&str>,
+) -> anyhow::Result<String> {
     let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    let mut unusable = [0u8; 32];
+    getrandom::fill(&mut unusable).context("cannot read random bytes for the console's entry")?;
+    let web_digest = hex::encode(Sha256::digest(hex::encode(unusable).as_bytes()));
+    let web_tier = match web_tier {
+        Some(tier) => format!("\n      tier: {}", serde_json::to_string(tier)?),
+        None => String::new(),
+    };
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
     // The agent runs as the user here: it is the delegate whose workflow
     // calls act for the client that started them (that client's identity,
     // rights and quotas; its slots are the delegate's own).
-    format!(
+    Ok(format!(
         "# Written by `llmbasedos up`; rewritten at every start.\n\
          listen: {listen}\n\
          unix_socket: {}\n\
          caps_dir: {}\n\
          supervisor: up\n\
-         auth:\n  token_file: {}\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n  \
+         auth:\n  token_file: {}\n  tokens:\n    - name: llmbasedos-up\n      sha256: {digest}\n    \
+         - name: {WEB_CLIENT}\n      sha256: {web_digest}{web_tier}\n  \
          delegates: [{uid}]\n",
         yaml_string(&layout.gateway_socket()),
         yaml_string(&layout.caps_dir()),
         yaml_string(&layout.token_file()),
-    )
+    ))
+}
+
+/// The `licence:` section of the generated gateway.yaml, from `--licence`:
+/// the file must be a YAML mapping (the gateway checks its keys and
+/// values when it starts, and `up` stops with its message).
+fn licence_config(path: Option<&Path>) -> anyhow::Result<String> {
+    let Some(path) = path else {
+        return Ok(String::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--licence {}: cannot read it", path.display()))?;
+    let section: yaml_serde::Value = yaml_serde::from_str(&text)
+        .with_context(|| format!("--licence {}: not valid YAML", path.display()))?;
+    if !section.is_mapping() {
+        bail!(
+            "--licence {}: expected the gateway's licence section as a mapping (key: …, tiers: …)",
+            path.display()
+        );
+    }
+    let mut document = yaml_serde::Mapping::new();
+    document.insert("licence".into(), section);
+    Ok(yaml_serde::to_string(&document)?)
 }
 
 /// The entry for `claude_desktop_config.json`, laid out as people write it
@@ -1268,6 +1325,39 @@ mod tests {
         stop.cancel();
         supervisor.await.expect("supervisor");
         server.await.expect("server");
+    }
+
+    /// The console's client has a tier only with a licence, and an entry
+    /// whose token nobody holds; `--licence` goes in whole under
+    /// `licence:`, and anything but a mapping stops `up`.
+    #[test]
+    fn the_console_is_a_client_of_its_own_in_the_generated_config() {
+        let layout = Layout::new(Path::new("/run/user/1000/llmbasedos"));
+        let config = gateway_config(&layout, "127.0.0.1:8000", &"a".repeat(64), Some("CONSOLE"))
+            .expect("config");
+        let document: yaml_serde::Value = yaml_serde::from_str(&config).expect("YAML");
+        let tokens = document["auth"]["tokens"].as_sequence().expect("tokens");
+        let console = tokens
+            .iter()
+            .find(|token| token["name"].as_str() == Some(WEB_CLIENT))
+            .expect("the console's entry");
+        assert_eq!(console["tier"].as_str(), Some("CONSOLE"));
+        assert_ne!(console["sha256"], tokens[0]["sha256"]);
+        let again =
+            gateway_config(&layout, "127.0.0.1:8000", &"a".repeat(64), None).expect("config");
+        assert!(!again.contains("tier:"), "{again}");
+        assert!(!again.contains(console["sha256"].as_str().expect("a digest")));
+
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("licence.yaml");
+        std::fs::write(&file, "key: /etc/lic.key\nallow_unsigned: true\n").expect("write");
+        let section: yaml_serde::Value =
+            yaml_serde::from_str(&licence_config(Some(&file)).expect("a mapping")).expect("YAML");
+        assert_eq!(section["licence"]["allow_unsigned"].as_bool(), Some(true));
+        std::fs::write(&file, "- key\n").expect("write");
+        let error = licence_config(Some(&file)).expect_err("a list");
+        assert!(error.to_string().contains("mapping"), "{error}");
+        assert_eq!(licence_config(None).expect("none"), "");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! part of the framework: echo (named and positional params), noop (the
 //! benchmark), sleep and blocking (concurrency, cancellation), progress,
 //! fail (every error kind, and a panic), big (the message limit), whoami
-//! (SO_PEERCRED) and stats (what was cancelled).
+//! (SO_PEERCRED) and stats (what was cancelled). With
+//! [`server_with_extra_tools`] it also has N plain tools that write log
+//! lines (`--extra-tools N`): a long tool list and a log source for the web
+//! console's benchmark.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,11 +135,65 @@ struct Uri {
     uri: String,
 }
 
+/// The most extra tools [`server_with_extra_tools`] adds.
+pub const MAX_EXTRA_TOOLS: usize = 1000;
+/// The most lines one call of an extra tool writes.
+const MAX_EXTRA_LINES: u64 = 1000;
+
+/// The name of extra tool `index` (from 1): `mcp.test.extra_001`.
+pub fn extra_tool(index: usize) -> String {
+    format!("mcp.test.extra_{index:03}")
+}
+
+/// [`CAPS`] with `extra` more methods ([`extra_tool`] 1 ..= `extra`), each
+/// writing the log lines it is asked for.
+pub fn caps_with_extra_tools(extra: usize) -> String {
+    if extra == 0 {
+        return CAPS.to_owned();
+    }
+    let mut caps: Value = serde_json::from_str(CAPS).expect("the shipped caps are JSON");
+    let methods = caps["methods"]
+        .as_array_mut()
+        .expect("the shipped caps have methods");
+    for index in 1..=extra.min(MAX_EXTRA_TOOLS) {
+        methods.push(json!({
+            "name": extra_tool(index),
+            "description": format!(
+                "Extra tool {index} of {extra} (a long tool list for benchmarks): writes `lines` log lines at INFO, each `text` and its number from 0, and returns how many."
+            ),
+            "params_schema": {
+                "type": "object",
+                "properties": {
+                    "text": { "type": "string", "maxLength": 200 },
+                    "lines": { "type": "integer", "minimum": 1, "maximum": MAX_EXTRA_LINES }
+                },
+                "required": ["text"],
+                "additionalProperties": false
+            },
+            "annotations": { "readOnlyHint": true }
+        }));
+    }
+    serde_json::to_string_pretty(&caps).expect("serialize the caps")
+}
+
+#[derive(Deserialize)]
+struct LogLines {
+    text: String,
+    lines: Option<u64>,
+}
+
 /// Builds the test server. Its state is the counters of sleeps and
 /// blocking calls, which `stats` reports.
 pub fn server() -> Result<Server, BuildError> {
-    let caps = proto::CompiledCaps::embedded(CAPS, CAPS_ORIGIN)?;
-    Server::builder(caps, CAPS_ORIGIN)
+    server_with_extra_tools(0)
+}
+
+/// The test server with `extra` more tools (at most [`MAX_EXTRA_TOOLS`]):
+/// see [`caps_with_extra_tools`].
+pub fn server_with_extra_tools(extra: usize) -> Result<Server, BuildError> {
+    let caps = caps_with_extra_tools(extra);
+    let caps = proto::CompiledCaps::embedded(&caps, CAPS_ORIGIN)?;
+    let mut builder = Server::builder(caps, CAPS_ORIGIN)
         .with_state(Counters::default())
         .method(
             "mcp.test.echo",
@@ -296,8 +353,20 @@ pub fn server() -> Result<Server, BuildError> {
                     }))
                 }
             },
-        )
-        .build()
+        );
+    for index in 1..=extra.min(MAX_EXTRA_TOOLS) {
+        builder = builder.method(
+            &extra_tool(index),
+            |_context: Context, params: LogLines| async move {
+                let lines = params.lines.unwrap_or(1).clamp(1, MAX_EXTRA_LINES);
+                for line in 0..lines {
+                    tracing::info!("{} {line}", params.text);
+                }
+                Ok::<_, HandlerError>(json!({ "written": lines }))
+            },
+        );
+    }
+    builder.build()
 }
 
 /// At run time the caps are compiled method by method at first use
@@ -306,4 +375,6 @@ pub fn server() -> Result<Server, BuildError> {
 #[test]
 fn the_embedded_caps_compile_whole() {
     proto::CompiledCaps::from_json(CAPS, CAPS_ORIGIN).expect("every schema of the caps compiles");
+    proto::CompiledCaps::from_json(&caps_with_extra_tools(MAX_EXTRA_TOOLS), CAPS_ORIGIN)
+        .expect("every schema of the caps with the extra tools compiles");
 }

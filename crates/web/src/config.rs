@@ -56,6 +56,14 @@ pub struct FileConfig {
     /// Where service states and logs come from: `systemd`, or `up:<path
     /// of up's control socket>`. Default: detected.
     pub services: Option<String>,
+    /// The gateway client the console's calls run as when the console
+    /// shares its uid with other clients (under `llmbasedos up`):
+    /// `token:<name>`, sent as `_meta["llmbasedos/on_behalf_of"]`, which
+    /// the gateway honours only from a UNIX peer named in its
+    /// `auth.delegates` and never beyond that peer's own rights. Unset:
+    /// the console is known by its own uid (the packaged `llmbasedos-web`
+    /// user) and gets that uid's tier.
+    pub gateway_identity: Option<String>,
 }
 
 /// Why the configuration cannot be used. Messages name the file or the
@@ -100,6 +108,7 @@ pub struct Config {
     pub idle_exit: Option<Duration>,
     pub session_idle: Duration,
     pub services: Option<String>,
+    pub gateway_identity: Option<String>,
 }
 
 impl Config {
@@ -152,6 +161,19 @@ impl Config {
                 )));
             }
         }
+        if let Some(identity) = &file.gateway_identity
+            && !identity.strip_prefix("token:").is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte))
+            })
+        {
+            return Err(ConfigError(format!(
+                "{origin}: gateway_identity: {} is not a client the gateway knows by a token; write it like token:llmbasedos-web (a name in gateway.yaml's auth.tokens)",
+                proto::text::echo(identity)
+            )));
+        }
         let path = |variable: &str, value: Option<PathBuf>, default: &str| {
             env(variable)
                 .map(PathBuf::from)
@@ -174,6 +196,7 @@ impl Config {
             idle_exit: (idle_secs > 0).then(|| Duration::from_secs(idle_secs)),
             session_idle: Duration::from_secs(session_secs),
             services: env(SERVICES_VARIABLE).or(file.services),
+            gateway_identity: file.gateway_identity,
         })
     }
 
@@ -212,6 +235,19 @@ mod tests {
         let file = FileConfig::parse("listen: 0.0.0.0:8081", "web.yaml").expect("parses");
         let error = Config::resolve(file, "web.yaml", |_| None).expect_err("remote");
         assert!(error.to_string().contains("allow_non_loopback"), "{error}");
+        for identity in ["uid:0", "token:", "token:a b", "llmbasedos-web"] {
+            let file = FileConfig::parse(&format!("gateway_identity: \"{identity}\""), "web.yaml")
+                .expect("parses");
+            let error = Config::resolve(file, "web.yaml", |_| None).expect_err(identity);
+            assert!(error.to_string().contains("gateway_identity"), "{error}");
+        }
+        let file = FileConfig::parse("gateway_identity: token:llmbasedos-web", "web.yaml")
+            .expect("parses");
+        let config = Config::resolve(file, "web.yaml", |_| None).expect("a token identity");
+        assert_eq!(
+            config.gateway_identity.as_deref(),
+            Some("token:llmbasedos-web")
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The console's link to the gateway: one pipelined connection to its UNIX
 //! socket, opened on first use and again after the gateway restarted (or
 //! went idle). The console is an ordinary client there: the gateway knows
-//! it by its uid and gives it that uid's tier, nothing more.
+//! it by its uid and gives it that uid's tier, nothing more; or, when it
+//! shares its uid with other clients (under `llmbasedos up`), by the
+//! identity it names in every call's `_meta` (`gateway_identity`), which
+//! the gateway takes only from a delegate and never beyond that uid's own
+//! rights.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -9,6 +13,9 @@ use std::sync::Mutex;
 use client::{CallError, ConnectOptions, Connection, ProgressSender};
 use proto::mcp::{ListToolsResult, Tool};
 use serde_json::{Value, json};
+
+/// The `_meta` key that names the client a delegate's call runs as.
+const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
 
 /// Why a call gave no result; the message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +36,8 @@ pub enum GatewayError {
 #[derive(Debug)]
 pub struct Gateway {
     socket: PathBuf,
+    /// Sent as `_meta["llmbasedos/on_behalf_of"]` with every call.
+    identity: Option<String>,
     connection: Mutex<Option<Connection>>,
     /// The tool names of the last successful list (the pages' navigation
     /// shows a service's page only when its tools are there).
@@ -36,9 +45,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(socket: PathBuf) -> Gateway {
+    pub fn new(socket: PathBuf, identity: Option<String>) -> Gateway {
         Gateway {
             socket,
+            identity,
             connection: Mutex::new(None),
             known_tools: Mutex::new(Vec::new()),
         }
@@ -89,6 +99,7 @@ impl Gateway {
         params: Option<Value>,
         progress: Option<ProgressSender>,
     ) -> Result<Value, GatewayError> {
+        let params = self.with_identity(params);
         let connection = self.connection().await?;
         let outcome = match connection
             .call(method, params.clone(), progress.clone())
@@ -110,6 +121,23 @@ impl Gateway {
             }
             CallError::Closed | CallError::Send(_) => GatewayError::Lost,
         })
+    }
+
+    /// `params` naming the console's identity in `_meta`, if it has one
+    /// (params that are not an object are left as they are: the
+    /// console sends none such).
+    fn with_identity(&self, params: Option<Value>) -> Option<Value> {
+        let Some(identity) = &self.identity else {
+            return params;
+        };
+        let mut params = params.unwrap_or_else(|| json!({}));
+        if let Value::Object(object) = &mut params {
+            let meta = object.entry("_meta").or_insert_with(|| json!({}));
+            if let Value::Object(meta) = meta {
+                meta.insert(ON_BEHALF_OF.to_owned(), Value::String(identity.clone()));
+            }
+        }
+        Some(params)
     }
 
     /// Every tool, following `tools/list` pages (bounded).

@@ -42,7 +42,10 @@ pub async fn serve(
     let app = Arc::new(app::App {
         hosts: app::hosts_for(port, &config.extra_hosts),
         sessions: session::Sessions::new(config.session_idle),
-        gateway: Arc::new(gateway::Gateway::new(config.gateway_socket.clone())),
+        gateway: Arc::new(gateway::Gateway::new(
+            config.gateway_socket.clone(),
+            config.gateway_identity.clone(),
+        )),
         calls: calls::Calls::default(),
         system,
         activity: Arc::new(app::Activity::default()),
