@@ -201,32 +201,125 @@ pub(crate) async fn run(argv: &[String]) -> Result<Vec<LogEntry>, Error> {
         .output()
         .await
         .map_err(|error| unavailable(&error))?;
-    // journalctl exits 1 when --grep matches nothing, and when --unit's
-    // pattern matches no unit of the journal ("Failed to add filter for
-    // units: No data available"): both are an empty answer.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() && stdout.trim().is_empty() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail: String = stderr.trim().chars().take(300).collect();
-        if detail.is_empty()
-            || detail.contains("No entries")
-            || detail.contains("No data available")
-        {
-            return Ok(Vec::new());
+    let stdout_empty = stdout.trim().is_empty();
+    let exit = Exit::of(output.status);
+    // Whether the system journal can be read is asked only when there is
+    // nothing to show: entries on stdout were read.
+    let readable = !stdout_empty || system_journal_readable(&JOURNAL_ROOTS);
+    match outcome(exit, stdout_empty, readable) {
+        Outcome::Entries => Ok(stdout.lines().filter_map(parse_line).collect()),
+        Outcome::Empty => Ok(Vec::new()),
+        Outcome::Denied => Err(Error::Denied {
+            hint: "the system journal cannot be read by this user; add it to the \
+                   systemd-journal group"
+                .to_owned(),
+        }),
+        Outcome::Failed => {
+            // Shown to the operator, never matched.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let text: String = stderr.trim().chars().take(300).collect();
+            Err(Error::Failed {
+                what: "journalctl".to_owned(),
+                detail: match exit {
+                    Exit::Code(code) => format!("exit status {code}: {text}"),
+                    Exit::Signal => format!("ended by a signal: {text}"),
+                },
+            })
         }
-        if detail.contains("ermission") {
-            return Err(Error::Denied {
-                hint: format!(
-                    "the journal cannot be read ({detail}); add the user to the systemd-journal group"
-                ),
-            });
-        }
-        return Err(Error::Failed {
-            what: "journalctl".to_owned(),
-            detail,
-        });
     }
-    Ok(stdout.lines().filter_map(parse_line).collect())
+}
+
+/// How a journalctl child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    /// Killed by a signal (no exit code).
+    Signal,
+}
+
+impl Exit {
+    fn of(status: std::process::ExitStatus) -> Exit {
+        status.code().map_or(Exit::Signal, Exit::Code)
+    }
+}
+
+/// What a journalctl page query answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The entries on stdout.
+    Entries,
+    /// No entries.
+    Empty,
+    /// The system journal is closed to this user.
+    Denied,
+    /// journalctl failed.
+    Failed,
+}
+
+/// The answer of a journalctl child that ended with `exit`, printed nothing
+/// (`stdout_empty`) or something, on a system journal this user can or
+/// cannot read. journalctl exits 1 with nothing printed when `--grep`
+/// matches nothing and when `--unit=`'s pattern matches no unit of the
+/// journal; it exits 0 with nothing printed when no entry matches and
+/// when it could open no journal file but the user's own. Any other exit
+/// status, or a signal, is a failure, whatever was printed before it.
+fn outcome(exit: Exit, stdout_empty: bool, readable: bool) -> Outcome {
+    match exit {
+        Exit::Code(0 | 1) if !stdout_empty => Outcome::Entries,
+        Exit::Code(0 | 1) if !readable => Outcome::Denied,
+        Exit::Code(0 | 1) => Outcome::Empty,
+        Exit::Code(_) | Exit::Signal => Outcome::Failed,
+    }
+}
+
+/// Where journald keeps the journal: volatile, then persistent, each with
+/// one directory per machine id.
+const JOURNAL_ROOTS: [&str; 2] = ["/run/log/journal", "/var/log/journal"];
+
+/// At most this many entries are looked at per directory.
+const DIRECTORY_ENTRIES: usize = 4096;
+
+/// Whether this user can read the system journal under `roots`: it can
+/// open one of the `system*.journal` files (the ones that hold system
+/// units' entries; permissions and ACLs are the kernel's to decide), or
+/// there is no such file at all (then there is nothing to deny, and an
+/// empty answer is true). Not readable when some file or directory was
+/// refused and none opened.
+fn system_journal_readable<P: AsRef<std::path::Path>>(roots: &[P]) -> bool {
+    let mut refused = false;
+    for root in roots {
+        let machines = match std::fs::read_dir(root) {
+            Ok(machines) => machines,
+            Err(error) => {
+                refused |= error.kind() == std::io::ErrorKind::PermissionDenied;
+                continue;
+            }
+        };
+        for machine in machines.take(DIRECTORY_ENTRIES).flatten() {
+            let files = match std::fs::read_dir(machine.path()) {
+                Ok(files) => files,
+                Err(error) => {
+                    refused |= error.kind() == std::io::ErrorKind::PermissionDenied;
+                    continue;
+                }
+            };
+            for file in files.take(DIRECTORY_ENTRIES).flatten() {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with("system") && name.ends_with(".journal")) {
+                    continue;
+                }
+                match std::fs::File::open(file.path()) {
+                    Ok(_) => return true,
+                    Err(error) => {
+                        refused |= error.kind() == std::io::ErrorKind::PermissionDenied;
+                    }
+                }
+            }
+        }
+    }
+    !refused
 }
 
 pub(crate) fn unavailable(error: &std::io::Error) -> Error {
@@ -297,5 +390,48 @@ mod tests {
             parse_line(about).map(|entry| entry.service),
             Some("fs".into())
         );
+    }
+
+    #[test]
+    fn the_answer_is_decided_by_exit_output_and_readability() {
+        use Exit::{Code, Signal};
+        use Outcome::{Denied, Empty, Entries, Failed};
+        // (exit, stdout empty, journal readable) → outcome
+        let table = [
+            (Code(0), false, true, Entries),
+            (Code(0), false, false, Entries),
+            (Code(1), false, true, Entries),
+            (Code(0), true, true, Empty),
+            (Code(1), true, true, Empty),
+            (Code(0), true, false, Denied),
+            (Code(1), true, false, Denied),
+            (Code(2), true, true, Failed),
+            (Code(2), false, true, Failed),
+            (Code(2), true, false, Failed),
+            (Code(-1), true, true, Failed),
+            (Signal, true, true, Failed),
+            (Signal, false, true, Failed),
+            (Signal, true, false, Failed),
+        ];
+        for (exit, stdout_empty, readable, expected) in table {
+            assert_eq!(
+                outcome(exit, stdout_empty, readable),
+                expected,
+                "{exit:?}, stdout empty {stdout_empty}, readable {readable}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_is_readable_when_a_system_file_opens_or_none_exists() {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let missing = root.path().join("missing");
+        assert!(system_journal_readable(&[&missing]));
+        let machine = root.path().join("0123456789abcdef");
+        std::fs::create_dir(&machine).expect("a machine directory");
+        std::fs::write(machine.join("user-1000.journal"), b"").expect("a user file");
+        assert!(system_journal_readable(&[root.path()]));
+        std::fs::write(machine.join("system.journal"), b"").expect("a system file");
+        assert!(system_journal_readable(&[&missing, root.path()]));
     }
 }

@@ -940,7 +940,7 @@ impl Inner {
             .arg("check")
             .arg(&record.spec.source)
             .arg(&record.spec.destination)
-            .args(["--combined", "-", "--log-level", "NOTICE"])
+            .args(["--combined", "-", "--log-level", "NOTICE", "--use-json-log"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for rule in Self::filter_rules(&record.spec.filters) {
@@ -989,11 +989,12 @@ impl Inner {
                 },
                 line = stderr.next_line(), if err_open => match line {
                     Ok(Some(line)) => {
-                        let line = proto::text::escaped(&line).to_string();
-                        if line.contains("ERROR") {
-                            record.error_text(&line);
+                        let line = CheckLogLine::parse(&line);
+                        let text = proto::text::escaped(&line.text).to_string();
+                        if line.is_error {
+                            record.error_text(&text);
                         }
-                        record.log_line(now_seconds(), line);
+                        record.log_line(now_seconds(), text);
                     }
                     _ => err_open = false,
                 },
@@ -1031,9 +1032,54 @@ impl Inner {
     }
 }
 
+/// One stderr line of an `rclone check` child run with `--use-json-log`:
+/// a JSON object with `level`, `msg` and, for a line about one file or
+/// remote, `object` (rclone 1.60 and 1.75 alike); a line that is not one
+/// (1.60 prints its closing "Failed to check …" as plain text) is kept as
+/// it is and is no error.
+#[derive(Debug, PartialEq, Eq)]
+struct CheckLogLine {
+    /// The human text, as rclone's text log puts it:
+    /// `LEVEL : object: msg`.
+    text: String,
+    /// Whether rclone logged it at level error or above: the job's error.
+    is_error: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonLogLine {
+    level: String,
+    msg: String,
+    #[serde(default)]
+    object: Option<String>,
+}
+
+impl CheckLogLine {
+    fn parse(line: &str) -> CheckLogLine {
+        let Ok(entry) = serde_json::from_str::<JsonLogLine>(line) else {
+            return CheckLogLine {
+                text: line.to_owned(),
+                is_error: false,
+            };
+        };
+        let level = entry.level.to_ascii_uppercase();
+        let text = match entry.object.as_deref().filter(|object| !object.is_empty()) {
+            Some(object) => format!("{level} : {object}: {}", entry.msg),
+            None => format!("{level} : {}", entry.msg),
+        };
+        CheckLogLine {
+            text,
+            is_error: matches!(
+                entry.level.as_str(),
+                "error" | "critical" | "alert" | "emergency"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{bytes_per_second, job_bandwidth};
+    use super::{CheckLogLine, bytes_per_second, job_bandwidth};
     use serde_json::json;
 
     #[test]
@@ -1070,5 +1116,58 @@ mod tests {
         assert_eq!(bytes_per_second("100"), 100.0 * 1024.0);
         assert_eq!(bytes_per_second("2Mi"), 2.0 * 1024.0 * 1024.0);
         assert!(bytes_per_second("10G") < bytes_per_second("off"));
+    }
+
+    #[test]
+    fn a_check_lines_level_decides_whether_it_is_the_jobs_error() {
+        // As rclone 1.60.1 and 1.75.2 print them with --use-json-log.
+        let table = [
+            (
+                r#"{"level":"error","msg":"md5 differ","object":"g","objectType":"*local.Object","source":"operations/check.go:284","time":"2026-12-03T15:25:59.812643+00:00"}"#,
+                "ERROR : g: md5 differ",
+                true,
+            ),
+            (
+                r#"{"time":"2026-12-03T15:26:00.337701213Z","level":"error","msg":"file not in Local file system at rc/b","object":"f","objectType":"*local.Object","source":"operations/check.go:108"}"#,
+                "ERROR : f: file not in Local file system at rc/b",
+                true,
+            ),
+            (
+                r#"{"level":"warning","msg":"2 differences found","object":"Local file system at /tmp/rc/b","objectType":"*local.Fs","source":"operations/check.go:249","time":"2026-12-03T15:25:59.812751+00:00"}"#,
+                "WARNING : Local file system at /tmp/rc/b: 2 differences found",
+                false,
+            ),
+            (
+                r#"{"time":"2026-12-03T15:26:00.337805288Z","level":"notice","msg":"Failed to check with 2 errors: last error was: 2 differences found","source":"cmd/cmd.go:336"}"#,
+                "NOTICE : Failed to check with 2 errors: last error was: 2 differences found",
+                false,
+            ),
+            // A message that names ERROR is no error unless its level is.
+            (
+                r#"{"level":"notice","msg":"ERROR in a file name","object":"ERROR.txt"}"#,
+                "NOTICE : ERROR.txt: ERROR in a file name",
+                false,
+            ),
+            (
+                "2026/12/03 15:25:59 Failed to check with 2 errors: last error was: 2 differences found",
+                "2026/12/03 15:25:59 Failed to check with 2 errors: last error was: 2 differences found",
+                false,
+            ),
+            (
+                "2026/12/03 15:25:59 ERROR : g: md5 differ",
+                "2026/12/03 15:25:59 ERROR : g: md5 differ",
+                false,
+            ),
+        ];
+        for (line, text, is_error) in table {
+            assert_eq!(
+                CheckLogLine::parse(line),
+                CheckLogLine {
+                    text: text.to_owned(),
+                    is_error
+                },
+                "{line}"
+            );
+        }
     }
 }
