@@ -100,6 +100,8 @@ const HTTP_PROTOCOL_VERSION: &str = "2026-07-28";
 
 #[path = "fs/floor.rs"]
 mod floor;
+#[path = "fs/server.rs"]
+mod server;
 
 fn main() -> ExitCode {
     if let Some(code) = floor::hop_if_asked() {
@@ -616,20 +618,7 @@ impl Stack {
         let fs_socket = caps_dir.join("fs.sock");
         let config = dir.join("fs.yaml");
         std::fs::write(&config, "max_read_bytes: 11534336\n").expect("write the fs config");
-        let mut fs = ChildProcess::spawn(
-            "file service",
-            Command::new(FS_BINARY)
-                .arg("--socket")
-                .arg(&fs_socket)
-                .arg("--config")
-                .arg(&config)
-                .args(["--idle-timeout", "0"])
-                .env("LLMBASEDOS_FS_ROOT", root)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null()),
-            dir.join("fs.log"),
-        );
-        fs.wait_until("its socket", || UnixStream::connect(&fs_socket).is_ok());
+        let fs = server::start(FS_BINARY, &fs_socket, &config, root, dir.join("fs.log"));
         let gateway = Gateway::start(&binaries.gateway, dir, &caps_dir, CLIENTS);
         Stack {
             gateway,

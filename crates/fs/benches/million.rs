@@ -24,15 +24,17 @@
 //! fails if a walk stops early or a page is wrong; no figure is asserted.
 
 use std::collections::BinaryHeap;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bench_support::measure::smoke;
 use bench_support::{ChildProcess, Client, Figures, Memory};
 use proto::Message;
 use serde_json::{Value, json};
+
+#[path = "fs/server.rs"]
+mod server;
 
 const FS_BINARY: &str = env!("CARGO_BIN_EXE_llmbasedos-fs");
 /// The rare line grep looks for.
@@ -292,20 +294,7 @@ impl Server {
             format!("watch: false\nindex_dir: {}\n", dir.join("index").display()),
         )
         .expect("write the fs config");
-        let mut process = ChildProcess::spawn(
-            "file service",
-            Command::new(FS_BINARY)
-                .arg("--socket")
-                .arg(&socket)
-                .arg("--config")
-                .arg(&config)
-                .args(["--idle-timeout", "0"])
-                .env("LLMBASEDOS_FS_ROOT", root)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null()),
-            dir.join("fs.log"),
-        );
-        process.wait_until("its socket", || UnixStream::connect(&socket).is_ok());
+        let process = server::start(FS_BINARY, &socket, &config, root, dir.join("fs.log"));
         let client = Client::connect(&socket);
         Server {
             process,

@@ -296,12 +296,7 @@ impl CompiledCaps {
 
     /// Parses and checks caps from text; `origin` names where it came from.
     pub fn from_json(text: &str, origin: &str) -> Result<CompiledCaps, CapsError> {
-        let caps: Caps = serde_json::from_str(text).map_err(|error| CapsError {
-            origin: origin.to_owned(),
-            method: None,
-            problem: format!("not a valid caps file: {error}"),
-        })?;
-        CompiledCaps::compile(caps, origin)
+        CompiledCaps::compile(parse(text, origin)?, origin)
     }
 
     /// Parses caps compiled into the binary and checks their shape; each
@@ -310,12 +305,7 @@ impl CompiledCaps {
     /// (`from_json` of the same text): a schema that does not compile is
     /// otherwise found only when its method is called.
     pub fn embedded(text: &str, origin: &str) -> Result<CompiledCaps, CapsError> {
-        let caps: Caps = serde_json::from_str(text).map_err(|error| CapsError {
-            origin: origin.to_owned(),
-            method: None,
-            problem: format!("not a valid caps file: {error}"),
-        })?;
-        CompiledCaps::check(caps, origin)
+        CompiledCaps::check(parse(text, origin)?, origin)
     }
 
     /// Checks the contract and compiles every schema.
@@ -475,6 +465,15 @@ impl CompiledCaps {
     pub fn method_names(&self) -> impl Iterator<Item = &str> {
         self.caps.methods.iter().map(|spec| spec.name.as_str())
     }
+}
+
+/// Caps from their text; `origin` names where it came from.
+fn parse(text: &str, origin: &str) -> Result<Caps, CapsError> {
+    serde_json::from_str(text).map_err(|error| CapsError {
+        origin: origin.to_owned(),
+        method: None,
+        problem: format!("not a valid caps file: {error}"),
+    })
 }
 
 /// A caps file's text and the name its errors give it.
