@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use bench_support::ChildProcess;
 
-pub fn start(
+pub(crate) fn start(
     binary: &str,
     socket: &Path,
     config: &Path,
