@@ -13,10 +13,9 @@ use serde_json::{Value, json};
 use crate::model::HttpAuth;
 use crate::store::StepError;
 
-/// The `_meta` key a workflow's outgoing calls carry the starting caller in.
-pub const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
-/// The `_meta` key the gateway names the caller in.
-pub const CALLER: &str = "llmbasedos/caller";
+/// The `_meta` keys: a workflow's outgoing calls carry the starting caller
+/// in `ON_BEHALF_OF`; the gateway names the caller in `CALLER`.
+pub use proto::mcp::meta_key::{CALLER, ON_BEHALF_OF};
 
 /// The identity a run acts for: the gateway's `caller.client` for a run a
 /// client started, a schedule's configured `identity` for a scheduled one;

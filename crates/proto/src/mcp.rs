@@ -161,6 +161,13 @@ pub mod meta_key {
     /// media may come as MCP content blocks in `_content`. Without it (a
     /// classic caller) a backend answers in its own shape only.
     pub const CONTENT_BLOCKS: &str = "io.llmbasedos/contentBlocks";
+    /// llmbasedos, delegate to gateway: the client a delegate's call runs
+    /// as (`token:<name>`, `uid:<n>`); honoured only from a UNIX peer named
+    /// in gateway.yaml's `auth.delegates` (the agent, the web console).
+    pub const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
+    /// llmbasedos, gateway to a `wants_caller` service: the calling
+    /// client's identity and tier.
+    pub const CALLER: &str = "llmbasedos/caller";
 }
 
 /// Error codes MCP defines on top of JSON-RPC's (which are in

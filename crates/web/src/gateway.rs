@@ -11,11 +11,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use client::{CallError, ConnectOptions, Connection, ProgressSender};
+use proto::mcp::meta_key::ON_BEHALF_OF;
 use proto::mcp::{ListToolsResult, Tool};
 use serde_json::{Value, json};
-
-/// The `_meta` key that names the client a delegate's call runs as.
-const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
 
 /// Why a call gave no result; the message says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,7 @@ use super::rights::log_refusal;
 use super::{Gateway, Session};
 use crate::licensing::Refusal;
 
-/// The `_meta` key a delegate names the client it acts for with.
-pub(crate) const ON_BEHALF_OF: &str = "llmbasedos/on_behalf_of";
-/// The `_meta` key a `wants_caller` service learns its caller from.
-pub(crate) const CALLER: &str = "llmbasedos/caller";
+pub(crate) use proto::mcp::meta_key::{CALLER, ON_BEHALF_OF};
 
 /// Puts the calling client into a backend call's `_meta` (object params
 /// only; positional ones carry no `_meta`).
