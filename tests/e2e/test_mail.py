@@ -165,6 +165,70 @@ def big_message() -> bytes:
     return data
 
 
+PARTS_PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"%%EOF"
+PARTS_ZIP = b"PK\x03\x04" + bytes(reversed(range(256))) * 9
+LONG_LINES = 8000  # ~400 KB of text in each long message
+
+
+def long_text() -> str:
+    return "".join(f"Zeile {line}: Grüße — 東京 ✓ 𝄞 {BODY_MARK}-long\n" for line in range(LONG_LINES))
+
+
+def parts() -> list[tuple[bytes, str]]:
+    """The folder Parts, in uid order: one message of nested multiparts
+    (alternative inside mixed, related inside alternative, an embedded
+    message with its own attachment; base64 and quoted-printable parts,
+    non-ASCII names), then one long text in each transfer encoding (8bit,
+    quoted-printable, base64)."""
+    from email.charset import BASE64, QP, Charset
+    from email.mime.message import MIMEMessage
+
+    def charset(name: str, encoding) -> Charset:
+        chosen = Charset(name)
+        chosen.body_encoding = encoding
+        return chosen
+
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText(f"Grüße {BODY_MARK}-parts plain\n", "plain", charset("utf-8", QP)))
+    related = MIMEMultipart("related")
+    related.attach(MIMEText(f"<p>Voir {BODY_MARK}-parts <img src='cid:logo@x'></p>", "html"))
+    logo = MIMEImage(PIXEL, "png")
+    logo.add_header("Content-ID", "<logo@x>")
+    logo.add_header("Content-Disposition", "inline", filename=("utf-8", "", "logo – ü.png"))
+    related.attach(logo)
+    alternative.attach(related)
+    mixed = MIMEMultipart("mixed")
+    mixed.attach(alternative)
+    pdf = MIMEApplication(PARTS_PDF, "pdf")
+    pdf.add_header("Content-Disposition", "attachment", filename=("utf-8", "", "Résumé – März.pdf"))
+    mixed.attach(pdf)
+    notes = MIMEText("Grüße aus Köln\n", "plain", charset("iso-8859-1", QP))
+    notes.add_header("Content-Disposition", "attachment", filename=("utf-8", "", "Notizen über Köln.txt"))
+    mixed.attach(notes)
+    inner = MIMEMultipart("mixed")
+    inner["Subject"] = "inner"
+    inner.attach(MIMEText(f"inner text {BODY_MARK}-inner"))
+    archive = MIMEApplication(PARTS_ZIP, "zip")
+    archive.add_header("Content-Disposition", "attachment", filename="archiv.zip")
+    inner.attach(archive)
+    mixed.attach(MIMEMessage(inner))
+    for name, value in (("From", "dave@example.org"), ("To", "alice@example.org"), ("Subject", "Nested parts"),
+                        ("Message-ID", "<parts@example.org>"), ("Date", email.utils.formatdate())):
+        mixed[name] = value
+    messages = [mixed.as_bytes()]
+    text = long_text()
+    head = (b"From: eve@example.org\nTo: alice@example.org\nDate: Mon, 05 Jan 2026 10:00:00 +0000\n"
+            b"MIME-Version: 1.0\n")
+    messages.append(head + b"Subject: Long 8bit\nContent-Type: text/plain; charset=utf-8\n"
+                    b"Content-Transfer-Encoding: 8bit\n\n" + text.encode())
+    for subject, encoding in (("Long quoted-printable", QP), ("Long base64", BASE64)):
+        long = MIMEText(text, "plain", charset("utf-8", encoding))
+        for name, value in (("From", "eve@example.org"), ("To", "alice@example.org"), ("Subject", subject)):
+            long[name] = value
+        messages.append(long.as_bytes())
+    return [(data, "") for data in messages]
+
+
 def malformed() -> list[tuple[bytes, str]]:
     """Broken mail as it arrives from the world, for the folder Broken, in
     uid order: a multipart whose boundary never appears and never closes,
@@ -218,6 +282,7 @@ class World:
         self.dovecot.deliver("alice", self.inbox)
         self.dovecot.deliver("alice", [(big_message(), "")], folder="Big")
         self.dovecot.deliver("alice", malformed(), folder="Broken")
+        self.dovecot.deliver("alice", parts(), folder="Parts")
         self.dovecot.deliver("olivia", [(plain(n, f"Token mail {n}").as_bytes(), "") for n in range(3)])
         self.dovecot.start()
         self.oauth = mail_servers.OAuthProvider(root / "oauth", "llmbasedos-test", [REFRESH_1, REFRESH_2, REFRESH_3],
@@ -531,6 +596,70 @@ def test_an_attachment_with_a_non_ascii_name_comes_back_byte_for_byte(world: Wor
     assert image.is_error is False
     assert image.content[0].type == "image" and base64.b64decode(image.content[0].data) == PIXEL
     refused(world, "mail_getAttachment", {"account": "work", "uid": uid, "part": "9"}, "no part 9")
+
+
+def test_parts_are_fetched_alone_byte_for_byte(world: World):
+    message = ok(world, "mail_getMessage", {"account": "work", "folder": "Parts", "uid": 1})
+    assert message["subject"] == "Nested parts" and f"{BODY_MARK}-parts plain" in message["body"]["text"]
+    attachments = {attachment["part_id"]: attachment for attachment in message["attachments"]}
+    expected = {  # part id: name, bytes
+        "1.2.2": ("logo – ü.png", PIXEL),
+        "2": ("Résumé – März.pdf", PARTS_PDF),
+        "3": ("Notizen über Köln.txt", "Grüße aus Köln\r\n".encode()),
+        "4.2": ("archiv.zip", PARTS_ZIP),
+    }
+    for part, (name, data) in expected.items():
+        listed = attachments[part]
+        assert listed["name"] == name and listed["size"] == len(data), listed
+        arguments = {"account": "work", "folder": "Parts", "uid": 1, "part": part}
+        if name.endswith(".png"):  # an image reaches the host as image content
+            image = call(world, "mail_getAttachment", arguments)
+            assert image.is_error is False and base64.b64decode(image.content[0].data) == data, part
+            continue
+        fetched = ok(world, "mail_getAttachment", arguments)
+        assert fetched["name"] == name and base64.b64decode(fetched["data"]) == data, part
+    assert attachments["1.2.2"]["inline"] is True
+    embedded = ok(world, "mail_getAttachment", {"account": "work", "folder": "Parts", "uid": 1, "part": "4"})
+    assert embedded["content_type"] == "message/rfc822"
+    assert f"{BODY_MARK}-inner".encode() in base64.b64decode(embedded["data"])
+    refused(world, "mail_getAttachment", {"account": "work", "folder": "Parts", "uid": 1, "part": "1"},
+            "multipart container")
+    refused(world, "mail_getAttachment", {"account": "work", "folder": "Parts", "uid": 1, "part": "4.9"},
+            "no part 4.9")
+    refused(world, "mail_getAttachment", {"account": "work", "folder": "Parts", "uid": 1, "part": "2.1"},
+            "no part 2.1")
+    # The 50 MiB message's attachment is refused by its stored size,
+    # before it is fetched; its text part is fetched alone.
+    refused(world, "mail_getAttachment", {"account": "work", "folder": "Big", "uid": 1, "part": "2"},
+            "part 2 of message 1", "over the limit")
+    text = ok(world, "mail_getAttachment", {"account": "work", "folder": "Big", "uid": 1, "part": "1"})
+    assert base64.b64decode(text["data"]).startswith(f"big {BODY_MARK}-huge".encode())
+
+
+def test_a_long_text_is_read_by_its_start_in_every_encoding(world: World):
+    for uid in (2, 3, 4):
+        # The widest window, the reference the narrow ones are held to.
+        whole = ok(world, "mail_getMessage", {"account": "work", "folder": "Parts", "uid": uid,
+                                              "max_body_chars": 100000})["body"]
+        assert len(whole["text"]) == 100000 and whole["has_more"] is True
+        # A window past the end needs the whole text: read whole, counted.
+        past = ok(world, "mail_getMessage", {"account": "work", "folder": "Parts", "uid": uid,
+                                             "body_offset": 10**8, "max_body_chars": 10})["body"]
+        total = past["total_chars"]
+        assert total > 300000 and past["text"] == "" and past["has_more"] is False
+        assert whole["text"].startswith("Zeile 0: Grüße — 東京 ✓ 𝄞 ")
+        for offset, chars in ((0, 50), (7, 3000), (12345, 5000), (0, 0)):
+            window = ok(world, "mail_getMessage", {"account": "work", "folder": "Parts", "uid": uid,
+                                                   "body_offset": offset, "max_body_chars": chars})["body"]
+            # Read by its start: the total is not counted.
+            assert "total_chars" not in window, (uid, offset)
+            assert window["text"] == whole["text"][offset:offset + chars], (uid, offset)
+            assert window["offset"] == offset and window["has_more"] is True
+        # A window reaching the end reads it whole and says it ends.
+        end = ok(world, "mail_getMessage", {"account": "work", "folder": "Parts", "uid": uid,
+                                            "body_offset": total - 10, "max_body_chars": 100})["body"]
+        assert end["total_chars"] == total and end["has_more"] is False and len(end["text"]) == 10
+        assert end["text"].endswith("-long\n") or end["text"].endswith("-long\r\n"), end["text"]
 
 
 def test_an_invite_is_read_with_its_zone_recurrence_and_exception(world: World):

@@ -23,6 +23,13 @@
 //! under 30 MiB). Both answer one request at a time, alternately per step,
 //! so they meet the same dovecot caches.
 //!
+//! Beside them, dovecot's own share, in the same run: a minimal raw IMAP
+//! client (plain TCP on loopback, no parsing beyond finding the tagged
+//! reply) times the commands a step needs at the least — the `UID SEARCH`
+//! and the `UID FETCH` of the page's 50 summaries — and the table prints
+//! the ratio no client of that dovecot can beat: theirs over dovecot's
+//! time alone.
+//!
 //! Without `--bench` (as under `cargo test --all-targets`) it runs a smoke
 //! version on a tiny mailbox (200 messages and a 1 MiB message, one round)
 //! that checks every answer's content and prints the same table; the
@@ -96,25 +103,30 @@ fn main() {
     ours.check_big(&world);
     theirs.check_big(&world);
 
+    let mut raw = RawImap::connect(world.imap_port);
     let mut table = Vec::new();
     let warmup = usize::from(!smoke);
     let page_ours = sequential(warmup, rounds, || ours.page());
     let page_theirs = sequential(warmup, rounds, || theirs.page());
+    let floor = raw.floor(warmup, rounds, "ALL", "INBOX", messages);
     table.push(Row::new(
         "listMessages page of 50",
         page_ours,
         page_theirs,
         &ours,
         &theirs,
+        Some(floor),
     ));
     let search_ours = sequential(warmup, rounds, || ours.search());
     let search_theirs = sequential(warmup, rounds, || theirs.search());
+    let floor = raw.floor(warmup, rounds, "SUBJECT \"Quarterly\"", "INBOX", messages);
     table.push(Row::new(
         "search subject (50 max)",
         search_ours,
         search_theirs,
         &ours,
         &theirs,
+        Some(floor),
     ));
     let big_rounds = rounds.div_ceil(3);
     let big_ours = sequential(warmup, big_rounds, || ours.big());
@@ -125,6 +137,7 @@ fn main() {
         big_theirs,
         &ours,
         &theirs,
+        None,
     ));
     print_table(&table);
     let peak = ours.server.memory().peak_kib;
@@ -159,6 +172,8 @@ struct World {
     dir: tempfile::TempDir,
     cert: PathBuf,
     imaps_port: u16,
+    /// Plain IMAP on loopback, for the raw client only.
+    imap_port: u16,
     big_marker: String,
     big_bytes: usize,
     _dovecot: ChildProcess,
@@ -215,10 +230,13 @@ impl World {
         )
         .expect("passwd");
         let imaps_port = free_port();
+        let imap_port = free_port();
         let config = root.join("dovecot.conf");
         std::fs::write(
             &config,
-            dovecot_config(&root, &cert, &key, imaps_port, &internal, &login, uid, gid),
+            dovecot_config(
+                &root, &cert, &key, imaps_port, imap_port, &internal, &login, uid, gid,
+            ),
         )
         .expect("dovecot.conf");
         let dovecot = which("dovecot").unwrap_or_else(|| {
@@ -239,6 +257,7 @@ impl World {
             dir,
             cert,
             imaps_port,
+            imap_port,
             big_marker,
             big_bytes,
             _dovecot: process,
@@ -540,17 +559,136 @@ struct Row {
     theirs: Figures,
     ours_rss: u64,
     theirs_rss: u64,
+    /// Dovecot's time alone for the step's commands (search, fetch).
+    floor: Option<(Figures, Figures)>,
 }
 
 impl Row {
-    fn new(what: &str, ours: Figures, theirs: Figures, a: &Ours, b: &Theirs) -> Row {
+    fn new(
+        what: &str,
+        ours: Figures,
+        theirs: Figures,
+        a: &Ours,
+        b: &Theirs,
+        floor: Option<(Figures, Figures)>,
+    ) -> Row {
         Row {
             what: what.to_owned(),
             ours,
             theirs,
             ours_rss: a.memory().rss_kib,
             theirs_rss: b.memory().rss_kib,
+            floor,
         }
+    }
+}
+
+/// A minimal IMAP client on plain loopback TCP: one command at a time,
+/// read until its tagged reply, nothing parsed. What dovecot itself takes.
+struct RawImap {
+    stream: std::io::BufReader<TcpStream>,
+    tag: u32,
+}
+
+impl RawImap {
+    fn connect(port: u16) -> RawImap {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("dovecot's plain port");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .set_read_timeout(Some(bench_support::PATIENCE))
+            .expect("timeout");
+        let mut raw = RawImap {
+            stream: std::io::BufReader::with_capacity(256 * 1024, stream),
+            tag: 0,
+        };
+        let mut greeting = Vec::new();
+        std::io::BufRead::read_until(&mut raw.stream, b'\n', &mut greeting).expect("greeting");
+        assert!(greeting.starts_with(b"* OK"), "dovecot's greeting");
+        raw.command(&format!("LOGIN {USER} \"{PASSWORD}\""));
+        raw
+    }
+
+    /// One command; the bytes of its answer (untagged lines and literals).
+    fn command(&mut self, command: &str) -> Vec<u8> {
+        use std::io::{BufRead, Read};
+        self.tag += 1;
+        let tag = format!("r{}", self.tag);
+        self.stream
+            .get_mut()
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .expect("write");
+        let mut answer = Vec::new();
+        loop {
+            let start = answer.len();
+            let read = self.stream.read_until(b'\n', &mut answer).expect("read");
+            assert!(read > 0, "dovecot closed the raw connection");
+            let line = &answer[start..];
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                assert!(
+                    line[tag.len() + 1..].starts_with(b"OK"),
+                    "raw {command}: {}",
+                    String::from_utf8_lossy(line)
+                );
+                return answer;
+            }
+            // A literal `{n}` ends the line: its n bytes follow.
+            let trimmed = line.strip_suffix(b"\r\n").unwrap_or(line);
+            if trimmed.ends_with(b"}")
+                && let Some(open) = trimmed.iter().rposition(|&byte| byte == b'{')
+            {
+                let length: usize = std::str::from_utf8(&trimmed[open + 1..trimmed.len() - 1])
+                    .ok()
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or(0);
+                let at = answer.len();
+                answer.resize(at + length, 0);
+                self.stream.read_exact(&mut answer[at..]).expect("literal");
+            }
+        }
+    }
+
+    /// The uids `UID SEARCH criteria` answers, highest first.
+    fn search(&mut self, criteria: &str) -> Vec<u32> {
+        let answer = self.command(&format!("UID SEARCH {criteria}"));
+        let text = String::from_utf8_lossy(&answer);
+        let mut uids: Vec<u32> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("* SEARCH"))
+            .flat_map(|rest| rest.split_whitespace().filter_map(|uid| uid.parse().ok()))
+            .collect();
+        uids.sort_unstable_by(|a, b| b.cmp(a));
+        uids
+    }
+
+    /// Dovecot's time for a listMessages step at the least: the search,
+    /// then the fetch of the newest 50 summaries (the items ours asks).
+    fn floor(
+        &mut self,
+        warmup: usize,
+        rounds: usize,
+        criteria: &str,
+        folder: &str,
+        messages: usize,
+    ) -> (Figures, Figures) {
+        self.command(&format!("EXAMINE {folder}"));
+        let uids = self.search(criteria);
+        assert!(!uids.is_empty() && uids.len() <= messages);
+        let set = uids
+            .iter()
+            .take(PAGE)
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let search = sequential(warmup, rounds, || {
+            self.search(criteria);
+        });
+        let fetch = format!(
+            "UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (DATE FROM TO CC SUBJECT MESSAGE-ID MIME-VERSION CONTENT-TYPE CONTENT-TRANSFER-ENCODING)] BODY.PEEK[TEXT]<0.2048>)"
+        );
+        let fetched = sequential(warmup, rounds, || {
+            self.command(&fetch);
+        });
+        (search, fetched)
     }
 }
 
@@ -584,6 +722,22 @@ fn print_table(rows: &[Row]) {
             } else {
                 "RSS < 30 MiB NOT met"
             },
+        );
+    }
+    for row in rows {
+        let Some((search, fetch)) = row.floor else {
+            continue;
+        };
+        let floor = micros(search.p50) + micros(fetch.p50);
+        let _ = writeln!(
+            out,
+            "  {}: dovecot alone (raw IMAP, plain loopback) UID SEARCH p50 {:.0}µs + UID FETCH of the page p50 {:.0}µs = {:.0}µs; ours is {:.1}× that; the most any client can beat theirs by: {:.1}×",
+            row.what,
+            micros(search.p50),
+            micros(fetch.p50),
+            floor,
+            micros(row.ours.p50) / floor,
+            micros(row.theirs.p50) / floor,
         );
     }
     print!("{out}");
@@ -750,6 +904,7 @@ fn dovecot_config(
     cert: &Path,
     key: &Path,
     port: u16,
+    plain_port: u16,
     internal: &str,
     login: &str,
     uid: u32,
@@ -767,7 +922,7 @@ fn dovecot_config(
          userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={root}/home/%u\n}}\n\
          mail_location = maildir:~/Maildir\n\
          namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
-         service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n\
+         service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {plain_port}\n  }}\n\
          \x20 inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
          protocol imap {{\n  mail_max_userip_connections = 100\n}}\n",
         cert = cert.display(),

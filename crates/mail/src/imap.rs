@@ -40,12 +40,15 @@ use tokio::sync::Semaphore;
 use crate::accounts::{Account, AuthKind, Security};
 use crate::auth;
 use crate::error::MailError;
+use crate::mime;
 use crate::secrets::SecretSources;
 use crate::tls;
 
 mod response;
+pub mod structure;
 
 pub use response::{Refusal, ResponseCode, Status};
+pub use structure::PartInfo;
 
 /// Sessions per account at once; further calls wait for one.
 pub const MAX_SESSIONS: usize = 3;
@@ -521,6 +524,94 @@ impl Raw {
     }
 }
 
+/// The start of a message whose one part is a long plain text: its header
+/// and the first bytes of its body (`BODY.PEEK[HEADER]`,
+/// `BODY.PEEK[TEXT]<0.n>`), as the server answered them.
+#[derive(Debug)]
+pub struct Start {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    /// The whole message's bytes (RFC822.SIZE).
+    pub size: u64,
+    pub encoding: mime::TransferEncoding,
+    fetch: Fetch,
+}
+
+impl Start {
+    pub fn header(&self) -> &[u8] {
+        self.fetch.header().unwrap_or_default()
+    }
+
+    /// The first bytes of the body, cut wherever the fetch ended.
+    pub fn body_start(&self) -> &[u8] {
+        self.fetch.text().unwrap_or_default()
+    }
+}
+
+/// A message read for its view: whole, or only its start when that is all
+/// a window into its one long text needs.
+#[derive(Debug)]
+pub enum Read {
+    Whole(Raw),
+    Start(Start),
+}
+
+/// Which part [`Imap::fetch_part`] fetches.
+#[derive(Clone, Copy, Debug)]
+pub enum Wanted<'a> {
+    /// By IMAP section number.
+    Id(&'a [u32]),
+    /// The first content part of one of these types (`type/subtype`).
+    FirstOfType(&'a [&'a str]),
+}
+
+/// One part fetched alone: its MIME header and its stored body.
+#[derive(Debug)]
+pub struct FetchedPart {
+    /// Its section number, `1.2`.
+    pub id: String,
+    /// Its `type/subtype` as the structure gives it (the type of a part
+    /// without header lines).
+    pub content_type: String,
+    header: structure::Section,
+    body: structure::Section,
+    fetch: Fetch,
+}
+
+impl FetchedPart {
+    pub fn header(&self) -> &[u8] {
+        self.fetch.section(&self.header.path()).unwrap_or_default()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.fetch.section(&self.body.path()).unwrap_or_default()
+    }
+}
+
+/// A single text part's encoding as [`mime`] reads the start of it.
+fn text_encoding(encoding: structure::Encoding) -> Option<mime::TransferEncoding> {
+    match encoding {
+        structure::Encoding::Identity => Some(mime::TransferEncoding::Identity),
+        structure::Encoding::QuotedPrintable => Some(mime::TransferEncoding::QuotedPrintable),
+        structure::Encoding::Base64 => Some(mime::TransferEncoding::Base64),
+        structure::Encoding::Other => None,
+    }
+}
+
+/// The message's structure as parts, or why it cannot be used.
+fn structure_parts(fetch: &Fetch, uid: u32) -> Result<Vec<PartInfo>, MailError> {
+    let structure = fetch.bodystructure().ok_or_else(|| {
+        MailError::Malformed(format!(
+            "message {uid}: the server gave no description of its parts (BODYSTRUCTURE)"
+        ))
+    })?;
+    structure::parts(structure).map_err(|error| {
+        MailError::Malformed(format!(
+            "message {uid}: the server's description of its parts (BODYSTRUCTURE) cannot be used: {error}"
+        ))
+    })
+}
+
 /// What `setFlags`/`moveMessages` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mutation {
@@ -903,23 +994,184 @@ impl Imap {
         };
         let size = u64::from(sized.size.unwrap_or(0));
         if size > limit {
-            return Err(MailError::TooLarge {
-                what: format!("message {uid}"),
-                size,
-                limit,
-                fix: "its headers and text part can still be listed with listMessages; attachments are fetched one by one with getAttachment",
-            });
+            return Err(message_too_large(uid, size, limit));
         }
         let flags = flags(sized);
+        let fetch = Imap::fetch_whole(&mut lease, account, folder, uid).await?;
+        Ok(Raw { uid, flags, fetch })
+    }
+
+    /// One message for its view, without setting `\Seen`; refused over
+    /// `limit` bytes before anything big is fetched. When its one part is a
+    /// plain text longer than the first `chars` characters need (in a
+    /// charset and encoding whose start can be read alone), only its
+    /// header and those first bytes are fetched; otherwise it is fetched
+    /// whole.
+    pub async fn read_message(
+        &self,
+        account: &Account,
+        folder: &str,
+        uid: u32,
+        limit: u64,
+        chars: usize,
+    ) -> Result<Read, MailError> {
+        let mut lease = self.lease(account).await?;
+        lease.open(folder, false).await?;
         let set = uid.to_string();
+        let described: Vec<Fetch> = lease
+            .fetch(
+                "describe the message",
+                set,
+                "(UID FLAGS RFC822.SIZE BODYSTRUCTURE)",
+            )
+            .await?;
+        let Some(described) = described.iter().find(|fetch| fetch.uid == Some(uid)) else {
+            return Err(not_found(account, folder, &[uid]));
+        };
+        let size = u64::from(described.size.unwrap_or(0));
+        if size > limit {
+            return Err(message_too_large(uid, size, limit));
+        }
+        let flags = flags(described);
+        // A structure that cannot be used only means the message is read
+        // whole, by the parser that reads any message.
+        let parts = structure_parts(described, uid).unwrap_or_default();
+        let start = match parts.as_slice() {
+            [part]
+                if part.content_type == "text/plain"
+                    && !part.attachment
+                    && mime::prefix_safe_charset(part.charset.as_deref()) =>
+            {
+                text_encoding(part.encoding)
+                    .map(|encoding| (encoding, mime::start_bytes(chars, encoding)))
+                    .filter(|(_, bytes)| (*bytes as u64) < part.octets)
+            }
+            _ => None,
+        };
+        let Some((encoding, bytes)) = start else {
+            let fetch = Imap::fetch_whole(&mut lease, account, folder, uid).await?;
+            return Ok(Read::Whole(Raw { uid, flags, fetch }));
+        };
+        let query = format!("(UID BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{bytes}>)");
         let fetched: Vec<Fetch> = lease
-            .fetch("fetch the message", set, "(UID BODY.PEEK[])")
+            .fetch("fetch the start of the message", uid.to_string(), query)
             .await?;
         let fetch = fetched
             .into_iter()
-            .find(|fetch| fetch.uid == Some(uid) && fetch.body().is_some())
+            .find(|fetch| fetch.uid == Some(uid) && fetch.header().is_some())
             .ok_or_else(|| not_found(account, folder, &[uid]))?;
-        Ok(Raw { uid, flags, fetch })
+        Ok(Read::Start(Start {
+            uid,
+            flags,
+            size,
+            encoding,
+            fetch,
+        }))
+    }
+
+    /// `BODY.PEEK[]` of one message in the open folder.
+    async fn fetch_whole(
+        lease: &mut Lease<'_>,
+        account: &Account,
+        folder: &str,
+        uid: u32,
+    ) -> Result<Fetch, MailError> {
+        let fetched: Vec<Fetch> = lease
+            .fetch("fetch the message", uid.to_string(), "(UID BODY.PEEK[])")
+            .await?;
+        fetched
+            .into_iter()
+            .find(|fetch| fetch.uid == Some(uid) && fetch.body().is_some())
+            .ok_or_else(|| not_found(account, folder, &[uid]))
+    }
+
+    /// One part of a message alone (`BODY.PEEK[n.MIME] BODY.PEEK[n]`),
+    /// found in its BODYSTRUCTURE, without setting `\Seen`; refused before
+    /// it is fetched when it is stored larger than a part of `limit`
+    /// decoded bytes can be (`fix` says what to do instead).
+    pub async fn fetch_part(
+        &self,
+        account: &Account,
+        folder: &str,
+        uid: u32,
+        wanted: Wanted<'_>,
+        limit: usize,
+        fix: &'static str,
+    ) -> Result<FetchedPart, MailError> {
+        let mut lease = self.lease(account).await?;
+        lease.open(folder, false).await?;
+        let described: Vec<Fetch> = lease
+            .fetch(
+                "describe the message",
+                uid.to_string(),
+                "(UID BODYSTRUCTURE)",
+            )
+            .await?;
+        let Some(described) = described.iter().find(|fetch| fetch.uid == Some(uid)) else {
+            return Err(not_found(account, folder, &[uid]));
+        };
+        let parts = structure_parts(described, uid)?;
+        let part = match wanted {
+            Wanted::Id(id) => {
+                let part = parts.iter().find(|part| part.id == id).ok_or_else(|| {
+                    MailError::PartNotFound {
+                        uid,
+                        part: structure::id_text(id),
+                    }
+                })?;
+                if part.multipart {
+                    return Err(MailError::Invalid(format!(
+                        "part: {}",
+                        mime::MimeError::NotContent
+                    )));
+                }
+                part
+            }
+            Wanted::FirstOfType(types) => parts
+                .iter()
+                .find(|part| !part.multipart && types.contains(&part.content_type.as_str()))
+                .ok_or_else(|| MailError::PartNotFound {
+                    uid,
+                    part: types.join(" or "),
+                })?,
+        };
+        let stored = match text_encoding(part.encoding) {
+            Some(encoding) => mime::max_stored_bytes(limit, encoding),
+            // An encoding nobody defined: its bytes are the stored ones.
+            None => limit,
+        };
+        if part.octets > stored as u64 {
+            return Err(MailError::TooLarge {
+                what: format!(
+                    "part {} of message {uid} as stored (transfer-encoded)",
+                    part.id_text()
+                ),
+                size: part.octets,
+                limit: stored as u64,
+                fix,
+            });
+        }
+        let body = structure::Section::Body(part.id.clone());
+        let query = format!(
+            "(UID BODY.PEEK[{}] BODY.PEEK[{}])",
+            part.header.text(),
+            body.text()
+        );
+        let fetched: Vec<Fetch> = lease
+            .fetch("fetch the part", uid.to_string(), query)
+            .await?;
+        let header = part.header.clone();
+        let fetch = fetched
+            .into_iter()
+            .find(|fetch| fetch.uid == Some(uid) && fetch.section(&body.path()).is_some())
+            .ok_or_else(|| not_found(account, folder, &[uid]))?;
+        Ok(FetchedPart {
+            id: part.id_text(),
+            content_type: part.content_type.clone(),
+            header,
+            body,
+            fetch,
+        })
     }
 
     /// Some header fields of one message (`BODY.PEEK[HEADER.FIELDS (…)]`).
@@ -1249,6 +1501,15 @@ fn missing(asked: &[u32], found: &[u32]) -> Vec<u32> {
     missing.sort_unstable();
     missing.dedup();
     missing
+}
+
+fn message_too_large(uid: u32, size: u64, limit: u64) -> MailError {
+    MailError::TooLarge {
+        what: format!("message {uid}"),
+        size,
+        limit,
+        fix: "its headers and text part can still be listed with listMessages; attachments are fetched one by one with getAttachment",
+    }
 }
 
 fn not_found(account: &Account, folder: &str, missing: &[u32]) -> MailError {

@@ -31,6 +31,13 @@ use mail_parser::{
 };
 use serde::Serialize;
 
+mod partial;
+
+pub use partial::{
+    TransferEncoding, decode_part, max_stored_bytes, parse_message_start, prefix_safe_charset,
+    start_bytes,
+};
+
 /// How deep a MIME tree is walked; deeper parts are not listed (mail-parser
 /// bounds its own nesting too; this keeps our recursion bounded whatever it does).
 const MAX_DEPTH: usize = 32;
@@ -191,8 +198,10 @@ pub struct Body {
     pub source: BodySource,
     /// Offset of `text` in the whole body, in characters.
     pub offset: usize,
-    /// Length of the whole body, in characters.
-    pub total_chars: usize,
+    /// Length of the whole body, in characters; absent when only the start
+    /// of a long text was read (`has_more` is then true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_chars: Option<usize>,
     /// Whether characters follow the window (ask again at `offset + chars of text`).
     pub has_more: bool,
 }
@@ -265,9 +274,20 @@ pub fn parse_message(
 ) -> Result<MessageView, MimeError> {
     let message = parse(raw, limits)?;
     let (full_body, source) = body_text(&message);
+    let body = window(&full_body, source, options.window);
+    Ok(view_of(&message, body, raw.len(), options))
+}
+
+/// The view of `message` (of `size` bytes) with `body`.
+fn view_of(
+    message: &Message<'_>,
+    body: Body,
+    size: usize,
+    options: &ViewOptions<'_>,
+) -> MessageView {
     // One past the bound tells whether there were more.
-    let attachments = attachments(&message, MAX_LISTED_ATTACHMENTS + 1);
-    Ok(MessageView {
+    let attachments = attachments(message, MAX_LISTED_ATTACHMENTS + 1);
+    MessageView {
         from: mailboxes(message.from()),
         to: mailboxes(message.to()),
         cc: mailboxes(message.cc()),
@@ -280,16 +300,16 @@ pub fn parse_message(
         message_id: message.message_id().map(str::to_owned),
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
-        authentication: authentication_results(&message, options.trusted_authserv_id),
-        body: window(&full_body, source, options.window),
+        authentication: authentication_results(message, options.trusted_authserv_id),
+        body,
         attachments_truncated: attachments.len() > MAX_LISTED_ATTACHMENTS,
         attachments: {
             let mut attachments = attachments;
             attachments.truncate(MAX_LISTED_ATTACHMENTS);
             attachments
         },
-        size: raw.len(),
-    })
+        size,
+    }
 }
 
 /// The first `max_chars` characters of the text body with runs of white
@@ -384,7 +404,8 @@ fn parse<'x>(raw: &'x [u8], limits: &Limits) -> Result<Message<'x>, MimeError> {
     Ok(message)
 }
 
-fn parse_part_id(part_id: &str) -> Result<Vec<u32>, MimeError> {
+/// A part id (`2`, `1.2`) as its numbers.
+pub fn parse_part_id(part_id: &str) -> Result<Vec<u32>, MimeError> {
     if part_id.is_empty() || part_id.len() > 64 {
         return Err(MimeError::InvalidPartId);
     }
@@ -776,7 +797,7 @@ fn window(full: &str, source: BodySource, window: BodyWindow) -> Body {
         text,
         source,
         offset: start,
-        total_chars,
+        total_chars: Some(total_chars),
         has_more: end < total_chars,
     }
 }
@@ -1422,7 +1443,7 @@ Content-Type: text/html; charset=utf-8\n\
                     body.total_chars,
                     body.has_more
                 ),
-                (text, start, 10, more),
+                (text, start, Some(10), more),
                 "offset {offset} max {max}"
             );
         }

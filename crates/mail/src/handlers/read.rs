@@ -1,8 +1,12 @@
 //! Reading one message: getMessage (the mime view, windowed), getAttachment
 //! (one part's bytes) and parseIcalendar (an invite from text or from a
-//! message's part). Messages are fetched whole with `BODY.PEEK[]` (never
-//! marking them seen) under [`limits::MAX_MESSAGE_BYTES`], then read by
-//! [`crate::mime`]; part ids are IMAP section numbers.
+//! message's part), never marking anything seen (`BODY.PEEK`). getMessage
+//! reads a message under [`limits::MAX_MESSAGE_BYTES`] whole, or, when its
+//! one part is a long plain text, its header and the first bytes the
+//! window needs; getAttachment and parseIcalendar fetch only their part,
+//! found in the message's BODYSTRUCTURE and refused by its size before it
+//! is fetched. [`crate::mime`] reads what was fetched; part ids are IMAP
+//! section numbers.
 
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,7 +18,7 @@ use server_kit::{Context, HandlerError, ServerBuilder, State};
 use super::{Mail, NOTICE, handler_error, hinted_error};
 use crate::calendar::{self, CalendarError};
 use crate::error::MailError;
-use crate::imap::Raw;
+use crate::imap::{Raw, Read, Wanted};
 use crate::limits;
 use crate::mime::{self, MimeError};
 
@@ -103,7 +107,7 @@ async fn get_message(
     mail: State<Mail>,
     params: MessageParams,
 ) -> Result<MessageResult, HandlerError> {
-    let raw = fetch(&mail, &params.account, &params.folder, params.uid).await?;
+    let account = mail.account(&params.account)?;
     let window = mime::BodyWindow {
         offset: params.body_offset,
         max_chars: if params.body {
@@ -117,14 +121,55 @@ async fn get_message(
         trusted_authserv_id: None,
     };
     let uid = params.uid;
-    let view = mime::parse_message(raw.bytes(), &mime_limits(), &options)
-        .map_err(|error| handler_error(mime_error(error, uid, None)))?;
+    let whole = |raw: Raw| {
+        mime::parse_message(raw.bytes(), &mime_limits(), &options)
+            .map(|view| (raw.flags, view))
+            .map_err(|error| handler_error(mime_error(error, uid, None)))
+    };
+    // The window's characters and one more, to know whether more follow.
+    let chars = window
+        .offset
+        .saturating_add(window.max_chars)
+        .saturating_add(1);
+    let read = mail
+        .imap
+        .read_message(
+            account,
+            &params.folder,
+            uid,
+            limits::MAX_MESSAGE_BYTES,
+            chars,
+        )
+        .await
+        .map_err(handler_error)?;
+    let (flags, view) = match read {
+        Read::Whole(raw) => whole(raw)?,
+        Read::Start(start) => {
+            let view = mime::parse_message_start(
+                start.header(),
+                start.body_start(),
+                start.encoding,
+                usize::try_from(start.size).unwrap_or(usize::MAX),
+                &mime_limits(),
+                &options,
+            )
+            .map_err(|error| handler_error(mime_error(error, uid, None)))?;
+            match view {
+                Some(view) => (start.flags, view),
+                // The start did not show the window: read it whole.
+                None => {
+                    drop(start);
+                    whole(fetch(&mail, &params.account, &params.folder, uid).await?)?
+                }
+            }
+        }
+    };
     Ok(MessageResult {
         account: params.account,
         folder: params.folder,
         uid,
-        seen: raw.flags.iter().any(|flag| flag == "\\Seen"),
-        flags: raw.flags,
+        seen: flags.iter().any(|flag| flag == "\\Seen"),
+        flags,
         view,
         notice: NOTICE,
     })
@@ -139,14 +184,38 @@ struct AttachmentParams {
     part: String,
 }
 
+const TOO_BIG_FOR_THE_GATEWAY: &str =
+    "it is too big to pass through the gateway; open it in a mail client";
+
 async fn get_attachment(
     context: Context,
     mail: State<Mail>,
     params: AttachmentParams,
 ) -> Result<Value, HandlerError> {
-    let raw = fetch(&mail, &params.account, &params.folder, params.uid).await?;
+    let account = mail.account(&params.account)?;
     let uid = params.uid;
-    let part = mime::extract_part(raw.bytes(), &mime_limits(), &params.part).map_err(|error| {
+    let id = mime::parse_part_id(&params.part)
+        .map_err(|error| handler_error(mime_error(error, uid, Some(&params.part))))?;
+    let fetched = mail
+        .imap
+        .fetch_part(
+            account,
+            &params.folder,
+            uid,
+            Wanted::Id(&id),
+            limits::MAX_ATTACHMENT_BYTES,
+            TOO_BIG_FOR_THE_GATEWAY,
+        )
+        .await
+        .map_err(handler_error)?;
+    let decoded = mime::decode_part(
+        fetched.header(),
+        fetched.body(),
+        &fetched.content_type,
+        &mime_limits(),
+    );
+    drop(fetched);
+    let part = decoded.map_err(|error| {
         let hint = matches!(error, MimeError::Undecodable { .. }).then(|| ErrorHint {
             action: "read the message, whose attachment list marks the part undecodable".to_owned(),
             method: "mcp.mail.getMessage".to_owned(),
@@ -163,7 +232,7 @@ async fn get_attachment(
             what: format!("part {} of message {uid}", proto::text::echo(&params.part)),
             size: part.bytes.len() as u64,
             limit: limits::MAX_ATTACHMENT_BYTES as u64,
-            fix: "it is too big to pass through the gateway; open it in a mail client",
+            fix: TOO_BIG_FOR_THE_GATEWAY,
         }));
     }
     let data = base64::engine::general_purpose::STANDARD.encode(&part.bytes);
@@ -241,36 +310,39 @@ async fn parse_icalendar(
     let (text, part) = match (&params.ical, &params.account, params.uid) {
         (Some(ical), None, None) => (ical.clone(), None),
         (None, Some(account), Some(uid)) => {
-            let raw = fetch(&mail, account, &params.folder, uid).await?;
-            let part_id = match &params.part {
-                Some(part) => part.clone(),
-                None => {
-                    let options = mime::ViewOptions {
-                        window: mime::BodyWindow {
-                            offset: 0,
-                            max_chars: 0,
-                        },
-                        trusted_authserv_id: None,
-                    };
-                    let view = mime::parse_message(raw.bytes(), &mime_limits(), &options)
-                        .map_err(|error| handler_error(mime_error(error, uid, None)))?;
-                    view.attachments
-                        .iter()
-                        .find(|attachment| {
-                            attachment.content_type == "text/calendar"
-                                || attachment.content_type == "application/ics"
-                        })
-                        .map(|attachment| attachment.part_id.clone())
-                        .ok_or_else(|| {
-                            handler_error(MailError::PartNotFound {
-                                uid,
-                                part: "text/calendar".to_owned(),
-                            })
-                        })?
-                }
+            let account = mail.account(account)?;
+            let id = match &params.part {
+                Some(part) => Some(
+                    mime::parse_part_id(part)
+                        .map_err(|error| handler_error(mime_error(error, uid, Some(part))))?,
+                ),
+                None => None,
             };
-            let extracted = mime::extract_part(raw.bytes(), &mime_limits(), &part_id)
-                .map_err(|error| handler_error(mime_error(error, uid, Some(&part_id))))?;
+            let wanted = match &id {
+                Some(id) => Wanted::Id(id),
+                None => Wanted::FirstOfType(&["text/calendar", "application/ics"]),
+            };
+            let fetched = mail
+                .imap
+                .fetch_part(
+                    account,
+                    &params.folder,
+                    uid,
+                    wanted,
+                    calendar::Limits::default().max_bytes,
+                    "pass a smaller iCalendar text",
+                )
+                .await
+                .map_err(handler_error)?;
+            let part_id = fetched.id.clone();
+            let extracted = mime::decode_part(
+                fetched.header(),
+                fetched.body(),
+                &fetched.content_type,
+                &mime_limits(),
+            )
+            .map_err(|error| handler_error(mime_error(error, uid, Some(&part_id))))?;
+            drop(fetched);
             let text = String::from_utf8(extracted.bytes).map_err(|_| {
                 handler_error(MailError::Malformed(format!(
                     "part {part_id} of message {uid} is not UTF-8 text"
