@@ -20,6 +20,8 @@ pub const READ_ONLY_VARIABLE: &str = "LLMBASEDOS_FS_READ_ONLY";
 pub const INDEX_DIR_VARIABLE: &str = "LLMBASEDOS_FS_INDEX_DIR";
 /// Overrides where the embedding model lives.
 pub const MODEL_DIR_VARIABLE: &str = "LLMBASEDOS_FS_MODEL_DIR";
+/// Overrides the model's precision (`fp32` or `int8`).
+pub const MODEL_PRECISION_VARIABLE: &str = "LLMBASEDOS_FS_MODEL_PRECISION";
 /// Overrides watch mode.
 pub const WATCH_VARIABLE: &str = "LLMBASEDOS_FS_WATCH";
 /// The index's home when neither fs.yaml nor `$STATE_DIRECTORY` says.
@@ -62,6 +64,9 @@ pub struct FileConfig {
     /// Where model.onnx and tokenizer.json are. Default:
     /// /usr/share/llmbasedos/models/all-MiniLM-L6-v2.
     pub model_dir: Option<PathBuf>,
+    /// Which build of the model embeds: `fp32` (model.onnx) or `int8`
+    /// (model-int8.onnx). Default: [`semantic::Precision::default`].
+    pub model_precision: Option<semantic::Precision>,
     /// Keep the index fresh as files change (inotify).
     pub watch: Option<bool>,
     /// Longest line grep searches; a file with a longer line is skipped
@@ -135,6 +140,9 @@ pub struct SemanticConfig {
     pub host_root: PathBuf,
     pub index_dir: PathBuf,
     pub model_dir: PathBuf,
+    /// Which model file of `model_dir` embeds; the index re-embeds what
+    /// another precision embedded.
+    pub model_precision: semantic::Precision,
     /// ONNX Runtime's library (`ORT_DYLIB_PATH`, else Arch's location).
     pub runtime: PathBuf,
     pub watch: bool,
@@ -241,6 +249,15 @@ impl Config {
             (_, Some(dir)) => absolute(dir, format!("model_dir in {origin}"))?,
             _ => PathBuf::from(DEFAULT_MODEL_DIR),
         };
+        let model_precision = match variable(MODEL_PRECISION_VARIABLE) {
+            Some(name) if !name.is_empty() => semantic::Precision::from_name(name.trim())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{MODEL_PRECISION_VARIABLE}={name:?} is not a model precision; use fp32 or int8"
+                    ))
+                })?,
+            _ => file.model_precision.unwrap_or_default(),
+        };
         let runtime = match variable(semantic::embed::RUNTIME_VARIABLE) {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => PathBuf::from(semantic::embed::DEFAULT_RUNTIME),
@@ -279,6 +296,7 @@ impl Config {
                 host_root,
                 index_dir,
                 model_dir,
+                model_precision,
                 runtime,
                 watch,
             },
@@ -336,6 +354,10 @@ mod tests {
         assert_eq!(config.policy.max_read_bytes, DEFAULT_MAX_READ_BYTES);
         assert_eq!(config.semantic.index_dir, Path::new(DEFAULT_INDEX_DIR));
         assert_eq!(config.semantic.model_dir, Path::new(DEFAULT_MODEL_DIR));
+        assert_eq!(
+            config.semantic.model_precision,
+            semantic::Precision::default()
+        );
         assert!(!config.semantic.watch);
         assert_eq!(
             config.policy.grep_max_line_bytes,
@@ -368,11 +390,41 @@ mod tests {
             Path::new("/var/lib/a")
         );
         let from_file = semantic(
-            "index_dir: /srv/index\nmodel_dir: /srv/model\nwatch: true",
+            "index_dir: /srv/index\nmodel_dir: /srv/model\nmodel_precision: int8\nwatch: true",
             &[("STATE_DIRECTORY", "/var/lib/a")],
         );
         assert_eq!(from_file.index_dir, Path::new("/srv/index"));
         assert_eq!(from_file.model_dir, Path::new("/srv/model"));
+        assert_eq!(from_file.model_precision, semantic::Precision::Int8);
+        for (text, variables, expected) in [
+            ("model_precision: fp32", &[][..], semantic::Precision::Fp32),
+            ("model_precision: int8", &[][..], semantic::Precision::Int8),
+            (
+                "model_precision: int8",
+                &[(MODEL_PRECISION_VARIABLE, "fp32")][..],
+                semantic::Precision::Fp32,
+            ),
+            (
+                "",
+                &[(MODEL_PRECISION_VARIABLE, "int8")][..],
+                semantic::Precision::Int8,
+            ),
+        ] {
+            assert_eq!(
+                semantic(text, variables).model_precision,
+                expected,
+                "{text} {variables:?}"
+            );
+        }
+        let bad_precision = resolve("", &[(MODEL_PRECISION_VARIABLE, "int4")])
+            .expect_err("bad precision")
+            .to_string();
+        assert!(
+            bad_precision.contains(
+                "LLMBASEDOS_FS_MODEL_PRECISION=\"int4\" is not a model precision; use fp32 or int8"
+            ),
+            "{bad_precision}"
+        );
         assert!(from_file.watch);
         let from_variables = semantic(
             "index_dir: /srv/index\nmodel_dir: /srv/model",
@@ -411,6 +463,10 @@ mod tests {
                 "fs.yaml: max_read_bytes: invalid type",
             ),
             ("exclude: {a: 1}", "fs.yaml: exclude: invalid type"),
+            (
+                "model_precision: int4",
+                "fs.yaml: model_precision: unknown variant `int4`, expected `fp32` or `int8` at line 1",
+            ),
             ("root: [", "fs.yaml: not valid YAML"),
         ];
         for (text, expected) in cases {

@@ -265,9 +265,11 @@ impl Semantic {
         let embedder = Arc::new(Embedder::load(
             &self.config.model_dir,
             &self.config.runtime,
+            self.config.model_precision,
         )?);
         tracing::info!(
             model_dir = %self.config.model_dir.display(),
+            precision = %self.config.model_precision,
             runtime = %self.config.runtime.display(),
             milliseconds = started.elapsed().as_millis(),
             "embedding model loaded"

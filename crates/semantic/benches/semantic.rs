@@ -1,6 +1,12 @@
 //! Semantic search's figures, in one run (`cargo bench -p semantic`):
 //! - embedding throughput for 256-token chunks (the chunker's largest), in
-//!   batches of `embed::BATCH` (target ≥ 40 chunks/s on 2 cores);
+//!   batches of `embed::BATCH` (target ≥ 40 chunks/s on 2 cores), fp32 and
+//!   int8, beside the fp32 ceiling of the same run (the MatMul rate);
+//! - int8's fidelity to fp32 on the Python documentation (`fidelity`):
+//!   top-10 overlap and top-1 agreement over held-out and in-corpus
+//!   sentences, chunks/s of both; and whether int8 qualifies as the
+//!   default (top-1 agreement ≥ 95 % on both sets; the other condition,
+//!   tests/retrieval.rs passing with int8, is a test);
 //! - query latency, query embedding included, p50/p99 over an index of 10k
 //!   and of 100k chunks (synthetic unit vectors; real query embeddings;
 //!   target p50 ≤ 10 ms), and the search alone;
@@ -20,7 +26,10 @@
 //! caches of scripts/fetch-model and scripts/fetch-onnxruntime); missing,
 //! the run fails and says how to get them. Options (environment):
 //! `SEMANTIC_BENCH_CHUNKS` (default 96), `SEMANTIC_BENCH_QUERIES` (200),
-//! `SEMANTIC_BENCH_FILES` (10000).
+//! `SEMANTIC_BENCH_FILES` (10000), `SEMANTIC_BENCH_FIDELITY_CHUNKS` (3000),
+//! `SEMANTIC_BENCH_FIDELITY_QUERIES` (500 per set), `SEMANTIC_BENCH_CORPUS`,
+//! `SEMANTIC_BENCH_FIDELITY_ONLY=1` (stop after the fidelity figures).
+//! Everything after the fidelity figures runs in the default precision.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,12 +38,17 @@ use std::time::{Duration, Instant};
 use bench_support::measure::{env_number, smoke};
 use bench_support::{Memory, percentile};
 use semantic::embed::DIMENSIONS;
-use semantic::{DirSource, Embedder, Index, Settings, Target};
+use semantic::{DirSource, Embedder, Index, Precision, Settings, Target};
+
+#[path = "semantic/fidelity.rs"]
+mod fidelity;
 
 const CHUNKS_PER_SECOND_TARGET: f64 = 40.0;
 const P50_TARGET: Duration = Duration::from_millis(10);
 const RERUN_TARGET: Duration = Duration::from_secs(2);
 const EDIT_TARGET_CHUNKS: u64 = 3;
+/// Top-1 agreement with fp32 (%) that int8 needs to be the default.
+const INT8_DEFAULT_AGREEMENT: f64 = 95.0;
 /// A real corpus no one here wrote, present on Debian and Arch alike.
 const LICENCES: &str = "/usr/share/common-licenses";
 
@@ -422,55 +436,107 @@ fn main() -> ExitCode {
         if smoke { " (smoke)" } else { "" }
     );
 
-    let rss_before = rss_mib();
-    let started = Instant::now();
-    let embedder = Embedder::load(&model, &runtime).unwrap_or_else(|error| panic!("{error}"));
-    let load = started.elapsed();
-    embedder.embed(&["warm up"]).expect("embed");
-    println!(
-        "model load                 {:.0} ms; RSS {:.0} MiB with the model loaded ({:.0} MiB before)",
-        load.as_secs_f64() * 1000.0,
-        rss_mib(),
-        rss_before
-    );
+    let mut embedders = Vec::new();
+    for precision in Precision::ALL {
+        let rss_before = rss_mib();
+        let started = Instant::now();
+        let embedder = Embedder::load(&model, &runtime, precision)
+            .unwrap_or_else(|error| panic!("{error}; run ./scripts/fetch-model"));
+        let load = started.elapsed();
+        embedder.embed(&["warm up"]).expect("embed");
+        println!(
+            "model load ({precision})        {:.0} ms; RSS {:.0} MiB with it loaded ({:.0} MiB before)",
+            load.as_secs_f64() * 1000.0,
+            rss_mib(),
+            rss_before
+        );
+        embedders.push(embedder);
+    }
+    let [fp32, int8] = [&embedders[0], &embedders[1]];
 
-    // Throughput at the largest chunk.
+    // Throughput at the largest chunk, both precisions in turn (fp32,
+    // int8, fp32, ...: the machine's other load falls on both alike).
     let texts: Vec<String> = (0..chunk_count)
-        .map(|seed| text_of_tokens(&embedder, 254, seed))
+        .map(|seed| text_of_tokens(fp32, 254, seed))
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let rates: Vec<f64> = (0..3)
-        .map(|_| {
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (rates, embedder) in rates.iter_mut().zip(&embedders) {
             let started = Instant::now();
             embedder.embed(&refs).expect("embed");
             #[allow(clippy::cast_precision_loss)]
-            let rate = chunk_count as f64 / started.elapsed().as_secs_f64();
-            rate
-        })
-        .collect();
-    let rate = median(rates);
-    println!(
-        "embedding 256-token chunks {rate:.1} chunks/s (batches of {}; target ≥ {CHUNKS_PER_SECOND_TARGET}) {}",
-        semantic::embed::BATCH,
-        if rate >= CHUNKS_PER_SECOND_TARGET {
-            "ok"
-        } else {
-            "BELOW TARGET"
+            rates.push(chunk_count as f64 / started.elapsed().as_secs_f64());
         }
-    );
+    }
+    let [fp32_rate, int8_rate] = rates.map(median);
+    for (precision, rate) in [("fp32", fp32_rate), ("int8", int8_rate)] {
+        println!(
+            "embedding 256-token chunks {precision} {rate:.1} chunks/s (batches of {}; target ≥ {CHUNKS_PER_SECOND_TARGET}) {}",
+            semantic::embed::BATCH,
+            if rate >= CHUNKS_PER_SECOND_TARGET {
+                "ok"
+            } else {
+                "BELOW TARGET"
+            }
+        );
+    }
     println!("RSS after embedding        {:.0} MiB", rss_mib());
-    match fp32_ceiling(&runtime, if smoke { 2 } else { 20 }) {
-        Ok((rate_gflops, ceiling)) => println!(
-            "fp32 ceiling               ONNX Runtime multiplies the model's matrices at {rate_gflops:.0} GFLOP/s here; \
-             a 256-token chunk is {:.2} GFLOP, so at most {ceiling:.1} chunks/s even if nothing but \
-             MatMul took time (measured rate: {:.0}% of that)",
-            CHUNK_GFLOP,
-            rate / ceiling * 100.0
-        ),
-        Err(error) => println!("fp32 ceiling               not measured: {error}"),
+    let ceiling = match fp32_ceiling(&runtime, if smoke { 2 } else { 20 }) {
+        Ok((rate_gflops, ceiling)) => {
+            println!(
+                "fp32 ceiling               ONNX Runtime multiplies the model's matrices at {rate_gflops:.0} GFLOP/s here; \
+                 a 256-token chunk is {:.2} GFLOP, so at most {ceiling:.1} chunks/s even if nothing but \
+                 MatMul took time (measured: fp32 {:.0}%, int8 {:.0}% of that)",
+                CHUNK_GFLOP,
+                fp32_rate / ceiling * 100.0,
+                int8_rate / ceiling * 100.0
+            );
+            Some(ceiling)
+        }
+        Err(error) => {
+            println!("fp32 ceiling               not measured: {error}");
+            None
+        }
+    };
+
+    match fidelity::run(fp32, int8, ceiling, smoke) {
+        Ok(figures) => {
+            let lowest = figures.top1_held_out.min(figures.top1_in_corpus);
+            println!(
+                "int8 as the default        top-1 agreement {lowest:.1}% (the lower set) {} {INT8_DEFAULT_AGREEMENT}%: {} (and tests/retrieval.rs must pass with int8); the default is {}",
+                if lowest >= INT8_DEFAULT_AGREEMENT {
+                    "≥"
+                } else {
+                    "<"
+                },
+                if lowest >= INT8_DEFAULT_AGREEMENT {
+                    "qualifies"
+                } else {
+                    "does not qualify"
+                },
+                Precision::default()
+            );
+        }
+        Err(error) => {
+            eprintln!("semantic bench: fidelity: {error}");
+            return ExitCode::FAILURE;
+        }
     }
 
-    real_corpus(&embedder, rate, smoke);
+    if std::env::var_os("SEMANTIC_BENCH_FIDELITY_ONLY").is_some_and(|value| !value.is_empty()) {
+        return ExitCode::SUCCESS;
+    }
+
+    // The rest in the default precision.
+    let default = Precision::ALL
+        .iter()
+        .position(|precision| *precision == Precision::default())
+        .unwrap_or(0);
+    let embedder = &embedders[default];
+    let rate = [fp32_rate, int8_rate][default];
+    println!("in {} from here on", Precision::default());
+    real_corpus(embedder, rate, smoke);
 
     // Query latency over synthetic indexes.
     let queries: Vec<String> = (0..query_count)
@@ -495,7 +561,11 @@ fn main() -> ExitCode {
                 .map(|(line, vector)| (format!("synthetic chunk {line}"), vector))
                 .collect();
             index
-                .insert_vectors(&format!("/synthetic/{file:04}.txt"), chunks)
+                .insert_vectors(
+                    &format!("/synthetic/{file:04}.txt"),
+                    embedder.precision(),
+                    chunks,
+                )
                 .expect("insert");
         }
         let built = started.elapsed();
@@ -509,7 +579,9 @@ fn main() -> ExitCode {
                 let started = Instant::now();
                 let vector = embedder.embed(&[query.as_str()]).expect("embed").remove(0);
                 let searched = Instant::now();
-                let hits = index.search(&vector, 10, None).expect("search");
+                let hits = index
+                    .search(&vector, embedder.precision(), 10, None)
+                    .expect("search");
                 assert_eq!(hits.len(), 10);
                 search_only.push(searched.elapsed());
                 total.push(started.elapsed());
@@ -558,13 +630,9 @@ fn main() -> ExitCode {
     };
     let update = || {
         index
-            .update(
-                &embedder,
-                target,
-                &Settings::default(),
-                &mut |_| {},
-                &|| false,
-            )
+            .update(embedder, target, &Settings::default(), &mut |_| {}, &|| {
+                false
+            })
             .expect("update")
     };
     let started = Instant::now();

@@ -3,6 +3,14 @@
 //! attention mask and L2 normalisation — what sentence-transformers does,
 //! reproduced to a cosine of 0.9999 (tests/embeddings.rs).
 //!
+//! Two builds of the same weights sit side by side in the model directory
+//! ([`Precision`]): `model.onnx` (fp32, as trained) and `model-int8.onnx`
+//! (the dense weights in int8, their inputs quantized at run time; made
+//! by the same scripts/build_minilm_onnx.py). How far int8 strays from
+//! fp32 is measured, not assumed: `cargo bench -p semantic` prints its
+//! top-10 overlap and top-1 agreement with fp32 over the Python
+//! documentation, and tests/retrieval.rs runs with both.
+//!
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from
 //! `ORT_DYLIB_PATH`, else from Arch's `/usr/lib/libonnxruntime.so`. Nothing
 //! is linked at build time, so an upgrade of the system library never
@@ -15,6 +23,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
+use serde::{Deserialize, Serialize};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, pad_encodings};
 
 use crate::error::SemanticError;
@@ -30,9 +39,52 @@ pub const MAX_SEQUENCE: usize = 256;
 pub const BATCH: usize = 2;
 /// The model's name, as the index records it.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
-/// The numeric format the model computes in, part of a chunk's content
-/// address (the same text through another precision is another vector).
-pub const PRECISION: &str = "fp32";
+/// The numeric format the model computes in: which of the two model files
+/// is loaded. Part of a chunk's content address and of every file's record
+/// in the index (the same text through another precision is another
+/// vector, and vectors of the two never answer one search).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `model.onnx`: the weights as trained.
+    #[default]
+    Fp32,
+    /// `model-int8.onnx`: faster, close to fp32 (see the bench).
+    Int8,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Int8];
+
+    /// The name written in fs.yaml and in the index.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// The model's file in the model directory.
+    pub fn model_file(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "model.onnx",
+            Precision::Int8 => "model-int8.onnx",
+        }
+    }
+
+    /// The precision named `name` (`fp32` or `int8`).
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL
+            .into_iter()
+            .find(|precision| precision.name() == name)
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 /// Where Arch's onnxruntime package puts the library.
 pub const DEFAULT_RUNTIME: &str = "/usr/lib/libonnxruntime.so";
 /// The variable that names the library (ort's own).
@@ -102,21 +154,29 @@ pub struct Embedder {
     /// Counts the word pieces of any text, without truncation.
     counter: Tokenizer,
     dir: PathBuf,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("dir", &self.dir)
+            .field("precision", &self.precision)
             .finish_non_exhaustive()
     }
 }
 
 impl Embedder {
-    /// Loads `model.onnx` and `tokenizer.json` from `dir`, on the ONNX
-    /// Runtime library at `runtime` (see [`runtime_path`]).
-    pub fn load(dir: &Path, runtime: &Path) -> Result<Embedder, SemanticError> {
-        for file in ["model.onnx", "tokenizer.json"] {
+    /// Loads the model of `precision` ([`Precision::model_file`]) and
+    /// `tokenizer.json` from `dir`, on the ONNX Runtime library at
+    /// `runtime` (see [`runtime_path`]).
+    pub fn load(
+        dir: &Path,
+        runtime: &Path,
+        precision: Precision,
+    ) -> Result<Embedder, SemanticError> {
+        let model_file = precision.model_file();
+        for file in [model_file, "tokenizer.json"] {
             if !dir.join(file).is_file() {
                 return Err(SemanticError::ModelMissing {
                     dir: dir.to_path_buf(),
@@ -148,13 +208,13 @@ impl Embedder {
         };
 
         let session = session_builder(runtime)?
-            .commit_from_file(dir.join("model.onnx"))
-            .map_err(|error| invalid(format!("model.onnx: {error}")))?;
+            .commit_from_file(dir.join(model_file))
+            .map_err(|error| invalid(format!("{model_file}: {error}")))?;
         let names: Vec<&str> = session.inputs().iter().map(|input| input.name()).collect();
         for expected in ["input_ids", "attention_mask", "token_type_ids"] {
             if !names.contains(&expected) {
                 return Err(invalid(format!(
-                    "model.onnx has no input {expected} (it has {names:?}): it is not an all-MiniLM-L6-v2 export"
+                    "{model_file} has no input {expected} (it has {names:?}): it is not an all-MiniLM-L6-v2 export"
                 )));
             }
         }
@@ -164,6 +224,7 @@ impl Embedder {
             padding,
             counter,
             dir: dir.to_path_buf(),
+            precision,
         })
     }
 
@@ -172,9 +233,9 @@ impl Embedder {
         &self.dir
     }
 
-    /// The precision this embedder computes in (see [`PRECISION`]).
-    pub fn precision(&self) -> &'static str {
-        PRECISION
+    /// The precision this embedder computes in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Word pieces of `text`, without the special tokens and without

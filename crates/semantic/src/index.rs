@@ -42,6 +42,17 @@
 //! the tombstones and the reconciliation above are unchanged. An index
 //! made before the addresses existed gets them at open, in one
 //! transaction, recorded as `chunk_hashes` version 1 in `meta`.
+//!
+//! # Precisions never mix
+//!
+//! Every file record and chunk record names the [`Precision`] that
+//! embedded it (absent in an index from before precisions: fp32, the only
+//! one there was). An update re-embeds every file whose record names
+//! another precision than the embedder's, unchanged or not, and the
+//! content address includes the precision, so no vector of the other
+//! model is reused. Until that update has run, a search answers only from
+//! the chunks of the query's precision (the graph keeps the precision of
+//! every key beside its path): the two models' vectors are never compared.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,7 +67,7 @@ use sha2::{Digest, Sha256};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
 use crate::chunk::{ChunkOptions, chunk};
-use crate::embed::{BATCH, DIMENSIONS, Embedder, MODEL_NAME};
+use crate::embed::{BATCH, DIMENSIONS, Embedder, MODEL_NAME, Precision};
 use crate::error::SemanticError;
 use crate::source::{self, Source, WalkOptions};
 
@@ -73,8 +84,13 @@ const CHUNK_HASHES: MultimapTableDefinition<'_, &str, u64> =
 /// before them, migrated at open).
 const CHUNK_HASHES_VERSION_KEY: &str = "chunk_hashes";
 const CHUNK_HASHES_VERSION: u64 = 1;
-/// The precision every index made before content addresses embedded in.
-const LEGACY_PRECISION: &str = "fp32";
+/// The precision every index made before precisions were recorded
+/// embedded in.
+const LEGACY_PRECISION: Precision = Precision::Fp32;
+
+fn legacy_precision() -> Precision {
+    LEGACY_PRECISION
+}
 
 const DATABASE_FILE: &str = "meta.redb";
 const VECTORS_FILE: &str = "vectors.usearch";
@@ -223,6 +239,10 @@ struct FileRecord {
     modified_ns: i64,
     sha256: String,
     keys: Vec<u64>,
+    /// What embedded the chunks: a file of another precision than the
+    /// embedder's is embedded again, even when unchanged.
+    #[serde(default = "legacy_precision")]
+    precision: Precision,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -235,6 +255,10 @@ struct ChunkRecord {
     /// from before them, until the open that migrates it.
     #[serde(default)]
     hash: String,
+    /// What embedded it (its file's precision), kept with the key in the
+    /// graph so that a search compares only vectors of one model.
+    #[serde(default = "legacy_precision")]
+    precision: Precision,
 }
 
 /// A chunk's content address: SHA-256 over the model's name, the
@@ -265,10 +289,47 @@ fn batches_by_length(counts: &[usize], batch: usize) -> Vec<Vec<usize>> {
     order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
-/// The graph and, per key, the path of its chunk (for scoped searches).
+/// The graph and, per key, the path and precision of its chunk (for
+/// scoped searches, and searches that must not compare two models).
 struct Vectors {
     graph: usearch::Index,
-    paths: HashMap<u64, Arc<str>>,
+    owners: HashMap<u64, Owner>,
+    /// Keys per precision (indexed by [`precision_slot`]): a search needs a
+    /// filter only while the index holds another precision than its own.
+    counts: [usize; Precision::ALL.len()],
+}
+
+/// Whose a key's vector is.
+struct Owner {
+    path: Arc<str>,
+    precision: Precision,
+}
+
+fn precision_slot(precision: Precision) -> usize {
+    match precision {
+        Precision::Fp32 => 0,
+        Precision::Int8 => 1,
+    }
+}
+
+impl Vectors {
+    fn own(&mut self, key: u64, path: Arc<str>, precision: Precision) {
+        if let Some(old) = self.owners.insert(key, Owner { path, precision }) {
+            self.counts[precision_slot(old.precision)] -= 1;
+        }
+        self.counts[precision_slot(precision)] += 1;
+    }
+
+    fn disown(&mut self, key: u64) {
+        if let Some(old) = self.owners.remove(&key) {
+            self.counts[precision_slot(old.precision)] -= 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.owners.clear();
+        self.counts = [0; Precision::ALL.len()];
+    }
 }
 
 /// The index of one tree. Searches run while an update embeds; updates run
@@ -393,7 +454,8 @@ impl Index {
             db,
             vectors: RwLock::new(Vectors {
                 graph,
-                paths: HashMap::new(),
+                owners: HashMap::new(),
+                counts: [0; Precision::ALL.len()],
             }),
             writer: Mutex::new(()),
             reconciled: 0,
@@ -442,7 +504,7 @@ impl Index {
                 let key = key.value();
                 let record: ChunkRecord = serde_json::from_slice(value.value())
                     .map_err(|error| self.fail(format!("chunk {key}: {error}")))?;
-                vectors.paths.insert(key, Arc::from(record.path.as_str()));
+                vectors.own(key, Arc::from(record.path.as_str()), record.precision);
                 if !vectors.graph.contains(key) {
                     let vector = stored
                         .get(key)
@@ -463,7 +525,7 @@ impl Index {
         if vectors.graph.size() != count {
             // Not a graph of this database: rebuild it from the database.
             vectors.graph.reset().map_err(|error| self.fail(error))?;
-            vectors.paths.clear();
+            vectors.clear();
             add(&mut vectors, &mut repaired)?;
         }
         Ok(repaired)
@@ -551,10 +613,12 @@ impl Index {
                     chunks_embedded: counters.chunks_embedded,
                     path: &file.path,
                 });
+                let precision = embedder.precision();
                 let previous = known.get(&file.path);
                 if let Some(previous) = previous
                     && previous.size == file.size
                     && previous.modified_ns == file.modified_ns
+                    && previous.precision == precision
                 {
                     counters.files_unchanged += 1;
                     continue;
@@ -588,6 +652,7 @@ impl Index {
                 let sha256 = hex_sha256(text.as_bytes());
                 if let Some(previous) = previous
                     && previous.sha256 == sha256
+                    && previous.precision == precision
                 {
                     counters.files_rehashed += 1;
                     pending.push(Change::Touch {
@@ -597,12 +662,12 @@ impl Index {
                             modified_ns: file.modified_ns,
                             sha256,
                             keys: previous.keys.clone(),
+                            precision,
                         },
                     });
                     continue;
                 }
                 let pieces = chunk(&text, &settings.chunk, &|text| embedder.count_tokens(text));
-                let model = (MODEL_NAME, embedder.precision());
                 pending_chunks += pieces.len();
                 group.push(Prepared {
                     path: file.path.clone(),
@@ -611,15 +676,17 @@ impl Index {
                         modified_ns: file.modified_ns,
                         sha256,
                         keys: Vec::new(),
+                        precision,
                     },
                     chunks: pieces
                         .into_iter()
                         .map(|piece| ChunkRecord {
-                            hash: chunk_hash(model.0, model.1, &piece.text),
+                            hash: chunk_hash(MODEL_NAME, precision.name(), &piece.text),
                             path: file.path.clone(),
                             start_line: piece.start_line,
                             end_line: piece.end_line,
                             text: piece.text,
+                            precision,
                         })
                         .collect(),
                 });
@@ -848,7 +915,7 @@ impl Index {
             return Ok(0);
         }
         let mut removed_keys = Vec::new();
-        let mut added: Vec<(u64, Arc<str>, Vec<f32>)> = Vec::new();
+        let mut added: Vec<(u64, Arc<str>, Precision, Vec<f32>)> = Vec::new();
         let txn = self.db.begin_write().map_err(|error| self.fail(error))?;
         {
             let mut files = txn.open_table(FILES).map_err(|error| self.fail(error))?;
@@ -947,7 +1014,7 @@ impl Index {
                                 .insert(key, vector_bytes(&vector).as_slice())
                                 .map_err(|error| self.fail(error))?;
                             record.keys.push(key);
-                            added.push((key, shared.clone(), vector));
+                            added.push((key, shared.clone(), chunk.precision, vector));
                         }
                         let bytes =
                             serde_json::to_vec(&record).map_err(|error| self.fail(error))?;
@@ -981,15 +1048,15 @@ impl Index {
                 .graph
                 .remove(*key)
                 .map_err(|error| self.fail(error))?;
-            vectors.paths.remove(key);
+            vectors.disown(*key);
         }
         reserve(&vectors.graph, added.len()).map_err(|error| self.fail(error))?;
-        for (key, path, vector) in added {
+        for (key, path, precision, vector) in added {
             vectors
                 .graph
                 .add(key, &vector)
                 .map_err(|error| self.fail(error))?;
-            vectors.paths.insert(key, path);
+            vectors.own(key, path, precision);
         }
         Ok(removed_keys.len() as u64)
     }
@@ -1047,14 +1114,16 @@ impl Index {
             ));
         }
         let vector = embedder.embed(&[query])?.remove(0);
-        self.search(&vector, top_k, scope)
+        self.search(&vector, embedder.precision(), top_k, scope)
     }
 
-    /// The `top_k` chunks nearest to `query` (a unit vector), optionally
+    /// The `top_k` chunks nearest to `query` (a unit vector embedded in
+    /// `precision`) among the chunks embedded in that precision, optionally
     /// only those at or beneath the virtual path `scope`.
     pub fn search(
         &self,
         query: &[f32],
+        precision: Precision,
         top_k: usize,
         scope: Option<&str>,
     ) -> Result<Vec<Hit>, SemanticError> {
@@ -1073,16 +1142,23 @@ impl Index {
                 .vectors
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if vectors.graph.size() == 0 || top_k == 0 {
+            let own = vectors.counts[precision_slot(precision)];
+            if own == 0 || top_k == 0 {
                 return Ok(Vec::new());
             }
+            let mixed = own != vectors.graph.size();
             match scope.as_deref() {
-                None | Some("/") => vectors.graph.search(query, top_k),
-                Some(scope) => vectors.graph.filtered_search(query, top_k, |key| {
+                None | Some("/") if !mixed => vectors.graph.search(query, top_k),
+                None | Some("/") => vectors.graph.filtered_search(query, top_k, |key| {
                     vectors
-                        .paths
+                        .owners
                         .get(&key)
-                        .is_some_and(|path| source::is_beneath(path, scope))
+                        .is_some_and(|owner| owner.precision == precision)
+                }),
+                Some(scope) => vectors.graph.filtered_search(query, top_k, |key| {
+                    vectors.owners.get(&key).is_some_and(|owner| {
+                        owner.precision == precision && source::is_beneath(&owner.path, scope)
+                    })
                 }),
             }
             .map_err(|error| self.fail(error))?
@@ -1134,6 +1210,14 @@ impl Index {
                         "chunk {key} names {}, not {}",
                         chunk.path,
                         path.value()
+                    ));
+                }
+                if chunk.precision != record.precision {
+                    return Err(format!(
+                        "chunk {key} was embedded in {}, its file {} in {}",
+                        chunk.precision,
+                        path.value(),
+                        record.precision
                     ));
                 }
                 owned.insert(key);
@@ -1223,6 +1307,7 @@ impl Index {
     pub fn insert_vectors(
         &self,
         path: &str,
+        precision: Precision,
         texts_and_vectors: Vec<(String, Vec<f32>)>,
     ) -> Result<(), SemanticError> {
         let _writer = self
@@ -1244,6 +1329,7 @@ impl Index {
                         end_line: line,
                         text,
                         hash,
+                        precision,
                     },
                     vector,
                 )
@@ -1256,6 +1342,7 @@ impl Index {
                 modified_ns: 0,
                 sha256: String::new(),
                 keys: Vec::new(),
+                precision,
             },
             chunks,
         }])?;
@@ -1309,7 +1396,7 @@ fn migrate_chunk_hashes(db: &Database) -> Result<(), String> {
             };
             for (key, mut record) in slice {
                 if record.hash.is_empty() {
-                    record.hash = chunk_hash(&model, LEGACY_PRECISION, &record.text);
+                    record.hash = chunk_hash(&model, LEGACY_PRECISION.name(), &record.text);
                     let bytes = serde_json::to_vec(&record).map_err(|e| error(&e))?;
                     chunks
                         .insert(key, bytes.as_slice())
@@ -1423,12 +1510,10 @@ mod tests {
                     .expect("insert");
                 keys.push(key);
             }
-            let record = FileRecord {
-                size: 1,
-                modified_ns: 1,
-                sha256: String::new(),
-                keys,
-            };
+            // No precision either: the records read back as fp32.
+            let record = serde_json::json!({
+                "size": 1, "modified_ns": 1, "sha256": "", "keys": keys,
+            });
             files
                 .insert(
                     "/old.md",
@@ -1492,6 +1577,9 @@ mod tests {
         write_legacy_index(dir.path(), &["alpha", "beta", "gamma"]);
         let index = Index::open(dir.path()).expect("open");
         index.check().expect("consistent after the migration");
+        let vectors = index.vectors.read().expect("vectors");
+        assert_eq!(vectors.counts, [3, 0], "the legacy chunks are fp32");
+        drop(vectors);
         drop(index);
         let index = Index::open(dir.path()).expect("reopen");
         index.check().expect("consistent after a reopen");

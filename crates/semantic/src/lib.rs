@@ -13,7 +13,7 @@
 //! - [`chunk`]: texts into chunks of at most 254 word pieces, cut at
 //!   headings, paragraphs and lines, with line ranges.
 //! - [`embed`]: the [`Embedder`] (tokenizer, ONNX session, mean pooling,
-//!   normalisation).
+//!   normalisation) in one of two [`Precision`]s, fp32 or int8.
 //! - [`index`]: the [`Index`]: metadata in redb, vectors in usearch, the
 //!   incremental update and the search.
 
@@ -25,7 +25,7 @@ pub mod locate;
 pub mod source;
 pub mod vpath;
 
-pub use embed::Embedder;
+pub use embed::{Embedder, Precision};
 pub use error::{ErrorKind, SemanticError};
 pub use index::{Counters, Hit, Index, Progress, Settings, SkippedFile, Status, Target};
 pub use source::{DirSource, Source};

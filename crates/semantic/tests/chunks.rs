@@ -200,7 +200,9 @@ fn identical_chunks_are_embedded_once_and_outlive_one_copy() {
     assert_eq!(removed.files_removed, 2, "{removed:?}");
     index.check().expect("consistent");
     let vector = embedder.embed(&[shared]).expect("embed").remove(0);
-    let hits = index.search(&vector, 1, None).expect("search");
+    let hits = index
+        .search(&vector, embedder.precision(), 1, None)
+        .expect("search");
     assert_eq!(hits[0].path, "/b.md", "{hits:?}");
     assert!(hits[0].score > 0.9999, "{hits:?}");
 
@@ -256,7 +258,9 @@ fn vectors_embedded_in_length_sorted_batches_map_back_to_their_chunks() {
     );
     for (path, start_line, chunk) in &expected {
         let alone = embedder.embed(&[chunk.as_str()]).expect("embed").remove(0);
-        let hits = index.search(&alone, 1, None).expect("search");
+        let hits = index
+            .search(&alone, embedder.precision(), 1, None)
+            .expect("search");
         assert_eq!(
             (&hits[0].path, hits[0].start_line),
             (path, *start_line),

@@ -609,7 +609,9 @@ fn an_index_of_another_root_or_of_no_known_root_is_never_used() {
 
     // The old layout: one flat index for whatever root, built here for A.
     {
-        let embedder = semantic::Embedder::load(&model_dir(), &runtime()).expect("load the model");
+        let embedder =
+            semantic::Embedder::load(&model_dir(), &runtime(), semantic::Precision::default())
+                .expect("load the model");
         let index = semantic::Index::open(&index_dir).expect("open a flat index");
         let source = semantic::source::DirSource::new(fixture.root());
         index

@@ -10,12 +10,14 @@
 //!
 //! The model comes from `LLMBASEDOS_FS_MODEL_DIR` (else the cache of
 //! scripts/fetch-model), ONNX Runtime from `ORT_DYLIB_PATH` (else the cache
-//! of scripts/fetch-onnxruntime, else /usr/lib/libonnxruntime.so).
+//! of scripts/fetch-onnxruntime, else /usr/lib/libonnxruntime.so), the
+//! precision from `LLMBASEDOS_FS_MODEL_PRECISION` (`fp32` or `int8`, else
+//! the default), as the fs server takes them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use semantic::{DirSource, Embedder, Index, Settings, Target};
+use semantic::{DirSource, Embedder, Index, Precision, Settings, Target};
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -78,7 +80,14 @@ fn run(args: Vec<String>) -> Result<(), String> {
         Some(path) => PathBuf::from(path),
         None => semantic::locate::cached_runtime().unwrap_or_else(semantic::embed::runtime_path),
     };
-    let embedder = Embedder::load(&model, &runtime).map_err(|error| with_next_step(&error))?;
+    let precision = match std::env::var("LLMBASEDOS_FS_MODEL_PRECISION") {
+        Ok(name) if !name.is_empty() => Precision::from_name(&name).ok_or_else(|| {
+            format!("LLMBASEDOS_FS_MODEL_PRECISION={name:?} is not a precision; use fp32 or int8")
+        })?,
+        _ => Precision::default(),
+    };
+    let embedder =
+        Embedder::load(&model, &runtime, precision).map_err(|error| with_next_step(&error))?;
     let index = Index::open(&PathBuf::from(dir)).map_err(|error| error.to_string())?;
     let source = DirSource::new(root);
     let counters = index

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use semantic::Embedder;
+use semantic::embed::Precision;
 
 /// The model: `LLMBASEDOS_FS_MODEL_DIR`, else the cache of scripts/fetch-model.
 pub fn model_dir() -> PathBuf {
@@ -33,13 +34,25 @@ pub fn runtime() -> PathBuf {
     })
 }
 
-/// One embedder per test binary (loading costs about a second).
+/// One embedder per test binary (loading costs about a second), in the
+/// default precision.
 pub fn embedder() -> Arc<Embedder> {
-    static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
-    EMBEDDER
+    embedder_of(Precision::default())
+}
+
+/// One embedder per precision and test binary.
+pub fn embedder_of(precision: Precision) -> Arc<Embedder> {
+    static EMBEDDERS: [OnceLock<Arc<Embedder>>; Precision::ALL.len()] =
+        [OnceLock::new(), OnceLock::new()];
+    let slot = Precision::ALL
+        .iter()
+        .position(|candidate| *candidate == precision)
+        .expect("a precision of Precision::ALL");
+    EMBEDDERS[slot]
         .get_or_init(|| {
             Arc::new(
-                Embedder::load(&model_dir(), &runtime()).unwrap_or_else(|error| panic!("{error}")),
+                Embedder::load(&model_dir(), &runtime(), precision)
+                    .unwrap_or_else(|error| panic!("{error}")),
             )
         })
         .clone()
