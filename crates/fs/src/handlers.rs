@@ -454,20 +454,30 @@ async fn list(
     .await
 }
 
-async fn read(context: Context, fs: State<Fs>, params: ReadParams) -> Result<Value, HandlerError> {
+async fn read(
+    context: Context,
+    fs: State<Fs>,
+    params: ReadParams,
+) -> Result<ReadAnswer, HandlerError> {
     let path = path(&params.path)?;
     let selection = selection(&params)?;
     let requested = params.encoding;
     let blocks = context
         .meta()
         .is_some_and(|meta| meta.contains_key(proto::mcp::meta_key::CONTENT_BLOCKS));
-    let result = run_in_place(&context, || {
-        read::read(&fs.root, &path, requested, selection)
-    })?;
+    // A small file is read right here; a large one after the worker's
+    // other tasks moved to another thread.
+    let open = read::open(&fs.root, &path).map_err(handler_error)?;
+    let result = if open.size() <= read::INLINE_READ_BYTES {
+        open.read(&fs.root, requested, selection)
+            .map_err(handler_error)?
+    } else {
+        run_in_place(&context, || open.read(&fs.root, requested, selection))?
+    };
     Ok(if blocks {
         with_media_content(result, requested)
     } else {
-        serde_json::to_value(&result).unwrap_or(Value::Null)
+        ReadAnswer::Plain(result)
     })
 }
 
@@ -727,7 +737,7 @@ const RESOURCE_PAGE: usize = 200;
 /// `_content` (the gateway hands it to the host as image/audio content)
 /// instead of as base64 text in `content`, which a host would show the
 /// model as text. Classic callers get `content` for every file.
-fn with_media_content(result: ReadResult, requested: Encoding) -> Value {
+fn with_media_content(result: ReadResult, requested: Encoding) -> ReadAnswer {
     let media_kind = if result.mime_type.starts_with("image/") {
         Some("image")
     } else if result.mime_type.starts_with("audio/") {
@@ -735,17 +745,56 @@ fn with_media_content(result: ReadResult, requested: Encoding) -> Value {
     } else {
         None
     };
-    let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);
-    if let (Some(kind), Encoding::Auto, "base64", Value::Object(object)) =
-        (media_kind, requested, result.encoding, &mut value)
-    {
-        object.remove("content");
-        object.insert(
-            "_content".to_owned(),
-            json!([{ "type": kind, "data": result.content, "mimeType": result.mime_type }]),
-        );
+    match (media_kind, requested, result.encoding) {
+        (Some(kind), Encoding::Auto, "base64") => ReadAnswer::Media(MediaRead {
+            path: result.path,
+            encoding: result.encoding,
+            mime_type: result.mime_type.clone(),
+            size: result.size,
+            offset: result.offset,
+            bytes: result.bytes,
+            truncated: result.truncated,
+            content: [MediaBlock {
+                kind,
+                data: result.content,
+                mime_type: result.mime_type,
+            }],
+        }),
+        _ => ReadAnswer::Plain(result),
     }
-    value
+}
+
+/// What `mcp.fs.read` answers: the read, or for an MCP host reading an
+/// image or audio file, the read with its bytes as a content block
+/// (`_content`) instead of `content`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ReadAnswer {
+    Plain(ReadResult),
+    Media(MediaRead),
+}
+
+#[derive(Serialize)]
+struct MediaRead {
+    path: String,
+    encoding: &'static str,
+    mime_type: String,
+    size: u64,
+    offset: u64,
+    bytes: u64,
+    truncated: bool,
+    #[serde(rename = "_content")]
+    content: [MediaBlock; 1],
+}
+
+#[derive(Serialize)]
+struct MediaBlock {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(serialize_with = "proto::json::fast_str")]
+    data: String,
+    #[serde(rename = "mimeType")]
+    mime_type: String,
 }
 
 /// A `resources/read` result for one file.

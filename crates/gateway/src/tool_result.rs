@@ -91,6 +91,7 @@ impl RawToolResult {
 struct TextBlock<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(serialize_with = "proto::json::fast_str")]
     text: &'a str,
 }
 

@@ -11,10 +11,12 @@
 //! - [`caps`]: the capability contract, validated and compiled at load.
 //! - [`mcp`]: MCP types for protocol 2025-11-25 and 2026-07-28.
 //! - [`text`]: a peer's text bounded for error messages, escaped for logs.
+//! - [`json`]: JSON strings escaped a machine word at a time (large text in results).
 
 pub mod caps;
 pub mod codec;
 pub mod error;
+pub mod json;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod text;

@@ -27,6 +27,7 @@ use proto::{
     DelimitedCodec, ErrorObject, Frame, Message, Notification, Request, RequestId, Response, code,
 };
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -81,7 +82,7 @@ struct Completion {
     id: RequestId,
     method: Arc<str>,
     /// `None` when the request was cancelled: MCP sends no response then.
-    outcome: Option<Result<Value, HandlerError>>,
+    outcome: Option<Result<Box<RawValue>, HandlerError>>,
 }
 
 enum Event {
@@ -362,22 +363,19 @@ impl Connection<'_> {
             self.start_queued();
             return;
         };
-        let outcome = match outcome {
+        match outcome {
             Ok(result) => {
                 self.check_result(&completion.method, &result);
-                Ok(result)
+                self.respond_raw(completion.id, &result);
             }
             Err(error) => {
                 if let HandlerError::Internal(cause) = &error {
                     tracing::error!(id = %completion.id, method = %completion.method, error = %cause, "handler failed");
                 }
-                Err(error.to_error_object(self.server.codes(), &completion.id))
+                let error = error.to_error_object(self.server.codes(), &completion.id);
+                self.respond(Response::error(Some(completion.id), error));
             }
-        };
-        self.respond(Response {
-            id: Some(completion.id),
-            outcome,
-        });
+        }
         self.start_queued();
     }
 
@@ -399,16 +397,29 @@ impl Connection<'_> {
 
     /// In debug builds a result that breaks the method's own `result_schema`
     /// is logged: the contract and the code have drifted apart.
-    fn check_result(&self, method: &str, result: &Value) {
+    fn check_result(&self, method: &str, result: &RawValue) {
         if cfg!(debug_assertions)
+            && let Ok(result) = serde_json::from_str::<Value>(result.get())
             && let Some(validator) = self
                 .server
                 .route(method)
                 .and_then(|route| route.compiled.result())
                 .and_then(Result::ok)
-            && let Some(error) = validator.iter_errors(result).next()
+            && let Some(error) = validator.iter_errors(&result).next()
         {
             tracing::error!(method, %error, "result does not match result_schema");
+        }
+    }
+
+    /// Answers a request with a handler's result, written as it is.
+    fn respond_raw(&mut self, id: RequestId, result: &RawValue) {
+        let answer = RawSuccess { id: &id, result };
+        match self.codec.encode_json(&answer, &mut self.write_buffer) {
+            Ok(()) => {}
+            Err(CodecError::OutgoingTooLarge { len, limit }) => {
+                self.respond(Response::error(Some(id), result_too_large(len, limit)));
+            }
+            Err(error) => tracing::error!(%error, "cannot encode a response"),
         }
     }
 
@@ -425,19 +436,37 @@ impl Connection<'_> {
         match self.codec.encode_json(&response, &mut self.write_buffer) {
             Ok(()) => {}
             Err(CodecError::OutgoingTooLarge { len, limit }) => {
-                let error = ErrorObject::new(
-                    code::INTERNAL_ERROR,
-                    format!(
-                        "the result is {len} bytes, over the {limit}-byte message limit; ask for less"
-                    ),
-                );
-                let response = Response::error(response.id, error);
+                let response = Response::error(response.id, result_too_large(len, limit));
                 if let Err(error) = self.codec.encode_json(&response, &mut self.write_buffer) {
                     tracing::error!(%error, "cannot encode an error response");
                 }
             }
             Err(error) => tracing::error!(%error, "cannot encode a response"),
         }
+    }
+}
+
+fn result_too_large(len: usize, limit: usize) -> ErrorObject {
+    ErrorObject::new(
+        code::INTERNAL_ERROR,
+        format!("the result is {len} bytes, over the {limit}-byte message limit; ask for less"),
+    )
+}
+
+/// A successful answer whose result is JSON text already.
+struct RawSuccess<'a> {
+    id: &'a RequestId,
+    result: &'a RawValue,
+}
+
+impl serde::Serialize for RawSuccess<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("jsonrpc", proto::jsonrpc::JSONRPC_VERSION)?;
+        map.serialize_entry("id", self.id)?;
+        map.serialize_entry("result", self.result)?;
+        map.end()
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::context::Context;
 use crate::error::HandlerError;
@@ -47,13 +47,14 @@ impl<S> Deref for State<S> {
 /// `Fn(Context, State<S>, P)`, each returning a future of
 /// `Result<R, HandlerError>` with `R: Serialize`.
 pub trait Handler<S, P, M>: Send + Sync + 'static {
-    /// Runs the handler; its result serialized.
+    /// Runs the handler; its result serialized (JSON text: it is written
+    /// into the answer as it is, never built into a `Value` first).
     fn call(
         &self,
         context: Context,
         state: &Arc<S>,
         params: P,
-    ) -> BoxFuture<'static, Result<Value, HandlerError>>;
+    ) -> BoxFuture<'static, Result<Box<RawValue>, HandlerError>>;
 }
 
 /// Marks a handler that takes no state.
@@ -66,8 +67,9 @@ pub struct Stateful;
 
 fn serialized<R: Serialize>(
     future: impl Future<Output = Result<R, HandlerError>> + Send + 'static,
-) -> BoxFuture<'static, Result<Value, HandlerError>> {
-    async move { serde_json::to_value(future.await?).map_err(HandlerError::internal) }.boxed()
+) -> BoxFuture<'static, Result<Box<RawValue>, HandlerError>> {
+    async move { serde_json::value::to_raw_value(&future.await?).map_err(HandlerError::internal) }
+        .boxed()
 }
 
 impl<S, P, R, F, Fut> Handler<S, P, Stateless> for F
@@ -81,7 +83,7 @@ where
         context: Context,
         _state: &Arc<S>,
         params: P,
-    ) -> BoxFuture<'static, Result<Value, HandlerError>> {
+    ) -> BoxFuture<'static, Result<Box<RawValue>, HandlerError>> {
         serialized(self(context, params))
     }
 }
@@ -97,7 +99,7 @@ where
         context: Context,
         state: &Arc<S>,
         params: P,
-    ) -> BoxFuture<'static, Result<Value, HandlerError>> {
+    ) -> BoxFuture<'static, Result<Box<RawValue>, HandlerError>> {
         serialized(self(context, State(state.clone()), params))
     }
 }

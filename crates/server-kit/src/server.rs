@@ -20,6 +20,7 @@ use proto::jsonrpc::kind_of;
 use proto::text::{bounded, echo, echo_value};
 use proto::{CompiledCaps, ErrorObject, ServiceCodes};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::context::Context;
@@ -27,7 +28,7 @@ use crate::error::{BuildError, HandlerError};
 use crate::handler::Handler;
 
 type HandlerFn =
-    dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, HandlerError>> + Send + Sync;
+    dyn Fn(Context, Value) -> BoxFuture<'static, Result<Box<RawValue>, HandlerError>> + Send + Sync;
 
 /// One routable method: its contract and its handler.
 pub(crate) struct Route {

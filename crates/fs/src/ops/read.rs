@@ -9,6 +9,11 @@ use serde::Serialize;
 use super::{FsError, Root};
 use crate::vpath::VirtualPath;
 
+/// Files up to this size are small enough to read on an async worker
+/// without handing the worker's other tasks to another thread first (see
+/// `Context::blocking_in_place`): the hand-off costs more than the read.
+pub const INLINE_READ_BYTES: u64 = 256 * 1024;
+
 /// How a read returns the bytes (the `encoding` param; its default is in
 /// fs.cap.json).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -38,6 +43,8 @@ pub struct ReadResult {
     pub path: String,
     /// `text` or `base64`.
     pub encoding: &'static str,
+    /// Possibly megabytes: escaped a word at a time.
+    #[serde(serialize_with = "proto::json::fast_str")]
     pub content: String,
     pub mime_type: String,
     /// The file's whole size.
@@ -57,8 +64,56 @@ pub fn read(
     encoding: Encoding,
     selection: Selection,
 ) -> Result<ReadResult, FsError> {
-    let (mut file, metadata) = root.open_read(path)?;
-    let size = metadata.len();
+    open(root, path)?.read(root, encoding, selection)
+}
+
+/// A regular file opened beneath the root, not read yet: its size tells
+/// the caller where to read it ([`INLINE_READ_BYTES`]).
+#[derive(Debug)]
+pub struct OpenFile<'a> {
+    path: &'a VirtualPath,
+    file: cap_std::fs::File,
+    size: u64,
+}
+
+/// Opens `path` for [`OpenFile::read`] (an `openat2` and a `statx`).
+pub fn open<'a>(root: &Root, path: &'a VirtualPath) -> Result<OpenFile<'a>, FsError> {
+    let (file, metadata) = root.open_read(path)?;
+    Ok(OpenFile {
+        path,
+        file,
+        size: metadata.len(),
+    })
+}
+
+impl OpenFile<'_> {
+    /// The file's size when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads the file as selected, returning at most the policy's limit.
+    pub fn read(
+        self,
+        root: &Root,
+        encoding: Encoding,
+        selection: Selection,
+    ) -> Result<ReadResult, FsError> {
+        read_open(root, self, encoding, selection)
+    }
+}
+
+fn read_open(
+    root: &Root,
+    open: OpenFile<'_>,
+    encoding: Encoding,
+    selection: Selection,
+) -> Result<ReadResult, FsError> {
+    let OpenFile {
+        path,
+        mut file,
+        size,
+    } = open;
     let limit = root.policy().max_read_bytes;
     let io = |error| FsError::io(path, "read", error);
     let (offset, data, truncated) = match selection {
@@ -166,13 +221,7 @@ pub const fn json_budget(limit: u64) -> u64 {
 
 /// The bytes `data` takes inside a JSON string, as serde_json writes it.
 fn escaped_len(data: &[u8]) -> u64 {
-    data.iter()
-        .map(|byte| match byte {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum()
+    proto::json::escaped_len(data) as u64
 }
 
 /// Reads at most `limit` bytes; says whether more were there. `expected`

@@ -20,7 +20,6 @@ use futures::StreamExt;
 use proto::{DelimitedCodec, ErrorObject, Frame, Incoming, Message, Request, RequestId, Response};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
@@ -76,8 +75,11 @@ pub async fn bridge(socket: &Path, max_message: usize) -> anyhow::Result<()> {
 /// serves the socket before the host's first byte goes out: a socket in a
 /// directory others can write to, or served by another user, could be an
 /// impostor collecting what the host sends.
-async fn connect(socket: &Path) -> anyhow::Result<tokio::net::UnixStream> {
-    client::cli::connect_gateway(socket)
+///
+/// The connection's halves wait for readable events only ([`unix_io`]):
+/// the gateway reading a request does not wake the bridge.
+async fn connect(socket: &Path) -> anyhow::Result<Halves> {
+    let stream = client::cli::connect_gateway(socket)
         .await
         .map_err(|error| match error {
             client::cli::GatewayError::Connect { error, .. } => anyhow::anyhow!(
@@ -85,8 +87,13 @@ async fn connect(socket: &Path) -> anyhow::Result<tokio::net::UnixStream> {
                 socket.display()
             ),
             untrusted => anyhow::Error::new(untrusted),
-        })
+        })?;
+    unix_io::split_tokio(stream)
+        .map_err(|error| anyhow::anyhow!("cannot register the gateway connection: {error}"))
 }
+
+/// A gateway connection's halves.
+type Halves = (unix_io::ReadHalf, unix_io::WriteHalf);
 
 /// State the gateway reader and the stdin relay share.
 #[derive(Default)]
@@ -117,7 +124,7 @@ struct Setup {
 
 struct Link {
     generation: u64,
-    writer: OwnedWriteHalf,
+    writer: unix_io::WriteHalf,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -321,8 +328,7 @@ impl Bridge {
     }
 
     /// Starts relaying a new connection's answers to stdout.
-    fn attach(&mut self, stream: tokio::net::UnixStream) {
-        let (read, writer) = stream.into_split();
+    fn attach(&mut self, (read, writer): Halves) {
         let generation = {
             let mut shared = self.shared.lock().expect("bridge state");
             shared.generation += 1;

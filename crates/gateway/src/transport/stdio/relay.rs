@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use proto::{DelimitedCodec, ErrorObject, Frame, Message, RequestId, Response};
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
@@ -47,7 +46,7 @@ pub(super) fn failed_batch(ids: &[RequestId], error: &ErrorObject) -> Vec<u8> {
 }
 
 pub(super) async fn write_frame(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut unix_io::WriteHalf,
     bytes: &[u8],
     max_message: usize,
 ) -> anyhow::Result<()> {
@@ -60,7 +59,7 @@ pub(super) async fn write_frame(
 /// Relays one connection's messages to stdout until it ends, then fails
 /// what was in flight on it.
 pub(super) async fn read_gateway(
-    read: tokio::net::unix::OwnedReadHalf,
+    read: unix_io::ReadHalf,
     max_message: usize,
     generation: u64,
     shared: Arc<Mutex<Shared>>,
@@ -228,19 +227,17 @@ pub(super) fn host_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
     }
 }
 
-/// The host's stdout, as [`host_input`] takes its stdin.
+/// The host's stdout: a pipe or a socket written straight away
+/// ([`unix_io::Writer`]: never woken by the host reading an answer);
+/// anything else (a terminal, a file) through `stdout()`.
 pub(super) fn host_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     use std::os::fd::AsFd;
     let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
         return Box::new(tokio::io::stdout());
     };
     match host_end_kind(&fd) {
-        Some(HostEnd::Pipe) => match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
-            Ok(pipe) => Box::new(pipe),
-            Err(_) => Box::new(tokio::io::stdout()),
-        },
-        Some(HostEnd::Socket) => match socket_end(fd) {
-            Ok(socket) => Box::new(socket),
+        Some(HostEnd::Pipe | HostEnd::Socket) => match unix_io::Writer::new(fd) {
+            Ok(writer) => Box::new(writer),
             Err(_) => Box::new(tokio::io::stdout()),
         },
         None => Box::new(tokio::io::stdout()),
