@@ -774,27 +774,28 @@ enum ReadAnswer {
     Media(MediaRead),
 }
 
+/// In the order of the names, as [`ReadResult`].
 #[derive(Serialize)]
 struct MediaRead {
-    path: String,
-    encoding: &'static str,
-    mime_type: String,
-    size: u64,
-    offset: u64,
-    bytes: u64,
-    truncated: bool,
     #[serde(rename = "_content")]
     content: [MediaBlock; 1],
+    bytes: u64,
+    encoding: &'static str,
+    mime_type: String,
+    offset: u64,
+    path: String,
+    size: u64,
+    truncated: bool,
 }
 
 #[derive(Serialize)]
 struct MediaBlock {
-    #[serde(rename = "type")]
-    kind: &'static str,
     #[serde(serialize_with = "proto::json::fast_str")]
     data: String,
     #[serde(rename = "mimeType")]
     mime_type: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// A `resources/read` result for one file.

@@ -38,21 +38,25 @@ pub enum Selection {
     Tail(usize),
 }
 
+/// A read's answer. The fields are in the order of their names, the order
+/// a result had when it went through a `Value` first (server-kit now writes
+/// a result as it serializes): a host that shows the text block sees the
+/// same text as before.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReadResult {
-    pub path: String,
-    /// `text` or `base64`.
-    pub encoding: &'static str,
+    /// How many bytes of the file the content holds.
+    pub bytes: u64,
     /// Possibly megabytes: escaped a word at a time.
     #[serde(serialize_with = "proto::json::fast_str")]
     pub content: String,
+    /// `text` or `base64`.
+    pub encoding: &'static str,
     pub mime_type: String,
-    /// The file's whole size.
-    pub size: u64,
     /// Where in the file the returned bytes start.
     pub offset: u64,
-    /// How many bytes of the file the content holds.
-    pub bytes: u64,
+    pub path: String,
+    /// The file's whole size.
+    pub size: u64,
     /// Whether the selection held more than the read limit allowed.
     pub truncated: bool,
 }
