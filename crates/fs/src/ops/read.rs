@@ -103,27 +103,17 @@ impl OpenFile<'_> {
         encoding: Encoding,
         selection: Selection,
     ) -> Result<ReadResult, FsError> {
-        read_open(root, self, encoding, selection)
-    }
-}
-
-fn read_open(
-    root: &Root,
-    open: OpenFile<'_>,
-    encoding: Encoding,
-    selection: Selection,
-) -> Result<ReadResult, FsError> {
-    let OpenFile {
-        path,
-        mut file,
-        size,
-    } = open;
-    let limit = root.policy().max_read_bytes;
-    let io = |error| FsError::io(path, "read", error);
-    let (offset, data, truncated) = match selection {
-        Selection::Whole => {
-            if size > limit {
-                return Err(FsError::TooLarge {
+        let OpenFile {
+            path,
+            mut file,
+            size,
+        } = self;
+        let limit = root.policy().max_read_bytes;
+        let io = |error| FsError::io(path, "read", error);
+        let (offset, data, truncated) = match selection {
+            Selection::Whole => {
+                if size > limit {
+                    return Err(FsError::TooLarge {
                     path: path.to_string(),
                     size,
                     limit,
@@ -134,83 +124,84 @@ fn read_open(
                     "mcp.fs.read",
                     &[("path", path.to_string().into()), ("length", limit.into())],
                 )));
+                }
+                let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
+                (0, data, more)
             }
-            let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
-            (0, data, more)
-        }
-        Selection::Range { offset, length } => {
-            file.seek(SeekFrom::Start(offset)).map_err(io)?;
-            let wanted = length.unwrap_or(u64::MAX);
-            let expected = size.saturating_sub(offset).min(wanted);
-            let (data, more) =
-                read_bounded(&mut (&mut file).take(wanted), limit, expected).map_err(io)?;
-            (offset.min(size), data, more)
-        }
-        Selection::Head(lines) => {
-            let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
-            let end = nth_line_end(&data, lines);
-            let truncated = more && end == data.len();
-            (0, data[..end].to_vec(), truncated)
-        }
-        Selection::Tail(lines) => {
-            let start = size.saturating_sub(limit);
-            file.seek(SeekFrom::Start(start)).map_err(io)?;
-            let (data, _) = read_bounded(&mut file, limit, size - start).map_err(io)?;
-            let begin = nth_line_start_from_end(&data, lines);
-            let truncated = start > 0 && begin == 0;
-            (start + begin as u64, data[begin..].to_vec(), truncated)
-        }
-    };
-    let mime_type = mime_guess::from_path(path.name().unwrap_or(""))
-        .first()
-        .map(|mime| mime.essence_str().to_owned());
-    let is_text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
-    let bytes = data.len() as u64;
-    let budget = json_budget(limit);
-    let fits_as_text = || escaped_len(&data) <= budget;
-    let (encoding, content) = match encoding {
-        Encoding::Text => {
-            let escaped = escaped_len(&data);
-            if escaped > budget {
-                return Err(FsError::InvalidValue(format!(
-                    "{path} as JSON text takes {escaped} bytes (its control characters, quotes and backslashes are escaped), more than the {budget} bytes one read may return; read it with encoding \"auto\" or \"base64\", or part of it with offset/length"
-                )));
+            Selection::Range { offset, length } => {
+                file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                let wanted = length.unwrap_or(u64::MAX);
+                let expected = size.saturating_sub(offset).min(wanted);
+                let (data, more) =
+                    read_bounded(&mut (&mut file).take(wanted), limit, expected).map_err(io)?;
+                (offset.min(size), data, more)
             }
-            match String::from_utf8(data) {
-                Ok(text) => ("text", text),
-                Err(_) => {
+            Selection::Head(lines) => {
+                let (data, more) = read_bounded(&mut file, limit, size).map_err(io)?;
+                let end = nth_line_end(&data, lines);
+                let truncated = more && end == data.len();
+                (0, data[..end].to_vec(), truncated)
+            }
+            Selection::Tail(lines) => {
+                let start = size.saturating_sub(limit);
+                file.seek(SeekFrom::Start(start)).map_err(io)?;
+                let (data, _) = read_bounded(&mut file, limit, size - start).map_err(io)?;
+                let begin = nth_line_start_from_end(&data, lines);
+                let truncated = start > 0 && begin == 0;
+                (start + begin as u64, data[begin..].to_vec(), truncated)
+            }
+        };
+        let mime_type = mime_guess::from_path(path.name().unwrap_or(""))
+            .first()
+            .map(|mime| mime.essence_str().to_owned());
+        let is_text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
+        let bytes = data.len() as u64;
+        let budget = json_budget(limit);
+        let fits_as_text = || escaped_len(&data) <= budget;
+        let (encoding, content) = match encoding {
+            Encoding::Text => {
+                let escaped = escaped_len(&data);
+                if escaped > budget {
                     return Err(FsError::InvalidValue(format!(
-                        "{path} is not UTF-8 text; read it with encoding \"base64\" or \"auto\""
+                        "{path} as JSON text takes {escaped} bytes (its control characters, quotes and backslashes are escaped), more than the {budget} bytes one read may return; read it with encoding \"auto\" or \"base64\", or part of it with offset/length"
                     )));
                 }
+                match String::from_utf8(data) {
+                    Ok(text) => ("text", text),
+                    Err(_) => {
+                        return Err(FsError::InvalidValue(format!(
+                            "{path} is not UTF-8 text; read it with encoding \"base64\" or \"auto\""
+                        )));
+                    }
+                }
             }
-        }
-        Encoding::Auto if is_text && fits_as_text() => (
-            "text",
-            String::from_utf8(data).expect("checked to be UTF-8"),
-        ),
-        Encoding::Auto | Encoding::Base64 => (
-            "base64",
-            base64::engine::general_purpose::STANDARD.encode(&data),
-        ),
-    };
-    let mime_type = mime_type.unwrap_or_else(|| {
-        if is_text {
-            "text/plain".to_owned()
-        } else {
-            "application/octet-stream".to_owned()
-        }
-    });
-    Ok(ReadResult {
-        path: path.to_string(),
-        encoding,
-        content,
-        mime_type,
-        size,
-        offset,
-        bytes,
-        truncated,
-    })
+            Encoding::Auto if is_text && fits_as_text() => (
+                "text",
+                String::from_utf8(data).expect("checked to be UTF-8"),
+            ),
+            Encoding::Auto | Encoding::Base64 => (
+                "base64",
+                base64::engine::general_purpose::STANDARD.encode(&data),
+            ),
+        };
+        let mime_type = mime_type.unwrap_or_else(|| {
+            if is_text {
+                "text/plain".to_owned()
+            } else {
+                "application/octet-stream".to_owned()
+            }
+        });
+        Ok(ReadResult {
+            path: path.to_string(),
+            encoding,
+            content,
+            mime_type,
+            size,
+            offset,
+            bytes,
+            truncated,
+        })
+    }
 }
 
 /// The most bytes a read's content may take as JSON text when the read

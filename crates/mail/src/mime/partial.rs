@@ -242,6 +242,19 @@ mod tests {
             .collect()
     }
 
+    /// `text` as the body of each transfer encoding a start can be read in.
+    fn encoded_bodies(text: &str) -> [(&'static str, TransferEncoding, String); 3] {
+        [
+            ("8bit", TransferEncoding::Identity, text.to_owned()),
+            (
+                "quoted-printable",
+                TransferEncoding::QuotedPrintable,
+                quoted_printable(text),
+            ),
+            ("base64", TransferEncoding::Base64, base64_lines(text)),
+        ]
+    }
+
     fn header(encoding: &str) -> String {
         format!(
             "From: Ann <ann@example.org>\r\nSubject: long\r\nMessage-ID: <long@example.org>\r\n\
@@ -253,15 +266,7 @@ mod tests {
     #[test]
     fn a_start_shows_the_same_window_as_the_whole_message_in_every_encoding() {
         let text = text(60);
-        let bodies = [
-            ("8bit", TransferEncoding::Identity, text.clone()),
-            (
-                "quoted-printable",
-                TransferEncoding::QuotedPrintable,
-                quoted_printable(&text),
-            ),
-            ("base64", TransferEncoding::Base64, base64_lines(&text)),
-        ];
+        let bodies = encoded_bodies(&text);
         for (name, encoding, body) in bodies {
             let header = header(name);
             let whole_raw = format!("{header}{body}");
@@ -305,15 +310,7 @@ mod tests {
     #[test]
     fn the_start_the_bound_gives_is_enough_for_the_window() {
         let text = text(3000);
-        let bodies = [
-            ("8bit", TransferEncoding::Identity, text.clone()),
-            (
-                "quoted-printable",
-                TransferEncoding::QuotedPrintable,
-                quoted_printable(&text),
-            ),
-            ("base64", TransferEncoding::Base64, base64_lines(&text)),
-        ];
+        let bodies = encoded_bodies(&text);
         for (name, encoding, body) in bodies {
             let header = header(name);
             for (offset, max_chars) in [(0, 20_000), (5_000, 100)] {
