@@ -771,6 +771,20 @@ def test_oauth2_sends_over_smtp_with_xoauth2_and_a_stale_token_is_replaced(world
     send("stale")
     assert attempts_after(before) == [False, True]
     assert refreshes_with(REFRESH_3) == 4
+    # Google tells a refused token with a 334 error challenge first, which
+    # must be acknowledged with an empty line before its 535: the stale
+    # token is replaced just the same.
+    world.smtp.refuse_like("google")
+    try:
+        world.oauth.admin("expire")
+        before = len(world.smtp.oauth_attempts())
+        send("stale at google")
+        assert attempts_after(before) == [False, True]
+        refused = world.smtp.oauth_attempts()[before]
+        assert refused.get("challenge_reply") == "", refused
+        assert refreshes_with(REFRESH_3) == 5
+    finally:
+        world.smtp.refuse_like("microsoft")
 
 
 def test_oauth2_tokens_are_refreshed_rotated_and_revoked_clearly(world: World):

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use crate::accounts::{Account, AuthKind, Security};
 use crate::auth::{self, OAuthClients};
 use crate::error::MailError;
 use crate::limits;
+use crate::oauth::{self, Secret};
 use crate::secrets::SecretSources;
 
 /// What a new message says; From is the account's.
@@ -309,20 +311,18 @@ impl Smtp {
         let parameters = parameters
             .build_rustls()
             .map_err(|error| tls_failed(error.to_string()))?;
-        let tls = match endpoint.security {
-            Security::Tls => Tls::Wrapper(parameters),
-            Security::Starttls => Tls::Required(parameters),
-            Security::Plain => Tls::None,
-        };
         for attempt in 0..2 {
-            // A password, or a fresh access token over XOAUTH2 (lettre has
-            // no OAUTHBEARER); a refused token is replaced once.
-            let (credentials, mechanism, token) = match account.auth {
+            // A password, or a fresh access token over XOAUTH2 (the
+            // mechanism Google and Microsoft 365 offer for SMTP); a
+            // refused token is replaced once.
+            let (login, token) = match account.auth {
                 AuthKind::Password => {
                     let secret = auth::password(&self.secrets, account).await?;
                     (
-                        Credentials::new(account.username.clone(), secret.expose().to_owned()),
-                        vec![Mechanism::Plain, Mechanism::Login],
+                        Login::Password(Credentials::new(
+                            account.username.clone(),
+                            secret.expose().to_owned(),
+                        )),
                         None,
                     )
                 }
@@ -332,25 +332,15 @@ impl Smtp {
                         .access_token()
                         .await
                         .map_err(|error| auth::oauth_error(account, error))?;
-                    (
-                        Credentials::new(account.username.clone(), token.expose().to_owned()),
-                        vec![Mechanism::Xoauth2],
-                        Some(token),
-                    )
+                    let response = oauth::xoauth2_initial_response(&account.username, &token)
+                        .map_err(|error| auth::oauth_error(account, error))?;
+                    (Login::Xoauth2(response), Some(token))
                 }
             };
-            let transport =
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.clone())
-                    .port(endpoint.port)
-                    .tls(tls.clone())
-                    .credentials(credentials)
-                    .authentication(mechanism)
-                    .timeout(Some(self.timeout))
-                    .build();
-            let sending = transport.send(composed.message.clone());
-            let result = tokio::time::timeout(self.timeout + Duration::from_secs(5), sending).await;
+            let exchange = exchange(endpoint, &parameters, self.timeout, &login, composed);
+            let result = tokio::time::timeout(self.timeout + Duration::from_secs(5), exchange).await;
             match result {
-                Ok(Ok(_)) => {
+                Ok(Ok(())) => {
                     tracing::info!(
                         account = %account.name,
                         recipients = composed.recipients,
@@ -359,8 +349,8 @@ impl Smtp {
                     );
                     return Ok(());
                 }
-                Ok(Err(error)) => {
-                    let error = smtp_error(account, &server, &error);
+                Ok(Err(failure)) => {
+                    let error = failure.into_mail_error(account, &server);
                     if let (MailError::Login { .. }, Some(token), 0) = (&error, &token, attempt) {
                         self.oauth.get(account)?.invalidate(token).await;
                         continue;
@@ -378,6 +368,141 @@ impl Smtp {
         }
         unreachable!("the loop returns on its second attempt")
     }
+}
+
+/// How a session logs in.
+enum Login {
+    Password(Credentials),
+    /// The XOAUTH2 initial response, before base64.
+    Xoauth2(Secret),
+}
+
+/// Why an SMTP exchange failed: lettre's error, or something lettre's
+/// errors have no word for.
+#[derive(Debug)]
+enum Failure {
+    Smtp(lettre::transport::smtp::Error),
+    /// The server offers no AUTH mechanism the account can use.
+    NoMechanism(&'static str),
+    /// The server answered the XOAUTH2 exchange out of protocol.
+    Unexpected(String),
+}
+
+impl From<lettre::transport::smtp::Error> for Failure {
+    fn from(error: lettre::transport::smtp::Error) -> Failure {
+        Failure::Smtp(error)
+    }
+}
+
+impl Failure {
+    fn into_mail_error(self, account: &Account, server: &str) -> MailError {
+        match self {
+            Failure::Smtp(error) => smtp_error(account, server, &error),
+            Failure::NoMechanism(mechanism) => MailError::Unsupported {
+                account: account.name.clone(),
+                what: format!("logging in to {server}"),
+                reason: format!("the SMTP server offers no AUTH {mechanism}"),
+            },
+            Failure::Unexpected(reason) => MailError::Server {
+                account: account.name.clone(),
+                what: format!("log in ({server})"),
+                reason,
+                status: None,
+                code: None,
+            },
+        }
+    }
+}
+
+/// One SMTP session: connect (implicit TLS or STARTTLS as configured; the
+/// plain case only on loopback, which the accounts file enforces), log in,
+/// send, quit. On an error the session is aborted.
+async fn exchange(
+    endpoint: &crate::accounts::Endpoint,
+    parameters: &TlsParameters,
+    timeout: Duration,
+    login: &Login,
+    composed: &Composed,
+) -> Result<(), Failure> {
+    let hello = ClientId::default();
+    let wrapper = (endpoint.security == Security::Tls).then(|| parameters.clone());
+    let mut connection = AsyncSmtpConnection::connect_tokio1(
+        (endpoint.host.as_str(), endpoint.port),
+        Some(timeout),
+        &hello,
+        wrapper,
+        None,
+    )
+    .await?;
+    let result = async {
+        if endpoint.security == Security::Starttls {
+            connection.starttls(parameters.clone(), &hello).await?;
+        }
+        match login {
+            Login::Password(credentials) => {
+                let mechanisms = [Mechanism::Plain, Mechanism::Login];
+                if !mechanisms
+                    .iter()
+                    .any(|&mechanism| connection.server_info().supports_auth_mechanism(mechanism))
+                {
+                    return Err(Failure::NoMechanism("PLAIN or LOGIN"));
+                }
+                connection.auth(&mechanisms, credentials).await?;
+            }
+            Login::Xoauth2(response) => xoauth2(&mut connection, response).await?,
+        }
+        let envelope = composed.message.envelope();
+        connection
+            .send(envelope, &composed.message.formatted())
+            .await?;
+        Ok(())
+    }
+    .await;
+    match &result {
+        Ok(()) => {
+            let _ = connection.quit().await;
+        }
+        Err(_) => connection.abort().await,
+    }
+    result
+}
+
+/// `AUTH XOAUTH2` with its initial response. A refused token gets a 535
+/// at once from Microsoft 365; Google first sends a 334 error challenge
+/// (base64 JSON saying why), which the client acknowledges with an empty
+/// line before the 535 comes. Either way the 535 becomes a refused login,
+/// which the caller answers with a fresh token. (lettre's own XOAUTH2
+/// gives up on any challenge, so the refusal never reached the retry.)
+async fn xoauth2(connection: &mut AsyncSmtpConnection, response: &Secret) -> Result<(), Failure> {
+    use base64::Engine as _;
+    if !connection
+        .server_info()
+        .supports_auth_mechanism(Mechanism::Xoauth2)
+    {
+        return Err(Failure::NoMechanism("XOAUTH2"));
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(response.expose());
+    let reply = connection
+        .command(format!("AUTH XOAUTH2 {encoded}\r\n"))
+        .await?;
+    if reply.has_code(235) {
+        return Ok(());
+    }
+    if !reply.has_code(334) {
+        return Err(Failure::Unexpected(format!(
+            "it answered AUTH XOAUTH2 with {}",
+            reply.code()
+        )));
+    }
+    // The error challenge: acknowledged, the refusal follows (an Err).
+    let reply = connection.command("\r\n").await?;
+    if reply.has_code(235) {
+        return Ok(());
+    }
+    Err(Failure::Unexpected(format!(
+        "it answered the end of AUTH XOAUTH2 with {}",
+        reply.code()
+    )))
 }
 
 fn smtp_error(

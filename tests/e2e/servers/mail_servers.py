@@ -315,8 +315,14 @@ class SmtpRecorder:
     def messages(self) -> list[dict]:
         return [json.loads(path.read_text()) for path in sorted(self.received.glob("*.json"))]
 
+    def refuse_like(self, provider: str):
+        """How a refused XOAUTH2 token is told from now on: `google` (a 334
+        error challenge, then 535) or `microsoft` (535 at once)."""
+        (self.received / "refuse-like").write_text(provider)
+
     def oauth_attempts(self) -> list[dict]:
-        """Every AUTH XOAUTH2: {"mechanism", "user", "success"}."""
+        """Every AUTH XOAUTH2: {"mechanism", "user", "success"}, and
+        "challenge_reply" after a Google-style error challenge."""
         log = self.received / "auth.jsonl"
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 

@@ -4,11 +4,14 @@ AUTH PLAIN/LOGIN against one user whose password comes in $SMTP_PASSWORD,
 and AUTH XOAUTH2 against the access token the test's OAuth2 provider
 issued last: $SMTP_TOKEN_FILE is the passwd-file it rewrites for dovecot
 (`user:{PLAIN}TOKEN::::::`), read at each AUTH. A refused token gets 535
-at once (as Microsoft 365 answers; Google sends a 334 error challenge
-first, which lettre cannot answer). Each message is written to
+at once, as Microsoft 365 answers, or, while RECEIVED_DIR/refuse-like
+says `google`, first a 334 error challenge (base64 JSON) that the client
+must acknowledge before the 535, as Google answers. Each message is written to
 RECEIVED_DIR/<n>.json (envelope and data) with a temporary name and a
 rename, so a reader never sees half of one; each XOAUTH2 attempt appends
-{"mechanism", "user", "success"} (never the token) to RECEIVED_DIR/auth.jsonl.
+{"mechanism", "user", "success"} (never the token) to RECEIVED_DIR/auth.jsonl,
+with "challenge_reply" (what the client answered the error challenge)
+when there was one.
 
 usage: smtp_recorder.py PORT USER CERT KEY RECEIVED_DIR
 """
@@ -41,6 +44,14 @@ def current_tokens() -> dict[bytes, bytes]:
         if rest.startswith(b"{PLAIN}"):
             tokens[name] = rest[len(b"{PLAIN}"):].split(b":", 1)[0]
     return tokens
+
+
+def refuse_like() -> str:
+    """`google` or `microsoft` (the default): how a refused token is told."""
+    try:
+        return (received / "refuse-like").read_text().strip()
+    except FileNotFoundError:
+        return "microsoft"
 
 
 class Recorder:
@@ -78,9 +89,15 @@ class Recorder:
         bearer = fields.get(b"auth", b"")
         token = current_tokens().get(login)
         success = token is not None and bearer == b"Bearer " + token
+        attempt = {"mechanism": "XOAUTH2", "user": login.decode("utf-8", "replace"), "success": success}
+        if not success and refuse_like() == "google":
+            # Google's error challenge: JSON saying why, base64 (the
+            # helper encodes it); the client's answer ends the exchange.
+            reply = await server.challenge_auth(json.dumps(
+                {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}))
+            attempt["challenge_reply"] = "*" if reply is MISSING else reply.decode("utf-8", "replace")
         with open(received / "auth.jsonl", "a") as log:
-            log.write(json.dumps({"mechanism": "XOAUTH2", "user": login.decode("utf-8", "replace"),
-                                  "success": success}) + "\n")
+            log.write(json.dumps(attempt) + "\n")
         if success:
             return AuthResult(success=True, auth_data=LoginPassword(login, b""))
         return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
