@@ -283,6 +283,7 @@ class World:
         self.dovecot.deliver("alice", [(big_message(), "")], folder="Big")
         self.dovecot.deliver("alice", malformed(), folder="Broken")
         self.dovecot.deliver("alice", parts(), folder="Parts")
+        self.dovecot.deliver("alice", [(plain(9500, "Arrival 0").as_bytes(), "")], folder="Arrivals")
         self.dovecot.deliver("olivia", [(plain(n, f"Token mail {n}").as_bytes(), "") for n in range(3)])
         self.dovecot.start()
         self.oauth = mail_servers.OAuthProvider(root / "oauth", "llmbasedos-test", [REFRESH_1, REFRESH_2, REFRESH_3],
@@ -562,6 +563,22 @@ def test_a_thousand_messages_page_by_page_and_searched_on_the_server(world: Worl
         world.special["attachment"], world.special["invite"]
     }
     refused(world, "mail_listMessages", {"account": "work", "search": {"since": "last week"}}, "since")
+
+
+def test_a_message_that_arrives_between_two_calls_is_in_the_second(world: World):
+    # Sequential calls get the same pooled session, which keeps the folder
+    # open between them: the second call must still see what came since
+    # (delivered into the maildir as an MDA would), in pages and searches.
+    def arrivals(**arguments) -> dict:
+        return ok(world, "mail_listMessages", {"account": "work", "folder": "Arrivals", **arguments})
+
+    assert [message["subject"] for message in arrivals()["messages"]] == ["Arrival 0"]
+    for n in (1, 2):
+        world.dovecot.deliver("alice", [(plain(9500 + n, f"Arrival {n}").as_bytes(), "")], folder="Arrivals")
+        page = arrivals()
+        assert page["total"] == n + 1
+        assert [message["subject"] for message in page["messages"]] == [f"Arrival {k}" for k in range(n, -1, -1)]
+        assert arrivals(search={"subject": f"Arrival {n}"})["total"] == 1
 
 
 def test_reading_a_message_leaves_it_unseen(world: World):

@@ -89,6 +89,19 @@ struct Connection {
     used: Instant,
     /// The last line the server sent, read after a refusal.
     tap: response::Tap,
+    /// The folder selected now, if any (see [`Lease::open`]).
+    selected: Option<Selected>,
+}
+
+/// A folder a session has open.
+struct Selected {
+    /// Its name as sent (modified UTF-7).
+    name: String,
+    /// `SELECT` (read-write) rather than `EXAMINE`.
+    write: bool,
+    /// Its UIDVALIDITY, which cannot change while it is selected (RFC 3501
+    /// 2.3.1.1: a server that must change it ends the session).
+    uid_validity: Option<u32>,
 }
 
 impl Connection {
@@ -200,21 +213,50 @@ impl Lease<'_> {
         .await
     }
 
-    /// Opens `folder`: read-only (`EXAMINE`) unless `write`.
-    async fn open(
-        &mut self,
-        folder: &str,
-        write: bool,
-    ) -> Result<async_imap::types::Mailbox, MailError> {
+    /// Opens `folder`: read-only (`EXAMINE`) unless `write`. A session
+    /// that has it open already in that mode keeps it and only asks `NOOP`,
+    /// which makes the server bring the session's view up to date (new and
+    /// expunged messages, RFC 3501 6.1.2) as a fresh `EXAMINE` would. In
+    /// the mail bench (dovecot over TLS, 10,000 messages) opening the
+    /// folder anew for every call made a `listMessages` page 24–28 ms
+    /// against 8 ms in the open folder; dovecot itself, asked by a raw
+    /// plain-text client, takes about as long either way (the bench prints
+    /// both), so the cost was this session's extra exchange, not the
+    /// server's work.
+    /// Returns the folder's UIDVALIDITY.
+    async fn open(&mut self, folder: &str, write: bool) -> Result<Option<u32>, MailError> {
         let account = self.account.name.clone();
         let name = encode_folder(folder);
+        let connection = self.connection();
+        if let Some(selected) = connection
+            .selected
+            .as_ref()
+            .filter(|selected| selected.name == name && selected.write == write)
+        {
+            let uid_validity = selected.uid_validity;
+            self.run("bring the folder up to date (NOOP)", async |connection| {
+                connection.session.noop().await
+            })
+            .await?;
+            return Ok(uid_validity);
+        }
+        // A SELECT or EXAMINE that fails leaves no folder selected
+        // (RFC 3501 6.3.1).
+        connection.selected = None;
+        let selecting = name.clone();
         let result = self
             .run("open the folder", async move |connection| {
-                if write {
-                    connection.session.select(&name).await
+                let mailbox = if write {
+                    connection.session.select(&selecting).await?
                 } else {
-                    connection.session.examine(&name).await
-                }
+                    connection.session.examine(&selecting).await?
+                };
+                connection.selected = Some(Selected {
+                    name: selecting,
+                    write,
+                    uid_validity: mailbox.uid_validity,
+                });
+                Ok(mailbox.uid_validity)
             })
             .await;
         result.map_err(|error| match error {
@@ -790,6 +832,7 @@ impl Imap {
                 capabilities: normalise_capabilities(capabilities),
                 used: Instant::now(),
                 tap,
+                selected: None,
             })
         };
         tokio::time::timeout(timeouts.login, greeting_and_login)
@@ -912,8 +955,7 @@ impl Imap {
         search: &Search,
     ) -> Result<Page, MailError> {
         let mut lease = self.lease(account).await?;
-        let mailbox = lease.open(folder, false).await?;
-        let validity = mailbox.uid_validity.unwrap_or(0);
+        let validity = lease.open(folder, false).await?.unwrap_or(0);
         let before = match cursor {
             None => None,
             Some(cursor) => Some(parse_cursor(cursor, validity)?),

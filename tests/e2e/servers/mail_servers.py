@@ -14,6 +14,7 @@ A missing component fails with the command that installs it
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pwd
@@ -120,6 +121,7 @@ class Dovecot:
             self.dir = directory
             self.dir.mkdir(parents=True, exist_ok=True)
         self.users = users
+        self.deliveries = itertools.count()
         self.imaps_port = free_port()
         self.imap_port = free_port()
         self.log = self.dir / "dovecot.log"
@@ -228,7 +230,8 @@ service anvil {{
         path = self.maildir(user, folder)
         base = int(time.time()) - len(messages)
         for index, (data, flags) in enumerate(messages):
-            name = f"{base + index}.M{index}P{os.getpid()}.llmbasedos"
+            # Unique across calls too (a later delivery adds, never replaces).
+            name = f"{base + index}.M{index}P{os.getpid()}Q{next(self.deliveries)}.llmbasedos"
             (path / "cur" / f"{name}:2,{flags}").write_bytes(data)
             stamp = base + index
             os.utime(path / "cur" / f"{name}:2,{flags}", (stamp, stamp))
