@@ -435,8 +435,9 @@ fn quantised(vector: &[f32]) -> Vec<i8> {
     let largest = vector
         .iter()
         .fold(0.0_f32, |largest, value| largest.max(value.abs()));
-    // `!(x > 0)` catches NaN as well as zero.
-    if !(largest > 0.0) {
+    // `f32::max` passes over NaN, so this is zero for a vector of zeros
+    // and NaNs alone.
+    if largest <= 0.0 {
         return vec![0; vector.len()];
     }
     let scale = 127.0 / largest;
