@@ -39,7 +39,8 @@
 //! `SEMANTIC_BENCH_FILES` (10000), `SEMANTIC_BENCH_FIDELITY_CHUNKS` (3000),
 //! `SEMANTIC_BENCH_FIDELITY_QUERIES` (500 per set), `SEMANTIC_BENCH_CORPUS`,
 //! `SEMANTIC_BENCH_FIDELITY_ONLY=1` (stop after the fidelity figures),
-//! `SEMANTIC_BENCH_MILLION=full` (the 1M-chunk index too),
+//! `SEMANTIC_BENCH_MILLION=full` (the 1M-chunk index too; `only`: that
+//! one alone),
 //! `SEMANTIC_BENCH_RECALL_QUERIES` (100: half synthetic, half real).
 //! Everything after the fidelity figures runs in the default precision.
 
@@ -780,11 +781,13 @@ fn main() -> ExitCode {
     } else {
         env_number("SEMANTIC_BENCH_FILES", 10_000)
     };
-    let million = std::env::var("SEMANTIC_BENCH_MILLION").is_ok_and(|value| value == "full");
+    let million = std::env::var("SEMANTIC_BENCH_MILLION").unwrap_or_default();
     let index_sizes: &[usize] = if smoke {
         &[1_000]
-    } else if million {
+    } else if million == "full" {
         &[10_000, 100_000, MILLION]
+    } else if million == "only" {
+        &[MILLION]
     } else {
         &[10_000, 100_000]
     };

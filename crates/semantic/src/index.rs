@@ -474,6 +474,60 @@ fn cosine(dot: f32, a_norm: f32, b_norm: f32) -> f32 {
     if lengths > 0.0 { dot / lengths } else { 0.0 }
 }
 
+/// Vectors a rebuild at open quantises before it adds them together.
+const RECONCILE_BATCH: usize = 8_192;
+
+/// Below this many vectors, [`add_all`] adds on the calling thread.
+const PARALLEL_ADD_MINIMUM: usize = 256;
+/// A graph's first vectors, added on one thread.
+const SEQUENTIAL_START: usize = 4_096;
+
+/// Adds `vectors` to the graph, on every core for a large batch: an HNSW
+/// insertion is a search, about as costly as a query, so a million
+/// vectors (a rebuild at open, a benchmark) take most of an hour on one
+/// core of these machines. usearch takes concurrent additions (a thread
+/// context each, up to the cores `reserve` provided for). The first
+/// [`SEQUENTIAL_START`] vectors of a graph go in one at a time: threads
+/// that insert into a nearly empty graph do not see each other's nodes and
+/// can leave parts of it unconnected (seen here: a 600-vector graph built
+/// on two threads that missed true neighbours, which no rescoring brings
+/// back).
+fn add_all(graph: &usearch::Index, vectors: &[(u64, Vec<i8>)]) -> Result<(), String> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let alone = vectors
+        .len()
+        .min(SEQUENTIAL_START.saturating_sub(graph.size()));
+    let (first, vectors) = vectors.split_at(alone);
+    for (key, vector) in first {
+        graph.add(*key, vector).map_err(|error| error.to_string())?;
+    }
+    if threads < 2 || vectors.len() < PARALLEL_ADD_MINIMUM {
+        for (key, vector) in vectors {
+            graph.add(*key, vector).map_err(|error| error.to_string())?;
+        }
+        return Ok(());
+    }
+    let slice = vectors.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = vectors
+            .chunks(slice)
+            .map(|part| {
+                scope.spawn(move || -> Result<(), String> {
+                    for (key, vector) in part {
+                        graph.add(*key, vector).map_err(|error| error.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker
+                .join()
+                .map_err(|_| "a graph thread panicked".to_owned())?
+        })
+    })
+}
+
 /// Grows the graph's capacity ahead of `more` additions.
 fn reserve(graph: &usearch::Index, more: usize) -> Result<(), String> {
     let needed = graph.size() + more;
@@ -613,6 +667,9 @@ impl Index {
             usize::try_from(chunks.len().map_err(|error| self.fail(error))?).unwrap_or(usize::MAX);
         vectors.owners.reserve(count);
         let add = |vectors: &mut Vectors, repaired: &mut u64| -> Result<(), SemanticError> {
+            // Added in batches, on every core; a batch is 384 bytes a
+            // vector, so a rebuild holds little beside the graph.
+            let mut missing: Vec<(u64, Vec<i8>)> = Vec::new();
             reserve(&vectors.graph, count.saturating_sub(vectors.graph.size()))
                 .map_err(|error| self.fail(error))?;
             for entry in files.iter().map_err(|error| self.fail(error))? {
@@ -630,14 +687,17 @@ impl Index {
                             .ok_or_else(|| {
                                 self.fail(format!("chunk {key} has no vector in {DATABASE_FILE}"))
                             })?;
-                        vectors
-                            .graph
-                            .add(key, &quantised(&vector_of(vector.value())))
-                            .map_err(|error| self.fail(error))?;
-                        *repaired += 1;
+                        missing.push((key, quantised(&vector_of(vector.value()))));
+                        if missing.len() == RECONCILE_BATCH {
+                            add_all(&vectors.graph, &missing).map_err(|error| self.fail(error))?;
+                            *repaired += missing.len() as u64;
+                            missing.clear();
+                        }
                     }
                 }
             }
+            add_all(&vectors.graph, &missing).map_err(|error| self.fail(error))?;
+            *repaired += missing.len() as u64;
             Ok(())
         };
         add(&mut vectors, &mut repaired)?;
@@ -1170,11 +1230,12 @@ impl Index {
             vectors.disown(*key);
         }
         reserve(&vectors.graph, added.len()).map_err(|error| self.fail(error))?;
-        for (key, path, precision, vector) in added {
-            vectors
-                .graph
-                .add(key, &quantised(&vector))
-                .map_err(|error| self.fail(error))?;
+        let quantised_vectors: Vec<(u64, Vec<i8>)> = added
+            .iter()
+            .map(|(key, _, _, vector)| (*key, quantised(vector)))
+            .collect();
+        add_all(&vectors.graph, &quantised_vectors).map_err(|error| self.fail(error))?;
+        for (key, path, precision, _) in added {
             vectors.own(key, path, precision);
         }
         Ok(removed_keys.len() as u64)
@@ -1709,10 +1770,10 @@ mod tests {
         }
     }
 
-    /// `count` unit vectors around `centres` directions (noise of a
-    /// third of a centre's length), deterministic in `seed`.
+    /// `count` unit vectors around `centres` directions (the same ones for
+    /// every seed), deterministic in `seed`.
     fn clustered(count: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed | 1;
+        let mut state = 1_u64;
         let mut uniform = move || {
             state ^= state << 13;
             state ^= state >> 7;
@@ -1730,6 +1791,10 @@ mod tests {
             vector
         };
         let centres: Vec<Vec<f32>> = (0..centres).map(|_| unit(1.0, None)).collect();
+        // The points' own stream, from the seed.
+        for _ in 0..seed * 97 {
+            unit(1.0, None);
+        }
         (0..count)
             .map(|index| unit(0.06, Some(&centres[index % centres.len()])))
             .collect()
@@ -1820,7 +1885,7 @@ mod tests {
             index.vectors.read().expect("vectors").graph.scalar_kind(),
             GRAPH_SCALAR
         );
-        assert_eq!(answers(&index, &queries), expected);
+        assert_eq!(answers(&index, &queries), expected, "the same hits");
         drop(index);
         let index = Index::open(dir.path()).expect("reopen");
         assert_eq!(
