@@ -7,9 +7,19 @@
 //!   sentences, chunks/s of both; and whether int8 qualifies as the
 //!   default (top-1 agreement ≥ 95 % on both sets; the other condition,
 //!   tests/retrieval.rs passing with int8, is a test);
-//! - query latency, query embedding included, p50/p99 over an index of 10k
-//!   and of 100k chunks (synthetic unit vectors; real query embeddings;
-//!   target p50 ≤ 10 ms), and the search alone;
+//! - synthetic indexes of 10k and 100k chunks, and of 1M with
+//!   `SEMANTIC_BENCH_MILLION=full` (outside CI: a quarter of an hour and
+//!   about 3 GB of disk), inserted 10,000 chunks a file, one transaction a
+//!   file. The vectors are clustered, not uniform in 384-d (HNSW's worst
+//!   case, and unlike text): random centres (one per 250 chunks, 4,000 at
+//!   1M), each vector one of them plus noise, normalised. For each size: the insert time, the size on
+//!   disk, the recall@10 of `Index::search` (the i8 graph with exact
+//!   rescoring) against exact brute force over a sample of queries, and —
+//!   from a fresh process that loads the model and opens the index from
+//!   disk, as the fs server does, and holds nothing else — the RSS after
+//!   the open and after the queries, and query p50/p99 (real query
+//!   embeddings, embedding included, and the search alone; target p50 ≤
+//!   10 ms, ≤ 15 ms at 1M; target RSS ≤ 1 GiB at 1M);
 //! - an update over an unchanged tree of 10,000 files (target ≤ 2 s);
 //! - the process's RSS with the model loaded;
 //! - chunks/s on a real mixed corpus, the licence texts of
@@ -28,7 +38,10 @@
 //! `SEMANTIC_BENCH_CHUNKS` (default 96), `SEMANTIC_BENCH_QUERIES` (200),
 //! `SEMANTIC_BENCH_FILES` (10000), `SEMANTIC_BENCH_FIDELITY_CHUNKS` (3000),
 //! `SEMANTIC_BENCH_FIDELITY_QUERIES` (500 per set), `SEMANTIC_BENCH_CORPUS`,
-//! `SEMANTIC_BENCH_FIDELITY_ONLY=1` (stop after the fidelity figures).
+//! `SEMANTIC_BENCH_FIDELITY_ONLY=1` (stop after the fidelity figures),
+//! `SEMANTIC_BENCH_MILLION=full` (the 1M-chunk index too; `only`: that
+//! one alone),
+//! `SEMANTIC_BENCH_RECALL_QUERIES` (100: half synthetic, half real).
 //! Everything after the fidelity figures runs in the default precision.
 
 use std::path::PathBuf;
@@ -45,6 +58,29 @@ mod fidelity;
 
 const CHUNKS_PER_SECOND_TARGET: f64 = 40.0;
 const P50_TARGET: Duration = Duration::from_millis(10);
+/// Query p50 and the fs server's RSS at a million chunks (issue 19).
+const MILLION_P50_TARGET: Duration = Duration::from_millis(15);
+const MILLION_RSS_TARGET_MIB: f64 = 1024.0;
+const MILLION: usize = 1_000_000;
+/// Chunks per synthetic file: one transaction each.
+const CHUNKS_PER_FILE: usize = 10_000;
+/// Chunks per synthetic cluster (a topic): an index of `n` chunks has
+/// `n / CLUSTER` centres, at least 16 and at most 4,096 (4,000 at 1M), so
+/// the ten nearest chunks of a query from the data are its siblings.
+const CLUSTER: usize = 250;
+
+fn centres_for(size: usize) -> usize {
+    (size / CLUSTER).clamp(16, 4_096)
+}
+/// Per-component noise (uniform in ±this) added to a unit centre: its
+/// length is about 0.075 × √(384/3) ≈ 0.85 of the centre's, so a vector's
+/// cosine with its centre is about 0.76 and with a sibling about 0.58.
+const NOISE: f32 = 0.075;
+/// Set in the fresh process that opens an index and queries it: the
+/// index's directory, and its size in chunks.
+const CHILD_INDEX: &str = "SEMANTIC_BENCH_CHILD_INDEX";
+const CHILD_SIZE: &str = "SEMANTIC_BENCH_CHILD_SIZE";
+const CHILD_QUERIES: &str = "SEMANTIC_BENCH_CHILD_QUERIES";
 const RERUN_TARGET: Duration = Duration::from_secs(2);
 const EDIT_TARGET_CHUNKS: u64 = 3;
 /// Top-1 agreement with fp32 (%) that int8 needs to be the default.
@@ -123,26 +159,66 @@ fn text_of_tokens(embedder: &Embedder, tokens: usize, seed: usize) -> String {
     text
 }
 
-/// Deterministic pseudo-random unit vectors (xorshift, Box-Muller-free:
-/// uniform in [-1, 1] then normalised; fine for latency).
-fn synthetic_vectors(count: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed | 1;
-    (0..count)
-        .map(|_| {
-            let mut vector: Vec<f32> = (0..DIMENSIONS)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    #[allow(clippy::cast_precision_loss)]
-                    let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
-                    unit * 2.0 - 1.0
-                })
-                .collect();
-            semantic::embed::normalise(&mut vector);
-            vector
-        })
-        .collect()
+/// Deterministic pseudo-random numbers (xorshift), uniform in [-1, 1].
+struct Uniform(u64);
+
+impl Uniform {
+    fn new(seed: u64) -> Uniform {
+        // Scrambled, so neighbouring seeds do not start alike.
+        Uniform(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> f32 {
+        let state = &mut self.0;
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        #[allow(clippy::cast_precision_loss)]
+        let unit = (*state >> 40) as f32 / (1u64 << 24) as f32;
+        unit * 2.0 - 1.0
+    }
+
+    fn below(&mut self, count: usize) -> usize {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let index = ((self.next() + 1.0) * 0.5 * count as f32) as usize;
+        index.min(count - 1)
+    }
+}
+
+/// Clustered unit vectors: random directions, and every vector one of them
+/// plus uniform noise, normalised.
+struct Clusters {
+    centres: Vec<Vec<f32>>,
+}
+
+impl Clusters {
+    fn new(count: usize) -> Clusters {
+        let mut random = Uniform::new(1);
+        let centres = (0..count)
+            .map(|_| {
+                let mut centre: Vec<f32> = (0..DIMENSIONS).map(|_| random.next()).collect();
+                semantic::embed::normalise(&mut centre);
+                centre
+            })
+            .collect();
+        Clusters { centres }
+    }
+
+    /// `count` vectors, deterministic in `seed`.
+    fn vectors(&self, count: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut random = Uniform::new(seed);
+        (0..count)
+            .map(|_| {
+                let centre = &self.centres[random.below(self.centres.len())];
+                let mut vector: Vec<f32> = centre
+                    .iter()
+                    .map(|value| value + random.next() * NOISE)
+                    .collect();
+                semantic::embed::normalise(&mut vector);
+                vector
+            })
+            .collect()
+    }
 }
 
 /// Floating-point work of one 256-token chunk through all-MiniLM-L6-v2:
@@ -405,7 +481,283 @@ fn real_corpus(embedder: &Embedder, rate_256: f64, smoke: bool) {
     );
 }
 
+/// The texts of the real queries over the synthetic indexes.
+fn query_texts(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| {
+            format!(
+                "notes about {} and the {}",
+                WORDS[index % WORDS.len()],
+                WORDS[(index * 7 + 3) % WORDS.len()]
+            )
+        })
+        .collect()
+}
+
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The share of `exact`'s chunks that `found` has, over all queries.
+fn recall(found: &[Vec<semantic::Hit>], exact: &[Vec<semantic::Hit>]) -> f64 {
+    let mut hit = 0_usize;
+    let mut total = 0_usize;
+    for (found, exact) in found.iter().zip(exact) {
+        total += exact.len();
+        hit += exact
+            .iter()
+            .filter(|wanted| {
+                found
+                    .iter()
+                    .any(|hit| hit.path == wanted.path && hit.start_line == wanted.start_line)
+            })
+            .count();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let share = hit as f64 / total.max(1) as f64;
+    share
+}
+
+/// One synthetic index of `size` chunks: inserted, measured on disk,
+/// recall against brute force, then opened and queried by a fresh process.
+fn synthetic_index(
+    embedder: &Embedder,
+    size: usize,
+    query_count: usize,
+    recall_count: usize,
+    smoke: bool,
+) -> Result<(), String> {
+    let clusters = Clusters::new(centres_for(size));
+    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let index = Index::open(dir.path()).map_err(|error| error.to_string())?;
+    let started = Instant::now();
+    let files = (0..size)
+        .step_by(CHUNKS_PER_FILE)
+        .enumerate()
+        .map(|(file, offset)| {
+            let vectors = clusters.vectors(CHUNKS_PER_FILE.min(size - offset), file as u64 + 7);
+            let chunks = vectors
+                .into_iter()
+                .enumerate()
+                .map(|(line, vector)| (format!("synthetic chunk {line}"), vector))
+                .collect();
+            (format!("/synthetic/{file:04}.txt"), chunks)
+        });
+    index
+        .insert_vectors(embedder.precision(), files)
+        .map_err(|error| error.to_string())?;
+    let inserted = started.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = size as f64 / inserted.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let disk_mib = directory_bytes(dir.path()) as f64 / (1024.0 * 1024.0);
+    let mib = |bytes: usize| {
+        #[allow(clippy::cast_precision_loss)]
+        let mib = bytes as f64 / (1024.0 * 1024.0);
+        mib
+    };
+    let (graph_bytes, owners_bytes) = index.memory();
+    let (graph_mib, owners_mib) = (mib(graph_bytes), mib(owners_bytes));
+    println!(
+        "index of {size:>7} chunks  inserted in {:.1} s ({rate:.0} chunks/s, {} files of ≤ {CHUNKS_PER_FILE} chunks, one transaction each); \
+         {disk_mib:.0} MiB on disk; in memory the graph {graph_mib:.0} MiB (usearch's count), the key → file map {owners_mib:.0} MiB; \
+         vectors clustered: {} random centres plus noise, normalised",
+        inserted.as_secs_f64(),
+        size.div_ceil(CHUNKS_PER_FILE),
+        clusters.centres.len()
+    );
+
+    // Recall@10: half the queries from the data's distribution, half real
+    // query embeddings (off the synthetic clusters, as a real query can be).
+    let half = recall_count / 2;
+    let mut queries = clusters.vectors(half, 0xdead_beef);
+    let texts = query_texts(recall_count - half);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    queries.extend(embedder.embed(&refs).map_err(|error| error.to_string())?);
+    let found = queries
+        .iter()
+        .map(|query| index.search(query, embedder.precision(), 10, None))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    let started = Instant::now();
+    let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+    let exact = index
+        .exact_search(&refs, embedder.precision(), 10)
+        .map_err(|error| error.to_string())?;
+    let brute = started.elapsed();
+    let [synthetic, real, all] = [
+        recall(&found[..half], &exact[..half]),
+        recall(&found[half..], &exact[half..]),
+        recall(&found, &exact),
+    ];
+    println!(
+        "recall@10 at {size:>7}      {:.1}% over {} queries ({:.1}% for {half} from the clusters, {:.1}% for {} real query embeddings): \
+         the i8 graph with exact rescoring of {} candidates against exact brute force over all {size} vectors ({:.1} s)",
+        all * 100.0,
+        queries.len(),
+        synthetic * 100.0,
+        real * 100.0,
+        recall_count - half,
+        semantic::index::candidates(10),
+        brute.as_secs_f64()
+    );
+    if smoke && all < 0.9 {
+        return Err(format!(
+            "recall@10 is {:.1}% on a {size}-chunk index: the graph search has lost its quality",
+            all * 100.0
+        ));
+    }
+    drop(index);
+
+    let status =
+        std::process::Command::new(std::env::current_exe().map_err(|error| error.to_string())?)
+            .env(CHILD_INDEX, dir.path())
+            .env(CHILD_SIZE, size.to_string())
+            .env(CHILD_QUERIES, query_count.to_string())
+            .status()
+            .map_err(|error| format!("starting the fresh process: {error}"))?;
+    if !status.success() {
+        return Err(format!(
+            "the fresh process over {size} chunks failed: {status}"
+        ));
+    }
+    Ok(())
+}
+
+/// In a fresh process: what the fs server holds (the model in the default
+/// precision and the index, opened from disk), its RSS, and query latency.
+fn open_and_query(dir: &std::path::Path) -> Result<(), String> {
+    let size: usize = std::env::var(CHILD_SIZE)
+        .ok()
+        .and_then(|size| size.parse().ok())
+        .ok_or("no index size given")?;
+    let query_count = env_number(CHILD_QUERIES, 200);
+    let (model, runtime) = locate()?;
+    let embedder = Embedder::load(&model, &runtime, Precision::default())
+        .map_err(|error| error.to_string())?;
+    embedder
+        .embed(&["warm up"])
+        .map_err(|error| error.to_string())?;
+    let with_model = rss_mib();
+    let started = Instant::now();
+    let index = Index::open(dir).map_err(|error| error.to_string())?;
+    let opened = started.elapsed();
+    let after_open = rss_mib();
+    let reconciled = index
+        .status()
+        .map_err(|error| error.to_string())?
+        .reconciled_vectors;
+
+    let queries = query_texts(query_count);
+    let mut runs_p50 = Vec::new();
+    let mut runs_p99 = Vec::new();
+    let mut runs_search = Vec::new();
+    let mut runs_search_p99 = Vec::new();
+    for _ in 0..3 {
+        let mut total = Vec::with_capacity(query_count);
+        let mut search_only = Vec::with_capacity(query_count);
+        for query in &queries {
+            let started = Instant::now();
+            let vector = embedder
+                .embed(&[query.as_str()])
+                .map_err(|error| error.to_string())?
+                .remove(0);
+            let searched = Instant::now();
+            let hits = index
+                .search(&vector, embedder.precision(), 10, None)
+                .map_err(|error| error.to_string())?;
+            if hits.len() != 10 {
+                return Err(format!(
+                    "a search of {size} chunks found {} hits",
+                    hits.len()
+                ));
+            }
+            search_only.push(searched.elapsed());
+            total.push(started.elapsed());
+        }
+        total.sort();
+        search_only.sort();
+        runs_p50.push(percentile(&total, 0.5).as_secs_f64());
+        runs_p99.push(percentile(&total, 0.99).as_secs_f64());
+        runs_search.push(percentile(&search_only, 0.5).as_secs_f64());
+        runs_search_p99.push(percentile(&search_only, 0.99).as_secs_f64());
+    }
+    // Queries from the data's own distribution, the search alone.
+    let clustered = Clusters::new(centres_for(size)).vectors(query_count, 0x5eed);
+    let mut in_clusters = Vec::with_capacity(query_count);
+    for query in &clustered {
+        let started = Instant::now();
+        let hits = index
+            .search(query, embedder.precision(), 10, None)
+            .map_err(|error| error.to_string())?;
+        in_clusters.push(started.elapsed());
+        if hits.len() != 10 {
+            return Err(format!(
+                "a search of {size} chunks found {} hits",
+                hits.len()
+            ));
+        }
+    }
+    in_clusters.sort();
+    let after_queries = rss_mib();
+
+    let p50 = median(runs_p50);
+    let target = if size >= MILLION {
+        MILLION_P50_TARGET
+    } else {
+        P50_TARGET
+    };
+    println!(
+        "query at {size:>7} chunks    p50 {:.2} ms, p99 {:.2} ms ({query_count} real queries × 3, embedding included; target p50 ≤ {} ms) {}; \
+         search alone p50 {:.3} ms, p99 {:.3} ms; queries from the clusters, search alone p50 {:.3} ms, p99 {:.3} ms",
+        p50 * 1000.0,
+        median(runs_p99) * 1000.0,
+        target.as_millis(),
+        if p50 <= target.as_secs_f64() {
+            "ok"
+        } else {
+            "ABOVE TARGET"
+        },
+        median(runs_search) * 1000.0,
+        median(runs_search_p99) * 1000.0,
+        percentile(&in_clusters, 0.5).as_secs_f64() * 1000.0,
+        percentile(&in_clusters, 0.99).as_secs_f64() * 1000.0,
+    );
+    let verdict = if size < MILLION {
+        String::new()
+    } else if after_queries <= MILLION_RSS_TARGET_MIB {
+        format!(" (target ≤ {MILLION_RSS_TARGET_MIB:.0} MiB) ok")
+    } else {
+        format!(" (target ≤ {MILLION_RSS_TARGET_MIB:.0} MiB) ABOVE TARGET")
+    };
+    println!(
+        "RSS with {size:>7} chunks   a fresh process holding what the fs server holds (the {} model, the index opened from disk): \
+         {with_model:.0} MiB with the model, {after_open:.0} MiB after the open ({:.1} s, {reconciled} vectors reconciled), \
+         {after_queries:.0} MiB after the queries{verdict}",
+        embedder.precision(),
+        opened.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(CHILD_INDEX) {
+        return match open_and_query(&PathBuf::from(dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("semantic bench (fresh process): {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let smoke = smoke();
     let (model, runtime) = match locate() {
         Ok(found) => found,
@@ -429,7 +781,16 @@ fn main() -> ExitCode {
     } else {
         env_number("SEMANTIC_BENCH_FILES", 10_000)
     };
-    let index_sizes: &[usize] = if smoke { &[1_000] } else { &[10_000, 100_000] };
+    let million = std::env::var("SEMANTIC_BENCH_MILLION").unwrap_or_default();
+    let index_sizes: &[usize] = if smoke {
+        &[1_000]
+    } else if million == "full" {
+        &[10_000, 100_000, MILLION]
+    } else if million == "only" {
+        &[MILLION]
+    } else {
+        &[10_000, 100_000]
+    };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!(
         "semantic bench{} — {threads} cores",
@@ -538,75 +899,18 @@ fn main() -> ExitCode {
     println!("in {} from here on", Precision::default());
     real_corpus(embedder, rate, smoke);
 
-    // Query latency over synthetic indexes.
-    let queries: Vec<String> = (0..query_count)
-        .map(|index| {
-            format!(
-                "notes about {} and the {}",
-                WORDS[index % WORDS.len()],
-                WORDS[(index * 7 + 3) % WORDS.len()]
-            )
-        })
-        .collect();
+    // Synthetic indexes: insert, size, recall here; RSS and latency from
+    // a fresh process.
+    let recall_count = if smoke {
+        10
+    } else {
+        env_number("SEMANTIC_BENCH_RECALL_QUERIES", 100)
+    };
     for &size in index_sizes {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let index = Index::open(dir.path()).expect("open");
-        let started = Instant::now();
-        let per_file = 10_000.min(size);
-        for (file, offset) in (0..size).step_by(per_file).enumerate() {
-            let vectors = synthetic_vectors(per_file.min(size - offset), file as u64 + 7);
-            let chunks = vectors
-                .into_iter()
-                .enumerate()
-                .map(|(line, vector)| (format!("synthetic chunk {line}"), vector))
-                .collect();
-            index
-                .insert_vectors(
-                    &format!("/synthetic/{file:04}.txt"),
-                    embedder.precision(),
-                    chunks,
-                )
-                .expect("insert");
+        if let Err(message) = synthetic_index(embedder, size, query_count, recall_count, smoke) {
+            eprintln!("semantic bench: {message}");
+            return ExitCode::FAILURE;
         }
-        let built = started.elapsed();
-        let mut runs_p50 = Vec::new();
-        let mut runs_p99 = Vec::new();
-        let mut runs_search = Vec::new();
-        for _ in 0..3 {
-            let mut total = Vec::with_capacity(query_count);
-            let mut search_only = Vec::with_capacity(query_count);
-            for query in &queries {
-                let started = Instant::now();
-                let vector = embedder.embed(&[query.as_str()]).expect("embed").remove(0);
-                let searched = Instant::now();
-                let hits = index
-                    .search(&vector, embedder.precision(), 10, None)
-                    .expect("search");
-                assert_eq!(hits.len(), 10);
-                search_only.push(searched.elapsed());
-                total.push(started.elapsed());
-            }
-            total.sort();
-            search_only.sort();
-            runs_p50.push(percentile(&total, 0.5).as_secs_f64());
-            runs_p99.push(percentile(&total, 0.99).as_secs_f64());
-            runs_search.push(percentile(&search_only, 0.5).as_secs_f64());
-        }
-        let p50 = median(runs_p50);
-        println!(
-            "query at {size:>6} chunks      p50 {:.2} ms, p99 {:.2} ms (embedding included; target p50 ≤ {} ms) {}; search alone p50 {:.3} ms; built in {:.1} s",
-            p50 * 1000.0,
-            median(runs_p99) * 1000.0,
-            P50_TARGET.as_millis(),
-            if p50 <= P50_TARGET.as_secs_f64() {
-                "ok"
-            } else {
-                "ABOVE TARGET"
-            },
-            median(runs_search) * 1000.0,
-            built.as_secs_f64()
-        );
-        println!("RSS with {size} chunks      {:.0} MiB", rss_mib());
     }
 
     // An update over an unchanged tree.

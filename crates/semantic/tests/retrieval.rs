@@ -512,3 +512,136 @@ fn a_switch_of_precision_re_embeds_and_never_mixes_models() {
     assert_eq!(back.files_embedded, files, "{back:?}");
     index.check().expect("consistent");
 }
+
+/// Where the Python documentation's sources are on Debian and on Arch
+/// (`scripts/install-test-deps` installs Debian's python3-doc).
+const PYTHON_DOCS: &[&str] = &[
+    "/usr/share/doc/python3/html/_sources",
+    "/usr/share/doc/python/html/_sources",
+];
+
+/// Sentences of 8 to 40 words from the prose paragraphs (no markup) of
+/// the `.txt` files beneath `dir`, in path order, each once.
+fn doc_sentences(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read the docs") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "txt") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut seen = std::collections::HashSet::new();
+    let mut sentences = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for paragraph in text.split("\n\n") {
+            let lines: Vec<&str> = paragraph.lines().collect();
+            if lines.is_empty()
+                || !lines.iter().all(|line| {
+                    !line.trim().is_empty()
+                        && !line.starts_with([' ', '\t', '.', ':', '*', '-', '=', '#', '|'])
+                })
+            {
+                continue;
+            }
+            for sentence in lines.join(" ").split(". ") {
+                let words = sentence.split_whitespace().count();
+                if (8..=40).contains(&words) && seen.insert(sentence.to_owned()) {
+                    sentences.push(sentence.to_owned());
+                }
+            }
+        }
+    }
+    sentences
+}
+
+/// The compact graph with exact rescoring answers what brute force over
+/// every stored f32 vector answers: the same ten chunks in the same order
+/// with the same scores, on real embeddings of text no one here wrote (the
+/// Python documentation: 2,000 sentences indexed, 50 others asked).
+#[test]
+fn the_compact_graph_with_rescoring_finds_the_exact_top_ten() {
+    let dir = PYTHON_DOCS
+        .iter()
+        .map(Path::new)
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "the Python documentation is missing ({}): run ./scripts/install-test-deps (it installs python3-doc)",
+                PYTHON_DOCS.join(" or ")
+            )
+        });
+    let sentences = doc_sentences(dir);
+    assert!(
+        sentences.len() >= 4_000,
+        "{} sentences in {}: too few to draw from",
+        sentences.len(),
+        dir.display()
+    );
+    // Spread over the whole documentation: every other sentence of the
+    // first 4,000 is indexed, queries are drawn from the rest.
+    let indexed: Vec<&str> = sentences[..4_000]
+        .iter()
+        .step_by(2)
+        .map(String::as_str)
+        .collect();
+    let asked: Vec<&str> = sentences[1..4_000]
+        .iter()
+        .step_by(80)
+        .map(String::as_str)
+        .collect();
+    let embedder = support::embedder();
+    let precision = embedder.precision();
+    let vectors = embedder.embed(&indexed).expect("embed");
+    let state = tempfile::tempdir().expect("temp dir");
+    let index = Index::open(state.path()).expect("open");
+    let files = indexed
+        .chunks(500)
+        .zip(vectors.chunks(500))
+        .enumerate()
+        .map(|(file, (texts, vectors))| {
+            let chunks = texts
+                .iter()
+                .zip(vectors)
+                .map(|(text, vector)| ((*text).to_owned(), vector.clone()))
+                .collect();
+            (format!("/docs/{file}.txt"), chunks)
+        });
+    index.insert_vectors(precision, files).expect("insert");
+    let queries = embedder.embed(&asked).expect("embed");
+    let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+    let exact = index.exact_search(&refs, precision, 10).expect("exact");
+    let mut differ = Vec::new();
+    for ((query, text), exact) in queries.iter().zip(&asked).zip(&exact) {
+        assert_eq!(exact.len(), 10);
+        let found = index.search(query, precision, 10, None).expect("search");
+        if &found != exact {
+            differ.push(format!(
+                "{text:?}: {:?} instead of {:?}",
+                found
+                    .iter()
+                    .map(|hit| (&hit.path, hit.start_line, hit.score))
+                    .collect::<Vec<_>>(),
+                exact
+                    .iter()
+                    .map(|hit| (&hit.path, hit.start_line, hit.score))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} queries differ from brute force:\n{}",
+        differ.len(),
+        asked.len(),
+        differ.join("\n")
+    );
+}
