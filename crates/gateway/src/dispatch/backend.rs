@@ -50,17 +50,16 @@ impl Gateway {
         if service.wants_caller {
             super::delegation::add_caller(session, &mut params);
         }
-        let activity = Arc::new(Notify::new());
-        let (progress, forwarder) = forward_progress(session, progress_token, &activity);
+        let (progress, forwarder) = forward_progress(session, progress_token);
         let timeout = self.config.backend_timeout;
         let outcome = quiet_for(
             timeout,
-            &activity,
+            forwarder.as_ref().map(Forwarder::activity),
             service.pool.call_raw(method, params, progress),
         )
         .await;
         if let Some(forwarder) = forwarder {
-            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+            forwarder.finish().await;
         }
         let result = match outcome {
             Ok(Ok(value)) => return Ok(value),
@@ -113,33 +112,50 @@ impl Gateway {
 }
 
 /// Relays a call's progress to the client under the client's own token.
-/// The task is awaited before the response is returned, so that every
-/// progress notification reaches the client before the answer, as MCP
-/// requires.
+/// The task is awaited before the response is returned
+/// ([`Forwarder::finish`]), so that every progress notification reaches
+/// the client before the answer, as MCP requires. A call without a token
+/// has neither a channel nor a task.
 pub(super) fn forward_progress(
     session: &Arc<Session>,
     token: Option<mcp::ProgressToken>,
-    activity: &Arc<Notify>,
-) -> (
-    Option<mpsc::UnboundedSender<Value>>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
+) -> (Option<mpsc::UnboundedSender<Value>>, Option<Forwarder>) {
     let Some(token) = token else {
         return (None, None);
     };
     let (sender, mut updates) = mpsc::unbounded_channel::<Value>();
     let session = session.clone();
-    let activity = activity.clone();
-    let forwarder = tokio::spawn(async move {
+    let activity = Arc::new(Notify::new());
+    let notified = activity.clone();
+    let task = tokio::spawn(async move {
         while let Some(mut update) = updates.recv().await {
-            activity.notify_one();
+            notified.notify_one();
             if let Value::Object(object) = &mut update {
                 object.insert(mcp::meta_key::PROGRESS_TOKEN.to_owned(), json!(token));
             }
             session.notify(method::NOTIFICATIONS_PROGRESS, Some(update));
         }
     });
-    (Some(sender), Some(forwarder))
+    (Some(sender), Some(Forwarder { task, activity }))
+}
+
+/// The task relaying one call's progress, and the signal it gives on each
+/// notification ([`quiet_for`]'s activity).
+pub(super) struct Forwarder {
+    task: tokio::task::JoinHandle<()>,
+    activity: Arc<Notify>,
+}
+
+impl Forwarder {
+    pub(super) fn activity(&self) -> &Notify {
+        &self.activity
+    }
+
+    /// Waits (a second at most) until the call's last notification is
+    /// queued for the client.
+    pub(super) async fn finish(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
 }
 
 /// The longest a call may run while it keeps reporting progress.
@@ -158,21 +174,41 @@ pub(super) enum Quiet {
 /// notification relayed to the client (`activity`) starts the limit again,
 /// as MCP allows, so a long job that reports (a sync followed with a
 /// progress token) is not cut off at the backend timeout; a call without a
-/// progress token has the plain timeout. `MAX_WITH_PROGRESS` bounds it all.
+/// progress token (no `activity`) has the plain timeout.
+/// `MAX_WITH_PROGRESS` bounds it all.
+///
+/// One timer per call, moved on by activity and never past the bound: a
+/// second timer for the bound, as before, was one more registration and
+/// cancellation in the runtime's timer wheel on every call, for a limit
+/// only a call that reports progress can reach.
 pub(super) async fn quiet_for<F: Future>(
     limit: Duration,
-    activity: &Notify,
+    activity: Option<&Notify>,
     call: F,
 ) -> Result<F::Output, Quiet> {
-    let give_up = tokio::time::sleep(MAX_WITH_PROGRESS.max(limit));
-    tokio::pin!(call, give_up);
+    let give_up = tokio::time::Instant::now() + MAX_WITH_PROGRESS.max(limit);
+    let silence = tokio::time::sleep(limit);
+    tokio::pin!(call, silence);
+    // Whether the timer was moved to the bound: its end is then `TooLong`.
+    let mut at_bound = false;
     loop {
-        let silence = tokio::time::sleep(limit);
+        let active = async {
+            match activity {
+                Some(activity) => activity.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            biased;
             output = &mut call => return Ok(output),
-            () = activity.notified() => {}
-            () = silence => return Err(Quiet::Silent),
-            () = &mut give_up => return Err(Quiet::TooLong),
+            () = active => {
+                let next = tokio::time::Instant::now() + limit;
+                at_bound = next >= give_up;
+                silence.as_mut().reset(next.min(give_up));
+            }
+            () = &mut silence => {
+                return Err(if at_bound { Quiet::TooLong } else { Quiet::Silent });
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! and `tools/call` (a backend method or an upstream server's tool).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use client::CallError;
 use proto::ErrorObject;
@@ -11,9 +10,8 @@ use proto::mcp::{
 };
 use proto::text::echo;
 use serde_json::{Map, Value};
-use tokio::sync::Notify;
 
-use super::backend::{MAX_WITH_PROGRESS, Quiet, forward_progress, quiet_for};
+use super::backend::{Forwarder, MAX_WITH_PROGRESS, Quiet, forward_progress, quiet_for};
 use super::{Gateway, Reply, Session, ToolReply, human, to_value};
 use crate::registry::{ToolTarget, UpstreamLink};
 use crate::tool_result;
@@ -168,12 +166,12 @@ impl Gateway {
         progress_token: Option<mcp::ProgressToken>,
     ) -> Result<Reply, ErrorObject> {
         let params = to_value(&CallToolParams::new(tool, arguments))?;
-        let activity = Arc::new(Notify::new());
-        let (progress, forwarder) = forward_progress(session, progress_token, &activity);
+        let (progress, forwarder) = forward_progress(session, progress_token);
         let call = link.client.call(method::TOOLS_CALL, Some(params), progress);
-        let outcome = quiet_for(self.config.backend_timeout, &activity, call).await;
+        let activity = forwarder.as_ref().map(Forwarder::activity);
+        let outcome = quiet_for(self.config.backend_timeout, activity, call).await;
         if let Some(forwarder) = forwarder {
-            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+            forwarder.finish().await;
         }
         match outcome {
             Ok(Ok(result)) => Ok(Reply::UpstreamToolCall(result)),
