@@ -13,12 +13,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::Message;
 
 use std::sync::Arc;
 
@@ -338,7 +338,8 @@ impl Smtp {
                 }
             };
             let exchange = exchange(endpoint, &parameters, self.timeout, &login, composed);
-            let result = tokio::time::timeout(self.timeout + Duration::from_secs(5), exchange).await;
+            let result =
+                tokio::time::timeout(self.timeout + Duration::from_secs(5), exchange).await;
             match result {
                 Ok(Ok(())) => {
                     tracing::info!(
