@@ -12,6 +12,8 @@
 //!   integration tests use ([`Client`]), and the frame helpers.
 //! - [`measure`]: sequential and concurrent timing loops, p50/p99
 //!   ([`Figures`], [`percentile`]), the benches' smoke switch and options.
+//! - [`corpus`]: a real corpus no one here wrote (the Python
+//!   documentation's sources) as prose sentences.
 //! - [`bench`]: what the benchmarks drive: a prepared-frame NUL client,
 //!   the gateway over WebSocket, Streamable HTTP and the stdio bridge, a
 //!   newline-JSON reader of a child's pipe, a gateway config with tokens.
@@ -24,6 +26,7 @@
 //! [`PATIENCE`] or by a bound the caller gives.
 
 pub mod bench;
+pub mod corpus;
 pub mod measure;
 pub mod process;
 pub mod server;

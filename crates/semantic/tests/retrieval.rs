@@ -8,6 +8,7 @@ mod support;
 
 use std::path::Path;
 
+use bench_support::corpus;
 use semantic::{DirSource, Index, Precision, Settings, Target};
 
 const CORPUS: &[(&str, &str)] = &[
@@ -513,32 +514,14 @@ fn a_switch_of_precision_re_embeds_and_never_mixes_models() {
     index.check().expect("consistent");
 }
 
-/// Where the Python documentation's sources are on Debian and on Arch
-/// (`scripts/install-test-deps` installs Debian's python3-doc).
-const PYTHON_DOCS: &[&str] = &[
-    "/usr/share/doc/python3/html/_sources",
-    "/usr/share/doc/python/html/_sources",
-];
-
 /// Sentences of 8 to 40 words from the prose paragraphs (no markup) of
-/// the `.txt` files beneath `dir`, in path order, each once.
+/// the Python documentation's `.txt` files, in path order, each once. (Not
+/// [`corpus::sentences`], whose stricter filter picks other sentences: the
+/// assertion below was made on these.)
 fn doc_sentences(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read the docs") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "txt") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
     let mut seen = std::collections::HashSet::new();
     let mut sentences = Vec::new();
-    for file in files {
+    for file in corpus::text_files(dir).unwrap_or_else(|error| panic!("{error}")) {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
@@ -569,17 +552,8 @@ fn doc_sentences(dir: &Path) -> Vec<String> {
 /// Python documentation: 2,000 sentences indexed, 50 others asked).
 #[test]
 fn the_compact_graph_with_rescoring_finds_the_exact_top_ten() {
-    let dir = PYTHON_DOCS
-        .iter()
-        .map(Path::new)
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "the Python documentation is missing ({}): run ./scripts/install-test-deps (it installs python3-doc)",
-                PYTHON_DOCS.join(" or ")
-            )
-        });
-    let sentences = doc_sentences(dir);
+    let dir = corpus::python_docs().unwrap_or_else(|error| panic!("{error}"));
+    let sentences = doc_sentences(&dir);
     assert!(
         sentences.len() >= 4_000,
         "{} sentences in {}: too few to draw from",

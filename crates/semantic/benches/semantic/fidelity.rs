@@ -17,17 +17,13 @@
 //! both models' chunks/s over the corpus (sorted by length, in batches of
 //! `embed::BATCH`, as the index embeds) beside the fp32 ceiling.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use bench_support::corpus::{self, sentences, text_files};
 use semantic::Embedder;
 use semantic::chunk::{ChunkOptions, chunk};
 
-/// Where the Python documentation's sources are on Debian and on Arch.
-const CORPUS_DIRS: &[&str] = &[
-    "/usr/share/doc/python3/html/_sources",
-    "/usr/share/doc/python/html/_sources",
-];
 /// The nearest neighbours compared.
 const TOP: usize = 10;
 
@@ -39,75 +35,15 @@ pub(crate) struct Fidelity {
     pub(crate) top1_in_corpus: f64,
 }
 
+/// The corpus: `SEMANTIC_BENCH_CORPUS` (a directory of text files), else
+/// the Python documentation.
 fn corpus_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("SEMANTIC_BENCH_CORPUS").filter(|dir| !dir.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    CORPUS_DIRS
-        .iter()
-        .map(PathBuf::from)
-        .find(|dir| dir.is_dir())
-        .ok_or_else(|| {
-            format!(
-                "the fidelity corpus is missing ({}): run ./scripts/install-test-deps (it installs python3-doc), or set SEMANTIC_BENCH_CORPUS to a directory of text files",
-                CORPUS_DIRS.join(" or ")
-            )
-        })
-}
-
-/// Every `.txt` file beneath `dir`, sorted by path.
-fn text_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|error| format!("{}: {error}", dir.display()))?
-                .path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "txt") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The prose sentences of a reStructuredText file: paragraphs that are not
-/// markup (directives, field lists, headings' underlines, indented code or
-/// tables), split at full stops, with 8 to 40 words of mostly letters.
-fn sentences(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for paragraph in text.split("\n\n") {
-        let lines: Vec<&str> = paragraph.lines().collect();
-        let prose = !lines.is_empty()
-            && lines.iter().all(|line| {
-                let trimmed = line.trim_end();
-                !trimmed.is_empty()
-                    && !line.starts_with([' ', '\t'])
-                    && !trimmed.starts_with("..")
-                    && !trimmed.starts_with(':')
-                    && !trimmed.starts_with(['*', '-', '+', '#', '|', '>', '='])
-                    && !trimmed.chars().all(|c| "=-~^*+#`'\".:_".contains(c))
-            });
-        if !prose {
-            continue;
-        }
-        let joined = lines.join(" ");
-        for sentence in joined.split(". ") {
-            let sentence = sentence.trim();
-            let words = sentence.split_whitespace().count();
-            let letters = sentence.chars().filter(|c| c.is_alphabetic()).count();
-            if (8..=40).contains(&words) && letters * 10 >= sentence.len() * 7 {
-                found.push(format!("{}.", sentence.trim_end_matches('.')));
-            }
-        }
-    }
-    found
+    corpus::python_docs().map_err(|error| {
+        format!("{error}, or set SEMANTIC_BENCH_CORPUS to a directory of text files")
+    })
 }
 
 /// Up to `wanted` distinct sentences, taken a few from each text in turn.
